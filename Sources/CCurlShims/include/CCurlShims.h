@@ -1,0 +1,4 @@
+#ifndef PACHMIGRATE_CCURL_SHIMS_H
+#define PACHMIGRATE_CCURL_SHIMS_H
+#include <curl/curl.h>
+#endif

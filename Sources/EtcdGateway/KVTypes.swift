@@ -1,0 +1,288 @@
+// Value types of etcd's v3 KV and lease API, as the JSON gateway speaks them.
+// Keys and values are raw bytes ([UInt8]); etcd keys are arbitrary bytes, not strings.
+
+/// One key-value pair as etcd stores it (`mvccpb.KeyValue`).
+public struct KeyValue: Sendable, Hashable {
+    public var key: [UInt8]
+    public var value: [UInt8]
+    public var createRevision: Int64
+    public var modRevision: Int64
+    public var version: Int64
+    public var lease: Int64
+
+    public init(
+        key: [UInt8], value: [UInt8], createRevision: Int64 = 0, modRevision: Int64 = 0,
+        version: Int64 = 0, lease: Int64 = 0
+    ) {
+        self.key = key
+        self.value = value
+        self.createRevision = createRevision
+        self.modRevision = modRevision
+        self.version = version
+        self.lease = lease
+    }
+}
+
+public struct RangeRequest: Sendable, Hashable {
+    public enum SortOrder: String, Sendable { case none = "NONE", ascend = "ASCEND", descend = "DESCEND" }
+    public enum SortTarget: String, Sendable {
+        case key = "KEY", version = "VERSION", create = "CREATE", mod = "MOD", value = "VALUE"
+    }
+
+    public var key: [UInt8]
+    /// Empty: only `key`. `[0]`: every key >= `key`. Otherwise the exclusive end.
+    public var rangeEnd: [UInt8]
+    public var limit: Int64
+    /// 0: the current revision.
+    public var revision: Int64
+    public var sortOrder: SortOrder
+    public var sortTarget: SortTarget
+    public var keysOnly: Bool
+    public var countOnly: Bool
+
+    public init(
+        key: [UInt8], rangeEnd: [UInt8] = [], limit: Int64 = 0, revision: Int64 = 0,
+        sortOrder: SortOrder = .none, sortTarget: SortTarget = .key, keysOnly: Bool = false,
+        countOnly: Bool = false
+    ) {
+        self.key = key
+        self.rangeEnd = rangeEnd
+        self.limit = limit
+        self.revision = revision
+        self.sortOrder = sortOrder
+        self.sortTarget = sortTarget
+        self.keysOnly = keysOnly
+        self.countOnly = countOnly
+    }
+
+    /// Every key that starts with `prefix`.
+    public static func prefix(
+        _ prefix: [UInt8], limit: Int64 = 0, revision: Int64 = 0, keysOnly: Bool = false,
+        countOnly: Bool = false
+    ) -> RangeRequest {
+        RangeRequest(
+            key: prefix, rangeEnd: prefixRangeEnd(prefix), limit: limit, revision: revision,
+            keysOnly: keysOnly, countOnly: countOnly)
+    }
+}
+
+/// The `range_end` that selects every key starting with `prefix`: the prefix with its last
+/// byte below 0xff incremented (and what follows dropped); `[0]` (all keys) when every byte is 0xff.
+public func prefixRangeEnd(_ prefix: [UInt8]) -> [UInt8] {
+    var end = prefix
+    while let last = end.last {
+        if last < 0xff {
+            end[end.count - 1] = last + 1
+            return end
+        }
+        end.removeLast()
+    }
+    return [0]
+}
+
+public struct ResponseHeader: Sendable, Hashable {
+    public var clusterID: UInt64
+    public var memberID: UInt64
+    public var revision: Int64
+    public var raftTerm: UInt64
+
+    public init(clusterID: UInt64 = 0, memberID: UInt64 = 0, revision: Int64 = 0, raftTerm: UInt64 = 0) {
+        self.clusterID = clusterID
+        self.memberID = memberID
+        self.revision = revision
+        self.raftTerm = raftTerm
+    }
+}
+
+public struct RangeResponse: Sendable, Hashable {
+    public var header: ResponseHeader
+    public var kvs: [KeyValue]
+    public var more: Bool
+    /// Total number of keys in the range (not the page size).
+    public var count: Int64
+
+    public init(header: ResponseHeader = .init(), kvs: [KeyValue] = [], more: Bool = false, count: Int64 = 0) {
+        self.header = header
+        self.kvs = kvs
+        self.more = more
+        self.count = count
+    }
+}
+
+public struct PutRequest: Sendable, Hashable {
+    public var key: [UInt8]
+    public var value: [UInt8]
+    public var lease: Int64
+    public var prevKV: Bool
+    /// Keep the key's current lease (a put without a lease otherwise detaches it).
+    public var ignoreLease: Bool
+
+    public init(key: [UInt8], value: [UInt8], lease: Int64 = 0, prevKV: Bool = false, ignoreLease: Bool = false) {
+        self.key = key
+        self.value = value
+        self.lease = lease
+        self.prevKV = prevKV
+        self.ignoreLease = ignoreLease
+    }
+}
+
+public struct PutResponse: Sendable, Hashable {
+    public var header: ResponseHeader
+    public var prevKV: KeyValue?
+
+    public init(header: ResponseHeader = .init(), prevKV: KeyValue? = nil) {
+        self.header = header
+        self.prevKV = prevKV
+    }
+}
+
+public struct DeleteRangeRequest: Sendable, Hashable {
+    public var key: [UInt8]
+    public var rangeEnd: [UInt8]
+    public var prevKV: Bool
+
+    public init(key: [UInt8], rangeEnd: [UInt8] = [], prevKV: Bool = false) {
+        self.key = key
+        self.rangeEnd = rangeEnd
+        self.prevKV = prevKV
+    }
+
+    public static func prefix(_ prefix: [UInt8], prevKV: Bool = false) -> DeleteRangeRequest {
+        DeleteRangeRequest(key: prefix, rangeEnd: prefixRangeEnd(prefix), prevKV: prevKV)
+    }
+}
+
+public struct DeleteRangeResponse: Sendable, Hashable {
+    public var header: ResponseHeader
+    public var deleted: Int64
+    public var prevKVs: [KeyValue]
+
+    public init(header: ResponseHeader = .init(), deleted: Int64 = 0, prevKVs: [KeyValue] = []) {
+        self.header = header
+        self.deleted = deleted
+        self.prevKVs = prevKVs
+    }
+}
+
+/// A txn guard. A compare on an absent key compares against zeros (and an empty value).
+public struct Compare: Sendable, Hashable {
+    public enum Result: String, Sendable { case equal = "EQUAL", greater = "GREATER", less = "LESS", notEqual = "NOT_EQUAL" }
+    public enum Target: Sendable, Hashable {
+        case version(Int64)
+        case createRevision(Int64)
+        case modRevision(Int64)
+        case value([UInt8])
+        case lease(Int64)
+    }
+
+    public var key: [UInt8]
+    public var rangeEnd: [UInt8]
+    public var result: Result
+    public var target: Target
+
+    public init(key: [UInt8], _ result: Result, _ target: Target, rangeEnd: [UInt8] = []) {
+        self.key = key
+        self.rangeEnd = rangeEnd
+        self.result = result
+        self.target = target
+    }
+}
+
+public enum RequestOp: Sendable, Hashable {
+    case range(RangeRequest)
+    case put(PutRequest)
+    case deleteRange(DeleteRangeRequest)
+}
+
+public enum ResponseOp: Sendable, Hashable {
+    case range(RangeResponse)
+    case put(PutResponse)
+    case deleteRange(DeleteRangeResponse)
+}
+
+public struct TxnRequest: Sendable, Hashable {
+    public var compare: [Compare]
+    public var success: [RequestOp]
+    public var failure: [RequestOp]
+
+    public init(compare: [Compare] = [], success: [RequestOp] = [], failure: [RequestOp] = []) {
+        self.compare = compare
+        self.success = success
+        self.failure = failure
+    }
+}
+
+public struct TxnResponse: Sendable, Hashable {
+    public var header: ResponseHeader
+    public var succeeded: Bool
+    public var responses: [ResponseOp]
+
+    public init(header: ResponseHeader = .init(), succeeded: Bool = false, responses: [ResponseOp] = []) {
+        self.header = header
+        self.succeeded = succeeded
+        self.responses = responses
+    }
+}
+
+public struct LeaseGrantResponse: Sendable, Hashable {
+    public var header: ResponseHeader
+    public var id: Int64
+    public var ttl: Int64
+
+    public init(header: ResponseHeader = .init(), id: Int64, ttl: Int64) {
+        self.header = header
+        self.id = id
+        self.ttl = ttl
+    }
+}
+
+public struct LeaseTimeToLiveResponse: Sendable, Hashable {
+    public var header: ResponseHeader
+    public var id: Int64
+    /// Remaining seconds; -1 when the lease does not exist (expired or revoked).
+    public var ttl: Int64
+    public var grantedTTL: Int64
+    public var keys: [[UInt8]]
+
+    public init(header: ResponseHeader = .init(), id: Int64, ttl: Int64, grantedTTL: Int64 = 0, keys: [[UInt8]] = []) {
+        self.header = header
+        self.id = id
+        self.ttl = ttl
+        self.grantedTTL = grantedTTL
+        self.keys = keys
+    }
+}
+
+public struct StatusResponse: Sendable, Hashable {
+    public var header: ResponseHeader
+    public var version: String
+    public var dbSize: Int64
+    public var leader: UInt64
+    public var raftIndex: UInt64
+    public var raftTerm: UInt64
+
+    public init(
+        header: ResponseHeader = .init(), version: String = "", dbSize: Int64 = 0, leader: UInt64 = 0,
+        raftIndex: UInt64 = 0, raftTerm: UInt64 = 0
+    ) {
+        self.header = header
+        self.version = version
+        self.dbSize = dbSize
+        self.leader = leader
+        self.raftIndex = raftIndex
+        self.raftTerm = raftTerm
+    }
+}
+
+/// The part of etcd the migration engine needs. `EtcdClient` implements it against a real
+/// server; tests may give the engine an in-memory implementation. Calls block the calling
+/// thread (libcurl is synchronous); run them off Swift's cooperative pool.
+public protocol KeyValueService: Sendable {
+    func range(_ request: RangeRequest) throws(EtcdError) -> RangeResponse
+    func txn(_ request: TxnRequest) throws(EtcdError) -> TxnResponse
+    func leaseGrant(ttl: Int64) throws(EtcdError) -> LeaseGrantResponse
+    func leaseRevoke(id: Int64) throws(EtcdError)
+    /// One keep-alive round trip; returns the new TTL, or nil when the lease is gone.
+    func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64?
+    func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse
+}

@@ -1,0 +1,1 @@
+// Generated code goes here (Scripts/generate-protos).

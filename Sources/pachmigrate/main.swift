@@ -1,0 +1,3 @@
+import PachmigrateCLI
+
+Pachmigrate.main()
