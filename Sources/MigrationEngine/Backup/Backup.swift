@@ -1,0 +1,79 @@
+import EtcdGateway
+import Logging
+
+/// A logical backup: every key under the roots as it was at one revision, in mod-revision
+/// order, in the dump format (`DumpWriter`), with a `.sha256` beside it.
+public struct BackupInfo: Codable, Sendable, Hashable {
+    public var path: String
+    public var sha256: String
+    public var keys: Int
+    public var revision: Int64
+}
+
+public enum Backup {
+    /// Writes `keys` (as read at `revision`) to `path`. Fails with `.backupFailed` before
+    /// touching etcd if the file cannot be created or written.
+    public static func write(
+        store: any KeyValueService, keys: [KeyRevision], revision: Int64, to path: String, logger: Logger,
+        progress: (Int) -> Void = { _ in }
+    ) throws(MigrationError) -> BackupInfo {
+        let writer: DumpWriter
+        do {
+            writer = try DumpWriter(path: path)
+        } catch {
+            throw MigrationError(.backupFailed, "cannot create the backup file \(path): \(error). Nothing was written to etcd; choose another --backup path.")
+        }
+        var start = keys.startIndex
+        do {
+            while start < keys.endIndex {
+                let end = min(start + 100, keys.endIndex)
+                let values = try fetchValues(store: store, keys: keys[start..<end], revision: revision)
+                for (entry, kv) in zip(keys[start..<end], values) {
+                    guard let kv else {
+                        throw MigrationError(.backupFailed, "\(entry.key.printable) vanished at revision \(revision) while backing up")
+                    }
+                    try writer.write(kv)
+                }
+                progress(end)
+                start = end
+            }
+            let sha = try writer.finish()
+            logger.info("backup written", metadata: ["path": "\(path)", "keys": "\(keys.count)", "sha256": "\(sha)"])
+            return BackupInfo(path: path, sha256: sha, keys: keys.count, revision: revision)
+        } catch let error as MigrationError {
+            throw error
+        } catch {
+            throw MigrationError(.backupFailed, "writing the backup \(path) failed: \(error). Nothing was written to etcd; free some space or choose another --backup path.")
+        }
+    }
+
+    /// Backs up every key under `prefixes` at the current revision.
+    public static func take(
+        store: any KeyValueService, prefixes: [[UInt8]], to path: String, logger: Logger
+    ) throws(MigrationError) -> BackupInfo {
+        let (keys, revision) = try collectKeys(store: store, prefixes: prefixes)
+        return try write(store: store, keys: keys, revision: revision, to: path, logger: logger)
+    }
+
+    /// Every key under `prefixes` at one revision, in mod-revision order, without values.
+    public static func collectKeys(
+        store: any KeyValueService, prefixes: [[UInt8]], pageSize: Int = 1000
+    ) throws(MigrationError) -> ([KeyRevision], Int64) {
+        var keys: [KeyRevision] = []
+        var revision: Int64 = 0
+        for prefix in prefixes {
+            var next = prefix
+            while true {
+                let request = RangeRequest(
+                    key: next, rangeEnd: prefixRangeEnd(prefix), limit: Int64(pageSize), revision: revision, keysOnly: true)
+                let page = try etcd("listing \(prefix.printable)") { () throws(EtcdError) in try store.range(request) }
+                if revision == 0 { revision = page.header.revision }
+                keys += page.kvs.map { KeyRevision(key: $0.key, modRevision: $0.modRevision) }
+                guard page.more, let last = page.kvs.last else { break }
+                next = last.key + [0]
+            }
+        }
+        keys.sort(by: ClusterScan.revisionOrder)
+        return (keys, revision)
+    }
+}

@@ -1,0 +1,118 @@
+import EtcdGateway
+
+/// What the engine needs to know about one product's records, for one version path.
+/// The engine moves bytes, fences writes and keeps the journal; a `RecordMigration` says
+/// which keys are records, which lane (ordering group) each belongs to and how each
+/// value changes. Pachyderm's implementation lives in `PachydermMigrations`.
+public protocol RecordMigration: Sendable {
+    /// Version the cluster is migrated from and to (for the journal and history).
+    var fromVersion: String { get }
+    var toVersion: String { get }
+    /// Whole roots backed up before the first write and restored by `restore`.
+    var backupPrefixes: [[UInt8]] { get }
+    /// Collections scanned for records (each with its trailing slash), in scan order.
+    var recordPrefixes: [[UInt8]] { get }
+    /// The ordering group of a record key, or nil for a key to leave untouched (index
+    /// keys, counters, scratch …). Records in one lane keep their relative mod-revision order.
+    func lane(of key: [UInt8]) -> String?
+    /// Converts one record. Throws with the key named when it cannot.
+    func convert(_ record: KeyValue) throws(RecordConversionError) -> RecordConversion
+    /// Adds what makes the cluster not at rest, as seen in one key (a record or not).
+    func inspect(_ kv: KeyValue, findings: inout [AtRestFinding])
+}
+
+public struct RecordConversion: Sendable {
+    public enum Action: Sendable {
+        /// Write this value in place of the old one.
+        case rewrite([UInt8])
+        /// Already in the target form (a resumed or repeated run, or another tool's work).
+        case alreadyMigrated
+    }
+    public var action: Action
+    /// Keys to create in the same txn as the rewrite (only if absent), e.g. Pachyderm
+    /// 1.5's `openCommits/<id>` for a commit migrated open.
+    public var companions: [(key: [UInt8], value: [UInt8])]
+    public var notes: [ConversionNote]
+
+    public init(action: Action, companions: [(key: [UInt8], value: [UInt8])] = [], notes: [ConversionNote] = []) {
+        self.action = action
+        self.companions = companions
+        self.notes = notes
+    }
+}
+
+/// Something a conversion did that the operator should hear about: a dropped field, a
+/// normalized value, a disagreement in the source data.
+public struct ConversionNote: Sendable, Hashable, Codable {
+    public enum Kind: String, Sendable, Hashable, Codable { case dropped, normalized, warning }
+    public var kind: Kind
+    public var key: String
+    public var message: String
+
+    public init(kind: Kind, key: String, message: String) {
+        self.kind = kind
+        self.key = key
+        self.message = message
+    }
+}
+
+public struct RecordConversionError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var key: String
+    public var message: String
+
+    public init(key: String, message: String) {
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String { "\(key): \(message)" }
+}
+
+/// One reason the cluster is not at rest.
+public struct AtRestFinding: Sendable, Hashable, Codable {
+    public enum Kind: String, Sendable, Hashable, Codable {
+        case runningJob = "running-job"
+        case openCommit = "open-commit"
+        case inFlightPutFile = "in-flight-put-file"
+        case liveWorker = "live-worker"
+        case foreignWrite = "foreign-write"
+    }
+    public var kind: Kind
+    public var key: String
+    public var detail: String
+    /// A blocking finding refuses the run; a non-blocking one is a warning.
+    public var blocking: Bool
+
+    public init(kind: Kind, key: String, detail: String, blocking: Bool) {
+        self.kind = kind
+        self.key = key
+        self.detail = detail
+        self.blocking = blocking
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// The key as text for messages; bytes that are not UTF-8 are shown as `\xNN`.
+    public var printable: String {
+        if let s = String(validating: self, as: UTF8.self), !s.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+            return s
+        }
+        var out = ""
+        for b in self {
+            if b >= 0x20 && b < 0x7f && b != UInt8(ascii: "\\") {
+                out.unicodeScalars.append(Unicode.Scalar(b))
+            } else {
+                out += "\\x" + String(b, radix: 16, uppercase: false).leftPadded(to: 2)
+            }
+        }
+        return out
+    }
+}
+
+extension String {
+    var bytes: [UInt8] { Array(utf8) }
+
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

@@ -1,0 +1,179 @@
+import EtcdGateway
+import Logging
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The run's state record. It is written in txns fenced on the lock, so it never
+/// disagrees with the data: `running` means records may be half-way; re-running the same
+/// command resumes from the lane cursors.
+public struct RunState: Codable, Sendable, Hashable {
+    public enum Status: String, Codable, Sendable { case idle, running, failed, done }
+    public var status: Status
+    public var runID: String
+    public var from: String
+    public var to: String
+    /// Revision at which the run first read the cluster: any later write to a record that
+    /// the run did not make is someone else's.
+    public var startRevision: Int64
+    public var startedAt: String
+    public var updatedAt: String
+    public var step: String
+    public var backupPath: String?
+    public var backupSHA256: String?
+    public var records: Int
+    public var message: String?
+
+    public init(
+        status: Status, runID: String, from: String, to: String, startRevision: Int64, startedAt: String,
+        updatedAt: String, step: String, backupPath: String? = nil, backupSHA256: String? = nil,
+        records: Int = 0, message: String? = nil
+    ) {
+        self.status = status
+        self.runID = runID
+        self.from = from
+        self.to = to
+        self.startRevision = startRevision
+        self.startedAt = startedAt
+        self.updatedAt = updatedAt
+        self.step = step
+        self.backupPath = backupPath
+        self.backupSHA256 = backupSHA256
+        self.records = records
+        self.message = message
+    }
+}
+
+/// How far one lane got. `written` counts records rewritten by this run (over all its
+/// resumptions); `lastKey` is the last one, in original mod-revision order.
+public struct LaneCursor: Codable, Sendable, Hashable {
+    public var written: Int
+    public var lastKey: String
+    public var lastRevision: Int64
+
+    public init(written: Int, lastKey: String, lastRevision: Int64) {
+        self.written = written
+        self.lastKey = lastKey
+        self.lastRevision = lastRevision
+    }
+}
+
+/// One line of the history: a completed migration, a restore or a lock break.
+public struct HistoryEntry: Codable, Sendable, Hashable {
+    public var event: String
+    public var at: String
+    public var who: String
+    public var from: String?
+    public var to: String?
+    public var counts: [String: Int]?
+    public var backupPath: String?
+    public var backupSHA256: String?
+    public var detail: String?
+
+    public init(
+        event: String, at: String, who: String, from: String? = nil, to: String? = nil,
+        counts: [String: Int]? = nil, backupPath: String? = nil, backupSHA256: String? = nil,
+        detail: String? = nil
+    ) {
+        self.event = event
+        self.at = at
+        self.who = who
+        self.from = from
+        self.to = to
+        self.counts = counts
+        self.backupPath = backupPath
+        self.backupSHA256 = backupSHA256
+        self.detail = detail
+    }
+}
+
+enum JSONCoding {
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // Encoding our own plain Codable structs cannot fail.
+        return Array((try? encoder.encode(value)) ?? Data())
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], key: [UInt8]) throws(MigrationError) -> T {
+        do {
+            return try JSONDecoder().decode(type, from: Data(bytes))
+        } catch {
+            throw MigrationError(
+                .invalidState,
+                "the journal record \(key.printable) is not valid JSON of the expected shape (\(error)); inspect it with `etcdctl get \(key.printable)`")
+        }
+    }
+}
+
+/// ISO 8601 UTC time, for humans reading the journal.
+func timestamp(_ date: Date = Date()) -> String {
+    date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false))
+}
+
+/// Reads the journal records of a namespace. Writes go through the fenced writer.
+public struct JournalReader: Sendable {
+    public let store: any KeyValueService
+    public let namespace: Namespace
+
+    public init(store: any KeyValueService, namespace: Namespace) {
+        self.store = store
+        self.namespace = namespace
+    }
+
+    public func state() throws(MigrationError) -> (RunState, KeyValue)? {
+        guard let kv = try get(namespace.stateKey) else { return nil }
+        return (try JSONCoding.decode(RunState.self, kv.value, key: kv.key), kv)
+    }
+
+    public func stampedVersion() throws(MigrationError) -> String? {
+        guard let kv = try get(namespace.versionKey) else { return nil }
+        return String(decoding: kv.value, as: UTF8.self)
+    }
+
+    public func laneCursors() throws(MigrationError) -> [String: LaneCursor] {
+        let response = try etcd("reading the lane cursors") { () throws(EtcdError) in
+            try store.range(.prefix(namespace.lanesPrefix))
+        }
+        var cursors: [String: LaneCursor] = [:]
+        for kv in response.kvs {
+            let lane = String(decoding: kv.key.dropFirst(namespace.lanesPrefix.count), as: UTF8.self)
+            cursors[lane] = try JSONCoding.decode(LaneCursor.self, kv.value, key: kv.key)
+        }
+        return cursors
+    }
+
+    /// The newest `limit` history entries, oldest first.
+    public func history(limit: Int = 10) throws(MigrationError) -> [HistoryEntry] {
+        let response = try etcd("reading the history") { () throws(EtcdError) in
+            try store.range(
+                RangeRequest(
+                    key: namespace.historyPrefix, rangeEnd: prefixRangeEnd(namespace.historyPrefix),
+                    limit: Int64(limit), sortOrder: .descend, sortTarget: .key))
+        }
+        var entries: [HistoryEntry] = []
+        for kv in response.kvs.reversed() {
+            entries.append(try JSONCoding.decode(HistoryEntry.self, kv.value, key: kv.key))
+        }
+        return entries
+    }
+
+    public func lockHolder() throws(MigrationError) -> (LockHolder, KeyValue)? {
+        guard let kv = try get(namespace.lockKey) else { return nil }
+        return (try JSONCoding.decode(LockHolder.self, kv.value, key: kv.key), kv)
+    }
+
+    func get(_ key: [UInt8]) throws(MigrationError) -> KeyValue? {
+        try etcd("reading \(key.printable)") { () throws(EtcdError) in try store.range(RangeRequest(key: key)) }.kvs.first
+    }
+
+    /// A history key that sorts by time and never collides with a concurrent writer's.
+    func newHistoryKey(runID: String) -> [UInt8] {
+        let nanos = UInt64(Date().timeIntervalSince1970 * 1_000_000_000)
+        let digits = String(nanos)
+        return namespace.historyPrefix + Array((String(repeating: "0", count: max(0, 20 - digits.count)) + digits + "-" + runID).utf8)
+    }
+}

@@ -1,0 +1,257 @@
+import Dispatch
+import EtcdGateway
+import Logging
+import Synchronization
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who holds the lock, as stored (JSON) in the lock key. Operators read it with
+/// `pachmigrate lock show` or `etcdctl get pachmigrate/lock`.
+public struct LockHolder: Codable, Sendable, Hashable {
+    public var holderID: String
+    public var host: String
+    public var pid: Int32
+    public var podName: String?
+    public var podNamespace: String?
+    public var toolVersion: String
+    public var command: String
+    public var from: String?
+    public var to: String?
+    public var startedAt: String
+    public var step: String
+    public var done: Int
+    public var total: Int
+    public var heartbeat: String
+    /// Seconds since the epoch of `heartbeat`, for staleness checks without date parsing.
+    public var heartbeatEpoch: Double
+    public var leaseID: String
+    public var ttl: Int64
+
+    /// The holder record for this process.
+    public static func current(command: String, toolVersion: String, from: String?, to: String?) -> LockHolder {
+        let env = ProcessInfo.processInfo.environment
+        let now = Date()
+        return LockHolder(
+            holderID: UUID().uuidString.lowercased(), host: ProcessInfo.processInfo.hostName,
+            pid: ProcessInfo.processInfo.processIdentifier,
+            podName: env["POD_NAME"] ?? env["HOSTNAME"].flatMap { env["KUBERNETES_SERVICE_HOST"] != nil ? $0 : nil },
+            podNamespace: env["POD_NAMESPACE"], toolVersion: toolVersion, command: command, from: from, to: to,
+            startedAt: timestamp(now), step: "starting", done: 0, total: 0, heartbeat: timestamp(now),
+            heartbeatEpoch: now.timeIntervalSince1970, leaseID: "", ttl: 0)
+    }
+
+    public var who: String {
+        var s = "\(host) pid \(pid)"
+        if let podName { s += " (pod \(podNamespace.map { "\($0)/" } ?? "")\(podName))" }
+        return s
+    }
+}
+
+public struct LockOptions: Sendable {
+    public var ttl: Int64
+    /// How long to wait for a held lock before giving up; zero fails at once.
+    public var wait: Duration
+
+    public init(ttl: Int64 = 30, wait: Duration = .zero) {
+        self.ttl = ttl
+        self.wait = wait
+    }
+}
+
+/// The migration lock: one well-known key created only if absent, bound to a lease that a
+/// background heartbeat keeps alive. Its create revision is the fence every write compares.
+public final class MigrationLock: Sendable {
+    public let namespace: Namespace
+    public let leaseID: Int64
+    /// The lock key's create revision. A txn comparing it can only succeed while this
+    /// process still holds the lock: once the lease is gone, the key is gone or re-created.
+    public let fence: Int64
+    let store: any KeyValueService
+    let logger: Logger
+    private let holder: Mutex<LockHolder>
+    private let lostError: Mutex<EtcdError?> = Mutex(nil)
+    private let stopped = Atomic<Bool>(false)
+    private let heartbeatDone = DispatchSemaphore(value: 0)
+    private let onLost: @Sendable (EtcdError) -> Void
+
+    /// The fence as a txn compare.
+    public var fenceCompare: Compare { Compare(key: namespace.lockKey, .equal, .createRevision(fence)) }
+
+    public var isLost: Bool { lostError.withLock { $0 != nil } }
+    public var lossReason: EtcdError? { lostError.withLock { $0 } }
+
+    private init(
+        store: any KeyValueService, namespace: Namespace, leaseID: Int64, fence: Int64, holder: LockHolder,
+        logger: Logger, onLost: @escaping @Sendable (EtcdError) -> Void
+    ) {
+        self.store = store
+        self.namespace = namespace
+        self.leaseID = leaseID
+        self.fence = fence
+        self.holder = Mutex(holder)
+        self.logger = logger
+        self.onLost = onLost
+    }
+
+    /// Takes the lock or throws `.lockHeld` naming the holder (after waiting up to `options.wait`).
+    public static func acquire(
+        store: any KeyValueService, namespace: Namespace, holder: LockHolder, options: LockOptions = .init(),
+        logger: Logger, onLost: @escaping @Sendable (EtcdError) -> Void = { _ in }
+    ) throws(MigrationError) -> MigrationLock {
+        let deadline = ContinuousClock.now + options.wait
+        while true {
+            let lease = try etcd("granting the lock's lease") { () throws(EtcdError) in try store.leaseGrant(ttl: options.ttl) }
+            var record = holder
+            record.leaseID = String(lease.id, radix: 16)
+            record.ttl = lease.ttl
+            let txn = TxnRequest(
+                compare: [Compare(key: namespace.lockKey, .equal, .createRevision(0))],
+                success: [.put(PutRequest(key: namespace.lockKey, value: JSONCoding.encode(record), lease: lease.id))],
+                failure: [.range(RangeRequest(key: namespace.lockKey))])
+            let response = try etcd("taking the lock") { () throws(EtcdError) in try store.txn(txn) }
+            if response.succeeded {
+                let lock = MigrationLock(
+                    store: store, namespace: namespace, leaseID: lease.id, fence: response.header.revision,
+                    holder: record, logger: logger, onLost: onLost)
+                lock.startHeartbeat(ttl: lease.ttl)
+                logger.info("lock taken", metadata: ["lease": "\(record.leaseID)", "fence": "\(lock.fence)"])
+                return lock
+            }
+            _ = try? store.leaseRevoke(id: lease.id)
+            var current: LockHolder?
+            if case .range(let r)? = response.responses.first, let kv = r.kvs.first {
+                current = try? JSONCoding.decode(LockHolder.self, kv.value, key: kv.key)
+            }
+            if ContinuousClock.now >= deadline {
+                throw MigrationError(
+                    .lockHeld,
+                    Self.heldMessage(current, namespace: namespace),
+                    keys: [namespace.lockKey.printable])
+            }
+            logger.info("lock held, waiting", metadata: ["holder": "\(current?.who ?? "unknown")"])
+            ContinuousClockSleep.sleep(for: min(.seconds(1), deadline - ContinuousClock.now))
+        }
+    }
+
+    static func heldMessage(_ holder: LockHolder?, namespace: Namespace) -> String {
+        guard let holder else {
+            return "the migration lock \(namespace.lockKey.printable) is held by an unreadable record; inspect it with `pachmigrate lock show`"
+        }
+        return """
+            the migration lock is held by \(holder.who), holder \(holder.holderID), running `\(holder.command)` \
+            \(holder.from.map { "from \($0) " } ?? "")\(holder.to.map { "to \($0) " } ?? "")since \(holder.startedAt), \
+            step \(holder.step) (\(holder.done)/\(holder.total)), last heartbeat \(holder.heartbeat). \
+            Wait for it (--wait-lock), or if it is stuck, see `pachmigrate lock show` and `pachmigrate lock break`.
+            """
+    }
+
+    /// Updates the step and progress the next heartbeat publishes.
+    public func report(step: String? = nil, done: Int? = nil, total: Int? = nil) {
+        holder.withLock {
+            if let step { $0.step = step }
+            if let done { $0.done = done }
+            if let total { $0.total = total }
+        }
+    }
+
+    /// Checks the lock is still ours; throws `.leaseLost` if not.
+    public func checkHeld() throws(MigrationError) {
+        if let reason = lossReason {
+            throw MigrationError(
+                .leaseLost,
+                "the lock's lease was lost (\(reason.message)); no further write was made. Run the same command again to resume.")
+        }
+    }
+
+    /// Stops the heartbeat and revokes the lease, which deletes the lock key.
+    public func release() {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        heartbeatDone.wait()
+        do {
+            try store.leaseRevoke(id: leaseID)
+            logger.info("lock released")
+        } catch {
+            logger.warning("could not revoke the lock's lease; it expires by itself", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func startHeartbeat(ttl: Int64) {
+        let interval = Duration.milliseconds(max(300, ttl * 1000 / 3))
+        // Lost when no keep-alive sent in the last (TTL - margin) succeeded.
+        let margin = Duration.milliseconds(min(2000, ttl * 1000 / 4))
+        let lifetime = Duration.seconds(ttl) - margin
+        DispatchQueue.global().async { [self] in
+            var lastGood = ContinuousClock.now
+            while !stopped.load(ordering: .acquiring) {
+                let sent = ContinuousClock.now
+                do throws(EtcdError) {
+                    if try store.leaseKeepAliveOnce(id: leaseID) == nil {
+                        markLost(EtcdError(.leaseNotFound, "etcd says lease \(String(leaseID, radix: 16)) no longer exists"))
+                        break
+                    }
+                    lastGood = sent
+                    try publishHeartbeat()
+                } catch {
+                    logger.warning("lock heartbeat failed", metadata: ["error": "\(error)"])
+                    if ContinuousClock.now - lastGood >= lifetime {
+                        markLost(EtcdError(.timeout, "no keep-alive succeeded for \(lifetime); last error: \(error.message)"))
+                        break
+                    }
+                }
+                // Sleep in small steps so release() returns promptly.
+                let wake = ContinuousClock.now + interval
+                while ContinuousClock.now < wake && !stopped.load(ordering: .acquiring) {
+                    ContinuousClockSleep.sleep(for: .milliseconds(50))
+                }
+            }
+            heartbeatDone.signal()
+        }
+    }
+
+    private func publishHeartbeat() throws(EtcdError) {
+        let record = holder.withLock { h -> LockHolder in
+            let now = Date()
+            h.heartbeat = timestamp(now)
+            h.heartbeatEpoch = now.timeIntervalSince1970
+            return h
+        }
+        let response = try store.txn(
+            TxnRequest(
+                compare: [fenceCompare],
+                success: [.put(PutRequest(key: namespace.lockKey, value: JSONCoding.encode(record), ignoreLease: true))]))
+        if !response.succeeded {
+            markLost(EtcdError(.leaseNotFound, "the lock key was deleted or re-created by someone else"))
+        }
+    }
+
+    private func markLost(_ error: EtcdError) {
+        let first = lostError.withLock { current -> Bool in
+            guard current == nil else { return false }
+            current = error
+            return true
+        }
+        if first {
+            logger.error("lock lost", metadata: ["reason": "\(error.message)"])
+            onLost(error)
+        }
+    }
+}
+
+/// Blocking sleep for code that runs on its own threads (never on Swift's cooperative pool).
+enum ContinuousClockSleep {
+    static func sleep(for duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        guard seconds > 0 || attoseconds > 0 else { return }
+        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) == -1 && errno == EINTR { request = remaining }
+    }
+}

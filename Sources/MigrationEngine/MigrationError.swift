@@ -1,0 +1,70 @@
+import EtcdGateway
+
+/// Every failure of the migration engine. `code` decides the process exit code (the CLI
+/// maps it); `message` tells the operator what happened and what to do next; `keys` names
+/// every key involved.
+public struct MigrationError: Error, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        fileprivate enum Base: String, Hashable, Sendable {
+            case lockHeld, notAtRest, foreignWrite, leaseLost, conversionFailed, unsupportedVersion,
+                verificationFailed, interrupted, backupFailed, restoreFailed, store, invalidState
+        }
+        fileprivate let base: Base
+        /// Another migrator (or a stale one) holds the lock.
+        public static let lockHeld = Code(base: .lockHeld)
+        /// Jobs run, commits are open or put-files are in flight.
+        public static let notAtRest = Code(base: .notAtRest)
+        /// Someone else wrote to the managed keys during the run.
+        public static let foreignWrite = Code(base: .foreignWrite)
+        /// The lock's lease was lost; nothing more was written. Re-run to resume.
+        public static let leaseLost = Code(base: .leaseLost)
+        /// At least one record could not be converted; `keys` names them.
+        public static let conversionFailed = Code(base: .conversionFailed)
+        /// No migration path between the versions, or the cluster is stamped with an unknown version.
+        public static let unsupportedVersion = Code(base: .unsupportedVersion)
+        /// `verify` found problems.
+        public static let verificationFailed = Code(base: .verificationFailed)
+        /// Stopped by a signal after persisting its state. Re-run to resume.
+        public static let interrupted = Code(base: .interrupted)
+        /// The backup could not be written; nothing was written to etcd.
+        public static let backupFailed = Code(base: .backupFailed)
+        /// The backup to restore is unreadable, corrupt, or the restore was refused.
+        public static let restoreFailed = Code(base: .restoreFailed)
+        /// etcd failed (unreachable, auth, permission, limits); see `underlying`.
+        public static let store = Code(base: .store)
+        /// The journal in etcd is not one this tool can continue from.
+        public static let invalidState = Code(base: .invalidState)
+        public var description: String { base.rawValue }
+    }
+
+    public var code: Code
+    public var message: String
+    public var keys: [String]
+    public var underlying: EtcdError?
+
+    public init(_ code: Code, _ message: String, keys: [String] = [], underlying: EtcdError? = nil) {
+        self.code = code
+        self.message = message
+        self.keys = keys
+        self.underlying = underlying
+    }
+
+    public static func store(_ error: EtcdError, while doing: String) -> MigrationError {
+        MigrationError(.store, "etcd failed while \(doing): \(error)", underlying: error)
+    }
+
+    public var description: String {
+        guard !keys.isEmpty else { return message }
+        return message + "\n" + keys.map { "  - \($0)" }.joined(separator: "\n")
+    }
+}
+
+/// Runs an etcd call, turning its error into a `MigrationError` that says what we were doing.
+@inline(__always)
+func etcd<T>(_ doing: @autoclosure () -> String, _ body: () throws(EtcdError) -> T) throws(MigrationError) -> T {
+    do {
+        return try body()
+    } catch {
+        throw MigrationError.store(error, while: doing())
+    }
+}

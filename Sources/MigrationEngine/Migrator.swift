@@ -1,0 +1,284 @@
+import Dispatch
+import EtcdGateway
+import Logging
+import Synchronization
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+public struct MigrationOptions: Sendable {
+    public enum BackupChoice: Sendable, Hashable {
+        /// `--no-backup`, chosen explicitly.
+        case none
+        case file(String)
+    }
+    /// Read, convert and check everything; write nothing, not even the lock.
+    public var dryRun = false
+    public var backup: BackupChoice
+    public var lock = LockOptions()
+    /// Lanes written at the same time (each over its own connection).
+    public var concurrency = 4
+    public var pageSize = 1000
+    /// For the lock holder record and the history.
+    public var command = "pachmigrate migrate"
+    public var toolVersion = "dev"
+
+    public init(backup: BackupChoice) {
+        self.backup = backup
+    }
+}
+
+public struct ProgressEvent: Sendable {
+    public var step: String
+    public var done: Int
+    public var total: Int
+}
+
+public struct MigrationResult: Sendable {
+    public enum Outcome: Sendable, Equatable {
+        /// The cluster is already stamped with the target version.
+        case nothingToDo(String)
+        case dryRun
+        case migrated
+    }
+    public var outcome: Outcome
+    public var scan: ClusterScan?
+    public var backup: BackupInfo?
+    /// True when this run continued an interrupted one.
+    public var resumed = false
+    /// Records written by this invocation.
+    public var written = 0
+    /// The run's revision fence: the revision it first read the cluster at.
+    public var startRevision: Int64 = 0
+}
+
+/// Runs one migration against a live cluster: lock, preflight scan, backup, fenced
+/// lane writes, journal, completion stamp. See README "How a migration runs".
+public struct Migrator: Sendable {
+    public let store: any KeyValueService
+    public let migration: any RecordMigration
+    public let namespace: Namespace
+    public let logger: Logger
+
+    public init(store: any KeyValueService, migration: any RecordMigration, namespace: Namespace, logger: Logger) {
+        self.store = store
+        self.migration = migration
+        self.namespace = namespace
+        self.logger = logger
+    }
+
+    public func run(
+        options: MigrationOptions, stop: StopSignal = StopSignal(),
+        progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }
+    ) throws(MigrationError) -> MigrationResult {
+        let journal = JournalReader(store: store, namespace: namespace)
+        let stamped = try journal.stampedVersion()
+        let existing = try journal.state()?.0
+        if let stamped, existing?.status != .running && existing?.status != .failed {
+            if stamped == migration.toVersion {
+                return MigrationResult(outcome: .nothingToDo("the cluster is already migrated to \(stamped)"))
+            }
+            if stamped != migration.fromVersion {
+                throw MigrationError(
+                    .unsupportedVersion,
+                    "the cluster is stamped \(stamped) by an earlier migration, not \(migration.fromVersion); refusing to migrate it from \(migration.fromVersion)")
+            }
+        }
+
+        if options.dryRun {
+            progress(ProgressEvent(step: "scan", done: 0, total: 0))
+            let scan = try ClusterScan.scan(
+                store: store, migration: migration, runStartRevision: existing.flatMap { $0.status == .done ? nil : $0.startRevision },
+                pageSize: options.pageSize, logger: logger
+            ) { progress(ProgressEvent(step: "scan", done: $0, total: 0)) }
+            return MigrationResult(outcome: .dryRun, scan: scan, startRevision: scan.revision)
+        }
+
+        let holder = LockHolder.current(
+            command: options.command, toolVersion: options.toolVersion, from: migration.fromVersion, to: migration.toVersion)
+        let lock = try MigrationLock.acquire(
+            store: store, namespace: namespace, holder: holder, options: options.lock, logger: logger)
+        do {
+            let result = try runLocked(options: options, lock: lock, holder: holder, stop: stop, progress: progress)
+            lock.release()
+            return result
+        } catch {
+            if !lock.isLost && error.code != .lockHeld {
+                recordFailure(error, lock: lock)
+            }
+            lock.release()
+            throw error
+        }
+    }
+
+    private func runLocked(
+        options: MigrationOptions, lock: MigrationLock, holder: LockHolder, stop: StopSignal,
+        progress: @escaping @Sendable (ProgressEvent) -> Void
+    ) throws(MigrationError) -> MigrationResult {
+        let journal = JournalReader(store: store, namespace: namespace)
+        // Re-read under the lock: another migrator may have finished while we waited.
+        if let stamped = try journal.stampedVersion(), stamped == migration.toVersion,
+            try journal.state()?.0.status == .done
+        {
+            return MigrationResult(outcome: .nothingToDo("the cluster is already migrated to \(stamped)"))
+        }
+        var state = try journal.state()?.0
+        if let s = state, s.status == .done || s.status == .idle { state = nil }
+        if let s = state, s.from != migration.fromVersion || s.to != migration.toVersion {
+            throw MigrationError(
+                .invalidState,
+                "an unfinished migration from \(s.from) to \(s.to) (run \(s.runID), started \(s.startedAt)) is recorded; resume it with --from \(s.from) --to \(s.to), or `pachmigrate restore` its backup \(s.backupPath ?? "(none)")")
+        }
+        let resuming = state != nil
+        if resuming { logger.info("resuming an interrupted migration", metadata: ["run": "\(state!.runID)"]) }
+
+        lock.report(step: "scan")
+        progress(ProgressEvent(step: "scan", done: 0, total: 0))
+        let scan = try ClusterScan.scan(
+            store: store, migration: migration, runStartRevision: state?.startRevision, pageSize: options.pageSize,
+            logger: logger
+        ) { progress(ProgressEvent(step: "scan", done: $0, total: 0)) }
+        if !scan.failures.isEmpty {
+            throw MigrationError(
+                .conversionFailed,
+                "\(scan.failures.count) record(s) cannot be converted from \(migration.fromVersion) to \(migration.toVersion); nothing was written",
+                keys: scan.failures.map(\.description))
+        }
+        let blocking = scan.blockingFindings
+        if !blocking.isEmpty {
+            let foreign = blocking.contains { $0.kind == .foreignWrite }
+            throw MigrationError(
+                foreign ? .foreignWrite : .notAtRest,
+                foreign
+                    ? "records were changed by someone else since this migration started; nothing of theirs was overwritten"
+                    : "the cluster is not at rest; nothing was written. Stop pachd's pipelines and wait for running jobs and open commits to finish (see README \"Cluster at rest\")",
+                keys: blocking.map { "\($0.key): \($0.kind.rawValue): \($0.detail)" })
+        }
+
+        var result = MigrationResult(outcome: .migrated, scan: scan, resumed: resuming)
+        var current: RunState
+        if let state {
+            current = state
+            current.status = .running
+            current.updatedAt = timestamp()
+            current.message = nil
+        } else {
+            if case .file(let path) = options.backup {
+                lock.report(step: "backup", done: 0, total: scan.allKeys.count)
+                progress(ProgressEvent(step: "backup", done: 0, total: scan.allKeys.count))
+                result.backup = try Backup.write(
+                    store: store, keys: scan.allKeys, revision: scan.revision, to: path, logger: logger
+                ) { progress(ProgressEvent(step: "backup", done: $0, total: scan.allKeys.count)) }
+            }
+            try lock.checkHeld()
+            let now = timestamp()
+            current = RunState(
+                status: .running, runID: holder.holderID, from: migration.fromVersion, to: migration.toVersion,
+                startRevision: scan.revision, startedAt: now, updatedAt: now, step: "rewrite",
+                backupPath: result.backup?.path, backupSHA256: result.backup?.sha256,
+                records: scan.pendingCount)
+        }
+        current.step = "rewrite"
+        result.startRevision = current.startRevision
+        try fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(current))], doing: "recording the run's state")
+
+        result.written = try writeLanes(scan: scan, options: options, lock: lock, stop: stop, progress: progress)
+
+        // Done: stamp the version, append the history and clear the cursors in one txn.
+        let cursors = try journal.laneCursors()
+        var counts: [String: Int] = [:]
+        for (lane, cursor) in cursors { counts[ClusterScan.kind(ofLane: lane), default: 0] += cursor.written }
+        for (kind, n) in scan.alreadyMigrated { counts["already-migrated-\(kind)", default: 0] += n }
+        current.status = .done
+        current.step = "done"
+        current.updatedAt = timestamp()
+        let entry = HistoryEntry(
+            event: "migrate", at: current.updatedAt, who: holder.who, from: migration.fromVersion, to: migration.toVersion,
+            counts: counts, backupPath: current.backupPath, backupSHA256: current.backupSHA256,
+            detail: "run \(current.runID), started \(current.startedAt) at revision \(current.startRevision)")
+        let txn = TxnRequest(
+            compare: [lock.fenceCompare],
+            success: [
+                .put(PutRequest(key: namespace.stateKey, value: JSONCoding.encode(current))),
+                .put(PutRequest(key: namespace.versionKey, value: Array(migration.toVersion.utf8))),
+                .put(PutRequest(key: journal.newHistoryKey(runID: current.runID), value: JSONCoding.encode(entry))),
+                .deleteRange(.prefix(namespace.lanesPrefix)),
+            ])
+        let response = try etcd("recording the completed migration") { () throws(EtcdError) in try store.txn(txn) }
+        guard response.succeeded else { throw lostLock(doing: "recording the completed migration") }
+        lock.report(step: "done")
+        return result
+    }
+
+    /// Writes every lane, largest first, `options.concurrency` at a time.
+    private func writeLanes(
+        scan: ClusterScan, options: MigrationOptions, lock: MigrationLock, stop: StopSignal,
+        progress: @escaping @Sendable (ProgressEvent) -> Void
+    ) throws(MigrationError) -> Int {
+        let cursors = try JournalReader(store: store, namespace: namespace).laneCursors()
+        let lanes = scan.pending.sorted { $0.value.count > $1.value.count }
+        let total = scan.pendingCount
+        let next = Atomic<Int>(0)
+        let done = Atomic<Int>(0)
+        let firstError = Mutex<MigrationError?>(nil)
+        // A private stop shared by the lanes: the first failure stops the others.
+        let laneStop = StopSignal()
+        lock.report(step: "rewrite", done: 0, total: total)
+        progress(ProgressEvent(step: "rewrite", done: 0, total: total))
+        let writer = LaneWriter(
+            store: store, lock: lock, namespace: namespace, migration: migration, stop: laneStop, logger: logger)
+        let workers = max(1, min(options.concurrency, lanes.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                let index = next.add(1, ordering: .relaxed).oldValue
+                guard index < lanes.count, !laneStop.isStopped else { return }
+                let (lane, entries) = lanes[index]
+                do throws(MigrationError) {
+                    _ = try writer.write(lane: lane, entries: entries, cursor: cursors[lane]) {
+                        let n = done.add(1, ordering: .relaxed).newValue
+                        lock.report(done: n)
+                        progress(ProgressEvent(step: "rewrite", done: n, total: total))
+                        if stop.isStopped { laneStop.stop() }
+                    }
+                } catch {
+                    firstError.withLock { if $0 == nil { $0 = error } }
+                    laneStop.stop()
+                    return
+                }
+            }
+        }
+        if let error = firstError.withLock({ $0 }) {
+            // Interruption by the caller is reported as such, not as the lanes' own stop.
+            throw error
+        }
+        if stop.isStopped && done.load(ordering: .relaxed) < total {
+            throw MigrationError(.interrupted, "stopped on request; run the same command again to resume")
+        }
+        return done.load(ordering: .relaxed)
+    }
+
+    private func fencedPut(_ lock: MigrationLock, _ puts: [([UInt8], [UInt8])], doing: String) throws(MigrationError) {
+        let txn = TxnRequest(compare: [lock.fenceCompare], success: puts.map { .put(PutRequest(key: $0.0, value: $0.1)) })
+        let response = try etcd(doing) { () throws(EtcdError) in try store.txn(txn) }
+        guard response.succeeded else { throw lostLock(doing: doing) }
+    }
+
+    private func lostLock(doing: String) -> MigrationError {
+        MigrationError(.leaseLost, "the lock was lost before \(doing); nothing more was written. Run the same command again to resume.")
+    }
+
+    /// Records why the run stopped, so `status` can say so. Best effort: the run is
+    /// resumable from the cursors whether or not this lands.
+    private func recordFailure(_ error: MigrationError, lock: MigrationLock) {
+        guard let (state, _) = try? JournalReader(store: store, namespace: namespace).state(), state.status == .running
+        else { return }
+        var failed = state
+        failed.status = .failed
+        failed.updatedAt = timestamp()
+        failed.message = "\(error.code): \(error.message)"
+        try? fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(failed))], doing: "recording the failure")
+    }
+}

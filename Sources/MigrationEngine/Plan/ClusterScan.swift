@@ -1,0 +1,124 @@
+import EtcdGateway
+import Logging
+
+/// A key and the revision it was last written at: the unit of ordering. Values are not
+/// kept in memory; they are fetched again, in batches, when needed.
+public struct KeyRevision: Sendable, Hashable {
+    public var key: [UInt8]
+    public var modRevision: Int64
+}
+
+/// One pass over everything under the migration's roots at one pinned revision: what
+/// would change, what cannot convert, what makes the cluster not at rest, and, per lane,
+/// the records to rewrite in their original mod-revision order.
+public struct ClusterScan: Sendable {
+    /// The pinned revision the scan read.
+    public var revision: Int64
+    /// Every key under the roots, in mod-revision order (ties by key), for backups.
+    public var allKeys: [KeyRevision]
+    /// Per lane, the records still to rewrite, in original mod-revision order.
+    public var pending: [String: [KeyRevision]]
+    /// Per lane kind (`jobs`, `commits`, …): records that need rewriting.
+    public var toRewrite: [String: Int]
+    /// Per lane kind: records already in the target form before this run started.
+    public var alreadyMigrated: [String: Int]
+    /// Per lane kind: records this run (an earlier, interrupted attempt) already rewrote.
+    public var rewrittenByThisRun: [String: Int]
+    /// Keys under the roots that are not records (indexes, counters, scratch …): left untouched.
+    public var untouched: Int
+    public var notes: [ConversionNote]
+    public var failures: [RecordConversionError]
+    public var findings: [AtRestFinding]
+    /// Companion keys (e.g. `openCommits/…`) the rewrite will create.
+    public var companions: Int
+
+    public var pendingCount: Int { pending.values.reduce(0) { $0 + $1.count } }
+    public var blockingFindings: [AtRestFinding] { findings.filter(\.blocking) }
+
+    /// The kind of a lane: its name up to the first `/` (`commits/images` → `commits`).
+    public static func kind(ofLane lane: String) -> String {
+        lane.split(separator: "/", maxSplits: 1).first.map(String.init) ?? lane
+    }
+
+    /// Scans `migration.backupPrefixes` at the current revision (or `revision`).
+    /// `runStartRevision`: when resuming, the revision the interrupted run started at;
+    /// records rewritten after it are counted as this run's, and any record still in the
+    /// old form but modified after it was written by someone else.
+    public static func scan(
+        store: any KeyValueService, migration: any RecordMigration, revision: Int64 = 0,
+        runStartRevision: Int64? = nil, pageSize: Int = 1000, logger: Logger,
+        progress: (Int) -> Void = { _ in }
+    ) throws(MigrationError) -> ClusterScan {
+        var result = ClusterScan(
+            revision: revision, allKeys: [], pending: [:], toRewrite: [:], alreadyMigrated: [:],
+            rewrittenByThisRun: [:], untouched: 0, notes: [], failures: [], findings: [], companions: 0)
+        var pinned = revision
+        for root in migration.backupPrefixes {
+            var next = root
+            let end = prefixRangeEnd(root)
+            while true {
+                let request = RangeRequest(key: next, rangeEnd: end, limit: Int64(pageSize), revision: pinned)
+                let page = try etcd("reading \(root.printable) at revision \(pinned)") { () throws(EtcdError) in
+                    try store.range(request)
+                }
+                if pinned == 0 { pinned = page.header.revision }
+                for kv in page.kvs {
+                    result.add(kv, migration: migration, runStartRevision: runStartRevision)
+                }
+                progress(result.allKeys.count)
+                guard page.more, let last = page.kvs.last else { break }
+                next = last.key + [0]
+            }
+        }
+        result.revision = pinned
+        result.allKeys.sort(by: Self.revisionOrder)
+        for lane in result.pending.keys {
+            result.pending[lane]!.sort(by: Self.revisionOrder)
+        }
+        logger.debug(
+            "scan done",
+            metadata: ["revision": "\(pinned)", "keys": "\(result.allKeys.count)", "pending": "\(result.pendingCount)"])
+        return result
+    }
+
+    static func revisionOrder(_ a: KeyRevision, _ b: KeyRevision) -> Bool {
+        a.modRevision != b.modRevision ? a.modRevision < b.modRevision : a.key.lexicographicallyPrecedes(b.key)
+    }
+
+    private mutating func add(_ kv: KeyValue, migration: any RecordMigration, runStartRevision: Int64?) {
+        allKeys.append(KeyRevision(key: kv.key, modRevision: kv.modRevision))
+        migration.inspect(kv, findings: &findings)
+        guard let lane = migration.lane(of: kv.key) else {
+            untouched += 1
+            return
+        }
+        let kind = Self.kind(ofLane: lane)
+        let conversion: RecordConversion
+        do {
+            conversion = try migration.convert(kv)
+        } catch {
+            failures.append(error)
+            return
+        }
+        switch conversion.action {
+        case .alreadyMigrated:
+            if let start = runStartRevision, kv.modRevision > start {
+                rewrittenByThisRun[kind, default: 0] += 1
+            } else {
+                alreadyMigrated[kind, default: 0] += 1
+            }
+        case .rewrite:
+            if let start = runStartRevision, kv.modRevision > start {
+                findings.append(
+                    AtRestFinding(
+                        kind: .foreignWrite, key: kv.key.printable,
+                        detail: "written at revision \(kv.modRevision), after this migration started at \(start), and not by it",
+                        blocking: true))
+            }
+            toRewrite[kind, default: 0] += 1
+            companions += conversion.companions.count
+            notes += conversion.notes
+            pending[lane, default: []].append(KeyRevision(key: kv.key, modRevision: kv.modRevision))
+        }
+    }
+}

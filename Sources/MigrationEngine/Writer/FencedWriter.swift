@@ -1,0 +1,102 @@
+import EtcdGateway
+import Logging
+import Synchronization
+
+/// Set from a signal handler (or a test) to stop a run after the record in flight.
+public final class StopSignal: Sendable {
+    private let flag = Atomic<Bool>(false)
+    public init() {}
+    public func stop() { flag.store(true, ordering: .releasing) }
+    public var isStopped: Bool { flag.load(ordering: .acquiring) }
+}
+
+/// Reads the values of many single keys in one round trip: a txn of range ops.
+func fetchValues(
+    store: any KeyValueService, keys: ArraySlice<KeyRevision>, revision: Int64 = 0
+) throws(MigrationError) -> [KeyValue?] {
+    let txn = TxnRequest(success: keys.map { .range(RangeRequest(key: $0.key, revision: revision)) })
+    let response = try etcd("reading \(keys.count) records") { () throws(EtcdError) in try store.txn(txn) }
+    return response.responses.map { op -> KeyValue? in
+        if case .range(let r) = op { return r.kvs.first }
+        return nil
+    }
+}
+
+/// Writes one lane's records back, in their original mod-revision order, each in its
+/// own txn fenced on the lock and on the record's mod revision, together with the lane's
+/// cursor. One txn per record is what keeps the relative order: records written in one
+/// txn would share a revision.
+struct LaneWriter {
+    let store: any KeyValueService
+    let lock: MigrationLock
+    let namespace: Namespace
+    let migration: any RecordMigration
+    let stop: StopSignal
+    let logger: Logger
+    /// Records fetched per round trip; bounded by etcd's ops-per-txn limit.
+    var batchSize = 64
+
+    /// Returns the number of records written. `onWritten` is called after each one.
+    func write(
+        lane: String, entries: [KeyRevision], cursor: LaneCursor?, onWritten: () -> Void
+    ) throws(MigrationError) -> Int {
+        var cursor = cursor ?? LaneCursor(written: 0, lastKey: "", lastRevision: 0)
+        let cursorKey = namespace.laneKey(lane)
+        var written = 0
+        var start = entries.startIndex
+        while start < entries.endIndex {
+            let end = min(start + batchSize, entries.endIndex)
+            let batch = entries[start..<end]
+            let values = try fetchValues(store: store, keys: batch)
+            for (entry, current) in zip(batch, values) {
+                if stop.isStopped {
+                    throw MigrationError(
+                        .interrupted, "stopped on request after \(written) records of lane \(lane); run the same command again to resume")
+                }
+                try lock.checkHeld()
+                guard let kv = current, kv.modRevision == entry.modRevision else {
+                    throw foreignWrite(entry.key, current == nil ? "deleted" : "rewritten at revision \(current!.modRevision)")
+                }
+                let conversion: RecordConversion
+                do {
+                    conversion = try migration.convert(kv)
+                } catch {
+                    throw MigrationError(.conversionFailed, "a record stopped converting during the run", keys: [error.description])
+                }
+                guard case .rewrite(let value) = conversion.action else { continue }
+                cursor.written += 1
+                cursor.lastKey = kv.key.printable
+                cursor.lastRevision = kv.modRevision
+                var compares = [lock.fenceCompare, Compare(key: kv.key, .equal, .modRevision(kv.modRevision))]
+                var ops: [RequestOp] = [.put(PutRequest(key: kv.key, value: value, ignoreLease: kv.lease != 0))]
+                for companion in conversion.companions {
+                    compares.append(Compare(key: companion.key, .equal, .createRevision(0)))
+                    ops.append(.put(PutRequest(key: companion.key, value: companion.value)))
+                }
+                ops.append(.put(PutRequest(key: cursorKey, value: JSONCoding.encode(cursor))))
+                let txn = TxnRequest(compare: compares, success: ops, failure: [.range(RangeRequest(key: namespace.lockKey))])
+                let response = try etcd("writing \(kv.key.printable)") { () throws(EtcdError) in try store.txn(txn) }
+                if !response.succeeded {
+                    if case .range(let r)? = response.responses.first, r.kvs.first?.createRevision == lock.fence {
+                        let companions = conversion.companions.map { $0.key.printable }
+                        throw foreignWrite(kv.key, "changed while being migrated" + (companions.isEmpty ? "" : " (or \(companions.joined(separator: ", ")) was created)"))
+                    }
+                    throw MigrationError(
+                        .leaseLost,
+                        "the lock was lost before \(kv.key.printable) could be written; nothing more was written. Run the same command again to resume.")
+                }
+                written += 1
+                onWritten()
+            }
+            start = end
+        }
+        return written
+    }
+
+    private func foreignWrite(_ key: [UInt8], _ what: String) -> MigrationError {
+        MigrationError(
+            .foreignWrite,
+            "someone else wrote to the cluster during the migration: \(key.printable) was \(what). Nothing of theirs was overwritten. Stop whatever writes (pachd, pipelines), then run the same command again to resume.",
+            keys: [key.printable])
+    }
+}

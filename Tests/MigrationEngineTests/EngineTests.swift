@@ -1,0 +1,219 @@
+import EtcdGateway
+import Logging
+import Synchronization
+import Testing
+
+@testable import MigrationEngine
+
+/// A toy product: records under `app/<collection>/<group>/<id>` hold `v1:<text>` and
+/// migrate to `v2:<TEXT>`; `app/meta/…` is left alone; `app/busy/…` makes the cluster not at rest.
+struct ToyMigration: RecordMigration {
+    var fromVersion = "1"
+    var toVersion = "2"
+    var backupPrefixes: [[UInt8]] { [Array("app/".utf8)] }
+    var recordPrefixes: [[UInt8]] { [Array("app/c/".utf8)] }
+
+    func lane(of key: [UInt8]) -> String? {
+        let parts = String(decoding: key, as: UTF8.self).split(separator: "/")
+        guard parts.count == 4, parts[1] == "c" else { return nil }
+        return "c/\(parts[2])"
+    }
+
+    func convert(_ record: KeyValue) throws(RecordConversionError) -> RecordConversion {
+        let text = String(decoding: record.value, as: UTF8.self)
+        if text.hasPrefix("v2:") { return RecordConversion(action: .alreadyMigrated) }
+        guard text.hasPrefix("v1:") else {
+            throw RecordConversionError(key: record.key.printable, message: "neither v1 nor v2")
+        }
+        return RecordConversion(action: .rewrite(Array(("v2:" + text.dropFirst(3).uppercased()).utf8)))
+    }
+
+    func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
+        if kv.key.starts(with: Array("app/busy/".utf8)) {
+            findings.append(AtRestFinding(kind: .runningJob, key: kv.key.printable, detail: "busy", blocking: true))
+        }
+    }
+}
+
+func toyCluster(groups: Int = 3, perGroup: Int = 20) -> InMemoryKeyValueService {
+    let store = InMemoryKeyValueService()
+    var seed: [(String, String)] = [("app/meta/count", "7")]
+    // Interleave groups and write ids out of key order so mod-revision order ≠ key order.
+    for i in 0..<perGroup {
+        for g in 0..<groups {
+            seed.append(("app/c/g\(g)/id\((i * 7) % perGroup)", "v1:rec-\(g)-\(i)"))
+        }
+    }
+    store.seed(seed)
+    return store
+}
+
+/// Keys of each lane in mod-revision order.
+func laneOrder(_ store: InMemoryKeyValueService) -> [String: [String]] {
+    var lanes: [String: [KeyValue]] = [:]
+    for kv in store.all(prefix: "app/c/") {
+        let lane = String(String(decoding: kv.key, as: UTF8.self).split(separator: "/")[2])
+        lanes[lane, default: []].append(kv)
+    }
+    return lanes.mapValues { $0.sorted { $0.modRevision < $1.modRevision }.map { String(decoding: $0.key, as: UTF8.self) } }
+}
+
+func values(_ store: InMemoryKeyValueService, prefix: String = "app/") -> [String: String] {
+    Dictionary(uniqueKeysWithValues: store.all(prefix: prefix).map {
+        (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self))
+    })
+}
+
+let testLogger = Logger(label: "test")
+
+func migrator(_ store: InMemoryKeyValueService, _ migration: ToyMigration = ToyMigration()) -> Migrator {
+    Migrator(store: store, migration: migration, namespace: Namespace(), logger: testLogger)
+}
+
+@Suite("Migration engine on an in-memory store")
+struct EngineTests {
+    @Test func migratesEveryRecordKeepingLaneOrder() throws {
+        let store = toyCluster()
+        let before = laneOrder(store)
+        let result = try migrator(store).run(options: MigrationOptions(backup: .none))
+        #expect(result.outcome == .migrated)
+        #expect(result.written == 60)
+        let after = values(store)
+        #expect(after["app/meta/count"] == "7")
+        #expect(after.filter { $0.key.hasPrefix("app/c/") }.allSatisfy { $0.value.hasPrefix("v2:REC-") })
+        #expect(laneOrder(store) == before)
+        #expect(String(decoding: store.current("pachmigrate/version")!.value, as: UTF8.self) == "2")
+        #expect(store.current("pachmigrate/lock") == nil)
+        #expect(store.all(prefix: "pachmigrate/lanes/").isEmpty)
+        let history = try JournalReader(store: store, namespace: Namespace()).history()
+        #expect(history.count == 1)
+        #expect(history.first?.counts?["c"] == 60)
+    }
+
+    @Test func secondRunDoesNothing() throws {
+        let store = toyCluster()
+        _ = try migrator(store).run(options: MigrationOptions(backup: .none))
+        let revision = store.revision
+        let again = try migrator(store).run(options: MigrationOptions(backup: .none))
+        guard case .nothingToDo = again.outcome else { Issue.record("expected nothing to do"); return }
+        #expect(store.revision == revision)
+    }
+
+    @Test func dryRunWritesNothing() throws {
+        let store = toyCluster()
+        let revision = store.revision
+        let result = try migrator(store).run(options: { var o = MigrationOptions(backup: .none); o.dryRun = true; return o }())
+        #expect(result.outcome == .dryRun)
+        #expect(result.scan?.pendingCount == 60)
+        #expect(result.scan?.untouched == 1)
+        #expect(store.revision == revision)
+    }
+
+    @Test func heldLockFailsFastNamingTheHolder() throws {
+        let store = toyCluster()
+        let other = try MigrationLock.acquire(
+            store: store, namespace: Namespace(),
+            holder: LockHolder.current(command: "other", toolVersion: "t", from: "1", to: "2"), logger: testLogger)
+        defer { other.release() }
+        let error = #expect(throws: MigrationError.self) { try migrator(store).run(options: MigrationOptions(backup: .none)) }
+        #expect(error?.code == .lockHeld)
+        #expect(error?.message.contains("running `other`") == true)
+        #expect(values(store).filter { $0.value.hasPrefix("v2:") }.isEmpty)
+    }
+
+    @Test func refusesWhenNotAtRestAndWritesNothing() throws {
+        let store = toyCluster()
+        store.seed([("app/busy/job1", "running")])
+        let before = values(store)
+        let error = #expect(throws: MigrationError.self) { try migrator(store).run(options: MigrationOptions(backup: .none)) }
+        #expect(error?.code == .notAtRest)
+        #expect(error?.keys.first?.hasPrefix("app/busy/job1") == true)
+        #expect(values(store) == before)
+        #expect(store.current("pachmigrate/state") == nil)
+    }
+
+    @Test func namesEveryRecordThatCannotConvert() throws {
+        let store = toyCluster()
+        store.seed([("app/c/g0/bad1", "garbage"), ("app/c/g2/bad2", "junk")])
+        let before = values(store)
+        let error = #expect(throws: MigrationError.self) { try migrator(store).run(options: MigrationOptions(backup: .none)) }
+        #expect(error?.code == .conversionFailed)
+        #expect(error?.keys.sorted() == ["app/c/g0/bad1: neither v1 nor v2", "app/c/g2/bad2: neither v1 nor v2"])
+        #expect(values(store) == before)
+    }
+
+    @Test(arguments: [1, 7, 30, 59])
+    func interruptedRunResumesToTheSameResult(stopAfter: Int) throws {
+        let reference = toyCluster()
+        _ = try migrator(reference).run(options: MigrationOptions(backup: .none))
+
+        let store = toyCluster()
+        let stop = StopSignal()
+        var options = MigrationOptions(backup: .none)
+        options.concurrency = 2
+        let error = #expect(throws: MigrationError.self) {
+            try migrator(store).run(options: options, stop: stop) { event in
+                if event.step == "rewrite" && event.done >= stopAfter { stop.stop() }
+            }
+        }
+        #expect(error?.code == .interrupted)
+        let state = try JournalReader(store: store, namespace: Namespace()).state()?.0
+        #expect(state?.status == .failed)
+        let resumed = try migrator(store).run(options: options)
+        #expect(resumed.resumed)
+        #expect(values(store, prefix: "app/") == values(reference, prefix: "app/"))
+        #expect(laneOrder(store) == laneOrder(reference))
+        let history = try JournalReader(store: store, namespace: Namespace()).history()
+        #expect(history.last?.counts?["c"] == 60)
+    }
+
+    @Test func foreignWriteIsDetectedAndNotOverwritten() throws {
+        let store = toyCluster()
+        let base = store.txnCount
+        store.beforeTxn.withLock {
+            $0 = { (n: Int) throws(EtcdError) in
+                if n == base + 20 {
+                    store.beforeTxn.withLock { $0 = nil }
+                    store.seed([("app/c/g1/id3", "v1:theirs")])
+                }
+            }
+        }
+        let error = #expect(throws: MigrationError.self) { try migrator(store).run(options: MigrationOptions(backup: .none)) }
+        #expect(error?.code == .foreignWrite)
+        #expect(error?.keys == ["app/c/g1/id3"])
+        #expect(values(store)["app/c/g1/id3"] == "v1:theirs")
+        // The resumed run refuses too: the record changed after the run started.
+        let again = #expect(throws: MigrationError.self) { try migrator(store).run(options: MigrationOptions(backup: .none)) }
+        #expect(again?.code == .foreignWrite)
+        #expect(values(store)["app/c/g1/id3"] == "v1:theirs")
+    }
+
+    @Test func lostLeaseStopsEveryWrite() throws {
+        let store = toyCluster()
+        let base = store.txnCount
+        let revokedAt = Mutex<Int64>(0)
+        store.beforeTxn.withLock {
+            $0 = { (n: Int) throws(EtcdError) in
+                if n == base + 15 {
+                    store.beforeTxn.withLock { $0 = nil }
+                    let lease = store.current("pachmigrate/lock")!.lease
+                    try store.leaseRevoke(id: lease)
+                    revokedAt.withLock { $0 = store.revision }
+                }
+            }
+        }
+        var options = MigrationOptions(backup: .none)
+        options.concurrency = 3
+        let error = #expect(throws: MigrationError.self) { try migrator(store).run(options: options) }
+        #expect(error?.code == .leaseLost)
+        let lostAt = revokedAt.withLock { $0 }
+        #expect(lostAt > 0)
+        // Nothing was written after the loss: no record, no cursor, no state.
+        let late = (store.all(prefix: "app/") + store.all(prefix: "pachmigrate/")).filter { $0.modRevision > lostAt }
+        #expect(late.isEmpty)
+        #expect(values(store).filter { $0.value.hasPrefix("v2:") }.count > 0)
+        let resumed = try migrator(store).run(options: MigrationOptions(backup: .none))
+        #expect(resumed.resumed)
+        #expect(values(store).filter { $0.key.hasPrefix("app/c/") }.allSatisfy { $0.value.hasPrefix("v2:") })
+    }
+}
