@@ -1,3 +1,3 @@
 import PachmigrateCLI
 
-Pachmigrate.main()
+Pachmigrate.runMain()

@@ -1,0 +1,206 @@
+import ArgumentParser
+import EtcdGateway
+import Logging
+import MigrationEngine
+import PachydermMigrations
+
+struct MigrationReport: CommandReport {
+    var outcome: String
+    var from: String?
+    var to: String?
+    var detected: DetectedVersion
+    var plan: String?
+    var scan: ScanSummary?
+    var forecast: [ReprocessingForecast]?
+    var backup: BackupInfo?
+    var snapshot: String?
+    var resumed: Bool
+    var written: Int
+    var message: String?
+    var verbose: Bool
+
+    var exitStatus: ExitStatus { outcome == "migrated" || outcome == "nothing-to-do" ? .ok : scan?.status ?? .ok }
+
+    enum CodingKeys: String, CodingKey {
+        case outcome, from, to, detected, plan, scan, forecast, backup, snapshot, resumed, written, message
+    }
+
+    func renderText() -> String {
+        var lines: [String] = []
+        lines.append("Cluster: \(detected.version ?? "empty") (\(detected.detail))")
+        if let from, let to { lines.append("Path: \(from) → \(to)" + (plan.map { ": \($0)" } ?? "")) }
+        if let message { lines.append(message) }
+        if let scan { lines.append(scan.renderText(verbose: verbose)) }
+        if let forecast { lines.append(renderForecast(forecast)) }
+        if let backup { lines.append("Backup: \(backup.path) (\(backup.keys) keys, sha256 \(backup.sha256))") }
+        if let snapshot { lines.append("etcd snapshot: \(snapshot)") }
+        switch outcome {
+        case "migrated":
+            lines.append("Migrated: \(written) record(s) rewritten\(resumed ? " (resumed an interrupted run)" : ""). Check with `pachmigrate verify`.")
+        case "dry-run", "plan":
+            switch exitStatus {
+            case .ok: lines.append("Would rewrite \(scan?.toRewrite.values.reduce(0, +) ?? 0) record(s). Nothing was written.")
+            case .notAtRest: lines.append("A migration would refuse: the cluster is not at rest. Nothing was written.")
+            default: lines.append("A migration would fail: some records cannot be converted. Nothing was written.")
+            }
+        default:
+            break
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+struct MigrateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Migrate the cluster's metadata in place, under the migration lock.",
+        discussion: """
+            Takes the lock, checks the cluster is at rest, writes a backup, then rewrites every \
+            record in its original order, each write fenced on the lock. If it stops for any \
+            reason (signal, crash, lost lock, etcd down), run the same command again: it resumes. \
+            On a migrated cluster it does nothing and exits 0.
+
+            Examples:
+              pachmigrate migrate --endpoints http://etcd:2379 --from 1.4.8 --to 1.5.0 --backup /backups/pre-1.5.jsonl
+              pachmigrate migrate --dry-run
+
+            \(ExitStatus.helpText)
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var versions: VersionOptions
+    @OptionGroup var output: OutputOptions
+
+    @Flag(name: .long, help: "Read, convert and check everything; write nothing (not even the lock).")
+    var dryRun = false
+
+    @Option(name: .long, help: ArgumentHelp("Where to write the backup (default: pachmigrate-backup-<from>-<time>.jsonl here).", valueName: "path"))
+    var backup: String?
+
+    @Flag(name: .long, help: "Skip the backup. Must be said explicitly.")
+    var noBackup = false
+
+    @Option(name: .long, help: ArgumentHelp("Also save etcd's own snapshot here before the first write (etcdctl snapshot restore reads it).", valueName: "path"))
+    var snapshot: String?
+
+    @Flag(name: .long, help: "Migrate open commits too, writing the openCommits entries 1.5.0 needs, instead of refusing.")
+    var allowOpenCommits = false
+
+    @Option(name: .long, help: ArgumentHelp("Wait this long for a held lock (e.g. 30s, 5m) instead of failing at once.", valueName: "duration"))
+    var waitLock: DurationArgument?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds the lock outlives this process if it dies.", valueName: "seconds"))
+    var lockTTL: Int64 = 30
+
+    @Option(name: .long, help: ArgumentHelp("Ordering groups written at the same time.", valueName: "n"))
+    var concurrency = 4
+
+    @Flag(name: .long, help: "List every conversion note, not the first 20.")
+    var verbose = false
+
+    func validate() throws {
+        if backup != nil && noBackup { throw ValidationError("--backup and --no-backup exclude each other") }
+        if lockTTL < 5 { throw ValidationError("--lock-ttl must be at least 5 seconds") }
+        if concurrency < 1 || concurrency > 64 { throw ValidationError("--concurrency must be between 1 and 64") }
+    }
+
+    func run() throws {
+        try runCommand("migrate", output) { context in
+            let client = try connection.makeClient(logger: context.logger)
+            let resolved = try resolveMigration(
+                store: client, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits)
+            var report = MigrationReport(
+                outcome: "nothing-to-do", from: resolved.plan?.from.description, to: resolved.plan?.to.description,
+                detected: resolved.detected, plan: resolved.plan?.summary, resumed: false, written: 0, verbose: verbose)
+            guard let migration = resolved.migration else {
+                report.message = "Nothing to do: \(resolved.nothingToDo ?? "")"
+                return report
+            }
+            var options = MigrationOptions(
+                backup: noBackup ? .none : .file(backup ?? defaultBackupPath(from: migration.fromVersion)))
+            options.dryRun = dryRun
+            options.lock = LockOptions(ttl: lockTTL, wait: waitLock?.duration ?? .zero)
+            options.concurrency = concurrency
+            options.command = "pachmigrate migrate"
+            options.toolVersion = toolVersion
+            let forecast = try ClusterInspection.reprocessingForecast(store: client, layout: connection.layout)
+            report.forecast = forecast
+            let signals = SignalHandlers { signal in
+                context.logger.notice("signal \(signal): finishing the record in flight, then stopping (run again to resume)")
+            }
+            if let snapshot, !dryRun {
+                let bytes = try client.snapshot(toFile: snapshot)
+                context.logger.notice("etcd snapshot saved", metadata: ["path": "\(snapshot)", "bytes": "\(bytes)"])
+                report.snapshot = snapshot
+            }
+            let migrator = Migrator(store: client, migration: migration, namespace: connection.namespace, logger: context.logger)
+            let result = try migrator.run(options: options, stop: signals.stop) { context.progress.update($0) }
+            report.scan = result.scan.map(ScanSummary.init)
+            report.backup = result.backup
+            report.resumed = result.resumed
+            report.written = result.written
+            switch result.outcome {
+            case .nothingToDo(let why):
+                report.message = "Nothing to do: \(why)"
+            case .dryRun:
+                report.outcome = "dry-run"
+            case .migrated:
+                report.outcome = "migrated"
+            }
+            return report
+        }
+    }
+}
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Show what a migration would do. Writes nothing.",
+        discussion: """
+            Detects the cluster's version, finds the path of steps, counts records per kind, \
+            lists what keeps the cluster from being at rest, every conversion note, and which \
+            pipelines will reprocess their data on their first 1.5 job (and how much).
+
+            Exits 0 when migrate would proceed, 4 when it would refuse (not at rest), 8 when a \
+            record cannot be converted, 5 when there is no path.
+
+            \(ExitStatus.helpText)
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var versions: VersionOptions
+    @OptionGroup var output: OutputOptions
+
+    @Flag(name: .long, help: "Plan as if open commits were allowed (migrate --allow-open-commits).")
+    var allowOpenCommits = false
+
+    @Flag(name: .long, help: "List every conversion note, not the first 20.")
+    var verbose = false
+
+    func run() throws {
+        try runCommand("plan", output) { context in
+            let client = try connection.makeClient(logger: context.logger)
+            let resolved = try resolveMigration(
+                store: client, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits)
+            var report = MigrationReport(
+                outcome: "nothing-to-do", from: resolved.plan?.from.description, to: resolved.plan?.to.description,
+                detected: resolved.detected, plan: resolved.plan?.summary, resumed: false, written: 0, verbose: verbose)
+            guard let migration = resolved.migration else {
+                report.message = "Nothing to do: \(resolved.nothingToDo ?? "")"
+                return report
+            }
+            var options = MigrationOptions(backup: .none)
+            options.dryRun = true
+            let migrator = Migrator(store: client, migration: migration, namespace: connection.namespace, logger: context.logger)
+            let result = try migrator.run(options: options) { context.progress.update($0) }
+            if case .nothingToDo(let why) = result.outcome {
+                report.message = "Nothing to do: \(why)"
+                return report
+            }
+            report.outcome = "plan"
+            report.scan = result.scan.map(ScanSummary.init)
+            report.forecast = try ClusterInspection.reprocessingForecast(store: client, layout: connection.layout)
+            return report
+        }
+    }
+}

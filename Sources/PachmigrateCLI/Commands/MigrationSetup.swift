@@ -1,0 +1,144 @@
+import ArgumentParser
+import EtcdGateway
+import Logging
+import MigrationEngine
+import PachydermMigrations
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+let toolVersion = "0.1.0"
+
+/// `--from` and `--to`, shared by plan and migrate.
+struct VersionOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Pachyderm release the metadata is at: 1.4.0 … 1.4.9 or 1.4.x. Default: detected from the cluster.",
+            valueName: "version"))
+    var from: String?
+
+    @Option(name: .long, help: ArgumentHelp("Release to migrate to. Default: the newest pachmigrate knows (1.5.0).", valueName: "version"))
+    var to: String?
+}
+
+/// What a migration command needs once flags are resolved against the cluster.
+struct ResolvedMigration {
+    var detected: DetectedVersion
+    var plan: MigrationPlan?
+    var migration: PachydermRecordMigration?
+    /// Set when there is nothing to do, with the reason.
+    var nothingToDo: String?
+}
+
+func resolveMigration(
+    store: any KeyValueService, connection: ConnectionOptions, versions: VersionOptions, allowOpenCommits: Bool
+) throws -> ResolvedMigration {
+    let detected = try ClusterInspection.detectVersion(store: store, layout: connection.layout, namespace: connection.namespace)
+    let to = versions.to ?? "1.5.0"
+    if detected.source == "stamp", let stamped = detected.version {
+        guard PachydermVersion(parsing: stamped).map({ VersionStepRegistry.known14.contains($0) || VersionStepRegistry.known15.contains($0) }) == true else {
+            throw CLIError(
+                .unsupportedVersion,
+                "the cluster is stamped \(stamped), a version this pachmigrate (\(toolVersion)) does not know; use a newer pachmigrate")
+        }
+    }
+    guard let from = versions.from ?? detected.version else {
+        return ResolvedMigration(detected: detected, nothingToDo: "the cluster holds no Pachyderm records (\(detected.detail))")
+    }
+    let plan = try VersionPlanner.plan(from: from, to: to)
+    if !plan.needsRewrite {
+        return ResolvedMigration(detected: detected, plan: plan, nothingToDo: plan.summary)
+    }
+    return ResolvedMigration(
+        detected: detected, plan: plan,
+        migration: PachydermRecordMigration(layout: connection.layout, plan: plan, allowOpenCommits: allowOpenCommits))
+}
+
+/// The parts of a scan an operator reads, for text and JSON.
+struct ScanSummary: Encodable {
+    var revision: Int64
+    var keys: Int
+    var toRewrite: [String: Int]
+    var alreadyMigrated: [String: Int]
+    var rewrittenByThisRun: [String: Int]
+    var untouched: Int
+    var companions: Int
+    var findings: [AtRestFinding]
+    var notes: [ConversionNote]
+    var failures: [String]
+
+    init(_ scan: ClusterScan) {
+        revision = scan.revision
+        keys = scan.allKeys.count
+        toRewrite = scan.toRewrite
+        alreadyMigrated = scan.alreadyMigrated
+        rewrittenByThisRun = scan.rewrittenByThisRun
+        untouched = scan.untouched
+        companions = scan.companions
+        findings = scan.findings
+        notes = scan.notes
+        failures = scan.failures.map(\.description)
+    }
+
+    var status: ExitStatus {
+        if !failures.isEmpty { return .conversionFailed }
+        if findings.contains(where: \.blocking) { return .notAtRest }
+        return .ok
+    }
+
+    func renderText(verbose: Bool) -> String {
+        var lines: [String] = []
+        func counts(_ d: [String: Int]) -> String {
+            d.isEmpty ? "none" : d.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        }
+        lines.append("Keys read at revision \(revision): \(keys)")
+        lines.append("  to rewrite:         \(counts(toRewrite))")
+        if !alreadyMigrated.isEmpty { lines.append("  already migrated:   \(counts(alreadyMigrated))") }
+        if !rewrittenByThisRun.isEmpty { lines.append("  done by this run:   \(counts(rewrittenByThisRun))") }
+        lines.append("  left untouched:     \(untouched) (indexes, counters, scratch, workers …)")
+        if companions > 0 { lines.append("  openCommits to add: \(companions)") }
+        let blocking = findings.filter(\.blocking)
+        let warnings = findings.filter { !$0.blocking }
+        if !blocking.isEmpty {
+            lines.append("Not at rest (\(blocking.count)):")
+            lines += blocking.map { "  - \($0.key): \($0.detail)" }
+        }
+        if !warnings.isEmpty {
+            lines.append("Warnings (\(warnings.count)):")
+            lines += warnings.map { "  - \($0.key): \($0.detail)" }
+        }
+        if !notes.isEmpty {
+            var byKind: [ConversionNote.Kind: Int] = [:]
+            for note in notes { byKind[note.kind, default: 0] += 1 }
+            lines.append("Conversion notes: " + byKind.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.value) \($0.key.rawValue)" }.joined(separator: ", "))
+            let shown = verbose ? notes : Array(notes.prefix(20))
+            lines += shown.map { "  - [\($0.kind.rawValue)] \($0.key): \($0.message)" }
+            if shown.count < notes.count { lines.append("  … \(notes.count - shown.count) more (--verbose, or --output json)") }
+        }
+        if !failures.isEmpty {
+            lines.append("Records that cannot be converted (\(failures.count)):")
+            lines += failures.map { "  - \($0)" }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+func renderForecast(_ forecast: [ReprocessingForecast]) -> String {
+    guard !forecast.isEmpty else { return "Reprocessing forecast: no pipeline sets environment variables; nothing reprocesses." }
+    var lines = ["Reprocessing forecast: \(forecast.count) pipeline(s) set environment variables and will reprocess all their data on their first 1.5 job:"]
+    for f in forecast {
+        let size = f.dataTotal.map { "\($0) datums (data_total of job \(f.newestFinishedJob ?? "?"))" } ?? "size unknown (no finished job)"
+        lines.append("  - \(f.pipeline): env \(f.envNames.joined(separator: ", ")); \(size)")
+    }
+    return lines.joined(separator: "\n")
+}
+
+func defaultBackupPath(from: String) -> String {
+    let stamp = Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false))
+        .replacing(":", with: "")
+    return "pachmigrate-backup-\(from)-\(stamp).jsonl"
+}

@@ -1,0 +1,255 @@
+import ArgumentParser
+import Dispatch
+import EtcdGateway
+import Logging
+import MigrationEngine
+import PachydermMigrations
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The lock as an operator sees it: who, how fresh, how long its lease has left.
+struct LockView: Encodable {
+    var holder: LockHolder
+    var heartbeatAgeSeconds: Int
+    var leaseRemainingSeconds: Int64
+    var stale: Bool
+
+    static func read(store: any KeyValueService, namespace: Namespace, staleAfter: Double? = nil) throws -> LockView? {
+        guard let (holder, kv) = try JournalReader(store: store, namespace: namespace).lockHolder() else { return nil }
+        let age = max(0, Date().timeIntervalSince1970 - holder.heartbeatEpoch)
+        let ttl = kv.lease != 0 ? (try? store.leaseTimeToLive(id: kv.lease, keys: false).ttl) ?? -1 : -1
+        let threshold = staleAfter ?? Double(max(holder.ttl * 2, 60))
+        return LockView(holder: holder, heartbeatAgeSeconds: Int(age), leaseRemainingSeconds: ttl, stale: age > threshold)
+    }
+
+    var text: String {
+        """
+        Lock held by \(holder.who)
+          holder id:  \(holder.holderID)
+          command:    \(holder.command) (pachmigrate \(holder.toolVersion))\(holder.from.map { " from \($0)" } ?? "")\(holder.to.map { " to \($0)" } ?? "")
+          started:    \(holder.startedAt)
+          step:       \(holder.step) \(holder.done)/\(holder.total)
+          heartbeat:  \(holder.heartbeat) (\(heartbeatAgeSeconds)s ago\(stale ? ", STALE" : ""))
+          lease:      \(holder.leaseID), \(leaseRemainingSeconds >= 0 ? "\(leaseRemainingSeconds)s left" : "gone")
+        """
+    }
+}
+
+struct StatusReport: CommandReport {
+    var stampedVersion: String?
+    var state: RunState?
+    var lanes: [String: LaneCursor]
+    var lock: LockView?
+    var history: [HistoryEntry]
+
+    func renderText() -> String {
+        var lines = ["Stamped version: \(stampedVersion ?? "none (never migrated by pachmigrate)")"]
+        if let state {
+            lines.append("Run \(state.runID): \(state.status.rawValue), \(state.from) → \(state.to), step \(state.step)")
+            lines.append("  started \(state.startedAt) at revision \(state.startRevision), updated \(state.updatedAt)")
+            if let path = state.backupPath { lines.append("  backup \(path) sha256 \(state.backupSHA256 ?? "?")") }
+            if let message = state.message { lines.append("  last error: \(message)") }
+            if state.status == .running || state.status == .failed {
+                let written = lanes.values.reduce(0) { $0 + $1.written }
+                lines.append("  progress: \(written)/\(state.records) records in \(lanes.count) lane(s); run the same migrate command to resume")
+            }
+        } else {
+            lines.append("No migration recorded.")
+        }
+        lines.append(lock?.text ?? "Lock: free")
+        if !history.isEmpty {
+            lines.append("History (newest last):")
+            for h in history {
+                var line = "  \(h.at) \(h.event) by \(h.who)"
+                if let from = h.from, let to = h.to { line += " \(from) → \(to)" }
+                if let counts = h.counts { line += " " + counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
+                if let detail = h.detail { line += " (\(detail))" }
+                lines.append(line)
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the stamped version, the run in progress (if any), the lock and the history.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    @Option(name: .long, help: "How many history entries to show.")
+    var history = 5
+
+    func run() throws {
+        try runCommand("status", output) { context in
+            let client = try connection.makeClient(logger: context.logger)
+            let journal = JournalReader(store: client, namespace: connection.namespace)
+            return StatusReport(
+                stampedVersion: try journal.stampedVersion(), state: try journal.state()?.0, lanes: try journal.laneCursors(),
+                lock: try LockView.read(store: client, namespace: connection.namespace), history: try journal.history(limit: history))
+        }
+    }
+}
+
+struct LockCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lock",
+        abstract: "Inspect or break the migration lock.",
+        subcommands: [LockShowCommand.self, LockBreakCommand.self])
+}
+
+struct LockReport: CommandReport {
+    var lock: LockView?
+    var broken: Bool?
+    var message: String?
+
+    func renderText() -> String {
+        [lock?.text ?? "Lock: free", message].compactMap { $0 }.joined(separator: "\n")
+    }
+}
+
+struct LockShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show who holds the lock and how fresh its heartbeat is.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        try runCommand("lock show", output) { context in
+            let client = try connection.makeClient(logger: context.logger)
+            return LockReport(lock: try LockView.read(store: client, namespace: connection.namespace))
+        }
+    }
+}
+
+struct LockBreakCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "break",
+        abstract: "Break a stuck lock: revoke its holder's lease and record who broke it.",
+        discussion: """
+            Refuses while the holder's heartbeat is fresh (younger than --stale-after, default \
+            twice its lease TTL and at least 60 s), because a live migrator would then lose its \
+            lock mid-run; --force breaks it anyway. The broken run's writes stop at once (they \
+            are fenced on the lock). Afterwards run the same migrate command to resume, or restore.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    @Flag(name: .long, help: "Break even a lock whose heartbeat is fresh.")
+    var force = false
+
+    @Option(name: .long, help: ArgumentHelp("Heartbeat age after which the lock counts as stale.", valueName: "duration"))
+    var staleAfter: DurationArgument?
+
+    @Option(name: .long, help: ArgumentHelp("Who is breaking it, for the history (default: $USER@host).", valueName: "name"))
+    var by: String?
+
+    func run() throws {
+        try runCommand("lock break", output) { context in
+            let client = try connection.makeClient(logger: context.logger)
+            let namespace = connection.namespace
+            guard let view = try LockView.read(store: client, namespace: namespace, staleAfter: staleAfter?.seconds),
+                let (_, kv) = try JournalReader(store: client, namespace: namespace).lockHolder()
+            else {
+                return LockReport(lock: nil, broken: false, message: "Nothing to break: the lock is free.")
+            }
+            if !view.stale && !force {
+                throw CLIError(
+                    .lockHeld,
+                    "refusing to break the lock: its holder \(view.holder.who) sent a heartbeat \(view.heartbeatAgeSeconds)s ago and may still be running. Stop it first, wait until the heartbeat is stale, or pass --force.")
+            }
+            if kv.lease != 0 { try? client.leaseRevoke(id: kv.lease) }
+            // If the lease was already gone or the key had none, delete exactly this key version.
+            _ = try client.txn(
+                TxnRequest(
+                    compare: [Compare(key: namespace.lockKey, .equal, .createRevision(kv.createRevision))],
+                    success: [.deleteRange(DeleteRangeRequest(key: namespace.lockKey))]))
+            let env = ProcessInfo.processInfo.environment
+            let who = by ?? "\(env["USER"] ?? "unknown")@\(ProcessInfo.processInfo.hostName)"
+            let entry = HistoryEntry(
+                event: "lock-break", at: Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false)), who: who,
+                from: view.holder.from, to: view.holder.to,
+                detail: "broke the lock of \(view.holder.who) (holder \(view.holder.holderID), heartbeat \(view.heartbeatAgeSeconds)s old\(force ? ", forced" : ""))")
+            let nanos = String(UInt64(Date().timeIntervalSince1970 * 1e9))
+            let key = namespace.historyPrefix + Array((String(repeating: "0", count: max(0, 20 - nanos.count)) + nanos + "-break").utf8)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            _ = try client.put(PutRequest(key: key, value: Array(try encoder.encode(entry))))
+            context.logger.notice("lock broken", metadata: ["holder": "\(view.holder.who)", "by": "\(who)"])
+            return LockReport(
+                lock: view, broken: true,
+                message: "Lock broken by \(who). Run the interrupted command again to resume, or `pachmigrate restore` its backup.")
+        }
+    }
+}
+
+struct WaitReport: CommandReport {
+    var version: String
+    var waitedSeconds: Int
+    func renderText() -> String { "The cluster is at \(version), with no migration running (waited \(waitedSeconds)s)." }
+}
+
+struct WaitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wait",
+        abstract: "Block until the cluster is stamped with a version, unlocked, with no run in progress.",
+        discussion: """
+            For an init container of the new pachd: it starts only once the migration is done. \
+            Exits 0 when ready, 1 when --timeout passes first.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+
+    @Option(name: .long, help: ArgumentHelp("The version to wait for, e.g. 1.5.0.", valueName: "version"))
+    var version: String
+
+    @Option(name: .long, help: ArgumentHelp("Give up after this long (e.g. 10m); default: wait forever.", valueName: "duration"))
+    var timeout: DurationArgument?
+
+    @Option(name: .long, help: ArgumentHelp("How often to look.", valueName: "duration"))
+    var interval = DurationArgument(.seconds(2))
+
+    func run() throws {
+        try runCommand("wait", output) { context in
+            let client = try connection.makeClient(logger: context.logger)
+            let journal = JournalReader(store: client, namespace: connection.namespace)
+            let start = ContinuousClock.now
+            var lastReason = ""
+            while true {
+                var reason: String?
+                do {
+                    let stamped = try journal.stampedVersion()
+                    let state = try journal.state()?.0
+                    if stamped != version {
+                        reason = "stamped \(stamped ?? "nothing"), waiting for \(version)"
+                    } else if let state, state.status == .running || state.status == .failed {
+                        reason = "a migration is \(state.status.rawValue)"
+                    } else if try journal.lockHolder() != nil {
+                        reason = "the migration lock is held"
+                    }
+                } catch {
+                    reason = "etcd: \(error)"
+                }
+                guard let reason else {
+                    return WaitReport(version: version, waitedSeconds: Int((ContinuousClock.now - start).components.seconds))
+                }
+                if reason != lastReason {
+                    context.logger.notice("waiting: \(reason)")
+                    lastReason = reason
+                }
+                if let timeout, ContinuousClock.now - start >= timeout.duration {
+                    throw CLIError(.failure, "timed out after \(timeout.duration) waiting for version \(version): \(reason)")
+                }
+                Thread.sleep(forTimeInterval: interval.seconds)
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Logging
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// How results and logs are shown. Results go to stdout; logs and progress to stderr.
+struct OutputOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Result format: text for people, json for scripts (one JSON document on stdout).",
+            valueName: "text|json"))
+    var output: OutputFormat = .text
+
+    @Option(name: .long, help: ArgumentHelp("Log format on stderr: text, or json lines for log collectors.", valueName: "text|json"))
+    var logFormat: LogFormat = .text
+
+    @Option(name: .long, help: ArgumentHelp("Least severe log level shown on stderr.", valueName: "level"))
+    var logLevel: Logger.Level = .notice
+
+    @Flag(name: .long, help: "No progress bar or progress lines.")
+    var quiet = false
+}

@@ -1,0 +1,76 @@
+import ArgumentParser
+import EtcdGateway
+import MigrationEngine
+import PachydermMigrations
+
+/// The process exit codes, stable and documented (README "Exit codes", `--help`).
+enum ExitStatus: Int32, CaseIterable {
+    case ok = 0
+    case failure = 1
+    case usage = 2
+    case lockHeld = 3
+    case notAtRest = 4
+    case unsupportedVersion = 5
+    case verificationFailed = 6
+    case interrupted = 7
+    case conversionFailed = 8
+
+    var meaning: String {
+        switch self {
+        case .ok: "success, or nothing to do"
+        case .failure: "anything else (etcd unreachable, authentication, I/O …)"
+        case .usage: "bad flags or arguments"
+        case .lockHeld: "another migrator holds the lock"
+        case .notAtRest: "the cluster is not at rest, or someone else wrote during the run"
+        case .unsupportedVersion: "no migration path between the versions"
+        case .verificationFailed: "verify found problems"
+        case .interrupted: "interrupted (signal or lost lock); run the same command again to resume"
+        case .conversionFailed: "a record could not be converted (each is named)"
+        }
+    }
+
+    static var helpText: String {
+        "Exit codes:\n" + allCases.map { "  \($0.rawValue)  \($0.meaning)" }.joined(separator: "\n")
+    }
+}
+
+/// An error of the command line itself: usage, files, or a refusal with its exit status.
+struct CLIError: Error, CustomStringConvertible {
+    var status: ExitStatus
+    var message: String
+    var keys: [String] = []
+
+    init(_ status: ExitStatus, _ message: String, keys: [String] = []) {
+        self.status = status
+        self.message = message
+        self.keys = keys
+    }
+
+    var description: String { message }
+}
+
+/// Maps any error a command can meet to what the operator is told and the exit status.
+func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message: String, keys: [String]) {
+    switch error {
+    case let error as CLIError:
+        return (error.status, "\(error.status)", error.message, error.keys)
+    case let error as MigrationError:
+        let status: ExitStatus =
+            switch error.code {
+            case .lockHeld: .lockHeld
+            case .notAtRest, .foreignWrite: .notAtRest
+            case .unsupportedVersion: .unsupportedVersion
+            case .verificationFailed: .verificationFailed
+            case .interrupted, .leaseLost: .interrupted
+            case .conversionFailed: .conversionFailed
+            default: .failure
+            }
+        return (status, error.code.description, error.message, error.keys)
+    case let error as EtcdError:
+        return (.failure, "etcd-\(error.code)", error.description, [])
+    case let error as VersionPlanError:
+        return (.unsupportedVersion, "unsupported-version", error.message, [])
+    default:
+        return (.failure, "error", "\(error)", [])
+    }
+}

@@ -1,0 +1,106 @@
+import EtcdGateway
+import MigrationEngine
+
+/// What version a cluster's metadata is at, and how we know.
+public struct DetectedVersion: Sendable, Hashable, Codable {
+    /// `1.5.0`, `1.4.x` (records are 1.4 text; the patch level cannot be told from etcd), or nil for an empty cluster.
+    public var version: String?
+    /// `stamp` (pachmigrate recorded it), `records` (sampled), or `empty`.
+    public var source: String
+    public var detail: String
+}
+
+public enum ClusterInspection {
+    /// The stamped version if pachmigrate migrated this cluster; else a sample of each
+    /// collection: any 1.4 text record means 1.4.x, all binary means 1.5.0.
+    public static func detectVersion(
+        store: any KeyValueService, layout: PachydermLayout, namespace: Namespace, sample: Int = 100
+    ) throws(MigrationError) -> DetectedVersion {
+        if let stamped = try JournalReader(store: store, namespace: namespace).stampedVersion() {
+            return DetectedVersion(version: stamped, source: "stamp", detail: "stamped by pachmigrate at \(namespace.versionKey.printable)")
+        }
+        var text = 0
+        var binary = 0
+        for kind in RecordKind.allCases {
+            let request = RangeRequest.prefix(layout.collectionPrefix(kind), limit: Int64(sample))
+            let page = try etcdCall("sampling \(kind) records") { () throws(EtcdError) in try store.range(request) }
+            for kv in page.kvs {
+                switch (try? RecordCodec.decode(kind: kind, key: kv.key, value: kv.value))?.encoding {
+                case .text14: text += 1
+                case .binary15: binary += 1
+                case nil: break
+                }
+            }
+        }
+        if text > 0 {
+            return DetectedVersion(
+                version: "1.4.x", source: "records",
+                detail: "\(text) sampled record(s) are 1.4 text\(binary > 0 ? ", \(binary) already 1.5 binary (a partly migrated cluster)" : "")")
+        }
+        if binary > 0 {
+            return DetectedVersion(version: "1.5.0", source: "records", detail: "every sampled record is 1.5 binary")
+        }
+        return DetectedVersion(version: nil, source: "empty", detail: "no Pachyderm records under \(layout.pfsPrefix)/ and \(layout.ppsPrefix)/")
+    }
+
+    /// Pipelines that reprocess all their data on their first 1.5 job: 1.5.0 hashes datums
+    /// with `env` cleared, so every datum of a pipeline whose transform sets env looks new.
+    public static func reprocessingForecast(
+        store: any KeyValueService, layout: PachydermLayout, pageSize: Int = 1000
+    ) throws(MigrationError) -> [ReprocessingForecast] {
+        var pipelines: [String: [String]] = [:]
+        try scan(store: store, prefix: layout.collectionPrefix(.pipeline), pageSize: pageSize) { kv in
+            guard let info = (try? RecordCodec.decode(kind: .pipeline, key: kv.key, value: kv.value))?.record.pipeline,
+                !info.transform.env.isEmpty
+            else { return }
+            pipelines[info.pipelineName] = info.envNames
+        }
+        guard !pipelines.isEmpty else { return [] }
+        var newest: [String: (finished: Int64, job: String, total: Int64)] = [:]
+        try scan(store: store, prefix: layout.collectionPrefix(.job), pageSize: pageSize) { kv in
+            guard let job = (try? RecordCodec.decode(kind: .job, key: kv.key, value: kv.value))?.record.job,
+                let name = job.pipelineName, pipelines[name] != nil, job.hasFinished
+            else { return }
+            let finished = job.finished.seconds
+            if (newest[name]?.finished ?? Int64.min) < finished {
+                newest[name] = (finished, job.jobID ?? "", job.dataTotal)
+            }
+        }
+        return pipelines.keys.sorted().map { name in
+            ReprocessingForecast(
+                pipeline: name, envNames: pipelines[name]!, newestFinishedJob: newest[name]?.job,
+                dataTotal: newest[name]?.total)
+        }
+    }
+
+    static func scan(
+        store: any KeyValueService, prefix: [UInt8], pageSize: Int, _ body: (KeyValue) -> Void
+    ) throws(MigrationError) {
+        var next = prefix
+        var revision: Int64 = 0
+        while true {
+            let request = RangeRequest(key: next, rangeEnd: prefixRangeEnd(prefix), limit: Int64(pageSize), revision: revision)
+            let page = try etcdCall("reading \(prefix.printable)") { () throws(EtcdError) in try store.range(request) }
+            if revision == 0 { revision = page.header.revision }
+            page.kvs.forEach(body)
+            guard page.more, let last = page.kvs.last else { return }
+            next = last.key + [0]
+        }
+    }
+}
+
+public struct ReprocessingForecast: Sendable, Hashable, Codable {
+    public var pipeline: String
+    public var envNames: [String]
+    public var newestFinishedJob: String?
+    /// `data_total` of the newest finished job: roughly what the first 1.5 job reprocesses.
+    public var dataTotal: Int64?
+}
+
+func etcdCall<T>(_ doing: @autoclosure () -> String, _ body: () throws(EtcdError) -> T) throws(MigrationError) -> T {
+    do {
+        return try body()
+    } catch {
+        throw MigrationError.store(error, while: doing())
+    }
+}

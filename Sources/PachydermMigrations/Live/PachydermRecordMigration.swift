@@ -1,0 +1,104 @@
+import EtcdGateway
+import MigrationEngine
+
+/// Pachyderm's records for the engine: which keys are records and in which ordering group,
+/// how each converts along the planned steps, and what makes a cluster not at rest.
+public struct PachydermRecordMigration: RecordMigration {
+    public let layout: PachydermLayout
+    public let plan: MigrationPlan
+    /// Migrate open commits (writing the `openCommits/<id>` entry 1.5.0 needs) instead of refusing.
+    public let allowOpenCommits: Bool
+
+    public init(layout: PachydermLayout, plan: MigrationPlan, allowOpenCommits: Bool = false) {
+        self.layout = layout
+        self.plan = plan
+        self.allowOpenCommits = allowOpenCommits
+    }
+
+    public var fromVersion: String { plan.from.description }
+    public var toVersion: String { plan.to.description }
+    public var backupPrefixes: [[UInt8]] { [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)] }
+    public var recordPrefixes: [[UInt8]] { RecordKind.allCases.map(layout.collectionPrefix) }
+
+    public func lane(of key: [UInt8]) -> String? {
+        if case .record(_, let group) = layout.classify(key) { return group }
+        return nil
+    }
+
+    public func convert(_ record: KeyValue) throws(RecordConversionError) -> RecordConversion {
+        guard case .record(let kind, _) = layout.classify(record.key) else {
+            throw RecordConversionError(key: record.key.printable, message: "not a record key")
+        }
+        var value = record.value
+        var notes: [ConversionNote] = []
+        var alreadyMigrated = false
+        for (index, step) in plan.steps.enumerated() {
+            let converted: ConvertedValue
+            do {
+                converted = try step.transform(kind, record.key, value)
+            } catch {
+                throw RecordConversionError(key: record.key.printable, message: error.description)
+            }
+            if index == 0 && converted.sourceEncoding == .binary15 {
+                alreadyMigrated = true
+                break
+            }
+            value = converted.value
+            notes += converted.notes.map(ConversionNote.init)
+        }
+        if alreadyMigrated || plan.steps.isEmpty { return RecordConversion(action: .alreadyMigrated) }
+        var companions: [(key: [UInt8], value: [UInt8])] = []
+        if kind == .commit && allowOpenCommits, let commit = try? RecordCodec.decode(kind: .commit, key: record.key, value: record.value).record.commit {
+            do {
+                if let entry = try layout.openCommitEntry(for: commit) {
+                    companions.append(entry)
+                    notes.append(ConversionNote(
+                        kind: .normalized, key: record.key.printable,
+                        message: "open commit: writes \(entry.key.printable) so 1.5.0 can put files into and finish it"))
+                }
+            } catch {
+                throw RecordConversionError(key: record.key.printable, message: error.description)
+            }
+        }
+        return RecordConversion(action: .rewrite(value), companions: companions, notes: notes)
+    }
+
+    public func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
+        switch layout.classify(kv.key) {
+        case .record(.job, _):
+            guard let job = try? RecordCodec.decode(kind: .job, key: kv.key, value: kv.value), job.encoding == .text14,
+                let info = job.record.job, info.isStartingOrRunning
+            else { return }
+            findings.append(AtRestFinding(
+                kind: .runningJob, key: kv.key.printable,
+                detail: "job \(info.jobID ?? "?") of pipeline \(info.pipelineName ?? "?") is \(info.stateName)", blocking: true))
+        case .record(.commit, _):
+            guard let commit = try? RecordCodec.decode(kind: .commit, key: kv.key, value: kv.value), commit.encoding == .text14,
+                let info = commit.record.commit, info.isOpen
+            else { return }
+            findings.append(AtRestFinding(
+                kind: .openCommit, key: kv.key.printable,
+                detail: allowOpenCommits
+                    ? "open commit \(info.repoName)@\(info.commitID): migrated open, with its openCommits entry"
+                    : "commit \(info.repoName)@\(info.commitID) is open (not finished); finish it, or pass --allow-open-commits",
+                blocking: !allowOpenCommits))
+        case .scratch:
+            findings.append(AtRestFinding(
+                kind: .inFlightPutFile, key: kv.key.printable, detail: "a put-file is in flight", blocking: true))
+        case .worker:
+            findings.append(AtRestFinding(
+                kind: .liveWorker, key: kv.key.printable,
+                detail: "a worker pod is registered; stop pipelines before upgrading", blocking: false))
+        default:
+            return
+        }
+    }
+}
+
+extension ConversionNote {
+    init(_ note: MigrationNote) {
+        let kind: ConversionNote.Kind =
+            note.kind == .droppedField ? .dropped : note.kind == .normalized ? .normalized : .warning
+        self.init(kind: kind, key: note.key, message: (note.field.map { "\($0): " } ?? "") + note.message)
+    }
+}

@@ -1,0 +1,157 @@
+import EtcdGateway
+import MigrationEngine
+import PachydermSchema
+import SwiftProtobuf
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+public struct VerificationReport: Sendable, Codable {
+    /// What the records were checked against.
+    public var expectedVersion: String
+    public var counts: [String: Int]
+    /// Each problem names its key. Any problem fails `verify` (exit 6).
+    public var problems: [String]
+    /// Worth knowing, harmless to Pachyderm (e.g. fields 1.5.0 ignores).
+    public var warnings: [String]
+    public var ok: Bool { problems.isEmpty }
+}
+
+/// Checks a cluster's Pachyderm records: each decodes with the expected version's schema,
+/// and the references between them resolve.
+public struct PachydermVerifier: Sendable {
+    public let layout: PachydermLayout
+    public let pageSize: Int
+
+    public init(layout: PachydermLayout, pageSize: Int = 1000) {
+        self.layout = layout
+        self.pageSize = pageSize
+    }
+
+    /// `expectedVersion`: `1.5.x` requires every record in 1.5 binary; `1.4.x` in 1.4 text.
+    /// `journalCounts`: per-kind counts the last migration recorded, checked when given.
+    public func verify(
+        store: any KeyValueService, expectedVersion: String, journalCounts: [String: Int]? = nil
+    ) throws(MigrationError) -> VerificationReport {
+        let wants15 = expectedVersion.hasPrefix("1.5")
+        var report = VerificationReport(expectedVersion: expectedVersion, counts: [:], problems: [], warnings: [])
+        var repos = Set<Data>()
+        var commits = Set<Data>()
+        var pipelines = Set<Data>()
+
+        // Pass 1: every record decodes as the expected version; collect what exists.
+        for kind in RecordKind.allCases {
+            try ClusterInspection.scan(store: store, prefix: layout.collectionPrefix(kind), pageSize: pageSize) { kv in
+                report.counts[kind.rawValue, default: 0] += 1
+                let key = kv.key.printable
+                let decoded: (record: Decoded14Record, encoding: StoredEncoding)
+                do {
+                    decoded = try RecordCodec.decode(kind: kind, key: kv.key, value: kv.value)
+                } catch {
+                    report.problems.append("\(key): does not decode: \(error)")
+                    return
+                }
+                if wants15 && decoded.encoding != .binary15 {
+                    report.problems.append("\(key): still 1.4 text; the cluster is not fully migrated")
+                    return
+                }
+                if !wants15 && decoded.encoding != .text14 {
+                    report.problems.append("\(key): 1.5 binary in a cluster expected at \(expectedVersion)")
+                }
+                if wants15 { check15(kind: kind, kv: kv, report: &report) }
+                switch decoded.record {
+                case .repo(let info): repos.insert(info.repo.name)
+                case .commit(let info): commits.insert(commitRef(info.commit.repo.name, info.commit.id))
+                case .pipeline(let info): pipelines.insert(info.pipeline.name)
+                default: break
+                }
+            }
+        }
+
+        // Pass 2: references resolve.
+        for kind: RecordKind in [.repo, .commit, .branch, .job] {
+            try ClusterInspection.scan(store: store, prefix: layout.collectionPrefix(kind), pageSize: pageSize) { kv in
+                guard let decoded = try? RecordCodec.decode(kind: kind, key: kv.key, value: kv.value) else { return }
+                let key = kv.key.printable
+                switch decoded.record {
+                case .repo(let info):
+                    for repo in info.provenance where !repos.contains(repo.name) {
+                        report.problems.append("\(key): provenance repo \(text(repo.name)) does not exist")
+                    }
+                case .commit(let info):
+                    if !repos.contains(info.commit.repo.name) {
+                        report.problems.append("\(key): repo \(text(info.commit.repo.name)) does not exist")
+                    }
+                    if info.hasParentCommit && !commits.contains(commitRef(info.parentCommit.repo.name, info.parentCommit.id)) {
+                        report.problems.append("\(key): parent commit \(text(info.parentCommit.repo.name))@\(text(info.parentCommit.id)) does not exist")
+                    }
+                    for p in info.provenance where !commits.contains(commitRef(p.repo.name, p.id)) {
+                        report.problems.append("\(key): provenance commit \(text(p.repo.name))@\(text(p.id)) does not exist")
+                    }
+                case .branch(let head):
+                    if !repos.contains(head.repo.name) {
+                        report.problems.append("\(key): repo \(text(head.repo.name)) does not exist")
+                    } else if !head.id.isEmpty && !commits.contains(commitRef(head.repo.name, head.id)) {
+                        report.problems.append("\(key): head commit \(text(head.repo.name))@\(text(head.id)) does not exist")
+                    }
+                case .job(let info):
+                    if info.hasPipeline && !pipelines.contains(info.pipeline.name) {
+                        report.warnings.append("\(key): job of pipeline \(text(info.pipeline.name)), which no longer exists")
+                    }
+                default:
+                    break
+                }
+            }
+        }
+
+        if let journalCounts {
+            for (kind, expected) in journalCounts where !kind.hasPrefix("already-") {
+                let recordKind = ["repos": "repo", "commits": "commit", "branches": "branch", "pipelines": "pipeline", "jobs": "job"][kind] ?? kind
+                let found = report.counts[recordKind] ?? 0
+                if found < expected {
+                    report.problems.append("the journal records \(expected) \(kind) migrated, but only \(found) exist now")
+                }
+            }
+        }
+        return report
+    }
+
+    /// Decodes with the 1.5.0 schema itself and checks what 1.5.0 would reject.
+    private func check15(kind: RecordKind, kv: KeyValue, report: inout VerificationReport) {
+        let key = kv.key.printable
+        let bytes = Data(kv.value)
+        do {
+            var options = BinaryDecodingOptions()
+            options.messageDepthLimit = 1000
+            let message: any Message =
+                switch kind {
+                case .repo: try Pach150_RepoInfo(serializedBytes: bytes, options: options)
+                case .commit: try Pach150_CommitInfo(serializedBytes: bytes, options: options)
+                case .branch: try Pach150_Commit(serializedBytes: bytes, options: options)
+                case .pipeline: try Pach150_PipelineInfo(serializedBytes: bytes, options: options)
+                case .job: try Pach150_JobInfo(serializedBytes: bytes, options: options)
+                }
+            if !message.unknownFields.data.isEmpty {
+                report.warnings.append("\(key): carries fields 1.5.0 does not know (ignored by Pachyderm)")
+            }
+            let spec: Pach150_ParallelismSpec? =
+                (message as? Pach150_PipelineInfo)?.parallelismSpec ?? (message as? Pach150_JobInfo)?.parallelismSpec
+            if let spec, spec.constant != 0 && spec.coefficient != 0 {
+                report.problems.append("\(key): parallelism_spec sets both constant and coefficient; 1.5.0 rejects it (\"Unable to interpret ParallelismSpec\")")
+            }
+        } catch {
+            report.problems.append("\(key): does not decode with the 1.5.0 schema: \(error)")
+        }
+    }
+}
+
+private func commitRef(_ repo: Data, _ id: Data) -> Data {
+    repo + Data([0]) + id
+}
+
+private func text(_ data: Data) -> String {
+    Array(data).printable
+}
