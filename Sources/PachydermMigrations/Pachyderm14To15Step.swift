@@ -30,6 +30,12 @@ public enum Pachyderm14To15Step {
             notes.append(MigrationNote(kind: .warning, key: keyText, message: "empty value: an all-default \(kind) record; written as an empty 1.5.0 value"))
         }
         let bytes = try convert(record, key: key, keyText: keyText, notes: &notes)
+        if encoding == .binary15 && bytes != value {
+            notes.append(MigrationNote(
+                kind: .warning, key: keyText,
+                message: "already 1.5.0 binary but not in this tool's form (e.g. written by Pachyderm 1.5.0's own "
+                    + "migration, which keeps the removed stopped/strategy fields): re-encoded without them"))
+        }
         return ConvertedValue(value: bytes, sourceEncoding: encoding, notes: notes)
     }
 
