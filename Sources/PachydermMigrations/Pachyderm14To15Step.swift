@@ -29,7 +29,7 @@ public enum Pachyderm14To15Step {
         if value.isEmpty {
             notes.append(MigrationNote(kind: .warning, key: keyText, message: "empty value: an all-default \(kind) record; written as an empty 1.5.0 value"))
         }
-        let bytes = try convert(record, key: key, keyText: keyText, notes: &notes)
+        let bytes = try convert(record, key: key, keyText: keyText, source: encoding, notes: &notes)
         if encoding == .binary15 && bytes != value {
             notes.append(MigrationNote(
                 kind: .warning, key: keyText,
@@ -40,15 +40,18 @@ public enum Pachyderm14To15Step {
     }
 
     /// Converts an already decoded record (the engine decodes once for its at-rest checks).
-    public static func convert(_ record: Decoded14Record, key: [UInt8], notes: inout [MigrationNote])
-        throws(RecordCodecError) -> [UInt8]
-    {
-        try convert(record, key: key, keyText: String(decoding: key, as: UTF8.self), notes: &notes)
+    /// `source` is how it was stored: 1.5 binary has no `stopped` and no `strategy` on the
+    /// wire, so their absence there means nothing.
+    public static func convert(
+        _ record: Decoded14Record, key: [UInt8], source: StoredEncoding, notes: inout [MigrationNote]
+    ) throws(RecordCodecError) -> [UInt8] {
+        try convert(record, key: key, keyText: String(decoding: key, as: UTF8.self), source: source, notes: &notes)
     }
 
-    static func convert(_ record: Decoded14Record, key: [UInt8], keyText: String, notes: inout [MigrationNote])
-        throws(RecordCodecError) -> [UInt8]
-    {
+    static func convert(
+        _ record: Decoded14Record, key: [UInt8], keyText: String, source: StoredEncoding, notes: inout [MigrationNote]
+    ) throws(RecordCodecError) -> [UInt8] {
+        let fromText = source == .text14
         switch record {
         case .repo(let info):
             return try RecordCodec.encode15(Pach150_RepoInfo(copying: info), key: key)
@@ -64,7 +67,7 @@ public enum Pachyderm14To15Step {
                     message: "dropped ≤1.4.3 gc_policy (\(info.gcPolicy.textFormatString().trimmed)); 1.5.0 has no such field"))
             }
             let expected = expectedStopped(info.state)
-            if let expected, expected != info.stopped {
+            if let expected, expected != info.stopped, fromText || info.stopped {
                 notes.append(MigrationNote(
                     kind: .disagreement, key: keyText, field: "stopped",
                     message: "stopped=\(info.stopped) disagrees with state \(info.state) (1.4.8 derives stopped=\(expected)); "
@@ -73,7 +76,7 @@ public enum Pachyderm14To15Step {
                 notes.append(MigrationNote(kind: .warning, key: keyText, field: "state", message: "unknown pipeline state \(info.state.rawValue), copied as is"))
             }
             if info.hasParallelismSpec {
-                out.parallelismSpec = try normalize(info.parallelismSpec, key: keyText, notes: &notes)
+                out.parallelismSpec = try normalize(info.parallelismSpec, fromText: fromText, key: keyText, notes: &notes)
             }
             return try RecordCodec.encode15(out, key: key)
         case .job(let info):
@@ -84,7 +87,7 @@ public enum Pachyderm14To15Step {
                     message: "dropped 1.4.0–1.4.1 error (\(info.error.count) bytes, the log of the last failed datum); 1.5.0 has no such field"))
             }
             let expected = expectedStopped(info.state)
-            if let expected, expected != info.stopped {
+            if let expected, expected != info.stopped, fromText || info.stopped {
                 notes.append(MigrationNote(
                     kind: .disagreement, key: keyText, field: "stopped",
                     message: "stopped=\(info.stopped) disagrees with state \(info.state) (1.4.8 derives stopped=\(expected)); "
@@ -93,7 +96,7 @@ public enum Pachyderm14To15Step {
                 notes.append(MigrationNote(kind: .warning, key: keyText, field: "state", message: "unknown job state \(info.state.rawValue), copied as is"))
             }
             if info.hasParallelismSpec {
-                out.parallelismSpec = try normalize(info.parallelismSpec, key: keyText, notes: &notes)
+                out.parallelismSpec = try normalize(info.parallelismSpec, fromText: fromText, key: keyText, notes: &notes)
             }
             return try RecordCodec.encode15(out, key: key)
         }
@@ -120,10 +123,16 @@ public enum Pachyderm14To15Step {
 
     /// Keeps the number of workers 1.4.8 would start (spec §5). 1.5.0 has no strategy and
     /// rejects a spec with both constant and coefficient set.
-    static func normalize(_ spec: Read14_ParallelismSpec, key: String, notes: inout [MigrationNote])
+    /// A 1.5 binary spec (no strategy on the wire) with only `coefficient` set means a
+    /// coefficient in 1.5, and is kept as it is.
+    static func normalize(_ spec: Read14_ParallelismSpec, fromText: Bool, key: String, notes: inout [MigrationNote])
         throws(RecordCodecError) -> Pach150_ParallelismSpec
     {
         var out = Pach150_ParallelismSpec()
+        if !fromText && spec.strategy == .constant && spec.constant == 0 {
+            out.coefficient = spec.coefficient
+            return out
+        }
         switch spec.strategy {
         case .constant:
             if spec.constant > 0 {
