@@ -82,7 +82,10 @@ enum GogoText {
                     + "Compare it with the backup, fix or delete the key, then run again.")
         }
         if let culprit = locate(M.self, value: value, items: items, prefix: [], suffix: [], path: []) {
-            let (code, what) = describe(culprit.error)
+            // One field's text fails on its own: unless its name is unknown, its value is wrong.
+            let (code, what): (RecordCodecError.Code, String) =
+                (culprit.error as? TextFormatDecodingError) == .unknownField
+                ? (.unknownField, "unknown field name") : (.invalidFieldValue, "value of the wrong type")
             return RecordCodecError(
                 code: code, key: key, field: culprit.path.joined(separator: "."), byteOffset: culprit.offset,
                 message: "\(what) for a 1.4.x \(messageName) (swift-protobuf: \(culprit.error)). "
@@ -92,16 +95,6 @@ enum GogoText {
             code: .malformedText, key: key,
             message: "not valid 1.4.x \(messageName) text (swift-protobuf: \(decoderError)). "
                 + "Fix or delete the key, then run again.")
-    }
-
-    private static func describe(_ error: any Error) -> (RecordCodecError.Code, String) {
-        guard let error = error as? TextFormatDecodingError else { return (.malformedText, "malformed text") }
-        switch error {
-        case .unknownField: return (.unknownField, "unknown field name")
-        case .malformedNumber, .unrecognizedEnumValue, .schemaMismatch: return (.invalidFieldValue, "value of the wrong type")
-        case .truncated: return (.unbalancedNesting, "truncated text")
-        default: return (.malformedText, "malformed text")
-        }
     }
 
     /// Finds the innermost field whose text alone (inside its enclosing messages) fails to
@@ -114,7 +107,11 @@ enum GogoText {
             do {
                 _ = try M(textFormatString: String(decoding: text, as: UTF8.self), options: decodingOptions)
             } catch {
-                if let inner = item.inner, let innerItems = try? scanItems(value, in: inner), !innerItems.isEmpty {
+                // Recurse only when the field itself is fine (its empty message decodes):
+                // inside an unknown field every item fails, and the field is the culprit.
+                if let inner = item.inner, let innerItems = try? scanItems(value, in: inner), !innerItems.isEmpty,
+                    decodes(M.self, prefix + value[item.nameOffset..<inner.lowerBound] + [UInt8(ascii: " "), item.closer] + suffix)
+                {
                     let innerPrefix = prefix + value[item.nameOffset..<inner.lowerBound] + [UInt8(ascii: " ")]
                     let innerSuffix = [UInt8(ascii: " "), item.closer] + suffix
                     if let deeper = locate(
@@ -128,6 +125,10 @@ enum GogoText {
             }
         }
         return nil
+    }
+
+    private static func decodes<M: Message>(_ type: M.Type, _ text: [UInt8]) -> Bool {
+        (try? M(textFormatString: String(decoding: text, as: UTF8.self), options: decodingOptions)) != nil
     }
 
     static func isNameStart(_ b: UInt8) -> Bool {
