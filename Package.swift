@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(
             name: "PachydermMigrationsTests",
             dependencies: [
-                "PachydermMigrations", "PachydermSchema", "MigrationEngine", "EtcdGateway",
+                "PachydermMigrations", "PachydermSchema", "MigrationEngine", "EtcdGateway", "PachmigrateCLI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             // Sample dumps read through #filePath, not bundled as resources.
