@@ -8,8 +8,8 @@ public struct ConvertCommand: ParsableCommand {
         commandName: "convert",
         abstract: "Convert a dump of a Pachyderm 1.4.x etcd to 1.5.0, offline (no etcd needed).",
         discussion: """
-            IN is a dump: one etcd KeyValue per line in etcd's JSON form (the shape of \
-            `pachmigrate backup` output and of a v3 JSON gateway range response's `kvs`). \
+            IN is a dump: one etcd KeyValue per line in etcd's JSON form (each line shaped \
+            like an entry of `kvs` in a v3 JSON gateway range response). \
             OUT is written with mode 0600, together with OUT.sha256 (check it with \
             `sha256sum -c OUT.sha256`).
 
@@ -49,10 +49,10 @@ public struct ConvertCommand: ParsableCommand {
     @Option(name: .long, help: "Root of Pachyderm's PPS keys (PPS_ETCD_PREFIX).")
     public var ppsPrefix = "pachyderm_pps"
 
-    @Argument(help: "The dump to read (JSON lines of etcd KeyValues).")
+    @Argument(help: ArgumentHelp("The dump to read (JSON lines of etcd KeyValues).", valueName: "IN"))
     public var input: String
 
-    @Argument(help: "The dump to write (created with mode 0600, plus OUT.sha256).")
+    @Argument(help: ArgumentHelp("The dump to write (created with mode 0600, plus OUT.sha256).", valueName: "OUT"))
     public var output: String
 
     public init() {}
@@ -102,7 +102,7 @@ import Glibc
 import Darwin
 #endif
 
-private func writeToStandardError(_ string: String) {
+func writeToStandardError(_ string: String) {
     var bytes = Array(string.utf8)
     bytes.withUnsafeMutableBytes { buffer in
         var offset = 0

@@ -7,4 +7,19 @@ public struct Pachmigrate: ParsableCommand {
         subcommands: [ConvertCommand.self]
     )
     public init() {}
+
+    /// Usage errors exit 2 (this tool's documented convention, like most Unix tools)
+    /// rather than ArgumentParser's 64; everything else as ArgumentParser decides.
+    public static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                writeToStandardError(fullMessage(for: error) + "\n")
+                exit(withError: ExitCode(2))
+            }
+            exit(withError: error)
+        }
+    }
 }
