@@ -92,27 +92,37 @@ public struct OfflineConverter: Sendable {
             report.recordsRead += 1
             var value = kv.value
             var encoding = StoredEncoding.text14
+            var openCommit: Read14_Commit? = nil
             do throws(RecordCodecError) {
                 for step in plan.steps where step.kinds.contains(kind) {
                     let converted = try step.transform(kind, kv.key, value)
                     value = converted.value
                     if converted.sourceEncoding == .binary15 { encoding = .binary15 }
+                    if let commit = converted.openCommit { openCommit = commit }
                     report.notes.append(contentsOf: converted.notes)
-                }
-                if kind == .commit, let openEntry = try openCommit(kv) {
-                    let keyText = String(decoding: kv.key, as: UTF8.self)
-                    if writeOpenCommits {
-                        output.append(kv.replacingValue(value))
-                        output.append(KeyValue(key: openEntry.key, value: openEntry.value, createRevision: kv.modRevision, modRevision: kv.modRevision, version: 1))
-                        report.openCommitsWritten += 1
-                        report.notes.append(MigrationNote(kind: .warning, key: keyText, message: "open commit: wrote \(String(decoding: openEntry.key, as: UTF8.self)) so 1.5.0 can put files into it and finish it"))
-                        tally(kind, encoding, &report)
-                        continue
-                    }
-                    report.notes.append(MigrationNote(kind: .warning, key: keyText, message: "open commit (no `finished`): 1.5.0 can neither put files into it nor finish it without an openCommits entry; convert with --write-open-commits, or finish it on 1.4 first"))
                 }
                 tally(kind, encoding, &report)
                 output.append(kv.replacingValue(value))
+                if let openCommit {
+                    let keyText = String(decoding: kv.key, as: UTF8.self)
+                    if writeOpenCommits {
+                        let entry = try layout.openCommitEntry(forOpen: openCommit)
+                        // Right after its commit, same revision: loading the dump in order
+                        // recreates what 1.5.0's StartCommit would have written.
+                        output.append(KeyValue(
+                            key: entry.key, value: entry.value, createRevision: kv.modRevision,
+                            modRevision: kv.modRevision, version: 1))
+                        report.openCommitsWritten += 1
+                        report.notes.append(MigrationNote(
+                            kind: .warning, key: keyText,
+                            message: "open commit: wrote \(String(decoding: entry.key, as: UTF8.self)) so 1.5.0 can put files into it and finish it"))
+                    } else {
+                        report.notes.append(MigrationNote(
+                            kind: .warning, key: keyText,
+                            message: "open commit (no `finished`): 1.5.0 can neither put files into it nor finish it without "
+                                + "an openCommits entry; convert with --write-open-commits, or finish it on 1.4 first"))
+                    }
+                }
             } catch {
                 logger.error("cannot convert record", metadata: ["key": "\(error.key)", "error": "\(error.message)"])
                 report.failures.append(.init(key: error.key, error: error))
@@ -125,11 +135,6 @@ public struct OfflineConverter: Sendable {
 
     private func tally(_ kind: RecordKind, _ encoding: StoredEncoding, _ report: inout ConversionReport) {
         if encoding == .binary15 { report.alreadyBinary[kind, default: 0] += 1 } else { report.converted[kind, default: 0] += 1 }
-    }
-
-    private func openCommit(_ kv: KeyValue) throws(RecordCodecError) -> (key: [UInt8], value: [UInt8])? {
-        guard case .commit(let info) = try RecordCodec.decode(kind: .commit, key: kv.key, value: kv.value).record else { return nil }
-        return try layout.openCommitEntry(for: info)
     }
 
     /// Reads the dump at `inputPath`, converts it, writes `outputPath` (+ `.sha256`).

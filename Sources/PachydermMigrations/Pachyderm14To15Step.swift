@@ -14,6 +14,9 @@ public struct ConvertedValue: Sendable, Hashable {
     /// How the input was encoded (`.binary15`: it had been migrated already).
     public var sourceEncoding: StoredEncoding
     public var notes: [MigrationNote]
+    /// For a commit without `finished`: its `Commit`, from which the 1.5.0
+    /// `openCommits/<id>` entry is built (`PachydermLayout.openCommitEntry`). nil otherwise.
+    public var openCommit: Read14_Commit?
 }
 
 /// Pachyderm 1.4.x → 1.5.0 for one record (spec §5): decode any 1.4.x record whatever the
@@ -36,7 +39,9 @@ public enum Pachyderm14To15Step {
                 message: "already 1.5.0 binary but not in this tool's form (e.g. written by Pachyderm 1.5.0's own "
                     + "migration, which keeps the removed stopped/strategy fields): re-encoded without them"))
         }
-        return ConvertedValue(value: bytes, sourceEncoding: encoding, notes: notes)
+        var openCommit: Read14_Commit? = nil
+        if case .commit(let info) = record, info.isOpen { openCommit = info.commit }
+        return ConvertedValue(value: bytes, sourceEncoding: encoding, notes: notes, openCommit: openCommit)
     }
 
     /// Converts an already decoded record (the engine decodes once for its at-rest checks).

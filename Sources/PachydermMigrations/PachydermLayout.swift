@@ -24,12 +24,17 @@ public enum PachydermKeyClass: Sendable, Hashable {
 
 /// Pachyderm's key layout under its two configurable etcd roots.
 public struct PachydermLayout: Sendable, Hashable {
-    public var pfsPrefix: String
-    public var ppsPrefix: String
+    public let pfsPrefix: String
+    public let ppsPrefix: String
+    // Computed once: classify runs for every key of a dump.
+    private let pfsRoot: [UInt8]
+    private let ppsRoot: [UInt8]
 
     public init(pfsPrefix: String = "pachyderm_pfs", ppsPrefix: String = "pachyderm_pps") {
         self.pfsPrefix = pfsPrefix
         self.ppsPrefix = ppsPrefix
+        self.pfsRoot = Array("\(pfsPrefix)/".utf8)
+        self.ppsRoot = Array("\(ppsPrefix)/".utf8)
     }
 
     /// The range prefix of a collection, WITH its trailing slash: without it a range over
@@ -50,8 +55,7 @@ public struct PachydermLayout: Sendable, Hashable {
     public func openCommitKey(commitID: String) -> [UInt8] { openCommitsPrefix + Array(commitID.utf8) }
 
     public func classify(_ key: [UInt8]) -> PachydermKeyClass {
-        let pfs = Array("\(pfsPrefix)/".utf8)
-        let pps = Array("\(ppsPrefix)/".utf8)
+        let pfs = pfsRoot, pps = ppsRoot
         if key.starts(with: pfs) {
             return classifyPFS(Array(key[pfs.count...]))
         }

@@ -54,7 +54,12 @@ extension PachydermLayout {
     /// `Commit`, binary, as 1.5.0's StartCommit writes it). nil when the commit is finished.
     public func openCommitEntry(for commit: Read14_CommitInfo) throws(RecordCodecError) -> (key: [UInt8], value: [UInt8])? {
         guard commit.isOpen else { return nil }
-        let key = openCommitsPrefix + [UInt8](commit.commit.id)
-        return (key, try RecordCodec.encode15(Pach150_Commit(copying: commit.commit), key: key))
+        return try openCommitEntry(forOpen: commit.commit)
+    }
+
+    /// The `openCommits/<id>` entry for `commit`, known to be open.
+    public func openCommitEntry(forOpen commit: Read14_Commit) throws(RecordCodecError) -> (key: [UInt8], value: [UInt8]) {
+        let key = openCommitsPrefix + [UInt8](commit.id)
+        return (key, try RecordCodec.encode15(Pach150_Commit(copying: commit), key: key))
     }
 }

@@ -44,7 +44,14 @@ enum EtcdJSONLine {
         }
         func string() throws(ParseError) -> [UInt8] {
             try expect(UInt8(ascii: "\""))
-            var out: [UInt8] = []
+            // Fast path: etcd's strings are base64 or digits, never escaped.
+            let start = i
+            while i < n, line[i] != UInt8(ascii: "\""), line[i] != UInt8(ascii: "\\") { i += 1 }
+            if i < n, line[i] == UInt8(ascii: "\"") {
+                i += 1
+                return Array(line[start..<(i - 1)])
+            }
+            var out = Array(line[start..<i])
             while i < n, line[i] != UInt8(ascii: "\"") {
                 if line[i] == UInt8(ascii: "\\") {
                     i += 1
@@ -134,6 +141,13 @@ enum Base64 {
     }()
 
     static func encode(_ bytes: [UInt8], into out: inout [UInt8]) {
+        out.reserveCapacity(out.count + (bytes.count + 2) / 3 * 4)
+        alphabet.withUnsafeBufferPointer { alphabet in
+            bytes.withUnsafeBufferPointer { bytes in encode(bytes, alphabet, into: &out) }
+        }
+    }
+
+    private static func encode(_ bytes: UnsafeBufferPointer<UInt8>, _ alphabet: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
         var i = 0
         let n = bytes.count
         while i + 3 <= n {
@@ -154,6 +168,10 @@ enum Base64 {
     }
 
     static func decode(_ text: [UInt8]) -> [UInt8]? {
+        reverse.withUnsafeBufferPointer { reverse in text.withUnsafeBufferPointer { decode($0, reverse) } }
+    }
+
+    private static func decode(_ text: UnsafeBufferPointer<UInt8>, _ reverse: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         guard text.count % 4 == 0 else { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(text.count / 4 * 3)
