@@ -83,54 +83,67 @@ public struct OfflineConverter: Sendable {
         var output: [KeyValue] = []
         output.reserveCapacity(ordered.count)
         for kv in ordered {
-            report.keysRead += 1
-            guard case .record(let kind, _) = layout.classify(kv.key), !plan.steps.isEmpty else {
-                report.copiedUnchanged += 1
-                output.append(kv)
-                continue
-            }
-            report.recordsRead += 1
-            var value = kv.value
-            var encoding = StoredEncoding.text14
-            var openCommit: Read14_Commit? = nil
-            do throws(RecordCodecError) {
-                for step in plan.steps where step.kinds.contains(kind) {
-                    let converted = try step.transform(kind, kv.key, value)
-                    value = converted.value
-                    if converted.sourceEncoding == .binary15 { encoding = .binary15 }
-                    if let commit = converted.openCommit { openCommit = commit }
-                    report.notes.append(contentsOf: converted.notes)
-                }
-                tally(kind, encoding, &report)
-                output.append(kv.replacingValue(value))
-                if let openCommit {
-                    let keyText = String(decoding: kv.key, as: UTF8.self)
-                    if writeOpenCommits {
-                        let entry = try layout.openCommitEntry(forOpen: openCommit)
-                        // Right after its commit, same revision: loading the dump in order
-                        // recreates what 1.5.0's StartCommit would have written.
-                        output.append(KeyValue(
-                            key: entry.key, value: entry.value, createRevision: kv.modRevision,
-                            modRevision: kv.modRevision, version: 1))
-                        report.openCommitsWritten += 1
-                        report.notes.append(MigrationNote(
-                            kind: .warning, key: keyText,
-                            message: "open commit: wrote \(String(decoding: entry.key, as: UTF8.self)) so 1.5.0 can put files into it and finish it"))
-                    } else {
-                        report.notes.append(MigrationNote(
-                            kind: .warning, key: keyText,
-                            message: "open commit (no `finished`): 1.5.0 can neither put files into it nor finish it without "
-                                + "an openCommits entry; convert with --write-open-commits, or finish it on 1.4 first"))
-                    }
-                }
-            } catch {
-                logger.error("cannot convert record", metadata: ["key": "\(error.key)", "error": "\(error.message)"])
-                report.failures.append(.init(key: error.key, error: error))
-                // Keep the original so the output is still a complete picture of the input.
-                output.append(kv)
-            }
+            let converted = convertOne(kv, report: &report)
+            output.append(converted.value)
+            if let extra = converted.openCommitEntry { output.append(extra) }
         }
         return (output, report)
+    }
+
+    /// One input key's output: its (converted or copied) value, plus the `openCommits`
+    /// entry when one was asked for.
+    struct ConvertedKey {
+        var value: KeyValue
+        var openCommitEntry: KeyValue?
+    }
+
+    func convertOne(_ kv: KeyValue, report: inout ConversionReport) -> ConvertedKey {
+        report.keysRead += 1
+        guard case .record(let kind, _) = layout.classify(kv.key), !plan.steps.isEmpty else {
+            report.copiedUnchanged += 1
+            return ConvertedKey(value: kv)
+        }
+        report.recordsRead += 1
+        var value = kv.value
+        var encoding = StoredEncoding.text14
+        var openCommit: Read14_Commit? = nil
+        do throws(RecordCodecError) {
+            for step in plan.steps where step.kinds.contains(kind) {
+                let converted = try step.transform(kind, kv.key, value)
+                value = converted.value
+                if converted.sourceEncoding == .binary15 { encoding = .binary15 }
+                if let commit = converted.openCommit { openCommit = commit }
+                report.notes.append(contentsOf: converted.notes)
+            }
+            var result = ConvertedKey(value: kv.replacingValue(value))
+            if let openCommit {
+                let keyText = String(decoding: kv.key, as: UTF8.self)
+                if writeOpenCommits {
+                    let entry = try layout.openCommitEntry(forOpen: openCommit)
+                    // Right after its commit, same revision: loading the dump in order
+                    // recreates what 1.5.0's StartCommit would have written.
+                    result.openCommitEntry = KeyValue(
+                        key: entry.key, value: entry.value, createRevision: kv.modRevision,
+                        modRevision: kv.modRevision, version: 1)
+                    report.openCommitsWritten += 1
+                    report.notes.append(MigrationNote(
+                        kind: .warning, key: keyText,
+                        message: "open commit: wrote \(String(decoding: entry.key, as: UTF8.self)) so 1.5.0 can put files into it and finish it"))
+                } else {
+                    report.notes.append(MigrationNote(
+                        kind: .warning, key: keyText,
+                        message: "open commit (no `finished`): 1.5.0 can neither put files into it nor finish it without "
+                            + "an openCommits entry; convert with --write-open-commits, or finish it on 1.4 first"))
+                }
+            }
+            tally(kind, encoding, &report)
+            return result
+        } catch {
+            logger.error("cannot convert record", metadata: ["key": "\(error.key)", "error": "\(error.message)"])
+            report.failures.append(.init(key: error.key, error: error))
+            // Keep the original so the output is still a complete picture of the input.
+            return ConvertedKey(value: kv)
+        }
     }
 
     private func tally(_ kind: RecordKind, _ encoding: StoredEncoding, _ report: inout ConversionReport) {
@@ -140,17 +153,52 @@ public struct OfflineConverter: Sendable {
     /// Reads the dump at `inputPath`, converts it, writes `outputPath` (+ `.sha256`).
     /// The output is written even when records failed (they are copied unchanged and listed
     /// in the report), so it can be inspected; callers decide what a failure means.
+    ///
+    /// Streams in constant memory when the input is ordered by mod revision (as etcd dumps
+    /// and `DumpWriter` output are); on the first out-of-order line it starts over, holding
+    /// the dump in memory to sort it.
     public func convertDump(inputPath: String, outputPath: String, overwrite: Bool = false) throws(DumpError)
         -> ConversionReport
     {
-        let reader = try DumpReader(path: inputPath)
+        var report = ConversionReport()
+        var writer = try DumpWriter(path: outputPath, overwrite: overwrite)
+        var reader = try DumpReader(path: inputPath)
+        var lastRevision = Int64.min
+        var ordered = true
+        do throws(DumpError) {
+            while let kv = try reader.read() {
+                if kv.modRevision < lastRevision {
+                    ordered = false
+                    break
+                }
+                lastRevision = kv.modRevision
+                let converted = convertOne(kv, report: &report)
+                try writer.write(converted.value)
+                if let extra = converted.openCommitEntry { try writer.write(extra) }
+            }
+        } catch {
+            writer.abandon()
+            throw error
+        }
+        if ordered {
+            try writer.finish()
+            return report
+        }
+        logger.notice("input is not ordered by mod revision; sorting it in memory", metadata: ["path": "\(inputPath)"])
+        writer.abandon()
+        reader = try DumpReader(path: inputPath)
         var kvs: [KeyValue] = []
         while let kv = try reader.read() { kvs.append(kv) }
-        let (output, report) = convert(kvs)
-        let writer = try DumpWriter(path: outputPath, overwrite: overwrite)
-        try writer.write(contentsOf: output)
-        try writer.finish()
-        return report
+        let (output, sortedReport) = convert(kvs)
+        writer = try DumpWriter(path: outputPath, overwrite: true)
+        do throws(DumpError) {
+            try writer.write(contentsOf: output)
+            try writer.finish()
+        } catch {
+            writer.abandon()
+            throw error
+        }
+        return sortedReport
     }
 }
 

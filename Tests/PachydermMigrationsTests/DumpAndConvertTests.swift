@@ -151,6 +151,27 @@ struct ConvertTests {
         }
     }
 
+    @Test("an unordered dump gives the same output as the ordered one")
+    func unorderedInput() throws {
+        let dir = try temporaryDirectory()
+        let plan = try VersionPlanner.plan(from: "1.4.8", to: "1.5.0")
+        var kvs = try Fixtures.before("busy")
+        let expected = OfflineConverter(plan: plan).convert(kvs)
+        var generator = SystemRandomNumberGenerator()
+        kvs.shuffle(using: &generator)
+        let shuffled = dir.appendingPathComponent("shuffled.jsonl").path
+        let writer = try DumpWriter(path: shuffled)
+        try writer.write(contentsOf: kvs)
+        try writer.finish()
+        let output = dir.appendingPathComponent("out.jsonl").path
+        let report = try OfflineConverter(plan: plan).convertDump(inputPath: shuffled, outputPath: output)
+        let after = try readAll(output)
+        #expect(after.map(\.modRevision) == expected.output.map(\.modRevision))
+        #expect(Set(after) == Set(expected.output))
+        #expect(report.converted == expected.report.converted && report.keysRead == kvs.count)
+        try verifyDumpChecksum(path: output)
+    }
+
     @Test("busy sample: open commits are reported, or given openCommits entries on request")
     func busyOpenCommits() throws {
         let plan = try VersionPlanner.plan(from: "1.4.x", to: "1.5.0")

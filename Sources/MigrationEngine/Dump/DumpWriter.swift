@@ -50,6 +50,15 @@ public final class DumpWriter {
         buffer.removeAll(keepingCapacity: true)
     }
 
+    /// Closes and deletes the unfinished dump (and writes no checksum): a partial dump
+    /// must not be mistaken for a complete one.
+    public func abandon() {
+        guard fd >= 0 else { return }
+        _ = close(fd)
+        fd = -1
+        _ = unlink(path)
+    }
+
     /// Flushes, fsyncs and closes the dump, then writes and fsyncs `PATH.sha256`.
     /// Returns the SHA-256 as lowercase hex.
     @discardableResult
