@@ -68,8 +68,12 @@ let package = Package(
         .testTarget(name: "EtcdGatewayTests", dependencies: ["EtcdGateway", "EtcdTestSupport"]),
         .testTarget(
             name: "PachydermMigrationsTests",
-            dependencies: ["PachydermMigrations", "PachydermSchema"],
-            resources: []
+            dependencies: [
+                "PachydermMigrations", "PachydermSchema", "MigrationEngine", "EtcdGateway", "PachmigrateCLI",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            // Sample dumps read through #filePath, not bundled as resources.
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "MigrationEngineTests",

@@ -1,0 +1,138 @@
+import EtcdGateway
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads a dump written by `DumpWriter` (or etcd's own JSON `KeyValue` lines) one line at a
+/// time through a fixed buffer: memory stays constant whatever the dump's size.
+/// Blank lines are skipped; a bad line throws with its 1-based line number.
+public final class DumpReader: Sequence, IteratorProtocol {
+    public let path: String
+    private var fd: Int32
+    private var chunk: [UInt8]
+    private var carry: [UInt8] = []
+    private var chunkStart = 0
+    private var chunkEnd = 0
+    private var atEOF = false
+    public private(set) var lineNumber = 0
+    /// The first error `next()` hit when used as a `Sequence` (which cannot throw).
+    public private(set) var error: DumpError?
+
+    public init(path: String, bufferSize: Int = 1 << 20) throws(DumpError) {
+        self.path = path
+        self.fd = try PosixFile.openForReading(path)
+        self.chunk = [UInt8](repeating: 0, count: Swift.max(bufferSize, 4096))
+    }
+
+    deinit {
+        if fd >= 0 { _ = close(fd) }
+    }
+
+    /// The next key-value, nil at the end of the file.
+    public func read() throws(DumpError) -> KeyValue? {
+        while true {
+            guard let line = try nextLine() else { return nil }
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0d }) { continue }
+            do throws(EtcdJSONLine.ParseError) {
+                return try line.withUnsafeBufferPointer { buffer in
+                    Result { () throws(EtcdJSONLine.ParseError) -> KeyValue in try EtcdJSONLine.parse(buffer) }
+                }.get()
+            } catch {
+                throw DumpError(
+                    code: .malformedLine, path: path, line: lineNumber,
+                    message: "not an etcd KeyValue JSON line: \(error.message)")
+            }
+        }
+    }
+
+    /// `Sequence` conformance: stops at the end or at the first error (kept in `error`).
+    public func next() -> KeyValue? {
+        guard error == nil else { return nil }
+        do { return try read() } catch {
+            self.error = error
+            return nil
+        }
+    }
+
+    private func nextLine() throws(DumpError) -> [UInt8]? {
+        while true {
+            if let newline = chunk[chunkStart..<chunkEnd].firstIndex(of: 0x0a) {
+                var line = carry
+                line.append(contentsOf: chunk[chunkStart..<newline])
+                carry.removeAll(keepingCapacity: true)
+                chunkStart = newline + 1
+                lineNumber += 1
+                return line
+            }
+            carry.append(contentsOf: chunk[chunkStart..<chunkEnd])
+            chunkStart = 0
+            chunkEnd = 0
+            if atEOF {
+                guard !carry.isEmpty else { return nil }
+                let line = carry
+                carry.removeAll()
+                lineNumber += 1
+                return line
+            }
+            let fd = self.fd, path = self.path
+            let n = try chunk.withUnsafeMutableBytes { buffer in
+                Result { () throws(DumpError) -> Int in try PosixFile.readChunk(fd, into: buffer, path: path) }
+            }.get()
+            if n == 0 {
+                atEOF = true
+                _ = close(fd)
+                self.fd = -1
+            }
+            chunkEnd = n
+        }
+    }
+}
+
+/// Recomputes the SHA-256 of the dump at `path` and compares it with `PATH.sha256`
+/// (`sha256sum` format). Returns the hex digest; throws `.missingChecksum` or `.checksumMismatch`.
+@discardableResult
+public func verifyDumpChecksum(path: String) throws(DumpError) -> String {
+    let checksumPath = path + ".sha256"
+    let expected: String
+    do throws(DumpError) {
+        let fd = try PosixFile.openForReading(checksumPath)
+        defer { _ = close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = try buffer.withUnsafeMutableBytes { b in
+            Result { () throws(DumpError) -> Int in try PosixFile.readChunk(fd, into: b, path: checksumPath) }
+        }.get()
+        let text = String(decoding: buffer[0..<n], as: UTF8.self)
+        guard let first = text.split(separator: " ", maxSplits: 1).first, first.count == 64 else {
+            throw DumpError(code: .missingChecksum, path: checksumPath, message: "not a sha256sum line")
+        }
+        expected = first.lowercased()
+    } catch {
+        if error.code != .io { throw error }
+        throw DumpError(
+            code: .missingChecksum, path: checksumPath,
+            message: "cannot read the checksum file (\(error.message)); without it the dump cannot be trusted")
+    }
+    let fd = try PosixFile.openForReading(path)
+    defer { _ = close(fd) }
+    var digest = SHA256Digest()
+    var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+        let n = try buffer.withUnsafeMutableBytes { b in
+            Result { () throws(DumpError) -> Int in try PosixFile.readChunk(fd, into: b, path: path) }
+        }.get()
+        if n == 0 { break }
+        buffer.withUnsafeBytes { digest.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+    }
+    let actual = SHA256Digest.hex(digest.finalize())
+    guard actual == expected else {
+        throw DumpError(
+            code: .checksumMismatch, path: path,
+            message: "SHA-256 is \(actual) but \(PosixFile.basename(checksumPath)) says \(expected): the dump was altered or truncated; do not restore from it")
+    }
+    return actual
+}

@@ -1,0 +1,92 @@
+import EtcdGateway
+
+/// Writes etcd `KeyValue`s as JSON lines (the shape of etcd's v3 JSON gateway; see
+/// `EtcdJSONLine`) to a new file with mode 0600, hashing as it goes, and on `finish()`
+/// writes `PATH.sha256` in `sha256sum` format (`<hex>  <basename>\n`) so
+/// `sha256sum -c PATH.sha256` works from the dump's directory.
+///
+/// Streams through a fixed buffer: memory does not grow with the dump.
+public final class DumpWriter {
+    public let path: String
+    private var fd: Int32
+    private var buffer: [UInt8] = []
+    private var digest = SHA256Digest()
+    private static let flushThreshold = 1 << 20
+    public private(set) var linesWritten = 0
+    public private(set) var bytesWritten = 0
+
+    /// Creates `path` (mode 0600). Refuses an existing file unless `overwrite`.
+    public init(path: String, overwrite: Bool = false) throws(DumpError) {
+        self.path = path
+        self.fd = try PosixFile.openForWriting(path, overwrite: overwrite)
+        buffer.reserveCapacity(Self.flushThreshold + 64 * 1024)
+    }
+
+    deinit {
+        if fd >= 0 { _ = close(fd) }
+    }
+
+    public func write(_ kv: KeyValue) throws(DumpError) {
+        precondition(fd >= 0, "DumpWriter used after finish()")
+        EtcdJSONLine.append(kv, to: &buffer)
+        linesWritten += 1
+        if buffer.count >= Self.flushThreshold { try flush() }
+    }
+
+    public func write<S: Sequence>(contentsOf kvs: S) throws(DumpError) where S.Element == KeyValue {
+        for kv in kvs { try write(kv) }
+    }
+
+    private func flush() throws(DumpError) {
+        guard !buffer.isEmpty else { return }
+        let path = self.path, fd = self.fd
+        var failure: DumpError?
+        buffer.withUnsafeBytes { bytes in
+            digest.update(bytes)
+            do throws(DumpError) { try PosixFile.writeAll(fd, bytes, path: path) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        bytesWritten += buffer.count
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Closes and deletes the unfinished dump (and writes no checksum): a partial dump
+    /// must not be mistaken for a complete one.
+    public func abandon() {
+        guard fd >= 0 else { return }
+        _ = close(fd)
+        fd = -1
+        _ = unlink(path)
+    }
+
+    /// Flushes, fsyncs and closes the dump, then writes and fsyncs `PATH.sha256`.
+    /// Returns the SHA-256 as lowercase hex.
+    @discardableResult
+    public func finish() throws(DumpError) -> String {
+        try flush()
+        try PosixFile.syncAndClose(fd, path: path)
+        fd = -1
+        let hex = SHA256Digest.hex(digest.finalize())
+        let checksumPath = path + ".sha256"
+        let checksumFD = try PosixFile.openForWriting(checksumPath, overwrite: true)
+        let line = Array("\(hex)  \(PosixFile.basename(path))\n".utf8)
+        do throws(DumpError) {
+            try line.withUnsafeBytes { bytes in
+                Result { () throws(DumpError) in try PosixFile.writeAll(checksumFD, bytes, path: checksumPath) }
+            }.get()
+        } catch {
+            _ = close(checksumFD)
+            throw error
+        }
+        try PosixFile.syncAndClose(checksumFD, path: checksumPath)
+        return hex
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif

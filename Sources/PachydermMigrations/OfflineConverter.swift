@@ -1,0 +1,211 @@
+import EtcdGateway
+import Logging
+import MigrationEngine
+import PachydermSchema
+
+/// What an offline conversion did, per kind, with every note and every failure.
+public struct ConversionReport: Sendable, Hashable, CustomStringConvertible {
+    public struct Failure: Sendable, Hashable {
+        public var key: String
+        public var error: RecordCodecError
+    }
+    /// Records converted from 1.4 text, per kind.
+    public var converted: [RecordKind: Int] = [:]
+    /// Records that were already 1.5.0 binary (re-encoded, normally to the same bytes).
+    public var alreadyBinary: [RecordKind: Int] = [:]
+    /// Keys the migration does not rewrite (index keys, repoRefCounts, scratch, workers…), copied unchanged.
+    public var copiedUnchanged = 0
+    /// `openCommits/<id>` entries added for open commits (only when asked for).
+    public var openCommitsWritten = 0
+    /// Every drop, normalization, disagreement and warning, in input order.
+    public var notes: [MigrationNote] = []
+    /// Every key that failed, with its error; never only the first.
+    public var failures: [Failure] = []
+    public var recordsRead = 0
+    public var keysRead = 0
+
+    public init() {}
+
+    public var succeeded: Bool { failures.isEmpty }
+    public var dropped: [MigrationNote] { notes.filter { $0.kind == .droppedField } }
+    public var normalizations: [MigrationNote] { notes.filter { $0.kind == .normalized } }
+    public var disagreements: [MigrationNote] { notes.filter { $0.kind == .disagreement } }
+    public var warnings: [MigrationNote] { notes.filter { $0.kind == .warning } }
+
+    public var description: String {
+        var lines: [String] = []
+        lines.append("keys read: \(keysRead); records: \(recordsRead); copied unchanged: \(copiedUnchanged)")
+        for kind in RecordKind.allCases {
+            let c = converted[kind, default: 0], b = alreadyBinary[kind, default: 0]
+            if c + b > 0 { lines.append("  \(kind): \(c) converted from 1.4 text" + (b > 0 ? ", \(b) already 1.5 binary" : "")) }
+        }
+        if openCommitsWritten > 0 { lines.append("openCommits entries written: \(openCommitsWritten)") }
+        lines.append("dropped fields: \(dropped.count); normalizations: \(normalizations.count); "
+            + "disagreements: \(disagreements.count); warnings: \(warnings.count); failures: \(failures.count)")
+        for note in notes { lines.append("  \(note)") }
+        if !failures.isEmpty {
+            lines.append("FAILED keys (\(failures.count)):")
+            for failure in failures { lines.append("  \(failure.error)") }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Converts a dump (JSON lines of etcd `KeyValue`s) of a 1.4.x cluster into the dump of
+/// the same cluster at 1.5.0, without etcd. Records are converted in mod-revision order;
+/// keys the migration does not rewrite are copied unchanged; the output is ordered by mod
+/// revision ascending (stable: equal revisions keep their input order), so loading it in
+/// order keeps each collection's relative order (spec §5).
+public struct OfflineConverter: Sendable {
+    public var layout: PachydermLayout
+    public var plan: MigrationPlan
+    /// Write the `openCommits/<id>` entry 1.5.0 needs for each open commit (spec §5: only
+    /// on explicit request; otherwise each open commit is reported as a warning).
+    public var writeOpenCommits: Bool
+    public var logger: Logger
+
+    public init(
+        layout: PachydermLayout = PachydermLayout(), plan: MigrationPlan, writeOpenCommits: Bool = false,
+        logger: Logger = Logger(label: "pachmigrate.convert")
+    ) {
+        self.layout = layout
+        self.plan = plan
+        self.writeOpenCommits = writeOpenCommits
+        self.logger = logger
+    }
+
+    /// Converts `kvs` (any order) and returns the output key-values sorted by mod revision.
+    public func convert(_ kvs: [KeyValue]) -> (output: [KeyValue], report: ConversionReport) {
+        var report = ConversionReport()
+        // Stable sort by mod revision: the input dump is normally sorted already.
+        let ordered = kvs.enumerated().sorted { ($0.element.modRevision, $0.offset) < ($1.element.modRevision, $1.offset) }
+            .map(\.element)
+        var output: [KeyValue] = []
+        output.reserveCapacity(ordered.count)
+        for kv in ordered {
+            let converted = convertOne(kv, report: &report)
+            output.append(converted.value)
+            if let extra = converted.openCommitEntry { output.append(extra) }
+        }
+        return (output, report)
+    }
+
+    /// One input key's output: its (converted or copied) value, plus the `openCommits`
+    /// entry when one was asked for.
+    struct ConvertedKey {
+        var value: KeyValue
+        var openCommitEntry: KeyValue?
+    }
+
+    func convertOne(_ kv: KeyValue, report: inout ConversionReport) -> ConvertedKey {
+        report.keysRead += 1
+        guard case .record(let kind, _) = layout.classify(kv.key), !plan.steps.isEmpty else {
+            report.copiedUnchanged += 1
+            return ConvertedKey(value: kv)
+        }
+        report.recordsRead += 1
+        var value = kv.value
+        var encoding = StoredEncoding.text14
+        var openCommit: Read14_Commit? = nil
+        do throws(RecordCodecError) {
+            for step in plan.steps where step.kinds.contains(kind) {
+                let converted = try step.transform(kind, kv.key, value)
+                value = converted.value
+                if converted.sourceEncoding == .binary15 { encoding = .binary15 }
+                if let commit = converted.openCommit { openCommit = commit }
+                report.notes.append(contentsOf: converted.notes)
+            }
+            var result = ConvertedKey(value: kv.replacingValue(value))
+            if let openCommit {
+                let keyText = String(decoding: kv.key, as: UTF8.self)
+                if writeOpenCommits {
+                    let entry = try layout.openCommitEntry(forOpen: openCommit)
+                    // Right after its commit, same revision: loading the dump in order
+                    // recreates what 1.5.0's StartCommit would have written.
+                    result.openCommitEntry = KeyValue(
+                        key: entry.key, value: entry.value, createRevision: kv.modRevision,
+                        modRevision: kv.modRevision, version: 1)
+                    report.openCommitsWritten += 1
+                    report.notes.append(MigrationNote(
+                        kind: .warning, key: keyText,
+                        message: "open commit: wrote \(String(decoding: entry.key, as: UTF8.self)) so 1.5.0 can put files into it and finish it"))
+                } else {
+                    report.notes.append(MigrationNote(
+                        kind: .warning, key: keyText,
+                        message: "open commit (no `finished`): 1.5.0 can neither put files into it nor finish it without "
+                            + "an openCommits entry; convert with --write-open-commits, or finish it on 1.4 first"))
+                }
+            }
+            tally(kind, encoding, &report)
+            return result
+        } catch {
+            logger.error("cannot convert record", metadata: ["key": "\(error.key)", "error": "\(error.message)"])
+            report.failures.append(.init(key: error.key, error: error))
+            // Keep the original so the output is still a complete picture of the input.
+            return ConvertedKey(value: kv)
+        }
+    }
+
+    private func tally(_ kind: RecordKind, _ encoding: StoredEncoding, _ report: inout ConversionReport) {
+        if encoding == .binary15 { report.alreadyBinary[kind, default: 0] += 1 } else { report.converted[kind, default: 0] += 1 }
+    }
+
+    /// Reads the dump at `inputPath`, converts it, writes `outputPath` (+ `.sha256`).
+    /// The output is written even when records failed (they are copied unchanged and listed
+    /// in the report), so it can be inspected; callers decide what a failure means.
+    ///
+    /// Streams in constant memory when the input is ordered by mod revision (as etcd dumps
+    /// and `DumpWriter` output are); on the first out-of-order line it starts over, holding
+    /// the dump in memory to sort it.
+    public func convertDump(inputPath: String, outputPath: String, overwrite: Bool = false) throws(DumpError)
+        -> ConversionReport
+    {
+        var report = ConversionReport()
+        var writer = try DumpWriter(path: outputPath, overwrite: overwrite)
+        var reader = try DumpReader(path: inputPath)
+        var lastRevision = Int64.min
+        var ordered = true
+        do throws(DumpError) {
+            while let kv = try reader.read() {
+                if kv.modRevision < lastRevision {
+                    ordered = false
+                    break
+                }
+                lastRevision = kv.modRevision
+                let converted = convertOne(kv, report: &report)
+                try writer.write(converted.value)
+                if let extra = converted.openCommitEntry { try writer.write(extra) }
+            }
+        } catch {
+            writer.abandon()
+            throw error
+        }
+        if ordered {
+            try writer.finish()
+            return report
+        }
+        logger.notice("input is not ordered by mod revision; sorting it in memory", metadata: ["path": "\(inputPath)"])
+        writer.abandon()
+        reader = try DumpReader(path: inputPath)
+        var kvs: [KeyValue] = []
+        while let kv = try reader.read() { kvs.append(kv) }
+        let (output, sortedReport) = convert(kvs)
+        writer = try DumpWriter(path: outputPath, overwrite: true)
+        do throws(DumpError) {
+            try writer.write(contentsOf: output)
+            try writer.finish()
+        } catch {
+            writer.abandon()
+            throw error
+        }
+        return sortedReport
+    }
+}
+
+extension KeyValue {
+    fileprivate func replacingValue(_ value: [UInt8]) -> KeyValue {
+        var copy = self
+        copy.value = value
+        return copy
+    }
+}

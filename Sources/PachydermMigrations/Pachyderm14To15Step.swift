@@ -1,0 +1,178 @@
+import PachydermSchema
+import SwiftProtobuf
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The result of converting one record's value.
+public struct ConvertedValue: Sendable, Hashable {
+    /// The 1.5.0 binary value to store.
+    public var value: [UInt8]
+    /// How the input was encoded (`.binary15`: it had been migrated already).
+    public var sourceEncoding: StoredEncoding
+    public var notes: [MigrationNote]
+    /// For a commit without `finished`: its `Commit`, from which the 1.5.0
+    /// `openCommits/<id>` entry is built (`PachydermLayout.openCommitEntry`). nil otherwise.
+    public var openCommit: Read14_Commit?
+}
+
+/// Pachyderm 1.4.x → 1.5.0 for one record (spec §5): decode any 1.4.x record whatever the
+/// cluster's patch level, drop what 1.5.0 has no place for, normalize ParallelismSpec,
+/// rename enums and `Branch`→`BranchInfo` (same numbers), encode deterministic binary.
+public enum Pachyderm14To15Step {
+    public static func convert(kind: RecordKind, key: [UInt8], value: [UInt8]) throws(RecordCodecError)
+        -> ConvertedValue
+    {
+        let (record, encoding) = try RecordCodec.decode(kind: kind, key: key, value: value)
+        var notes: [MigrationNote] = []
+        let keyText = String(decoding: key, as: UTF8.self)
+        if value.isEmpty {
+            notes.append(MigrationNote(kind: .warning, key: keyText, message: "empty value: an all-default \(kind) record; written as an empty 1.5.0 value"))
+        }
+        let bytes = try convert(record, key: key, keyText: keyText, source: encoding, notes: &notes)
+        if encoding == .binary15 && bytes != value {
+            notes.append(MigrationNote(
+                kind: .warning, key: keyText,
+                message: "already 1.5.0 binary but not in this tool's form (e.g. written by Pachyderm 1.5.0's own "
+                    + "migration, which keeps the removed stopped/strategy fields): re-encoded without them"))
+        }
+        var openCommit: Read14_Commit? = nil
+        if case .commit(let info) = record, info.isOpen { openCommit = info.commit }
+        return ConvertedValue(value: bytes, sourceEncoding: encoding, notes: notes, openCommit: openCommit)
+    }
+
+    /// Converts an already decoded record (the engine decodes once for its at-rest checks).
+    /// `source` is how it was stored: 1.5 binary has no `stopped` and no `strategy` on the
+    /// wire, so their absence there means nothing.
+    public static func convert(
+        _ record: Decoded14Record, key: [UInt8], source: StoredEncoding, notes: inout [MigrationNote]
+    ) throws(RecordCodecError) -> [UInt8] {
+        try convert(record, key: key, keyText: String(decoding: key, as: UTF8.self), source: source, notes: &notes)
+    }
+
+    static func convert(
+        _ record: Decoded14Record, key: [UInt8], keyText: String, source: StoredEncoding, notes: inout [MigrationNote]
+    ) throws(RecordCodecError) -> [UInt8] {
+        let fromText = source == .text14
+        switch record {
+        case .repo(let info):
+            return try RecordCodec.encode15(Pach150_RepoInfo(copying: info), key: key)
+        case .commit(let info):
+            return try RecordCodec.encode15(Pach150_CommitInfo(copying: info), key: key)
+        case .branch(let head):
+            return try RecordCodec.encode15(Pach150_Commit(copying: head), key: key)
+        case .pipeline(let info):
+            var out = Pach150_PipelineInfo(copying: info)
+            if info.hasGcPolicy {
+                notes.append(MigrationNote(
+                    kind: .droppedField, key: keyText, field: "gc_policy",
+                    message: "dropped ≤1.4.3 gc_policy (\(info.gcPolicy.textFormatString().trimmed)); 1.5.0 has no such field"))
+            }
+            let expected = expectedStopped(info.state)
+            if let expected, expected != info.stopped, fromText || info.stopped {
+                notes.append(MigrationNote(
+                    kind: .disagreement, key: keyText, field: "stopped",
+                    message: "stopped=\(info.stopped) disagrees with state \(info.state) (1.4.8 derives stopped=\(expected)); "
+                        + "stopped is dropped, 1.5.0 goes by state"))
+            } else if expected == nil {
+                notes.append(MigrationNote(kind: .warning, key: keyText, field: "state", message: "unknown pipeline state \(info.state.rawValue), copied as is"))
+            }
+            if info.hasParallelismSpec {
+                out.parallelismSpec = try normalize(info.parallelismSpec, fromText: fromText, key: keyText, notes: &notes)
+            }
+            return try RecordCodec.encode15(out, key: key)
+        case .job(let info):
+            var out = Pach150_JobInfo(copying: info)
+            if !info.error.isEmpty {
+                notes.append(MigrationNote(
+                    kind: .droppedField, key: keyText, field: "error",
+                    message: "dropped 1.4.0–1.4.1 error (\(info.error.count) bytes, the log of the last failed datum); 1.5.0 has no such field"))
+            }
+            let expected = expectedStopped(info.state)
+            if let expected, expected != info.stopped, fromText || info.stopped {
+                notes.append(MigrationNote(
+                    kind: .disagreement, key: keyText, field: "stopped",
+                    message: "stopped=\(info.stopped) disagrees with state \(info.state) (1.4.8 derives stopped=\(expected)); "
+                        + "stopped is dropped, 1.5.0 goes by state"))
+            } else if expected == nil {
+                notes.append(MigrationNote(kind: .warning, key: keyText, field: "state", message: "unknown job state \(info.state.rawValue), copied as is"))
+            }
+            if info.hasParallelismSpec {
+                out.parallelismSpec = try normalize(info.parallelismSpec, fromText: fromText, key: keyText, notes: &notes)
+            }
+            return try RecordCodec.encode15(out, key: key)
+        }
+    }
+
+    /// Pachyderm 1.4.8's `jobStateToStopped`: a job is stopped once it reached a final state
+    /// (JOB_SUCCESS, JOB_FAILURE, JOB_STOPPED); both samples agree on every job.
+    public static func expectedStopped(_ state: Read14_JobState) -> Bool? {
+        switch state {
+        case .jobStarting, .jobRunning: false
+        case .jobFailure, .jobSuccess, .jobStopped: true
+        case .UNRECOGNIZED: nil
+        }
+    }
+
+    /// Pachyderm 1.4.8's `pipelineStateToStopped`: PIPELINE_STOPPED and PIPELINE_FAILURE.
+    public static func expectedStopped(_ state: Read14_PipelineState) -> Bool? {
+        switch state {
+        case .pipelineStarting, .pipelineRunning, .pipelineRestarting: false
+        case .pipelineStopped, .pipelineFailure: true
+        case .UNRECOGNIZED: nil
+        }
+    }
+
+    /// Keeps the number of workers 1.4.8 would start (spec §5). 1.5.0 has no strategy and
+    /// rejects a spec with both constant and coefficient set.
+    /// A 1.5 binary spec (no strategy on the wire) with only `coefficient` set means a
+    /// coefficient in 1.5, and is kept as it is.
+    static func normalize(_ spec: Read14_ParallelismSpec, fromText: Bool, key: String, notes: inout [MigrationNote])
+        throws(RecordCodecError) -> Pach150_ParallelismSpec
+    {
+        var out = Pach150_ParallelismSpec()
+        if !fromText && spec.strategy == .constant && spec.constant == 0 {
+            out.coefficient = spec.coefficient
+            return out
+        }
+        switch spec.strategy {
+        case .constant:
+            if spec.constant > 0 {
+                out.constant = spec.constant
+            }
+            if spec.coefficient != 0 {
+                notes.append(MigrationNote(
+                    kind: .normalized, key: key, field: "parallelism_spec",
+                    message: "CONSTANT strategy with constant \(spec.constant) and a stale coefficient \(spec.coefficient): "
+                        + "coefficient cleared, as 1.4.8 ignored it"
+                        + (spec.constant == 0 ? " (constant 0: one worker per node, as in 1.4.8)" : "")))
+            }
+        case .coefficient:
+            out.coefficient = spec.coefficient
+            if spec.constant != 0 {
+                notes.append(MigrationNote(
+                    kind: .normalized, key: key, field: "parallelism_spec",
+                    message: "COEFFICIENT strategy with a stale constant \(spec.constant): constant cleared, as 1.4.8 "
+                        + "ignored it (1.5.0 rejects a spec with both set)"))
+            }
+        case .UNRECOGNIZED(let raw):
+            throw RecordCodecError(
+                code: .invalidParallelismSpec, key: key, field: "parallelism_spec.strategy",
+                message: "strategy \(raw) is neither CONSTANT nor COEFFICIENT; 1.4.8 could not interpret it either. "
+                    + "Set the pipeline's parallelism_spec explicitly, then run again.")
+        }
+        return out
+    }
+}
+
+extension String {
+    var trimmed: String {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
+        return String(s).replacing("\n", with: " ")
+    }
+}

@@ -1,1 +1,0 @@
-// Generated code goes here (Scripts/generate-protos).
