@@ -133,11 +133,13 @@ public final class EtcdClient: KeyValueService, Sendable {
         return wire.model
     }
 
+    @discardableResult
     public func put(_ request: PutRequest) throws(EtcdError) -> PutResponse {
         let wire: WirePutResponse = try call("/v3/kv/put", WirePutRequest(request), subject: Self.describeKey(request.key))
         return wire.model
     }
 
+    @discardableResult
     public func deleteRange(_ request: DeleteRangeRequest) throws(EtcdError) -> DeleteRangeResponse {
         let wire: WireDeleteRangeResponse = try call(
             "/v3/kv/deleterange", WireDeleteRangeRequest(request),
@@ -503,6 +505,9 @@ public final class EtcdClient: KeyValueService, Sendable {
         let code: EtcdError.Code
         var text: String
         switch grpc {
+        case 3 where message.contains("user name is empty"):
+            code = .authentication
+            text = "etcd requires authentication for \(subject) (\(message)); configure a user and password."
         case 3 where message.contains("too many operations") || message.contains("request is too large"):
             code = .limitExceeded
             text = "etcd rejected \(subject): \(message). Split the work into smaller requests (etcd's --max-txn-ops / --max-request-bytes)."
