@@ -1,0 +1,608 @@
+// The etcd v3 JSON-gateway client: KV, txn, leases, maintenance and auth over libcurl.
+// Every call blocks the calling thread; run it on a thread of your own, not on Swift
+// concurrency's cooperative pool.
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import CCurlShims
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public final class EtcdClient: KeyValueService, Sendable {
+    public struct TLS: Sendable, Hashable {
+        /// PEM CA bundle that signed the server certificates.
+        public var caFile: String?
+        /// PEM client certificate, for servers started with `--client-cert-auth`.
+        public var certFile: String?
+        /// PEM private key of `certFile`.
+        public var keyFile: String?
+
+        public init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil) {
+            self.caFile = caFile
+            self.certFile = certFile
+            self.keyFile = keyFile
+        }
+    }
+
+    public struct Credentials: Sendable, Hashable {
+        public var user: String
+        public var password: String
+
+        public init(user: String, password: String) {
+            self.user = user
+            self.password = password
+        }
+    }
+
+    public struct Configuration: Sendable {
+        /// `http://host:port` or `https://host:port`, tried in order; the one that answers is kept.
+        public var endpoints: [String]
+        public var requestTimeout: Duration
+        public var connectTimeout: Duration
+        public var tls: TLS?
+        public var credentials: Credentials?
+        /// etcd's `--max-request-bytes` (protobuf size); the client allows 1.34× this in JSON.
+        public var maxRequestBytes: Int
+        /// etcd's `--max-txn-ops`: the most entries in each of compare, success and failure.
+        public var maxTxnOps: Int
+
+        public init(
+            endpoints: [String], requestTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(3),
+            tls: TLS? = nil, credentials: Credentials? = nil, maxRequestBytes: Int = 1_572_864, maxTxnOps: Int = 128
+        ) {
+            self.endpoints = endpoints
+            self.requestTimeout = requestTimeout
+            self.connectTimeout = connectTimeout
+            self.tls = tls
+            self.credentials = credentials
+            self.maxRequestBytes = maxRequestBytes
+            self.maxTxnOps = maxTxnOps
+        }
+    }
+
+    /// JSON is about 1.33× the protobuf size etcd limits (base64 bytes, quoted integers).
+    static let jsonOverheadFactor = 1.34
+
+    public let configuration: Configuration
+    let logger: Logger
+    private let endpoints: [String]
+    private let pool: CurlHandlePool
+    /// Index into `endpoints` of the endpoint that last answered.
+    private let preferredEndpoint = Mutex<Int>(0)
+    private let authToken = Mutex<String?>(nil)
+
+    public init(configuration: Configuration, logger: Logger) throws(EtcdError) {
+        guard !configuration.endpoints.isEmpty else {
+            throw EtcdError(.invalidConfiguration, "No etcd endpoints given; pass at least one, e.g. http://127.0.0.1:2379.")
+        }
+        var normalized: [String] = []
+        for endpoint in configuration.endpoints {
+            let trimmed = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+            guard trimmed.hasPrefix("http://") || trimmed.hasPrefix("https://"),
+                trimmed.split(separator: "/", omittingEmptySubsequences: true).count >= 2
+            else {
+                throw EtcdError(
+                    .invalidConfiguration,
+                    "Endpoint '\(endpoint)' is not a URL; write it as http://host:port or https://host:port.")
+            }
+            normalized.append(trimmed)
+        }
+        if let tls = configuration.tls {
+            for (name, path) in [("CA file", tls.caFile), ("client certificate", tls.certFile), ("client key", tls.keyFile)] {
+                if let path, access(path, R_OK) != 0 {
+                    throw EtcdError(
+                        .invalidConfiguration,
+                        "The TLS \(name) '\(path)' cannot be read (\(String(cString: strerror(errno)))); check the path and its permissions.")
+                }
+            }
+            if (tls.certFile == nil) != (tls.keyFile == nil) {
+                throw EtcdError(.invalidConfiguration, "A TLS client certificate needs its key and vice versa; give both files or neither.")
+            }
+        }
+        guard configuration.maxTxnOps > 0, configuration.maxRequestBytes > 0 else {
+            throw EtcdError(.invalidConfiguration, "maxTxnOps and maxRequestBytes must be positive.")
+        }
+        if curlGlobalInitResult != CURLE_OK {
+            throw EtcdError(.invalidConfiguration, "libcurl failed to initialise (curl_global_init returned \(curlGlobalInitResult.rawValue)).")
+        }
+        self.configuration = configuration
+        self.logger = logger
+        self.endpoints = normalized
+        let tlsFiles = configuration.tls.map { TLSFiles(caFile: $0.caFile, certFile: $0.certFile, keyFile: $0.keyFile) }
+        self.pool = CurlHandlePool(
+            maxIdle: 16, connectTimeoutMilliseconds: Self.milliseconds(configuration.connectTimeout), tls: tlsFiles)
+    }
+
+    /// The endpoint requests currently go to first.
+    public var currentEndpoint: String { endpoints[preferredEndpoint.withLock { $0 }] }
+
+    // MARK: KV
+
+    public func range(_ request: RangeRequest) throws(EtcdError) -> RangeResponse {
+        let wire: WireRangeResponse = try call(
+            "/v3/kv/range", WireRangeRequest(request), subject: Self.describeKey(request.key, rangeEnd: request.rangeEnd))
+        return wire.model
+    }
+
+    @discardableResult
+    public func put(_ request: PutRequest) throws(EtcdError) -> PutResponse {
+        let wire: WirePutResponse = try call("/v3/kv/put", WirePutRequest(request), subject: Self.describeKey(request.key))
+        return wire.model
+    }
+
+    @discardableResult
+    public func deleteRange(_ request: DeleteRangeRequest) throws(EtcdError) -> DeleteRangeResponse {
+        let wire: WireDeleteRangeResponse = try call(
+            "/v3/kv/deleterange", WireDeleteRangeRequest(request),
+            subject: Self.describeKey(request.key, rangeEnd: request.rangeEnd))
+        return wire.model
+    }
+
+    public func txn(_ request: TxnRequest) throws(EtcdError) -> TxnResponse {
+        for (name, count) in [("compare", request.compare.count), ("success", request.success.count), ("failure", request.failure.count)]
+        where count > configuration.maxTxnOps {
+            throw EtcdError(
+                .limitExceeded,
+                "The txn has \(count) \(name) entries, over the limit of \(configuration.maxTxnOps) per list (etcd's --max-txn-ops). Split it into several txns, or if the server runs with a larger --max-txn-ops, raise Configuration.maxTxnOps to match.")
+        }
+        let keys = (request.compare.map(\.key) + request.success.map(Self.opKey) + request.failure.map(Self.opKey))
+        let subject = keys.first.map { "txn touching \(Self.describeKey($0))" + (keys.count > 1 ? " and \(keys.count - 1) more" : "") } ?? "txn"
+        let wire: WireTxnResponse = try call("/v3/kv/txn", WireTxnRequest(request), subject: subject)
+        var responses: [ResponseOp] = []
+        for op in wire.responses ?? [] {
+            if let r = op.response_range {
+                responses.append(.range(r.model))
+            } else if let p = op.response_put {
+                responses.append(.put(p.model))
+            } else if let d = op.response_delete_range {
+                responses.append(.deleteRange(d.model))
+            } else {
+                throw EtcdError(.decode, "etcd answered a txn with a response of an unknown kind; is the server an etcd 3.4+?")
+            }
+        }
+        return TxnResponse(header: wire.header.model, succeeded: wire.succeeded ?? false, responses: responses)
+    }
+
+    /// Reads every key under `prefix` at one pinned revision, `pageSize` keys at a time, and
+    /// hands each page to `body`. `revision` 0 pins the revision of the first page. Returns
+    /// the revision read.
+    @discardableResult
+    public func scanPrefix(
+        _ prefix: [UInt8], revision: Int64 = 0, pageSize: Int = 1000, keysOnly: Bool = false,
+        _ body: ([KeyValue]) throws -> Void
+    ) throws -> Int64 {
+        let end = prefixRangeEnd(prefix)
+        var nextKey = prefix
+        var pinned = revision
+        while true {
+            let page = try range(
+                RangeRequest(key: nextKey, rangeEnd: end, limit: Int64(max(1, pageSize)), revision: pinned, keysOnly: keysOnly))
+            if pinned == 0 { pinned = page.header.revision }
+            if !page.kvs.isEmpty { try body(page.kvs) }
+            guard page.more, let last = page.kvs.last else { return pinned }
+            // The smallest key after `last`.
+            nextKey = last.key + [0]
+        }
+    }
+
+    // MARK: Leases
+
+    public func leaseGrant(ttl: Int64) throws(EtcdError) -> LeaseGrantResponse {
+        let wire: WireLeaseGrantResponse = try call("/v3/lease/grant", WireLeaseGrantRequest(TTL: WireInt64(ttl)), subject: "lease grant")
+        if let error = wire.error, !error.isEmpty {
+            throw EtcdError(.server, "etcd refused to grant a lease: \(error)")
+        }
+        guard let id = wire.ID?.value, id != 0 else {
+            throw EtcdError(.decode, "etcd granted a lease without an ID.")
+        }
+        return LeaseGrantResponse(header: wire.header.model, id: id, ttl: wire.TTL?.value ?? 0)
+    }
+
+    public func leaseRevoke(id: Int64) throws(EtcdError) {
+        let _: WireIgnored = try call("/v3/lease/revoke", WireLeaseIDRequest(ID: WireInt64(id)), subject: Self.describeLease(id))
+    }
+
+    public func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64? {
+        try leaseKeepAliveOnce(id: id, timeout: configuration.requestTimeout)
+    }
+
+    /// One keep-alive round trip with its own timeout (the keeper uses one shorter than the TTL).
+    public func leaseKeepAliveOnce(id: Int64, timeout: Duration) throws(EtcdError) -> Int64? {
+        // The keep-alive is a stream: one result line (or an error line) per request sent.
+        let line: WireStreamLine<WireLeaseKeepAliveResponse> = try call(
+            "/v3/lease/keepalive", WireLeaseIDRequest(ID: WireInt64(id)), subject: Self.describeLease(id), timeout: timeout)
+        if let error = line.error {
+            throw Self.streamError(error, subject: Self.describeLease(id), endpoint: currentEndpoint)
+        }
+        guard let ttl = line.result?.TTL?.value, ttl > 0 else { return nil }
+        return ttl
+    }
+
+    public func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse {
+        let wire: WireLeaseTimeToLiveResponse = try call(
+            "/v3/lease/timetolive", WireLeaseTimeToLiveRequest(ID: WireInt64(id), keys: keys ? true : nil),
+            subject: Self.describeLease(id))
+        return LeaseTimeToLiveResponse(
+            header: wire.header.model, id: wire.ID?.value ?? id, ttl: wire.TTL?.value ?? 0,
+            grantedTTL: wire.grantedTTL?.value ?? 0, keys: (wire.keys ?? []).map(\.bytes))
+    }
+
+    /// Keeps `leaseID` alive from a dedicated thread until `stop()`; see `LeaseKeeper`.
+    public func startKeepAlive(
+        leaseID: Int64, ttl: Int64, onLost: @escaping @Sendable (EtcdError) -> Void
+    ) -> LeaseKeeper {
+        LeaseKeeper.start(client: self, leaseID: leaseID, ttl: ttl, onLost: onLost)
+    }
+
+    // MARK: Maintenance
+
+    public func status() throws(EtcdError) -> StatusResponse {
+        let wire: WireStatusResponse = try call("/v3/maintenance/status", WireEmpty(), subject: "status")
+        return StatusResponse(
+            header: wire.header.model, version: wire.version ?? "", dbSize: wire.dbSize?.value ?? 0,
+            leader: wire.leader?.value ?? 0, raftIndex: wire.raftIndex?.value ?? 0, raftTerm: wire.raftTerm?.value ?? 0)
+    }
+
+    /// Streams a snapshot of the backend database to `path` (created or truncated) and returns
+    /// its size in bytes. The file is what `etcdctl snapshot save` writes.
+    @discardableResult
+    public func snapshot(toFile path: String) throws(EtcdError) -> Int64 {
+        guard let file = fopen(path, "wb") else {
+            throw EtcdError(.invalidConfiguration, "Cannot create the snapshot file '\(path)': \(String(cString: strerror(errno))).")
+        }
+        let writer = SnapshotWriter(file: file)
+        let sink = ResponseSink { bytes in writer.consume(bytes) }
+        let outcome: Result<(HTTPResult, String), EtcdError> = authorizedPost(
+            "/v3/maintenance/snapshot", body: Array("{}".utf8), timeout: .zero, subject: "snapshot", sink: { sink })
+        let closeFailed = fclose(file) != 0
+        do throws(EtcdError) {
+            let (http, endpoint) = try outcome.get()
+            if let failure = writer.failure {
+                throw EtcdError(failure.code, failure.message, endpoint: endpoint, httpStatus: failure.httpStatus, grpcCode: failure.grpcCode)
+            }
+            writer.finish()
+            if let failure = writer.failure {
+                throw EtcdError(failure.code, failure.message, endpoint: endpoint)
+            }
+            if http.status != 200 {
+                throw Self.mapHTTPError(status: http.status, body: writer.rawPrefix, subject: "snapshot", endpoint: endpoint)
+            }
+            if closeFailed {
+                throw EtcdError(.transport, "Writing the snapshot file '\(path)' failed when closing it; check free disk space.")
+            }
+            guard writer.sawLastChunk else {
+                throw EtcdError(.transport, "The snapshot stream ended before its last chunk; the file '\(path)' is incomplete. Try again.", endpoint: endpoint)
+            }
+            logger.debug("snapshot saved", metadata: ["path": "\(path)", "bytes": "\(writer.bytesWritten)"])
+            return writer.bytesWritten
+        } catch {
+            unlink(path)
+            throw error
+        }
+    }
+
+    // MARK: Request plumbing
+
+    static func milliseconds(_ duration: Duration) -> Int {
+        let (seconds, attoseconds) = duration.components
+        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+    }
+
+    static func opKey(_ op: RequestOp) -> [UInt8] {
+        switch op {
+        case .range(let r): r.key
+        case .put(let p): p.key
+        case .deleteRange(let d): d.key
+        }
+    }
+
+    static func describeKey(_ key: [UInt8], rangeEnd: [UInt8] = []) -> String {
+        let text = String(decoding: key, as: UTF8.self)
+        if rangeEnd.isEmpty { return "key \"\(text)\"" }
+        if rangeEnd == prefixRangeEnd(key) { return "prefix \"\(text)\"" }
+        return "range [\"\(text)\", \"\(String(decoding: rangeEnd, as: UTF8.self))\")"
+    }
+
+    static func describeLease(_ id: Int64) -> String {
+        "lease \(String(UInt64(bitPattern: id), radix: 16)) (\(id))"
+    }
+
+    private func encode(_ value: some Encodable) throws(EtcdError) -> [UInt8] {
+        do {
+            return Array(try JSONEncoder().encode(value))
+        } catch {
+            throw EtcdError(.invalidConfiguration, "Could not encode the request as JSON: \(error)")
+        }
+    }
+
+    /// Encodes, checks the size limit, POSTs with authentication, maps errors, decodes.
+    private func call<Response: Decodable>(
+        _ path: String, _ request: some Encodable, subject: String, timeout: Duration? = nil
+    ) throws(EtcdError) -> Response {
+        let body = try encode(request)
+        let limit = Int(Double(configuration.maxRequestBytes) * Self.jsonOverheadFactor)
+        if body.count > limit {
+            throw EtcdError(
+                .limitExceeded,
+                "The request for \(subject) is \(body.count) bytes of JSON, over the client limit of \(limit) bytes (maxRequestBytes \(configuration.maxRequestBytes) × \(Self.jsonOverheadFactor) for JSON overhead; etcd's --max-request-bytes). Write fewer or smaller values per request, or if the server runs with a larger --max-request-bytes, raise Configuration.maxRequestBytes to match.")
+        }
+        let (http, endpoint) = try authorizedPost(path, body: body, timeout: timeout ?? configuration.requestTimeout, subject: subject, sink: { ResponseSink() }).get()
+        guard http.status == 200 else {
+            throw Self.mapHTTPError(status: http.status, body: http.body, subject: subject, endpoint: endpoint)
+        }
+        do {
+            return try JSONDecoder().decode(Response.self, from: Data(http.body))
+        } catch {
+            let excerpt = String(decoding: http.body.prefix(200), as: UTF8.self)
+            throw EtcdError(.decode, "Could not decode etcd's answer to \(subject) (\(error)); the answer began: \(excerpt)", endpoint: endpoint, httpStatus: http.status)
+        }
+    }
+
+    /// POSTs with the current token; on 401 (token expired or server restarted) authenticates
+    /// once more and retries.
+    private func authorizedPost(
+        _ path: String, body: [UInt8], timeout: Duration, subject: String, sink makeSink: () -> ResponseSink
+    ) -> Result<(HTTPResult, String), EtcdError> {
+        do throws(EtcdError) {
+            var token = try currentToken(refresh: false)
+            var attempt = 0
+            while true {
+                let headers = token.map { ["Authorization: \($0)"] } ?? []
+                let (http, endpoint) = try post(path, body: body, headers: headers, timeout: timeout, sink: makeSink())
+                if http.status == 401, configuration.credentials != nil, attempt == 0 {
+                    logger.info("etcd rejected the auth token; authenticating again", metadata: ["endpoint": "\(endpoint)"])
+                    attempt += 1
+                    token = try currentToken(refresh: true)
+                    continue
+                }
+                if http.status == 401 {
+                    let base = Self.mapHTTPError(status: http.status, body: http.body, subject: subject, endpoint: endpoint)
+                    throw EtcdError(
+                        .authentication,
+                        configuration.credentials == nil
+                            ? "etcd requires authentication for \(subject) (\(base.message)); configure a user and password."
+                            : "etcd rejected the auth token for \(subject) even after authenticating again (\(base.message)).",
+                        endpoint: endpoint, httpStatus: 401, grpcCode: base.grpcCode)
+                }
+                return .success((http, endpoint))
+            }
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private func currentToken(refresh: Bool) throws(EtcdError) -> String? {
+        guard let credentials = configuration.credentials else { return nil }
+        if !refresh, let token = authToken.withLock({ $0 }) { return token }
+        let body = try encode(WireAuthenticateRequest(name: credentials.user, password: credentials.password))
+        let (http, endpoint) = try post("/v3/auth/authenticate", body: body, headers: [], timeout: configuration.requestTimeout, sink: ResponseSink())
+        guard http.status == 200 else {
+            let base = Self.mapHTTPError(status: http.status, body: http.body, subject: "authentication", endpoint: endpoint)
+            if base.code == .unavailable || base.code == .httpStatus {
+                throw base
+            }
+            // Never echo the password.
+            throw EtcdError(
+                .authentication,
+                "etcd refused to authenticate user '\(credentials.user)': \(base.message). Check the user name and password.",
+                endpoint: endpoint, httpStatus: http.status, grpcCode: base.grpcCode)
+        }
+        let decoded: WireAuthenticateResponse
+        do {
+            decoded = try JSONDecoder().decode(WireAuthenticateResponse.self, from: Data(http.body))
+        } catch {
+            throw EtcdError(.decode, "Could not decode etcd's answer to authenticate: \(error)", endpoint: endpoint)
+        }
+        guard let token = decoded.token, !token.isEmpty else {
+            throw EtcdError(.authentication, "etcd authenticated user '\(credentials.user)' but returned no token; is auth enabled on the server?", endpoint: endpoint)
+        }
+        authToken.withLock { $0 = token }
+        return token
+    }
+
+    /// Sends to the preferred endpoint; when the request could not be delivered (connection
+    /// refused or reset, connect timeout, TLS failure) tries the others in turn and remembers
+    /// the first that answers.
+    private func post(
+        _ path: String, body: [UInt8], headers: [String], timeout: Duration, sink makeSink: @autoclosure () -> ResponseSink
+    ) throws(EtcdError) -> (HTTPResult, String) {
+        let first = preferredEndpoint.withLock { $0 }
+        var failures: [(endpoint: String, failure: TransferFailure)] = []
+        for offset in 0..<endpoints.count {
+            let index = (first + offset) % endpoints.count
+            let endpoint = endpoints[index]
+            let sink = makeSink()
+            let outcome = pool.withHandle { handle in
+                handle.post(
+                    url: endpoint + path, body: body, headers: headers,
+                    timeoutMilliseconds: Self.milliseconds(timeout),
+                    stallSeconds: max(1, Self.milliseconds(configuration.requestTimeout) / 1000), sink: sink)
+            }
+            guard let outcome else {
+                throw EtcdError(.transport, "libcurl could not create a handle (out of memory?).", endpoint: endpoint)
+            }
+            switch outcome {
+            case .success(let http):
+                if index != first {
+                    preferredEndpoint.withLock { $0 = index }
+                    logger.info("switched etcd endpoint", metadata: ["endpoint": "\(endpoint)"])
+                }
+                return (http, endpoint)
+            case .failure(let failure):
+                if failure.curlCode == CURLE_WRITE_ERROR {
+                    // Our own consumer aborted the stream; it recorded why.
+                    return (HTTPResult(status: 200, body: []), endpoint)
+                }
+                let resetAfterSending = [CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING].contains(failure.curlCode)
+                if !failure.requestNotSent && !resetAfterSending {
+                    if failure.curlCode == CURLE_OPERATION_TIMEDOUT {
+                        throw EtcdError(
+                            .timeout,
+                            "etcd at \(endpoint) accepted the request to \(path) but did not answer within \(timeout); if it was a write, its outcome is unknown: read the keys again before retrying.",
+                            endpoint: endpoint)
+                    }
+                    throw EtcdError(.transport, "The request to \(endpoint)\(path) failed: \(failure.detail).", endpoint: endpoint)
+                }
+                logger.warning("etcd endpoint failed", metadata: ["endpoint": "\(endpoint)", "error": "\(failure.detail)"])
+                failures.append((endpoint, failure))
+            }
+        }
+        throw transportError(failures)
+    }
+
+    private func transportError(_ failures: [(endpoint: String, failure: TransferFailure)]) -> EtcdError {
+        let explained = failures.map { endpoint, failure -> String in
+            switch failure.curlCode {
+            case CURLE_PEER_FAILED_VERIFICATION:
+                return "\(endpoint): the server certificate could not be verified against the CA file '\(configuration.tls?.caFile ?? "(system CAs)")' (\(failure.detail)); check that the CA file is the one that signed the server's certificate"
+            case CURLE_SSL_CACERT_BADFILE:
+                return "\(endpoint): the CA file '\(configuration.tls?.caFile ?? "")' could not be loaded (\(failure.detail))"
+            case CURLE_SSL_CERTPROBLEM:
+                return "\(endpoint): the client certificate or key could not be used (\(failure.detail))"
+            case CURLE_OPERATION_TIMEDOUT:
+                return "\(endpoint): no connection within \(configuration.connectTimeout) (\(failure.detail))"
+            default:
+                return "\(endpoint): \(failure.detail)"
+            }
+        }
+        let last = failures.last?.endpoint
+        return EtcdError(
+            .transport,
+            "Could not reach etcd: \(explained.joined(separator: "; ")). Check that etcd runs and the endpoints, ports and TLS settings are right.",
+            endpoint: last)
+    }
+
+    static func mapHTTPError(status: Int, body: [UInt8], subject: String, endpoint: String) -> EtcdError {
+        guard let decoded = try? JSONDecoder().decode(WireUnaryError.self, from: Data(body)),
+            let grpc = decoded.code
+        else {
+            let text = String(String(decoding: body.prefix(200), as: UTF8.self).filter { !$0.isNewline })
+            return EtcdError(
+                .httpStatus,
+                "etcd's gateway answered \(subject) with HTTP \(status)\(text.isEmpty ? "" : ": \(text)"); is the endpoint an etcd 3.4+ client URL?",
+                endpoint: endpoint, httpStatus: status)
+        }
+        let message = decoded.message ?? decoded.error ?? "(no message)"
+        return mapGRPCError(grpc: grpc, httpStatus: status, message: message, subject: subject, endpoint: endpoint)
+    }
+
+    static func streamError(_ error: WireStreamError, subject: String, endpoint: String) -> EtcdError {
+        mapGRPCError(
+            grpc: error.grpc_code ?? 2, httpStatus: error.http_code ?? 500, message: error.message ?? "(no message)",
+            subject: subject, endpoint: endpoint)
+    }
+
+    static func mapGRPCError(grpc: Int, httpStatus: Int, message: String, subject: String, endpoint: String) -> EtcdError {
+        let code: EtcdError.Code
+        var text: String
+        switch grpc {
+        case 3 where message.contains("user name is empty"):
+            code = .authentication
+            text = "etcd requires authentication for \(subject) (\(message)); configure a user and password."
+        case 3 where message.contains("too many operations") || message.contains("request is too large"):
+            code = .limitExceeded
+            text = "etcd rejected \(subject): \(message). Split the work into smaller requests (etcd's --max-txn-ops / --max-request-bytes)."
+        case 8:
+            code = .limitExceeded
+            text = "etcd rejected \(subject) as too large or out of space: \(message). Use smaller requests; if the database is full, compact and defragment it."
+        case 11:
+            code = .compacted
+            text = "etcd cannot serve \(subject): \(message). The revision was compacted; read again at a newer revision."
+        case 5:
+            code = .leaseNotFound
+            text = "The \(subject) does not exist (expired or revoked): \(message)."
+        case 7:
+            code = .permissionDenied
+            text = "etcd denied permission for \(subject): \(message). Grant the user's role access to it."
+        case 16:
+            code = .authentication
+            text = "etcd rejected the credentials for \(subject): \(message)."
+        case 14:
+            code = .unavailable
+            text = "etcd is unavailable for \(subject): \(message). If this was a write its outcome is unknown: read again before retrying."
+        default:
+            code = .server
+            text = "etcd failed \(subject): \(message) (gRPC code \(grpc))."
+        }
+        return EtcdError(code, text, endpoint: endpoint, httpStatus: httpStatus, grpcCode: grpc)
+    }
+}
+
+/// Decodes the snapshot stream's lines as they arrive and appends each blob to the file.
+private final class SnapshotWriter {
+    struct Failure {
+        var code: EtcdError.Code
+        var message: String
+        var httpStatus: Int?
+        var grpcCode: Int?
+    }
+
+    let file: UnsafeMutablePointer<FILE>
+    private var pending: [UInt8] = []
+    private(set) var bytesWritten: Int64 = 0
+    private(set) var sawLastChunk = false
+    private(set) var failure: Failure?
+    /// The first bytes of the answer, to explain a non-JSON error page.
+    private(set) var rawPrefix: [UInt8] = []
+    private let decoder = JSONDecoder()
+
+    init(file: UnsafeMutablePointer<FILE>) { self.file = file }
+
+    func consume(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if rawPrefix.count < 512 { rawPrefix.append(contentsOf: bytes.prefix(512 - rawPrefix.count)) }
+        pending.append(contentsOf: bytes)
+        var lineStart = pending.startIndex
+        while let newline = pending[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
+            if !handleLine(pending[lineStart..<newline]) { return false }
+            lineStart = newline + 1
+        }
+        pending.removeSubrange(..<lineStart)
+        return true
+    }
+
+    func finish() {
+        if !pending.isEmpty, failure == nil {
+            _ = handleLine(pending[...])
+            pending.removeAll()
+        }
+    }
+
+    private func handleLine(_ line: ArraySlice<UInt8>) -> Bool {
+        if line.allSatisfy({ $0 == 32 || $0 == 13 }) { return true }
+        let parsed: WireStreamLine<WireSnapshotChunk>
+        do {
+            parsed = try decoder.decode(WireStreamLine<WireSnapshotChunk>.self, from: Data(line))
+        } catch {
+            // Not a stream line: probably a plain-text error page; the status check explains it.
+            return true
+        }
+        if let error = parsed.error {
+            failure = Failure(
+                code: EtcdClient.streamError(error, subject: "snapshot", endpoint: "").code,
+                message: "etcd failed the snapshot: \(error.message ?? "(no message)") (gRPC code \(error.grpc_code ?? 2)).",
+                httpStatus: error.http_code, grpcCode: error.grpc_code)
+            return false
+        }
+        guard let chunk = parsed.result else { return true }
+        let blob = chunk.blob?.bytes ?? []
+        if !blob.isEmpty {
+            let written = blob.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+            guard written == blob.count else {
+                failure = Failure(code: .transport, message: "Writing the snapshot file failed: \(String(cString: strerror(errno))).")
+                return false
+            }
+            bytesWritten += Int64(blob.count)
+        }
+        if (chunk.remaining_bytes?.value ?? 0) == 0 { sawLastChunk = true }
+        return true
+    }
+}

@@ -1,0 +1,131 @@
+// Keeps a lease alive from a dedicated OS thread. Blocking libcurl calls must not run on
+// Swift concurrency's cooperative pool, and a lease keeper must keep its rhythm even when
+// every pool thread is busy.
+
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public final class LeaseKeeper: Sendable {
+    public let leaseID: Int64
+    public let ttl: Int64
+
+    private let stopRequested = Atomic<Bool>(false)
+    private let lost = Atomic<Bool>(false)
+    private let thread = Mutex<pthread_t?>(nil)
+
+    /// True once the lease is known or presumed gone; `onLost` has then been called once.
+    public var isLost: Bool { lost.load(ordering: .acquiring) }
+
+    private init(leaseID: Int64, ttl: Int64) {
+        self.leaseID = leaseID
+        self.ttl = ttl
+    }
+
+    static func start(
+        client: EtcdClient, leaseID: Int64, ttl: Int64, onLost: @escaping @Sendable (EtcdError) -> Void
+    ) -> LeaseKeeper {
+        let keeper = LeaseKeeper(leaseID: leaseID, ttl: max(ttl, 1))
+        let box = Unmanaged.passRetained(ThreadBody { keeper.run(client: client, onLost: onLost) })
+        var handle = pthread_t()
+        let rc = pthread_create(&handle, nil, { raw in
+            let body = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
+            body.run()
+            return nil
+        }, box.toOpaque())
+        if rc != 0 {
+            box.release()
+            keeper.markLost(
+                EtcdError(.invalidConfiguration, "Could not start the keep-alive thread for lease \(leaseID) (pthread_create error \(rc))."),
+                onLost: onLost)
+        } else {
+            keeper.thread.withLock { $0 = handle }
+        }
+        return keeper
+    }
+
+    /// Stops keeping the lease alive (the lease itself stays until it expires or is revoked).
+    /// Waits for the keeper thread to finish, unless called from that thread (e.g. in `onLost`).
+    public func stop() {
+        stopRequested.store(true, ordering: .releasing)
+        guard let handle = thread.withLock({ current -> pthread_t? in
+            defer { current = nil }
+            return current
+        }) else { return }
+        if pthread_equal(handle, pthread_self()) != 0 {
+            pthread_detach(handle)
+        } else {
+            pthread_join(handle, nil)
+        }
+    }
+
+    deinit {
+        stopRequested.store(true, ordering: .releasing)
+        if let handle = thread.withLock({ $0 }) { pthread_detach(handle) }
+    }
+
+    private func markLost(_ error: EtcdError, onLost: @Sendable (EtcdError) -> Void) {
+        if !lost.exchange(true, ordering: .acquiringAndReleasing) { onLost(error) }
+    }
+
+    private func run(client: EtcdClient, onLost: @Sendable (EtcdError) -> Void) {
+        let clock = ContinuousClock()
+        let ttlDuration = Duration.seconds(ttl)
+        let interval = ttlDuration / 3
+        // After TTL minus this margin without a confirmed keep-alive, the lease may already
+        // be gone on the server (clock skew, queued requests): count it lost.
+        let margin = min(Duration.seconds(1), ttlDuration / 4)
+        // The caller granted the lease just before starting us, so its clock starts now.
+        var lastConfirmedSend = clock.now
+        var nextSend = clock.now
+        let description = EtcdClient.describeLease(leaseID)
+        let logger = client.logger
+
+        while !stopRequested.load(ordering: .acquiring) && !isLost {
+            let now = clock.now
+            if now >= nextSend {
+                let sentAt = now
+                // A keep-alive answered after the deadline is useless; keep the call short.
+                let deadline = lastConfirmedSend + ttlDuration - margin
+                let timeout = max(.milliseconds(200), min(interval, deadline - sentAt))
+                do {
+                    if let newTTL = try client.leaseKeepAliveOnce(id: leaseID, timeout: timeout) {
+                        lastConfirmedSend = sentAt
+                        nextSend = sentAt + interval
+                        logger.trace("lease kept alive", metadata: ["lease": "\(description)", "ttl": "\(newTTL)"])
+                    } else {
+                        markLost(
+                            EtcdError(.leaseNotFound, "The \(description) has expired or was revoked; etcd no longer knows it, so anything held under it (locks, keys) is gone."),
+                            onLost: onLost)
+                        return
+                    }
+                } catch {
+                    if error.code == .leaseNotFound {
+                        markLost(error, onLost: onLost)
+                        return
+                    }
+                    logger.warning("lease keep-alive failed; retrying", metadata: ["lease": "\(description)", "error": "\(error)"])
+                    nextSend = clock.now + min(interval, .milliseconds(500))
+                }
+            }
+            if clock.now - lastConfirmedSend >= ttlDuration - margin {
+                markLost(
+                    EtcdError(.leaseNotFound, "No keep-alive for \(description) succeeded for \(ttlDuration - margin) (TTL \(ttl) s); the lease must be presumed expired."),
+                    onLost: onLost)
+                return
+            }
+            // Short naps keep stop() and loss detection prompt.
+            usleep(50_000)
+        }
+    }
+}
+
+private final class ThreadBody {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}
