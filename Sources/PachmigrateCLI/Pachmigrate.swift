@@ -30,16 +30,16 @@ public struct Pachmigrate: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
-            exit(0)
+            Glibc.exit(0)
         } catch {
-            if let code = error as? ExitCode { exit(code.rawValue) }
+            if let code = error as? ExitCode { Glibc.exit(code.rawValue) }
             let code = exitCode(for: error)
             if code == .success {
                 print(fullMessage(for: error))
-                exit(0)
+                Glibc.exit(0)
             }
             writeStderr(fullMessage(for: error) + "\n" + "Run `pachmigrate help` (or add --help) for usage.")
-            exit(code == .validationFailure ? ExitStatus.usage.rawValue : ExitStatus.failure.rawValue)
+            Glibc.exit(code == .validationFailure ? ExitStatus.usage.rawValue : ExitStatus.failure.rawValue)
         }
     }
 }

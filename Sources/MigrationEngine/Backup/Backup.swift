@@ -41,8 +41,10 @@ public enum Backup {
             logger.info("backup written", metadata: ["path": "\(path)", "keys": "\(keys.count)", "sha256": "\(sha)"])
             return BackupInfo(path: path, sha256: sha, keys: keys.count, revision: revision)
         } catch let error as MigrationError {
+            writer.abandon()
             throw error
         } catch {
+            writer.abandon()
             throw MigrationError(.backupFailed, "writing the backup \(path) failed: \(error). Nothing was written to etcd; free some space or choose another --backup path.")
         }
     }

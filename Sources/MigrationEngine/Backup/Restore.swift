@@ -38,7 +38,7 @@ public struct Restorer: Sendable {
         var lines = 0
         do {
             let reader = try DumpReader(path: path)
-            while let kv = try reader.next() {
+            while let kv = try reader.read() {
                 guard prefixes.contains(where: { kv.key.starts(with: $0) }) else {
                     throw MigrationError(
                         .restoreFailed,
@@ -81,7 +81,7 @@ public struct Restorer: Sendable {
                 progress(ProgressEvent(step: "restore", done: restored, total: lines))
                 group.removeAll(keepingCapacity: true)
             }
-            while let kv = try reader.next() {
+            while let kv = try reader.read() {
                 if let first = group.first, first.modRevision != kv.modRevision || group.count >= 100 {
                     try flush()
                 }

@@ -5,6 +5,10 @@ import Logging
 import MigrationEngine
 import PachydermMigrations
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -248,7 +252,7 @@ struct WaitCommand: ParsableCommand {
                 if let timeout, ContinuousClock.now - start >= timeout.duration {
                     throw CLIError(.failure, "timed out after \(timeout.duration) waiting for version \(version): \(reason)")
                 }
-                Thread.sleep(forTimeInterval: interval.seconds)
+                usleep(UInt32(min(interval.seconds, 60) * 1_000_000))
             }
         }
     }

@@ -29,33 +29,34 @@ public struct PachydermRecordMigration: RecordMigration {
         guard case .record(let kind, _) = layout.classify(record.key) else {
             throw RecordConversionError(key: record.key.printable, message: "not a record key")
         }
+        guard !plan.steps.isEmpty else { return RecordConversion(action: .alreadyMigrated) }
         var value = record.value
         var notes: [ConversionNote] = []
-        var alreadyMigrated = false
-        for (index, step) in plan.steps.enumerated() {
+        var first: ConvertedValue?
+        for step in plan.steps {
             let converted: ConvertedValue
             do {
                 converted = try step.transform(kind, record.key, value)
             } catch {
                 throw RecordConversionError(key: record.key.printable, message: error.description)
             }
-            if index == 0 && converted.sourceEncoding == .binary15 {
-                alreadyMigrated = true
-                break
-            }
+            if first == nil { first = converted }
             value = converted.value
             notes += converted.notes.map(ConversionNote.init)
         }
-        if alreadyMigrated || plan.steps.isEmpty { return RecordConversion(action: .alreadyMigrated) }
+        // Our own earlier output re-encodes to the same bytes: nothing to do. Another tool's
+        // 1.5 binary (e.g. Pachyderm's own routine, which keeps removed fields) is cleaned.
+        if first?.sourceEncoding == .binary15 && value == record.value {
+            return RecordConversion(action: .alreadyMigrated)
+        }
         var companions: [(key: [UInt8], value: [UInt8])] = []
-        if kind == .commit && allowOpenCommits, let commit = try? RecordCodec.decode(kind: .commit, key: record.key, value: record.value).record.commit {
+        if allowOpenCommits, first?.sourceEncoding == .text14, let open = first?.openCommit {
             do {
-                if let entry = try layout.openCommitEntry(for: commit) {
-                    companions.append(entry)
-                    notes.append(ConversionNote(
-                        kind: .normalized, key: record.key.printable,
-                        message: "open commit: writes \(entry.key.printable) so 1.5.0 can put files into and finish it"))
-                }
+                let entry = try layout.openCommitEntry(forOpen: open)
+                companions.append(entry)
+                notes.append(ConversionNote(
+                    kind: .normalized, key: record.key.printable,
+                    message: "open commit: writes \(entry.key.printable) so 1.5.0 can put files into and finish it"))
             } catch {
                 throw RecordConversionError(key: record.key.printable, message: error.description)
             }
