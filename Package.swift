@@ -64,7 +64,8 @@ let package = Package(
         .executableTarget(name: "pachmigrate", dependencies: ["PachmigrateCLI"]),
 
         // Starts and stops real etcd processes for tests (single node, 3-member cluster, auth, TLS).
-        .target(name: "EtcdTestSupport", dependencies: ["EtcdGateway"], path: "Tests/EtcdTestSupport"),
+        .target(
+            name: "EtcdTestSupport", dependencies: ["EtcdGateway", "MigrationEngine"], path: "Tests/EtcdTestSupport"),
         .testTarget(name: "EtcdGatewayTests", dependencies: ["EtcdGateway", "EtcdTestSupport"]),
         .testTarget(
             name: "PachydermMigrationsTests",
@@ -79,6 +80,8 @@ let package = Package(
             name: "MigrationEngineTests",
             dependencies: ["MigrationEngine", "PachydermMigrations", "EtcdTestSupport"]
         ),
-        .testTarget(name: "PachmigrateCLITests", dependencies: ["EtcdTestSupport", "EtcdGateway"]),
+        .testTarget(
+            name: "PachmigrateCLITests",
+            dependencies: ["EtcdTestSupport", "EtcdGateway", "MigrationEngine", "PachydermMigrations"]),
     ]
 )

@@ -1,0 +1,65 @@
+import EtcdGateway
+import Foundation
+import MigrationEngine
+
+/// The sample clusters under `testdata/` (written by Pachyderm 1.4.8's own code).
+public enum SampleData {
+    public static var root: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("testdata/pachyderm-1.4.8-sample").path
+    }
+
+    public static func before(_ sample: String) -> String { "\(root)/\(sample)/before.etcd.jsonl" }
+
+    public static func keyValues(_ path: String) throws -> [KeyValue] {
+        let reader = try DumpReader(path: path)
+        var kvs: [KeyValue] = []
+        while let kv = try reader.read() { kvs.append(kv) }
+        return kvs
+    }
+}
+
+extension EtcdClient {
+    /// Loads a dump into an empty etcd as its writer did: lines sharing a mod revision go in
+    /// one txn, in file order, so the relative revisions (and order) are reproduced.
+    public func seed(dump path: String) throws {
+        var group: [KeyValue] = []
+        func flush() throws {
+            guard !group.isEmpty else { return }
+            _ = try txn(TxnRequest(success: group.map { .put(PutRequest(key: $0.key, value: $0.value)) }))
+            group.removeAll()
+        }
+        for kv in try SampleData.keyValues(path) {
+            if let first = group.first, first.modRevision != kv.modRevision || group.count >= 100 { try flush() }
+            group.append(kv)
+        }
+        try flush()
+    }
+
+    /// Every key under `prefix` with its value, in mod-revision order (ties by key).
+    public func dumpState(prefix: String) throws -> [KeyValue] {
+        var all: [KeyValue] = []
+        var next = Array(prefix.utf8)
+        while true {
+            let page = try range(RangeRequest(key: next, rangeEnd: prefixRangeEnd(Array(prefix.utf8)), limit: 1000))
+            all += page.kvs
+            guard page.more, let last = page.kvs.last else { break }
+            next = last.key + [0]
+        }
+        return all.sorted { $0.modRevision != $1.modRevision ? $0.modRevision < $1.modRevision : $0.key.lexicographicallyPrecedes($1.key) }
+    }
+}
+
+/// Key → value of a state, for equality checks.
+public func valuesByKey(_ kvs: [KeyValue]) -> [String: [UInt8]] {
+    Dictionary(uniqueKeysWithValues: kvs.map { (String(decoding: $0.key, as: UTF8.self), $0.value) })
+}
+
+/// Per group (as `group` assigns it; nil = ignored), the keys in mod-revision order.
+public func orderByGroup(_ kvs: [KeyValue], group: ([UInt8]) -> String?) -> [String: [String]] {
+    var result: [String: [String]] = [:]
+    for kv in kvs { // kvs are in mod-revision order
+        if let g = group(kv.key) { result[g, default: []].append(String(decoding: kv.key, as: UTF8.self)) }
+    }
+    return result
+}

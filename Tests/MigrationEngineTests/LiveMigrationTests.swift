@@ -1,0 +1,194 @@
+import EtcdGateway
+import EtcdTestSupport
+import Foundation
+import Logging
+import MigrationEngine
+import PachydermMigrations
+import Synchronization
+import Testing
+
+/// The engine with Pachyderm's records against a real etcd process.
+@Suite("Live migration on a real etcd")
+struct LiveMigrationTests {
+    let layout = PachydermLayout()
+
+    func migration(allowOpenCommits: Bool = false) throws -> PachydermRecordMigration {
+        PachydermRecordMigration(
+            layout: layout, plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0"), allowOpenCommits: allowOpenCommits)
+    }
+
+    func group(_ key: [UInt8]) -> String? {
+        if case .record(_, let g) = layout.classify(key) { return g }
+        return nil
+    }
+
+    func pachydermState(_ client: EtcdClient) throws -> [KeyValue] {
+        try client.dumpState(prefix: "pachyderm_pfs/") + client.dumpState(prefix: "pachyderm_pps/")
+    }
+
+    @Test func atRestSampleMigratedLiveEqualsOfflineConversion() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start()
+            defer { server.stop() }
+            let client = try server.makeClient()
+            try client.seed(dump: SampleData.before("at-rest"))
+            let before = try pachydermState(client)
+            let backupDir = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+            try FileManager.default.createDirectory(at: backupDir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: backupDir) }
+
+            let migrator = Migrator(store: client, migration: try migration(), namespace: Namespace(), logger: testLogger)
+            let result = try migrator.run(options: MigrationOptions(backup: .file(backupDir.path + "/backup.jsonl")))
+            #expect(result.outcome == .migrated)
+            #expect(result.written == 508)
+
+            let after = try pachydermState(client)
+            let offline = OfflineConverter(layout: layout, plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0"))
+                .convert(try SampleData.keyValues(SampleData.before("at-rest")))
+            #expect(offline.report.failures.isEmpty)
+            #expect(valuesByKey(after) == valuesByKey(offline.output))
+            #expect(orderByGroup(after, group: group) == orderByGroup(before, group: group))
+            // Keys that are not records were not rewritten at all.
+            let untouched = before.filter { group($0.key) == nil }
+            let afterByKey = Dictionary(uniqueKeysWithValues: after.map { ($0.key, $0) })
+            #expect(untouched.allSatisfy { afterByKey[$0.key]?.modRevision == $0.modRevision })
+
+            // The backup holds the exact pre-migration keys and values, 0600, with its sha256.
+            let backupPath = backupDir.path + "/backup.jsonl"
+            #expect(try SampleData.keyValues(backupPath).map { [$0.key, $0.value] } == before.map { [$0.key, $0.value] })
+            let mode = try FileManager.default.attributesOfItem(atPath: backupPath)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            #expect(try verifyDumpChecksum(path: backupPath) == result.backup?.sha256)
+
+            // Stamped, history recorded, verify passes, a second run does nothing.
+            let journal = JournalReader(store: client, namespace: Namespace())
+            #expect(try journal.stampedVersion() == "1.5.0")
+            let entry = try #require(try journal.history().last)
+            #expect(entry.counts?["jobs"] == 200 && entry.counts?["commits"] == 273)
+            #expect(entry.backupSHA256 == result.backup?.sha256)
+            let verification = try PachydermVerifier(layout: layout).verify(
+                store: client, expectedVersion: "1.5.0", journalCounts: entry.counts)
+            #expect(verification.problems == [])
+            let revision = try client.status().header.revision
+            let again = try migrator.run(options: MigrationOptions(backup: .none))
+            #expect(again.outcome == .nothingToDo("the cluster is already migrated to 1.5.0"))
+            #expect(try client.status().header.revision == revision)
+
+            // Restore gives back the exact pre-migration keys, values and order.
+            _ = try Restorer(
+                store: client, namespace: Namespace(), prefixes: migration().backupPrefixes, logger: testLogger
+            ).restore(from: backupPath, options: MigrationOptions(backup: .none))
+            let restored = try pachydermState(client)
+            #expect(restored.map { [$0.key, $0.value] } == before.map { [$0.key, $0.value] })
+            #expect(try journal.stampedVersion() == nil)
+            #expect(try journal.history().last?.event == "restore")
+        }
+    }
+
+    @Test func busySampleIsRefusedAndLeftUnchanged() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start()
+            defer { server.stop() }
+            let client = try server.makeClient()
+            try client.seed(dump: SampleData.before("busy"))
+            let before = try pachydermState(client)
+            let migrator = Migrator(store: client, migration: try migration(), namespace: Namespace(), logger: testLogger)
+            let error = #expect(throws: MigrationError.self) { try migrator.run(options: MigrationOptions(backup: .none)) }
+            #expect(error?.code == .notAtRest)
+            // 3 jobs starting/running and 2 open commits, each named.
+            #expect(error?.keys.count == 5)
+            #expect(error?.keys.contains { $0.hasPrefix("pachyderm_pfs/commits/images/fbb43e11970e40198b424b676ab17fb0") } == true)
+            let after = try pachydermState(client)
+            #expect(after == before)
+            #expect(try client.range(.prefix(Array("pachmigrate/".utf8))).kvs.isEmpty)
+        }
+    }
+
+    @Test func busySampleMigratesWithOpenCommitsAllowedOnceJobsAreDone() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start()
+            defer { server.stop() }
+            let client = try server.makeClient()
+            // Drop the running jobs: what is left is a cluster with two open commits.
+            let kvs = try SampleData.keyValues(SampleData.before("busy"))
+            let dump = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString + ".jsonl").path
+            defer { try? FileManager.default.removeItem(atPath: dump); try? FileManager.default.removeItem(atPath: dump + ".sha256") }
+            let writer = try DumpWriter(path: dump)
+            for kv in kvs {
+                if case .record(.job, _) = layout.classify(kv.key),
+                    (try? RecordCodec.decode(kind: .job, key: kv.key, value: kv.value))?.record.job?.isStartingOrRunning == true
+                {
+                    continue
+                }
+                try writer.write(kv)
+            }
+            _ = try writer.finish()
+            try client.seed(dump: dump)
+            let migrator = Migrator(
+                store: client, migration: try migration(allowOpenCommits: true), namespace: Namespace(), logger: testLogger)
+            let result = try migrator.run(options: MigrationOptions(backup: .none))
+            #expect(result.outcome == .migrated)
+            let open = try client.range(.prefix(Array("pachyderm_pfs/openCommits/".utf8))).kvs.map { text($0.key) }.sorted()
+            #expect(open == [
+                "pachyderm_pfs/openCommits/4c50bd522c444a33bfc9b21fb970738d",
+                "pachyderm_pfs/openCommits/fbb43e11970e40198b424b676ab17fb0",
+            ])
+        }
+    }
+
+    @Test func twoMigratorsStartedTogetherExactlyOneWrites() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start()
+            defer { server.stop() }
+            let seedClient = try server.makeClient()
+            try seedClient.seed(dump: SampleData.before("at-rest"))
+            let outcomes = Mutex<[String]>([])
+            let group = DispatchGroup()
+            for _ in 0..<2 {
+                DispatchQueue.global().async(group: group) {
+                    do {
+                        let client = try server.makeClient()
+                        let migrator = Migrator(store: client, migration: try migration(), namespace: Namespace(), logger: testLogger)
+                        let result = try migrator.run(options: MigrationOptions(backup: .none))
+                        outcomes.withLock { $0.append(result.outcome == .migrated ? "migrated" : "other") }
+                    } catch let error as MigrationError {
+                        outcomes.withLock { $0.append(error.code == .lockHeld ? "lockHeld" : "\(error)") }
+                    } catch {
+                        outcomes.withLock { $0.append("\(error)") }
+                    }
+                }
+            }
+            group.wait()
+            #expect(outcomes.withLock { $0.sorted() } == ["lockHeld", "migrated"])
+        }
+    }
+
+    @Test func foreignWriteDuringTheRunIsDetectedAndNotClobbered() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start()
+            defer { server.stop() }
+            let client = try server.makeClient()
+            try client.seed(dump: SampleData.before("at-rest"))
+            // The newest job is written last in its lane: change it once the run is under way.
+            let jobs = try client.dumpState(prefix: "pachyderm_pps/jobs/")
+            let target = try #require(jobs.last)
+            let theirs = Array("job:<id:\"theirs\" > ".utf8)
+            let migrator = Migrator(store: client, migration: try migration(), namespace: Namespace(), logger: testLogger)
+            var options = MigrationOptions(backup: .none)
+            options.concurrency = 1
+            let wrote = Atomic<Bool>(false)
+            let error = #expect(throws: MigrationError.self) {
+                try migrator.run(options: options) { event in
+                    if event.step == "rewrite" && event.done == 5 && !wrote.exchange(true, ordering: .relaxed) {
+                        _ = try? client.put(PutRequest(key: target.key, value: theirs))
+                    }
+                }
+            }
+            #expect(error?.code == .foreignWrite)
+            #expect(error?.keys == [text(target.key)])
+            #expect(try client.range(RangeRequest(key: target.key)).kvs.first?.value == theirs)
+            let state = try JournalReader(store: client, namespace: Namespace()).state()?.0
+            #expect(state?.status == .failed)
+        }
+    }
+}
