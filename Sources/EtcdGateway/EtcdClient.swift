@@ -259,6 +259,17 @@ public final class EtcdClient: KeyValueService, Sendable {
         guard let file = fopen(path, "wb") else {
             throw EtcdError(.invalidConfiguration, "Cannot create the snapshot file '\(path)': \(String(cString: strerror(errno))).")
         }
+        if configuration.credentials != nil {
+            // etcd 3.4 stalls a snapshot stream sent with a stale token instead of answering
+            // 401, so start it with a fresh one.
+            do throws(EtcdError) {
+                _ = try currentToken(refresh: true)
+            } catch {
+                fclose(file)
+                unlink(path)
+                throw error
+            }
+        }
         let writer = SnapshotWriter(file: file)
         let sink = ResponseSink { bytes in writer.consume(bytes) }
         let outcome: Result<(HTTPResult, String), EtcdError> = authorizedPost(
@@ -520,7 +531,9 @@ public final class EtcdClient: KeyValueService, Sendable {
         case 5:
             code = .leaseNotFound
             text = "The \(subject) does not exist (expired or revoked): \(message)."
-        case 7:
+        case 7,
+            // Streams (snapshot) lose the code: "auth: permission denied" arrives as code 2.
+            2 where message.contains("permission denied"):
             code = .permissionDenied
             text = "etcd denied permission for \(subject): \(message). Grant the user's role access to it."
         case 16:
@@ -586,9 +599,11 @@ private final class SnapshotWriter {
             return true
         }
         if let error = parsed.error {
+            let mapped = EtcdClient.streamError(error, subject: "snapshot", endpoint: "")
+            let hint = mapped.code == .permissionDenied ? " Snapshots need a user with the root role." : ""
             failure = Failure(
-                code: EtcdClient.streamError(error, subject: "snapshot", endpoint: "").code,
-                message: "etcd failed the snapshot: \(error.message ?? "(no message)") (gRPC code \(error.grpc_code ?? 2)).",
+                code: mapped.code,
+                message: "etcd failed the snapshot: \(error.message ?? "(no message)") (gRPC code \(error.grpc_code ?? 2)).\(hint)",
                 httpStatus: error.http_code, grpcCode: error.grpc_code)
             return false
         }

@@ -45,6 +45,25 @@ struct MaintenanceTests {
         }
     }
 
+    @Test func snapshotNeedsRootUnderAuth() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start(auth: true)
+            defer { server.stop() }
+            let rootClient = try server.makeClient(credentials: server.rootCredentials)
+            try rootClient.put(PutRequest(key: bytes("/s/k"), value: bytes("v")))
+            let path = server.workDir + "/root.db"
+            #expect(try rootClient.snapshot(toFile: path) > 0)
+            try runCommand(EtcdBinaries.etcdctl, ["snapshot", "status", path])
+
+            let limited = try server.makeClient(requestTimeout: .seconds(3))
+            let deniedPath = server.workDir + "/denied.db"
+            let error = #expect(throws: EtcdError.self) { try limited.snapshot(toFile: deniedPath) }
+            #expect(error?.code == .permissionDenied)
+            #expect(error?.message.contains("root role") == true)
+            #expect(!FileManager.default.fileExists(atPath: deniedPath))
+        }
+    }
+
     @Test func snapshotToUnwritablePathFailsClearly() async throws {
         try await onOwnThread {
             let client = try EtcdServer.shared().makeClient()
