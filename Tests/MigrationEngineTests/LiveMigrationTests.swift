@@ -23,7 +23,9 @@ struct LiveMigrationTests {
     }
 
     func pachydermState(_ client: EtcdClient) throws -> [KeyValue] {
-        try client.dumpState(prefix: "pachyderm_pfs/") + client.dumpState(prefix: "pachyderm_pps/")
+        (try client.dumpState(prefix: "pachyderm_pfs/") + client.dumpState(prefix: "pachyderm_pps/")).sorted {
+            $0.modRevision != $1.modRevision ? $0.modRevision < $1.modRevision : $0.key.lexicographicallyPrecedes($1.key)
+        }
     }
 
     @Test func atRestSampleMigratedLiveEqualsOfflineConversion() async throws {

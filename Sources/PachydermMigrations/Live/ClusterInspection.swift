@@ -25,6 +25,7 @@ public enum ClusterInspection {
             let request = RangeRequest.prefix(layout.collectionPrefix(kind), limit: Int64(sample))
             let page = try etcdCall("sampling \(kind) records") { () throws(EtcdError) in try store.range(request) }
             for kv in page.kvs {
+                guard case .record = layout.classify(kv.key) else { continue }
                 switch (try? RecordCodec.decode(kind: kind, key: kv.key, value: kv.value))?.encoding {
                 case .text14: text += 1
                 case .binary15: binary += 1
@@ -49,7 +50,7 @@ public enum ClusterInspection {
         store: any KeyValueService, layout: PachydermLayout, pageSize: Int = 1000
     ) throws(MigrationError) -> [ReprocessingForecast] {
         var pipelines: [String: [String]] = [:]
-        try scan(store: store, prefix: layout.collectionPrefix(.pipeline), pageSize: pageSize) { kv in
+        try scanRecords(store: store, layout: layout, kind: .pipeline, pageSize: pageSize) { kv in
             guard let info = (try? RecordCodec.decode(kind: .pipeline, key: kv.key, value: kv.value))?.record.pipeline,
                 !info.transform.env.isEmpty
             else { return }
@@ -57,7 +58,7 @@ public enum ClusterInspection {
         }
         guard !pipelines.isEmpty else { return [] }
         var newest: [String: (finished: Int64, job: String, total: Int64)] = [:]
-        try scan(store: store, prefix: layout.collectionPrefix(.job), pageSize: pageSize) { kv in
+        try scanRecords(store: store, layout: layout, kind: .job, pageSize: pageSize) { kv in
             guard let job = (try? RecordCodec.decode(kind: .job, key: kv.key, value: kv.value))?.record.job,
                 let name = job.pipelineName, pipelines[name] != nil, job.hasFinished
             else { return }
@@ -73,16 +74,21 @@ public enum ClusterInspection {
         }
     }
 
-    static func scan(
-        store: any KeyValueService, prefix: [UInt8], pageSize: Int, _ body: (KeyValue) -> Void
+    /// Every record of one kind, at one revision, page by page. Index keys that share the
+    /// collection's prefix (`commits/<repo>__index_…`) are skipped.
+    static func scanRecords(
+        store: any KeyValueService, layout: PachydermLayout, kind: RecordKind, pageSize: Int, _ body: (KeyValue) -> Void
     ) throws(MigrationError) {
+        let prefix = layout.collectionPrefix(kind)
         var next = prefix
         var revision: Int64 = 0
         while true {
             let request = RangeRequest(key: next, rangeEnd: prefixRangeEnd(prefix), limit: Int64(pageSize), revision: revision)
             let page = try etcdCall("reading \(prefix.printable)") { () throws(EtcdError) in try store.range(request) }
             if revision == 0 { revision = page.header.revision }
-            page.kvs.forEach(body)
+            for kv in page.kvs {
+                if case .record(kind, _) = layout.classify(kv.key) { body(kv) }
+            }
             guard page.more, let last = page.kvs.last else { return }
             next = last.key + [0]
         }

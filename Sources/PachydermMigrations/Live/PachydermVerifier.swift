@@ -44,7 +44,7 @@ public struct PachydermVerifier: Sendable {
 
         // Pass 1: every record decodes as the expected version; collect what exists.
         for kind in RecordKind.allCases {
-            try ClusterInspection.scan(store: store, prefix: layout.collectionPrefix(kind), pageSize: pageSize) { kv in
+            try ClusterInspection.scanRecords(store: store, layout: layout, kind: kind, pageSize: pageSize) { kv in
                 report.counts[kind.rawValue, default: 0] += 1
                 let key = kv.key.printable
                 let decoded: (record: Decoded14Record, encoding: StoredEncoding)
@@ -73,7 +73,7 @@ public struct PachydermVerifier: Sendable {
 
         // Pass 2: references resolve.
         for kind: RecordKind in [.repo, .commit, .branch, .job] {
-            try ClusterInspection.scan(store: store, prefix: layout.collectionPrefix(kind), pageSize: pageSize) { kv in
+            try ClusterInspection.scanRecords(store: store, layout: layout, kind: kind, pageSize: pageSize) { kv in
                 guard let decoded = try? RecordCodec.decode(kind: kind, key: kv.key, value: kv.value) else { return }
                 let key = kv.key.printable
                 switch decoded.record {
