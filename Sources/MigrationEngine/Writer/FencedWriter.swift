@@ -73,11 +73,27 @@ struct LaneWriter {
                     compares.append(Compare(key: companion.key, .equal, .createRevision(0)))
                     ops.append(.put(PutRequest(key: companion.key, value: companion.value)))
                 }
-                ops.append(.put(PutRequest(key: cursorKey, value: JSONCoding.encode(cursor))))
-                let txn = TxnRequest(compare: compares, success: ops, failure: [.range(RangeRequest(key: namespace.lockKey))])
+                let cursorValue = JSONCoding.encode(cursor)
+                ops.append(.put(PutRequest(key: cursorKey, value: cursorValue)))
+                let txn = TxnRequest(
+                    compare: compares, success: ops,
+                    failure: [.range(RangeRequest(key: namespace.lockKey)), .range(RangeRequest(key: kv.key)), .range(RangeRequest(key: cursorKey))])
                 let response = try etcd("writing \(kv.key.printable)") { () throws(EtcdError) in try store.txn(txn) }
                 if !response.succeeded {
-                    if case .range(let r)? = response.responses.first, r.kvs.first?.createRevision == lock.fence {
+                    let found = response.responses.map { op -> KeyValue? in
+                        if case .range(let r) = op { return r.kvs.first }
+                        return nil
+                    }
+                    // After a failover the client may have sent this txn twice; if the first
+                    // one landed, the record and the cursor hold exactly what we wrote.
+                    if found.count == 3, found[0]?.createRevision == lock.fence, found[1]?.value == value,
+                        found[2]?.value == cursorValue
+                    {
+                        written += 1
+                        onWritten()
+                        continue
+                    }
+                    if found.first??.createRevision == lock.fence {
                         let companions = conversion.companions.map { $0.key.printable }
                         throw foreignWrite(kv.key, "changed while being migrated" + (companions.isEmpty ? "" : " (or \(companions.joined(separator: ", ")) was created)"))
                     }

@@ -1,0 +1,238 @@
+import EtcdGateway
+import EtcdTestSupport
+import Foundation
+import MigrationEngine
+import Testing
+
+/// Each command, run as the built executable against a real etcd, checked on its text and
+/// JSON output and its exit code.
+@Suite("pachmigrate commands")
+struct CommandTests {
+    @Test func versionAndHelp() async throws {
+        try await onOwnThread {
+            let version = try pachmigrate(["version", "--output", "json"])
+            #expect(version.status == 0)
+            #expect((version.json["result"] as? [String: Any])?["version"] as? String == "0.1.0")
+            let help = try pachmigrate(["migrate", "--help"])
+            #expect(help.status == 0)
+            #expect(help.stdout.contains("--allow-open-commits"))
+            #expect(help.stdout.contains("7  interrupted"))
+        }
+    }
+
+    @Test(arguments: [
+        ["migrate", "--bogus"],
+        ["migrate", "--backup", "x", "--no-backup"],
+        ["migrate", "--lock-ttl", "1"],
+        ["wait"],
+        ["nonsense"],
+        ["status", "--endpoints", "ftp://x"],
+    ])
+    func badFlagsExit2(arguments: [String]) async throws {
+        try await onOwnThread {
+            let result = try pachmigrate(arguments)
+            #expect(result.status == 2, "\(arguments): \(result.stderr)")
+            #expect(!result.stderr.isEmpty)
+        }
+    }
+
+    @Test func unreachableEndpointExits1NamingIt() async throws {
+        try await onOwnThread {
+            let port = try freeLoopbackPort()
+            let result = try pachmigrate(["status", "--endpoints", "http://127.0.0.1:\(port)", "--request-timeout", "2"])
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("127.0.0.1:\(port)"))
+            let json = try pachmigrate(["plan", "--endpoints", "http://127.0.0.1:\(port)", "--output", "json"])
+            #expect(json.status == 1)
+            #expect(json.json["ok"] as? Bool == false)
+            #expect((json.json["error"] as? [String: Any])?["code"] as? String == "etcd-transport")
+        }
+    }
+
+    @Test func planMigrateVerifyStatusOnTheAtRestSample() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+
+            let plan = try pachmigrate(["plan"] + sample.endpoint)
+            #expect(plan.status == 0, "\(plan.stderr)")
+            #expect(plan.stdout.contains("Path: 1.4.x → 1.5.0"))
+            #expect(plan.stdout.contains("commit 273"))
+            #expect(plan.stdout.contains("Reprocessing forecast"))
+            let planJSON = try pachmigrate(["plan", "--output", "json"] + sample.endpoint)
+            let scan = ((planJSON.json["result"] as? [String: Any])?["scan"] as? [String: Any])
+            #expect((scan?["toRewrite"] as? [String: Int]) == ["repos": 11, "commits": 273, "branches": 18, "pipelines": 6, "jobs": 200])
+            #expect(try pachydermState(sample.client) == sample.before)
+
+            let migrate = try pachmigrate(
+                ["migrate", "--from", "1.4.8", "--to", "1.5.0", "--backup", "\(dir)/backup.jsonl", "--output", "json"] + sample.endpoint)
+            #expect(migrate.status == 0, "\(migrate.stderr)")
+            let result = migrate.json["result"] as? [String: Any]
+            #expect(result?["outcome"] as? String == "migrated")
+            #expect(result?["written"] as? Int == 508)
+            #expect(FileManager.default.fileExists(atPath: "\(dir)/backup.jsonl.sha256"))
+            try sample.expectMigratedLikeAnUninterruptedRun()
+
+            let verify = try pachmigrate(["verify"] + sample.endpoint)
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+            #expect(verify.stdout.contains("OK:"))
+
+            let status = try pachmigrate(["status"] + sample.endpoint)
+            #expect(status.status == 0)
+            #expect(status.stdout.contains("Stamped version: 1.5.0"))
+            #expect(status.stdout.contains("Lock: free"))
+            let statusJSON = try pachmigrate(["status", "--output", "json"] + sample.endpoint)
+            #expect((statusJSON.json["result"] as? [String: Any])?["stampedVersion"] as? String == "1.5.0")
+
+            let again = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
+            #expect(again.status == 0)
+            #expect(again.stdout.contains("Nothing to do"))
+
+            // A record broken after the fact fails verify with exit 6, naming it.
+            let job = try #require(try sample.client.range(.prefix(bytes("pachyderm_pps/jobs/"), limit: 1)).kvs.first)
+            try sample.client.put(PutRequest(key: job.key, value: bytes("job:<id:\"text again\" > ")))
+            let broken = try pachmigrate(["verify"] + sample.endpoint)
+            #expect(broken.status == 6)
+            #expect(broken.stdout.contains(text(job.key)))
+        }
+    }
+
+    @Test func busySampleIsRefusedWithExit4AndUnchanged() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer("busy")
+            defer { sample.server.stop() }
+            let plan = try pachmigrate(["plan"] + sample.endpoint)
+            #expect(plan.status == 4)
+            #expect(plan.stdout.contains("Not at rest (5)"))
+            let migrate = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
+            #expect(migrate.status == 4)
+            #expect(migrate.stderr.contains("JOB_RUNNING"))
+            #expect(migrate.stderr.contains("pachyderm_pfs/commits/trades_2017/4c50bd522c444a33bfc9b21fb970738d"))
+            #expect(try pachydermState(sample.client) == sample.before)
+        }
+    }
+
+    @Test func wrongPasswordFailsClearlyAndNeverShowsIt() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer(auth: true)
+            defer { sample.server.stop() }
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try "not-the-password\n".write(toFile: "\(dir)/pw", atomically: true, encoding: .utf8)
+            let wrong = try pachmigrate(["plan", "--user", "pachmigrate", "--password-file", "\(dir)/pw", "--output", "json"] + sample.endpoint)
+            #expect(wrong.status == 1)
+            #expect(wrong.stdout.contains("authentication"))
+            #expect(!(wrong.stdout + wrong.stderr).contains("not-the-password"))
+
+            let password = sample.server.credentials!.password
+            let right = try pachmigrate(
+                ["migrate", "--user", "pachmigrate", "--no-backup", "--log-level", "debug"] + sample.endpoint,
+                environment: ["ETCDCTL_PASSWORD": password])
+            #expect(right.status == 0, "\(right.stderr)")
+            #expect(!(right.stdout + right.stderr).contains(password))
+            #expect(try !sample.client.range(.prefix(bytes("pachmigrate/"))).kvs.contains { text($0.value).contains(password) })
+        }
+    }
+
+    @Test func lockHeldLockShowAndLockBreak() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let holder = try MigrationLock.acquire(
+                store: sample.client, namespace: Namespace(),
+                holder: LockHolder.current(command: "test holder", toolVersion: "t", from: "1.4.8", to: "1.5.0"),
+                logger: testLogger)
+            defer { holder.release() }
+
+            let migrate = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
+            #expect(migrate.status == 3)
+            #expect(migrate.stderr.contains("running `test holder`"))
+            #expect(try pachydermState(sample.client) == sample.before)
+
+            let show = try pachmigrate(["lock", "show"] + sample.endpoint)
+            #expect(show.status == 0)
+            #expect(show.stdout.contains("command:    test holder"))
+            let showJSON = try pachmigrate(["lock", "show", "--output", "json"] + sample.endpoint)
+            #expect(((showJSON.json["result"] as? [String: Any])?["lock"] as? [String: Any])?["stale"] as? Bool == false)
+
+            let refused = try pachmigrate(["lock", "break"] + sample.endpoint)
+            #expect(refused.status == 3)
+            #expect(refused.stderr.contains("--force"))
+
+            let broken = try pachmigrate(["lock", "break", "--force", "--by", "oncall@example"] + sample.endpoint)
+            #expect(broken.status == 0, "\(broken.stderr)")
+            #expect(try sample.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.isEmpty)
+            let entry = try JournalFacts(sample.client).history().last
+            #expect(entry?["event"] as? String == "lock-break")
+            #expect(entry?["who"] as? String == "oncall@example")
+            // The broken holder notices and can no longer write.
+            #expect(eventually(timeout: 15) { holder.isLost })
+
+            let after = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
+            #expect(after.status == 0, "\(after.stderr)")
+        }
+    }
+
+    @Test func waitTimesOutThenSucceeds() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let early = try pachmigrate(["wait", "--version", "1.5.0", "--timeout", "2s", "--interval", "200ms"] + sample.endpoint)
+            #expect(early.status == 1)
+            #expect(early.stderr.contains("timed out"))
+
+            let waiter = try PachmigrateProcess(["wait", "--version", "1.5.0", "--timeout", "120s", "--interval", "200ms"] + sample.endpoint)
+            usleep(500_000)
+            #expect(waiter.process.isRunning)
+            let migrate = try pachmigrate(["migrate", "--no-backup", "--quiet"] + sample.endpoint)
+            #expect(migrate.status == 0)
+            let waited = waiter.wait(timeout: 30)
+            #expect(waited.status == 0, "\(waited.stderr)")
+            #expect(waited.stdout.contains("The cluster is at 1.5.0"))
+        }
+    }
+
+    @Test func backupRestoreAndSnapshot() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let backup = try pachmigrate(["backup", "\(dir)/b.jsonl", "--snapshot", "\(dir)/etcd.db"] + sample.endpoint)
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let mode = try FileManager.default.attributesOfItem(atPath: "\(dir)/b.jsonl")[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            let snapshotStatus = try runCommand(EtcdBinaries.etcdctl, ["snapshot", "status", "\(dir)/etcd.db", "-w", "json"])
+            #expect(snapshotStatus.contains("totalKey"))
+
+            #expect(try pachmigrate(["migrate", "--no-backup", "--allow-open-commits"] + sample.endpoint).status == 0)
+            let restore = try pachmigrate(["restore", "\(dir)/b.jsonl"] + sample.endpoint)
+            #expect(restore.status == 0, "\(restore.stderr)")
+            let restored = try pachydermState(sample.client)
+            #expect(restored.map { [$0.key, $0.value] } == sample.before.map { [$0.key, $0.value] })
+            #expect(try JournalFacts(sample.client).version() == nil)
+
+            // A corrupted backup is refused before anything is written.
+            var data = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/b.jsonl"))
+            data[100] ^= 1
+            try data.write(to: URL(fileURLWithPath: "\(dir)/b.jsonl"))
+            let corrupt = try pachmigrate(["restore", "\(dir)/b.jsonl"] + sample.endpoint)
+            #expect(corrupt.status == 1)
+            #expect(corrupt.stderr.contains("sha256") || corrupt.stderr.contains("checksum"))
+        }
+    }
+
+    @Test func unwritableBackupIsRefusedBeforeAnyWrite() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let result = try pachmigrate(["migrate", "--backup", "/proc/no-such-dir/backup.jsonl"] + sample.endpoint)
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("Nothing was written to etcd"))
+            #expect(try pachydermState(sample.client) == sample.before)
+            #expect(try JournalFacts(sample.client).state() == nil)
+        }
+    }
+}
