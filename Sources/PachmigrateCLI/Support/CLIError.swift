@@ -65,7 +65,9 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
             case .conversionFailed: .conversionFailed
             default: .failure
             }
-        return (status, error.code.description, error.message, error.keys)
+        // An etcd failure keeps etcd's own code, so scripts can tell "unreachable" from "denied".
+        let kind = error.underlying.map { "etcd-\($0.code)" } ?? error.code.description
+        return (status, kind, error.message, error.keys)
     case let error as EtcdError:
         return (.failure, "etcd-\(error.code)", error.description, [])
     case let error as VersionPlanError:

@@ -1,0 +1,110 @@
+import EtcdGateway
+import EtcdTestSupport
+import Foundation
+import Testing
+
+/// The migrator killed, interrupted or paused mid-run, as an operator's process would be.
+@Suite("Faults during a migration")
+struct FaultTests {
+    /// Waits until the run has written at least one record (a lane cursor exists).
+    func waitUntilWriting(_ client: EtcdClient, _ process: PachmigrateProcess) -> Bool {
+        eventually(timeout: 60) {
+            !process.process.isRunning || ((try? client.range(.prefix(bytes("pachmigrate/lanes/"))).kvs.isEmpty) == false)
+        } && process.process.isRunning
+    }
+
+    @Test func sigtermFinishesTheRecordInFlightExits7AndResumes() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let run = try PachmigrateProcess(["migrate", "--no-backup", "--concurrency", "1"] + sample.endpoint)
+            #expect(waitUntilWriting(sample.client, run))
+            run.signal(SIGTERM)
+            let interrupted = run.wait()
+            #expect(interrupted.status == 7, "\(interrupted.stderr)")
+            #expect(interrupted.stderr.contains("run the same command again"))
+            // The lease was revoked on the way out: the lock is free at once.
+            #expect(try sample.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.isEmpty)
+            #expect(try JournalFacts(sample.client).state()?["status"] as? String == "failed")
+
+            let resumed = try pachmigrate(["migrate", "--no-backup", "--output", "json"] + sample.endpoint)
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            #expect((resumed.json["result"] as? [String: Any])?["resumed"] as? Bool == true)
+            try sample.expectMigratedLikeAnUninterruptedRun()
+        }
+    }
+
+    /// SIGKILL at a seeded random instant, then the same command again (waiting out the
+    /// dead run's lease) ends equal to an uninterrupted run.
+    @Test(arguments: 0..<10)
+    func sigkillAtARandomInstantThenResume(seed: Int) async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            var generator = SeededGenerator(seed: UInt64(seed))
+            let delay = UInt32.random(in: 50_000...1_500_000, using: &generator)
+            let run = try PachmigrateProcess(
+                ["migrate", "--no-backup", "--lock-ttl", "5", "--concurrency", "\(1 + seed % 4)"] + sample.endpoint)
+            usleep(delay)
+            run.signal(SIGKILL)
+            _ = run.wait()
+            let resumed = try pachmigrate(["migrate", "--no-backup", "--wait-lock", "60s", "--lock-ttl", "5"] + sample.endpoint)
+            #expect(resumed.status == 0, "seed \(seed), killed after \(delay / 1000) ms: \(resumed.stderr)")
+            try sample.expectMigratedLikeAnUninterruptedRun("seed \(seed), killed after \(delay / 1000) ms")
+        }
+    }
+
+    @Test func pausedPastTheLeaseTTLWritesNothingMore() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let run = try PachmigrateProcess(["migrate", "--no-backup", "--lock-ttl", "5", "--concurrency", "1"] + sample.endpoint)
+            #expect(waitUntilWriting(sample.client, run))
+            run.signal(SIGSTOP)
+            // Past the TTL the lease expires and etcd deletes the lock key.
+            #expect(eventually(timeout: 20) { (try? sample.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.isEmpty) == true })
+            let revision = try sample.client.status().header.revision
+            run.signal(SIGCONT)
+            let stopped = run.wait()
+            #expect(stopped.status == 7, "\(stopped.stderr)")
+            #expect(stopped.stderr.contains("lost"))
+            let late = try (pachydermState(sample.client) + sample.client.dumpState(prefix: "pachmigrate/")).filter { $0.modRevision > revision }
+            #expect(late.map { text($0.key) } == [])
+
+            let resumed = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            try sample.expectMigratedLikeAnUninterruptedRun()
+        }
+    }
+
+    @Test func fiveMigratorsAtOnceExactlyOneMigrates() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let runs = try (0..<5).map { _ in try PachmigrateProcess(["migrate", "--no-backup"] + sample.endpoint) }
+            let results = runs.map { $0.wait() }
+            let statuses = results.map(\.status).sorted()
+            // One migrates; the others either found the lock held (3) or, having started after
+            // it finished, found nothing to do (0, "Nothing to do").
+            #expect(results.filter { $0.status == 0 && $0.stdout.contains("Migrated") }.count == 1, "\(statuses)")
+            for refused in results where refused.status == 3 {
+                #expect(refused.stderr.contains("the migration lock is held by"))
+            }
+            #expect(statuses.allSatisfy { $0 == 0 || $0 == 3 })
+            try sample.expectMigratedLikeAnUninterruptedRun()
+        }
+    }
+}
+
+/// SplitMix64: a small deterministic generator, so a failing seed can be replayed.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
