@@ -55,6 +55,8 @@ public struct ConvertCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The dump to write (created with mode 0600, plus OUT.sha256).", valueName: "OUT"))
     public var output: String
 
+    @OptionGroup var outputOptions: OutputOptions
+
     public init() {}
 
     public func validate() throws {
@@ -62,58 +64,58 @@ public struct ConvertCommand: ParsableCommand {
     }
 
     public func run() throws {
-        let plan: MigrationPlan
-        do {
-            plan = try VersionPlanner.plan(from: from, to: to)
-        } catch {
-            printError("pachmigrate convert: \(error.message)")
+        try runCommand("convert", outputOptions) { context in
             // Any version path the planner refuses (≤1.3, unknown release, downgrade) is status 5.
-            throw ExitCode(5)
-        }
-        print(plan.summary)
-        let converter = OfflineConverter(
-            layout: PachydermLayout(pfsPrefix: pfsPrefix, ppsPrefix: ppsPrefix), plan: plan,
-            writeOpenCommits: writeOpenCommits)
-        let report: ConversionReport
-        do {
-            report = try converter.convertDump(inputPath: input, outputPath: output, overwrite: overwrite)
-        } catch {
-            printError("pachmigrate convert: \(error)")
-            throw ExitCode(error.code == .alreadyExists ? 2 : 1)
-        }
-        print(report)
-        guard report.succeeded else {
-            printError("pachmigrate convert: \(report.failures.count) record(s) could not be converted:")
-            for failure in report.failures { printError("  \(failure.key)") }
-            throw ExitCode(8)
-        }
-        print("wrote \(output) and \(output).sha256")
-    }
-
-    private func printError(_ text: String) {
-        var stderr = StandardError()
-        print(text, to: &stderr)
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-func writeToStandardError(_ string: String) {
-    var bytes = Array(string.utf8)
-    bytes.withUnsafeMutableBytes { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let n = write(2, buffer.baseAddress! + offset, buffer.count - offset)
-            if n <= 0 { return }
-            offset += n
+            let plan = try VersionPlanner.plan(from: from, to: to)
+            let converter = OfflineConverter(
+                layout: PachydermLayout(pfsPrefix: pfsPrefix, ppsPrefix: ppsPrefix), plan: plan,
+                writeOpenCommits: writeOpenCommits, logger: context.logger)
+            do throws(DumpError) {
+                let report = try converter.convertDump(inputPath: input, outputPath: output, overwrite: overwrite)
+                return ConvertReport(plan: plan.summary, output: output, report: report)
+            } catch {
+                throw CLIError(error.code == .alreadyExists ? .usage : .failure, error.description)
+            }
         }
     }
 }
 
-private struct StandardError: TextOutputStream {
-    mutating func write(_ string: String) { writeToStandardError(string) }
+/// The conversion report, for text and JSON.
+struct ConvertReport: CommandReport {
+    var plan: String
+    var output: String
+    var report: ConversionReport
+
+    var exitStatus: ExitStatus { report.succeeded ? .ok : .conversionFailed }
+
+    func encode(to encoder: any Encoder) throws {
+        struct Note: Encodable { var kind: String, key: String, field: String?, message: String }
+        struct Failure: Encodable { var key: String, code: String, field: String?, byteOffset: Int?, message: String }
+        struct Body: Encodable {
+            var plan: String, output: String, keysRead: Int, recordsRead: Int, copiedUnchanged: Int
+            var converted: [String: Int], alreadyBinary: [String: Int], openCommitsWritten: Int
+            var notes: [Note], failures: [Failure]
+        }
+        try Body(
+            plan: plan, output: output, keysRead: report.keysRead, recordsRead: report.recordsRead,
+            copiedUnchanged: report.copiedUnchanged,
+            converted: Dictionary(uniqueKeysWithValues: report.converted.map { ($0.key.rawValue, $0.value) }),
+            alreadyBinary: Dictionary(uniqueKeysWithValues: report.alreadyBinary.map { ($0.key.rawValue, $0.value) }),
+            openCommitsWritten: report.openCommitsWritten,
+            notes: report.notes.map { Note(kind: $0.kind.description, key: $0.key, field: $0.field, message: $0.message) },
+            failures: report.failures.map {
+                Failure(key: $0.key, code: $0.error.code.description, field: $0.error.field, byteOffset: $0.error.byteOffset, message: $0.error.message)
+            }
+        ).encode(to: encoder)
+    }
+
+    func renderText() -> String {
+        var text = plan + "\n" + report.description
+        if report.succeeded {
+            text += "\nwrote \(output) and \(output).sha256"
+        } else {
+            text += "\n\(report.failures.count) record(s) could not be converted; \(output) keeps their original values"
+        }
+        return text
+    }
 }
