@@ -28,7 +28,7 @@ struct MigrationReport: CommandReport {
     func renderText() -> String {
         var lines: [String] = []
         lines.append("Cluster: \(detected.version ?? "empty") (\(detected.detail))")
-        if let from, let to { lines.append("Path: \(from) → \(to)" + (plan.map { ": \($0)" } ?? "")) }
+        if let plan { lines.append("Plan: \(plan)") }
         if let message { lines.append(message) }
         if let scan { lines.append(scan.renderText(verbose: verbose)) }
         if let forecast { lines.append(renderForecast(forecast)) }
@@ -123,8 +123,8 @@ struct MigrateCommand: ParsableCommand {
             options.concurrency = concurrency
             options.command = "pachmigrate migrate"
             options.toolVersion = toolVersion
+            // Read before the run: afterwards the jobs it reads are 1.5 records.
             let forecast = try ClusterInspection.reprocessingForecast(store: client, layout: connection.layout)
-            report.forecast = forecast
             let signals = SignalHandlers { signal in
                 context.logger.notice("signal \(signal): finishing the record in flight, then stopping (run again to resume)")
             }
@@ -144,8 +144,10 @@ struct MigrateCommand: ParsableCommand {
                 report.message = "Nothing to do: \(why)"
             case .dryRun:
                 report.outcome = "dry-run"
+                report.forecast = forecast
             case .migrated:
                 report.outcome = "migrated"
+                report.forecast = forecast
             }
             return report
         }
