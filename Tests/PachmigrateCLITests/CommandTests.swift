@@ -58,7 +58,7 @@ struct CommandTests {
 
             let plan = try pachmigrate(["plan"] + sample.endpoint)
             #expect(plan.status == 0, "\(plan.stderr)")
-            #expect(plan.stdout.contains("Path: 1.4.x → 1.5.0"))
+            #expect(plan.stdout.contains("Plan: 1.4.x → 1.5.0"))
             #expect(plan.stdout.contains("commits 273"))
             #expect(plan.stdout.contains("Reprocessing forecast"))
             let planJSON = try pachmigrate(["plan", "--output", "json"] + sample.endpoint)
