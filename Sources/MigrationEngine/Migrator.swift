@@ -185,7 +185,10 @@ public struct Migrator: Sendable {
         result.startRevision = current.startRevision
         try fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(current))], doing: "recording the run's state")
 
-        result.written = try writeLanes(scan: scan, options: options, lock: lock, stop: stop, progress: progress)
+        let ourRevisions = try writeLanes(scan: scan, options: options, lock: lock, stop: stop, progress: progress)
+        result.written = ourRevisions.count
+        lock.report(step: "check")
+        try checkForForeignWrites(startRevision: current.startRevision, ourRevisions: ourRevisions, resumed: resuming)
 
         // Done: stamp the version, append the history and clear the cursors in one txn.
         let cursors = try journal.laneCursors()
@@ -213,16 +216,40 @@ public struct Migrator: Sendable {
         return result
     }
 
-    /// Writes every lane, largest first, `options.concurrency` at a time.
+    /// After the writes: every key under the roots changed since the run started must be
+    /// the run's own work. A record must have been written by one of our txns (known for
+    /// this invocation; after a resume, earlier invocations' records are vouched for by the
+    /// resume scan instead), and any other key (an index, a counter, a companion such as
+    /// `openCommits/…`) must have changed in the same txn as one of our records.
+    private func checkForForeignWrites(startRevision: Int64, ourRevisions: Set<Int64>, resumed: Bool) throws(MigrationError) {
+        let (keys, _) = try Backup.collectKeys(store: store, prefixes: migration.backupPrefixes)
+        let recordRevisions = Set(keys.lazy.filter { $0.modRevision > startRevision && migration.lane(of: $0.key) != nil }.map(\.modRevision))
+        var foreign: [String] = []
+        for entry in keys where entry.modRevision > startRevision {
+            let isRecord = migration.lane(of: entry.key) != nil
+            let ours = isRecord ? (resumed || ourRevisions.contains(entry.modRevision)) : recordRevisions.contains(entry.modRevision)
+            if !ours { foreign.append("\(entry.key.printable) (revision \(entry.modRevision))") }
+        }
+        guard foreign.isEmpty else {
+            throw MigrationError(
+                .foreignWrite,
+                "someone else wrote to the cluster during the migration; every record was migrated, fenced, and nothing of theirs was overwritten, but their writes happened while the cluster was meant to be at rest. Find the writer (pachd, a pipeline), then check these keys and run `pachmigrate verify`",
+                keys: foreign)
+        }
+    }
+
+    /// Writes every lane, largest first, `options.concurrency` at a time. Returns the
+    /// revisions of the writes.
     private func writeLanes(
         scan: ClusterScan, options: MigrationOptions, lock: MigrationLock, stop: StopSignal,
         progress: @escaping @Sendable (ProgressEvent) -> Void
-    ) throws(MigrationError) -> Int {
+    ) throws(MigrationError) -> Set<Int64> {
         let cursors = try JournalReader(store: store, namespace: namespace).laneCursors()
         let lanes = scan.pending.sorted { $0.value.count > $1.value.count }
         let total = scan.pendingCount
         let next = Atomic<Int>(0)
         let done = Atomic<Int>(0)
+        let revisions = Mutex<Set<Int64>>([])
         let firstError = Mutex<MigrationError?>(nil)
         // A private stop shared by the lanes: the first failure stops the others.
         let laneStop = StopSignal()
@@ -237,7 +264,8 @@ public struct Migrator: Sendable {
                 guard index < lanes.count, !laneStop.isStopped else { return }
                 let (lane, entries) = lanes[index]
                 do throws(MigrationError) {
-                    _ = try writer.write(lane: lane, entries: entries, cursor: cursors[lane]) {
+                    _ = try writer.write(lane: lane, entries: entries, cursor: cursors[lane]) { revision in
+                        revisions.withLock { _ = $0.insert(revision) }
                         let n = done.add(1, ordering: .relaxed).newValue
                         lock.report(done: n)
                         progress(ProgressEvent(step: "rewrite", done: n, total: total))
@@ -257,7 +285,7 @@ public struct Migrator: Sendable {
         if stop.isStopped && done.load(ordering: .relaxed) < total {
             throw MigrationError(.interrupted, "stopped on request; run the same command again to resume")
         }
-        return done.load(ordering: .relaxed)
+        return revisions.withLock { $0 }
     }
 
     private func fencedPut(_ lock: MigrationLock, _ puts: [([UInt8], [UInt8])], doing: String) throws(MigrationError) {

@@ -188,6 +188,27 @@ struct EngineTests {
         #expect(values(store)["app/c/g1/id3"] == "v1:theirs")
     }
 
+    @Test func foreignWriteToAnUntouchedKeyIsReportedAtTheEnd() throws {
+        let store = toyCluster()
+        let base = store.txnCount
+        store.beforeTxn.withLock {
+            $0 = { (n: Int) throws(EtcdError) in
+                if n == base + 30 {
+                    store.beforeTxn.withLock { $0 = nil }
+                    store.seed([("app/meta/count", "8")])
+                }
+            }
+        }
+        let error = #expect(throws: MigrationError.self) { try migrator(store).run(options: MigrationOptions(backup: .none)) }
+        #expect(error?.code == .foreignWrite)
+        #expect(error?.keys.count == 1)
+        #expect(error?.keys.first?.hasPrefix("app/meta/count (revision") == true)
+        #expect(values(store)["app/meta/count"] == "8")
+        // Every record was still migrated (fenced), but the cluster is not stamped done.
+        #expect(values(store).filter { $0.key.hasPrefix("app/c/") }.allSatisfy { $0.value.hasPrefix("v2:") })
+        #expect(store.current("pachmigrate/version") == nil)
+    }
+
     @Test func lostLeaseStopsEveryWrite() throws {
         let store = toyCluster()
         let base = store.txnCount

@@ -36,9 +36,10 @@ struct LaneWriter {
     /// Records fetched per round trip; bounded by etcd's ops-per-txn limit.
     var batchSize = 64
 
-    /// Returns the number of records written. `onWritten` is called after each one.
+    /// Returns the number of records written. `onWritten` is called after each one with
+    /// the revision the write landed at.
     func write(
-        lane: String, entries: [KeyRevision], cursor: LaneCursor?, onWritten: () -> Void
+        lane: String, entries: [KeyRevision], cursor: LaneCursor?, onWritten: (Int64) -> Void
     ) throws(MigrationError) -> Int {
         var cursor = cursor ?? LaneCursor(written: 0, lastKey: "", lastRevision: 0)
         let cursorKey = namespace.laneKey(lane)
@@ -90,7 +91,7 @@ struct LaneWriter {
                         found[2]?.value == cursorValue
                     {
                         written += 1
-                        onWritten()
+                        onWritten(found[1]!.modRevision)
                         continue
                     }
                     if found.first??.createRevision == lock.fence {
@@ -102,7 +103,7 @@ struct LaneWriter {
                         "the lock was lost before \(kv.key.printable) could be written; nothing more was written. Run the same command again to resume.")
                 }
                 written += 1
-                onWritten()
+                onWritten(response.header.revision)
             }
             start = end
         }
