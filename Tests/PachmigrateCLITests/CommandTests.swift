@@ -224,6 +224,41 @@ struct CommandTests {
         }
     }
 
+    @Test func jsonLogsAndProgressLinesOnStderrForLogCollectors() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let result = try pachmigrate(["migrate", "--no-backup", "--log-format", "json", "--log-level", "info", "--output", "json"] + sample.endpoint)
+            #expect(result.status == 0, "\(result.stderr)")
+            let lines = result.stderr.split(separator: "\n")
+            #expect(!lines.isEmpty)
+            let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(objects.count == lines.count, "every stderr line is a JSON object")
+            #expect(objects.contains { $0["message"] as? String == "progress" && $0["step"] as? String == "rewrite" })
+            #expect(objects.contains { $0["message"] as? String == "lock taken" })
+            #expect(result.json["ok"] as? Bool == true)
+        }
+    }
+
+    @Test func convertOfflineWithTextAndJSONOutput() async throws {
+        try await onOwnThread {
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let text = try pachmigrate(["convert", "--from", "1.4.8", SampleData.before("at-rest"), "\(dir)/out.jsonl"])
+            #expect(text.status == 0, "\(text.stderr)")
+            #expect(text.stdout.contains("wrote \(dir)/out.jsonl"))
+            #expect(try verifyDumpChecksum(path: "\(dir)/out.jsonl").count == 64)
+            let exists = try pachmigrate(["convert", "--from", "1.4.8", SampleData.before("at-rest"), "\(dir)/out.jsonl"])
+            #expect(exists.status == 2)
+            let json = try pachmigrate(["convert", "--from", "1.4.8", "--overwrite", "--output", "json", SampleData.before("busy"), "\(dir)/out.jsonl"])
+            #expect(json.status == 0)
+            #expect(((json.json["result"] as? [String: Any])?["converted"] as? [String: Int])?["commit"] == 275)
+            let old = try pachmigrate(["convert", "--from", "1.3.0", SampleData.before("busy"), "\(dir)/o2.jsonl"])
+            #expect(old.status == 5)
+            #expect(old.stderr.contains("1.3"))
+        }
+    }
+
     @Test func unwritableBackupIsRefusedBeforeAnyWrite() async throws {
         try await onOwnThread {
             let sample = try SampleServer()

@@ -52,7 +52,8 @@ func printJSON<T: Encodable>(_ value: T) {
 /// Runs a command body, prints its report or its error in the chosen format, and exits
 /// with the documented status.
 func runCommand(_ name: String, _ output: OutputOptions, _ body: (CommandContext) throws -> any CommandReport) throws {
-    let context = CommandContext(logger: makeLogger(output), output: output, progress: ProgressDisplay(enabled: !output.quiet))
+    let logger = makeLogger(output)
+    let context = CommandContext(logger: logger, output: output, progress: ProgressDisplay(enabled: !output.quiet, logger: logger))
     let report: any CommandReport
     do {
         report = try body(context)

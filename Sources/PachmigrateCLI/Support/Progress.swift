@@ -1,3 +1,4 @@
+import Logging
 import MigrationEngine
 import Synchronization
 
@@ -5,8 +6,9 @@ import Synchronization
 import Glibc
 #endif
 
-/// Shows long work: a bar with rate and ETA on a terminal, a line every few seconds
-/// otherwise (Kubernetes logs). Always on stderr, so stdout stays the result.
+/// Shows long work: a bar with rate and ETA on a terminal, a log line every few seconds
+/// otherwise (Kubernetes logs; JSON lines with `--log-format json`). Always on stderr, so
+/// stdout stays the result.
 final class ProgressDisplay: Sendable {
     private struct State {
         var step = ""
@@ -18,10 +20,12 @@ final class ProgressDisplay: Sendable {
     private let isTerminal: Bool
     private let enabled: Bool
     private let lineInterval: Duration = .seconds(5)
+    private let logger: Logger
 
-    init(enabled: Bool) {
+    init(enabled: Bool, logger: Logger) {
         self.enabled = enabled
         self.isTerminal = isatty(2) == 1
+        self.logger = logger
     }
 
     func update(_ event: ProgressEvent) {
@@ -40,28 +44,29 @@ final class ProgressDisplay: Sendable {
             s.lastDraw = now
             let elapsed = Double((now - s.stepStart).components.seconds) + Double((now - s.stepStart).components.attoseconds) / 1e18
             let rate = elapsed > 0 ? Double(event.done) / elapsed : 0
+            var eta: Double?
+            if event.total > 0 && rate > 0 && !finished { eta = Double(event.total - event.done) / rate }
+            guard isTerminal else {
+                var metadata: Logger.Metadata = ["step": "\(event.step)", "done": "\(event.done)", "rate": "\(Int(rate))/s"]
+                if event.total > 0 { metadata["total"] = "\(event.total)" }
+                if let eta { metadata["eta"] = "\(formatSeconds(eta))" }
+                logger.notice("progress", metadata: metadata)
+                return
+            }
             var text = "\(event.step): \(event.done)"
             if event.total > 0 {
                 let fraction = min(1, Double(event.done) / Double(event.total))
                 text += "/\(event.total) (\(Int(fraction * 100))%)"
-                if isTerminal {
-                    let width = 30
-                    let filled = Int(fraction * Double(width))
-                    text = "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] " + text
-                }
-                if rate > 0 && !finished {
-                    text += ", ETA \(formatSeconds(Double(event.total - event.done) / rate))"
-                }
+                let width = 30
+                let filled = Int(fraction * Double(width))
+                text = "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] " + text
+                if let eta { text += ", ETA \(formatSeconds(eta))" }
             }
             text += ", \(Int(rate))/s"
-            if isTerminal {
-                var line = "\r\u{1B}[2K" + text
-                if finished { line += "\n" }
-                line.utf8CString.withUnsafeBufferPointer { _ = write(2, $0.baseAddress, $0.count - 1) }
-                s.drewBar = !finished
-            } else {
-                writeStderr("pachmigrate: progress: " + text)
-            }
+            var line = "\r\u{1B}[2K" + text
+            if finished { line += "\n" }
+            line.utf8CString.withUnsafeBufferPointer { _ = write(2, $0.baseAddress, $0.count - 1) }
+            s.drewBar = !finished
         }
     }
 
