@@ -255,3 +255,29 @@ enum ContinuousClockSleep {
         while nanosleep(&request, &remaining) == -1 && errno == EINTR { request = remaining }
     }
 }
+
+extension MigrationLock {
+    /// Breaks a lock someone else holds: revokes its lease (which deletes the key), deletes
+    /// exactly that lock key if it had no lease, and records who broke it in the history.
+    /// The broken holder's writes fail from then on: they are fenced on the key's create revision.
+    public static func breakLock(
+        store: any KeyValueService, namespace: Namespace, held: KeyValue, holder: LockHolder, by who: String, detail: String,
+        logger: Logger
+    ) throws(MigrationError) {
+        if held.lease != 0 { _ = try? store.leaseRevoke(id: held.lease) }
+        let journal = JournalReader(store: store, namespace: namespace)
+        let entry = HistoryEntry(
+            event: "lock-break", at: timestamp(), who: who, from: holder.from, to: holder.to, detail: detail)
+        _ = try etcd("breaking the lock") { () throws(EtcdError) in
+            try store.txn(
+                TxnRequest(
+                    compare: [Compare(key: namespace.lockKey, .equal, .createRevision(held.createRevision))],
+                    success: [.deleteRange(DeleteRangeRequest(key: namespace.lockKey))]))
+        }
+        _ = try etcd("recording the lock break") { () throws(EtcdError) in
+            try store.txn(
+                TxnRequest(success: [.put(PutRequest(key: journal.newHistoryKey(runID: "break"), value: JSONCoding.encode(entry)))]))
+        }
+        logger.notice("lock broken", metadata: ["holder": "\(holder.who)", "by": "\(who)"])
+    }
+}

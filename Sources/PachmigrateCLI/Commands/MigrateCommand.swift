@@ -25,6 +25,21 @@ struct MigrationReport: CommandReport {
         case outcome, from, to, detected, plan, scan, forecast, backup, snapshot, resumed, written, message
     }
 
+    /// Resolves the versions against the cluster; the migration is nil when there is
+    /// nothing to do (the report then says why).
+    static func start(
+        store: any KeyValueService, connection: ConnectionOptions, versions: VersionOptions, allowOpenCommits: Bool,
+        verbose: Bool
+    ) throws -> (MigrationReport, PachydermRecordMigration?) {
+        let resolved = try resolveMigration(
+            store: store, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits)
+        var report = MigrationReport(
+            outcome: "nothing-to-do", from: resolved.plan?.from.description, to: resolved.plan?.to.description,
+            detected: resolved.detected, plan: resolved.plan?.summary, resumed: false, written: 0, verbose: verbose)
+        if resolved.migration == nil { report.message = "Nothing to do: \(resolved.nothingToDo ?? "")" }
+        return (report, resolved.migration)
+    }
+
     func renderText() -> String {
         var lines: [String] = []
         lines.append("Cluster: \(detected.version ?? "empty") (\(detected.detail))")
@@ -107,15 +122,9 @@ struct MigrateCommand: ParsableCommand {
     func run() throws {
         try runCommand("migrate", output) { context in
             let client = try connection.makeClient(logger: context.logger)
-            let resolved = try resolveMigration(
-                store: client, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits)
-            var report = MigrationReport(
-                outcome: "nothing-to-do", from: resolved.plan?.from.description, to: resolved.plan?.to.description,
-                detected: resolved.detected, plan: resolved.plan?.summary, resumed: false, written: 0, verbose: verbose)
-            guard let migration = resolved.migration else {
-                report.message = "Nothing to do: \(resolved.nothingToDo ?? "")"
-                return report
-            }
+            var (report, migration) = try MigrationReport.start(
+                store: client, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose)
+            guard let migration else { return report }
             var options = MigrationOptions(
                 backup: noBackup ? .none : .file(backup ?? defaultBackupPath(from: migration.fromVersion)))
             options.dryRun = dryRun
@@ -182,15 +191,9 @@ struct PlanCommand: ParsableCommand {
     func run() throws {
         try runCommand("plan", output) { context in
             let client = try connection.makeClient(logger: context.logger)
-            let resolved = try resolveMigration(
-                store: client, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits)
-            var report = MigrationReport(
-                outcome: "nothing-to-do", from: resolved.plan?.from.description, to: resolved.plan?.to.description,
-                detected: resolved.detected, plan: resolved.plan?.summary, resumed: false, written: 0, verbose: verbose)
-            guard let migration = resolved.migration else {
-                report.message = "Nothing to do: \(resolved.nothingToDo ?? "")"
-                return report
-            }
+            var (report, migration) = try MigrationReport.start(
+                store: client, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose)
+            guard let migration else { return report }
             var options = MigrationOptions(backup: .none)
             options.dryRun = true
             let migrator = Migrator(store: client, migration: migration, namespace: connection.namespace, logger: context.logger)

@@ -169,24 +169,12 @@ struct LockBreakCommand: ParsableCommand {
                     .lockHeld,
                     "refusing to break the lock: its holder \(view.holder.who) sent a heartbeat \(view.heartbeatAgeSeconds)s ago and may still be running. Stop it first, wait until the heartbeat is stale, or pass --force.")
             }
-            if kv.lease != 0 { try? client.leaseRevoke(id: kv.lease) }
-            // If the lease was already gone or the key had none, delete exactly this key version.
-            _ = try client.txn(
-                TxnRequest(
-                    compare: [Compare(key: namespace.lockKey, .equal, .createRevision(kv.createRevision))],
-                    success: [.deleteRange(DeleteRangeRequest(key: namespace.lockKey))]))
             let env = ProcessInfo.processInfo.environment
             let who = by ?? "\(env["USER"] ?? "unknown")@\(ProcessInfo.processInfo.hostName)"
-            let entry = HistoryEntry(
-                event: "lock-break", at: Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false)), who: who,
-                from: view.holder.from, to: view.holder.to,
-                detail: "broke the lock of \(view.holder.who) (holder \(view.holder.holderID), heartbeat \(view.heartbeatAgeSeconds)s old\(force ? ", forced" : ""))")
-            let nanos = String(UInt64(Date().timeIntervalSince1970 * 1e9))
-            let key = namespace.historyPrefix + Array((String(repeating: "0", count: max(0, 20 - nanos.count)) + nanos + "-break").utf8)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            _ = try client.put(PutRequest(key: key, value: Array(try encoder.encode(entry))))
-            context.logger.notice("lock broken", metadata: ["holder": "\(view.holder.who)", "by": "\(who)"])
+            try MigrationLock.breakLock(
+                store: client, namespace: namespace, held: kv, holder: view.holder, by: who,
+                detail: "broke the lock of \(view.holder.who) (holder \(view.holder.holderID), heartbeat \(view.heartbeatAgeSeconds)s old\(force ? ", forced" : ""))",
+                logger: context.logger)
             return LockReport(
                 lock: view, broken: true,
                 message: "Lock broken by \(who). Run the interrupted command again to resume, or `pachmigrate restore` its backup.")
