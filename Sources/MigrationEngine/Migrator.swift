@@ -207,7 +207,10 @@ public struct Migrator: Sendable {
                 .put(PutRequest(key: journal.newHistoryKey(runID: current.runID), value: JSONCoding.encode(entry))),
                 .deleteRange(.prefix(namespace.lanesPrefix)),
             ])
-        let response = try etcd("recording the completed migration") { () throws(EtcdError) in try store.txn(txn) }
+        // Idempotent (same keys, same values), so safe to retry after a dropped connection.
+        let response = try etcdRetrying("recording the completed migration", lock: lock, logger: logger) { () throws(EtcdError) in
+            try store.txn(txn)
+        }
         guard response.succeeded else { throw lostLock(doing: "recording the completed migration") }
         lock.report(step: "done")
         return result
@@ -260,9 +263,12 @@ public struct Migrator: Sendable {
         return done.load(ordering: .relaxed)
     }
 
-    private func fencedPut(_ lock: MigrationLock, _ puts: [([UInt8], [UInt8])], doing: String) throws(MigrationError) {
+    private func fencedPut(
+        _ lock: MigrationLock, _ puts: [([UInt8], [UInt8])], doing: String, retrying: Bool = true
+    ) throws(MigrationError) {
         let txn = TxnRequest(compare: [lock.fenceCompare], success: puts.map { .put(PutRequest(key: $0.0, value: $0.1)) })
-        let response = try etcd(doing) { () throws(EtcdError) in try store.txn(txn) }
+        let put = { () throws(EtcdError) in try store.txn(txn) }
+        let response = retrying ? try etcdRetrying(doing, lock: lock, logger: logger, put) : try etcd(doing, put)
         guard response.succeeded else { throw lostLock(doing: doing) }
     }
 
@@ -279,6 +285,7 @@ public struct Migrator: Sendable {
         failed.status = .failed
         failed.updatedAt = timestamp()
         failed.message = "\(error.code): \(error.message)"
-        try? fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(failed))], doing: "recording the failure")
+        // No retries: the run is failing already, often because etcd is away.
+        try? fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(failed))], doing: "recording the failure", retrying: false)
     }
 }
