@@ -55,7 +55,8 @@ struct SecurityTests {
             #expect(waitUntilWriting(sample.client, run))
             let lock = try sample.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.first
             #expect(lock != nil)
-            #expect(!text(lock?.value ?? []).contains(password))
+            let lockRecord = text(lock?.value ?? [])
+            #expect(!lockRecord.contains(password))
             let result = run.wait()
             #expect(result.status == 0, "\(result.stderr.suffix(2000))")
             #expect(result.stderr.contains("\"level\":\"trace\"") || result.stderr.contains("trace"), "no trace logs")
