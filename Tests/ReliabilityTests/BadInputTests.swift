@@ -55,7 +55,7 @@ func mutate(_ value: [UInt8], using generator: inout SeededGenerator) -> [UInt8]
     return v
 }
 
-/// `input` (field 20 of PipelineInfo and JobInfo) holding `depth` nested `cross` inputs,
+/// `input` (field 20 of PipelineInfo) holding `depth` nested `cross` inputs,
 /// as 1.4 text and as protobuf binary.
 func deepInput(depth: Int) -> (text: [UInt8], binary: [UInt8]) {
     let text = "input:<" + String(repeating: "cross:<", count: depth) + String(repeating: "> ", count: depth) + "> "
@@ -112,12 +112,15 @@ struct BadInputTests {
     func deeplyNestedInputsFailCleanly(depth: Int) async throws {
         try await onOwnThread {
             let (text, binary) = deepInput(depth: depth)
-            for (kind, value) in [(RecordKind.pipeline, text), (.pipeline, binary), (.job, text), (.job, binary)] {
+            for (kind, value) in [(RecordKind.pipeline, text), (.pipeline, binary), (.job, text)] {
+                let started = Date()
+                defer { #expect(Date().timeIntervalSince(started) < 2, "depth \(depth) \(kind) took long") }
                 do throws(RecordCodecError) {
                     _ = try Pachyderm14To15Step.convert(kind: kind, key: bytes("pachyderm_pps/deep"), value: value)
                     #expect(depth <= 200, "depth \(depth) \(kind) accepted")
                 } catch {
                     #expect(error.key == "pachyderm_pps/deep")
+                    #expect(!error.message.isEmpty)
                     #expect(depth > 200, "depth \(depth) \(kind) refused: \(error)")
                 }
             }
