@@ -106,6 +106,7 @@ public struct Migrator: Sendable {
             lock.release()
             return result
         } catch {
+            let error = Self.resumableIfTransient(error)
             if !lock.isLost && error.code != .lockHeld {
                 recordFailure(error, lock: lock)
             }
@@ -261,6 +262,16 @@ public struct Migrator: Sendable {
             throw MigrationError(.interrupted, "stopped on request; run the same command again to resume")
         }
         return done.load(ordering: .relaxed)
+    }
+
+    /// A transient etcd failure (etcd restarting, a member gone, no leader) once the lock
+    /// is held leaves nothing half-done: the journal and the lane cursors say where to
+    /// resume. Say so (`.interrupted`, exit 7) rather than fail like a wrong setting would.
+    static func resumableIfTransient(_ error: MigrationError) -> MigrationError {
+        guard error.code == .store, let underlying = error.underlying, underlying.isTransient else { return error }
+        return MigrationError(
+            .interrupted, "\(error.message) Nothing is lost: run the same command again to resume once etcd is back.",
+            keys: error.keys, underlying: underlying)
     }
 
     private func fencedPut(

@@ -71,6 +71,32 @@ struct EtcdFaultTests {
         }
     }
 
+    /// etcd goes away as soon as the run holds the lock (during its scan, usually) and does
+    /// not come back while it waits: whatever phase it is in, the run stops resumably
+    /// (exit 7, not 1), and once etcd is back the same command completes.
+    @Test func etcdGoneRightAfterTheLockIsTakenStopsResumably() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let run = try PachmigrateProcess(["migrate", "--no-backup", "--lock-ttl", "5", "--request-timeout", "3"] + sample.endpoint)
+            #expect(eventually(timeout: 30) {
+                !run.process.isRunning || (try? sample.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.isEmpty) == false
+            })
+            run.signal(SIGSTOP)
+            sample.server.shutdown()
+            run.signal(SIGCONT)
+            let stopped = run.wait()
+            #expect(stopped.status == 7, "\(stopped.stderr)")
+            #expect(stopped.stderr.lowercased().contains("run the same command again"), "\(stopped.stderr)")
+            try sample.server.restart()
+            let rerun = try pachmigrate(["migrate", "--no-backup", "--wait-lock", "60s"] + sample.endpoint)
+            #expect(rerun.status == 0, "\(rerun.stderr)")
+            try sample.expectMigratedLikeAnUninterruptedRun()
+            let lost = lostRecords(expected: try sample.expectedValues(), after: try pachydermState(sample.client))
+            reportReliability(fault: "etcd gone right after the lock is taken", records: sample.before.count, losses: lost)
+        }
+    }
+
     /// Three members on loopback; the one the migrator talks to (the first endpoint) is
     /// SIGKILLed mid-run. The client fails over to the next endpoint, rides out the
     /// election, recognizes a txn that landed before the connection dropped, and completes.
