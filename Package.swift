@@ -65,7 +65,8 @@ let package = Package(
 
         // Starts and stops real etcd processes for tests (single node, 3-member cluster, auth, TLS).
         .target(
-            name: "EtcdTestSupport", dependencies: ["EtcdGateway", "MigrationEngine"], path: "Tests/EtcdTestSupport"),
+            name: "EtcdTestSupport", dependencies: ["EtcdGateway", "MigrationEngine", "PachydermMigrations"],
+            path: "Tests/EtcdTestSupport"),
         .testTarget(name: "EtcdGatewayTests", dependencies: ["EtcdGateway", "EtcdTestSupport"]),
         .testTarget(
             name: "PachydermMigrationsTests",
@@ -82,6 +83,11 @@ let package = Package(
         ),
         .testTarget(
             name: "PachmigrateCLITests",
+            dependencies: ["EtcdTestSupport", "EtcdGateway", "MigrationEngine", "PachydermMigrations"]),
+        // Faults, load, bad input and security, bounded for CI; Scripts/reliability runs the
+        // long versions (docs/reliability.md).
+        .testTarget(
+            name: "ReliabilityTests",
             dependencies: ["EtcdTestSupport", "EtcdGateway", "MigrationEngine", "PachydermMigrations"]),
     ]
 )

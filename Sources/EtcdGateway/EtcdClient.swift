@@ -479,6 +479,13 @@ public final class EtcdClient: KeyValueService, Sendable {
                 return "\(endpoint): the CA file '\(configuration.tls?.caFile ?? "")' could not be loaded (\(failure.detail))"
             case CURLE_SSL_CERTPROBLEM:
                 return "\(endpoint): the client certificate or key could not be used (\(failure.detail))"
+            case _ where failure.detail.contains("alert certificate required"):
+                return "\(endpoint): etcd requires a client certificate (\(failure.detail)); give one with its key"
+            case _ where failure.detail.contains("alert bad certificate") || failure.detail.contains("alert certificate")
+                || failure.detail.contains("alert unknown ca"):
+                // TLS 1.3 servers (Go's included) send one alert for every reason they reject a
+                // client certificate, so name the likely ones.
+                return "\(endpoint): etcd rejected the client certificate '\(configuration.tls?.certFile ?? "(none)")' (\(failure.detail)); check that it has not expired (openssl x509 -noout -dates -in FILE) and is signed by a CA etcd trusts (its --trusted-ca-file)"
             case CURLE_OPERATION_TIMEDOUT:
                 return "\(endpoint): no connection within \(configuration.connectTimeout) (\(failure.detail))"
             default:
@@ -539,6 +546,11 @@ public final class EtcdClient: KeyValueService, Sendable {
         case 16:
             code = .authentication
             text = "etcd rejected the credentials for \(subject): \(message)."
+        case 1:
+            // The gateway's own connection to etcd was cancelled: etcd is shutting down
+            // ("grpc: the client connection is closing"). As transient as code 14.
+            code = .unavailable
+            text = "etcd is going away (shutting down or restarting) while serving \(subject): \(message). If this was a write its outcome is unknown: read again before retrying."
         case 14:
             code = .unavailable
             text = "etcd is unavailable for \(subject): \(message). If this was a write its outcome is unknown: read again before retrying."

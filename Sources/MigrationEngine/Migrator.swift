@@ -106,6 +106,7 @@ public struct Migrator: Sendable {
             lock.release()
             return result
         } catch {
+            let error = Self.resumableIfTransient(error)
             if !lock.isLost && error.code != .lockHeld {
                 recordFailure(error, lock: lock)
             }
@@ -210,7 +211,10 @@ public struct Migrator: Sendable {
                 .put(PutRequest(key: journal.newHistoryKey(runID: current.runID), value: JSONCoding.encode(entry))),
                 .deleteRange(.prefix(namespace.lanesPrefix)),
             ])
-        let response = try etcd("recording the completed migration") { () throws(EtcdError) in try store.txn(txn) }
+        // Idempotent (same keys, same values), so safe to retry after a dropped connection.
+        let response = try etcdRetrying("recording the completed migration", lock: lock, logger: logger) { () throws(EtcdError) in
+            try store.txn(txn)
+        }
         guard response.succeeded else { throw lostLock(doing: "recording the completed migration") }
         lock.report(step: "done")
         return result
@@ -288,9 +292,22 @@ public struct Migrator: Sendable {
         return revisions.withLock { $0 }
     }
 
-    private func fencedPut(_ lock: MigrationLock, _ puts: [([UInt8], [UInt8])], doing: String) throws(MigrationError) {
+    /// A transient etcd failure (etcd restarting, a member gone, no leader) once the lock
+    /// is held leaves nothing half-done: the journal and the lane cursors say where to
+    /// resume. Say so (`.interrupted`, exit 7) rather than fail like a wrong setting would.
+    static func resumableIfTransient(_ error: MigrationError) -> MigrationError {
+        guard error.code == .store, let underlying = error.underlying, underlying.isTransient else { return error }
+        return MigrationError(
+            .interrupted, "\(error.message) Nothing is lost: run the same command again to resume once etcd is back.",
+            keys: error.keys, underlying: underlying)
+    }
+
+    private func fencedPut(
+        _ lock: MigrationLock, _ puts: [([UInt8], [UInt8])], doing: String, retrying: Bool = true
+    ) throws(MigrationError) {
         let txn = TxnRequest(compare: [lock.fenceCompare], success: puts.map { .put(PutRequest(key: $0.0, value: $0.1)) })
-        let response = try etcd(doing) { () throws(EtcdError) in try store.txn(txn) }
+        let put = { () throws(EtcdError) in try store.txn(txn) }
+        let response = retrying ? try etcdRetrying(doing, lock: lock, logger: logger, put) : try etcd(doing, put)
         guard response.succeeded else { throw lostLock(doing: doing) }
     }
 
@@ -307,6 +324,7 @@ public struct Migrator: Sendable {
         failed.status = .failed
         failed.updatedAt = timestamp()
         failed.message = "\(error.code): \(error.message)"
-        try? fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(failed))], doing: "recording the failure")
+        // No retries: the run is failing already, often because etcd is away.
+        try? fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(failed))], doing: "recording the failure", retrying: false)
     }
 }

@@ -81,9 +81,15 @@ public enum RecordCodec {
         }
     }
 
+    /// The deepest message nesting accepted, text or binary: far beyond any real `Input`
+    /// tree, and shallow enough that decoding (which recurses per level) fits the stack of
+    /// any thread it runs on (1 MiB at 500 levels in a debug build). Deeper values fail
+    /// with `.malformedText` / `.notARecord` naming the key.
+    static let messageDepthLimit = 500
+
     private static let binaryOptions: BinaryDecodingOptions = {
         var options = BinaryDecodingOptions()
-        options.messageDepthLimit = 10_000
+        options.messageDepthLimit = messageDepthLimit
         return options
     }()
 

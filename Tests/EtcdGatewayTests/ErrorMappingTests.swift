@@ -14,6 +14,8 @@ struct ErrorMappingTests {
         (400, #"{"error":"etcdserver: mvcc: required revision has been compacted","message":"etcdserver: mvcc: required revision has been compacted","code":11}"#, .compacted, 11),
         (404, #"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#, .leaseNotFound, 5),
         (503, #"{"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14}"#, .unavailable, 14),
+        // While etcd shuts down (seen in ReliabilityTests' etcd restart): transient.
+        (408, #"{"error":"grpc: the client connection is closing","message":"grpc: the client connection is closing","code":1}"#, .unavailable, 1),
         (401, #"{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}"#, .authentication, 16),
         (403, #"{"error":"etcdserver: permission denied","message":"etcdserver: permission denied","code":7}"#, .permissionDenied, 7),
         (400, #"{"error":"etcdserver: duplicate key given in txn request","message":"etcdserver: duplicate key given in txn request","code":3}"#, .server, 3),

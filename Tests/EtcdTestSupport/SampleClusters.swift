@@ -23,13 +23,18 @@ extension EtcdClient {
     /// Loads a dump into an empty etcd as its writer did: lines sharing a mod revision go in
     /// one txn, in file order, so the relative revisions (and order) are reproduced.
     public func seed(dump path: String) throws {
+        try seed(try SampleData.keyValues(path))
+    }
+
+    /// Loads key-values (in mod-revision order) as `seed(dump:)` does.
+    public func seed(_ kvs: [KeyValue]) throws {
         var group: [KeyValue] = []
         func flush() throws {
             guard !group.isEmpty else { return }
             _ = try txn(TxnRequest(success: group.map { .put(PutRequest(key: $0.key, value: $0.value)) }))
             group.removeAll()
         }
-        for kv in try SampleData.keyValues(path) {
+        for kv in kvs {
             if let first = group.first, first.modRevision != kv.modRevision || group.count >= 100 { try flush() }
             group.append(kv)
         }

@@ -6,13 +6,6 @@ import Testing
 /// The migrator killed, interrupted or paused mid-run, as an operator's process would be.
 @Suite("Faults during a migration")
 struct FaultTests {
-    /// Waits until the run has written at least one record (a lane cursor exists).
-    func waitUntilWriting(_ client: EtcdClient, _ process: PachmigrateProcess) -> Bool {
-        eventually(timeout: 60) {
-            !process.process.isRunning || ((try? client.range(.prefix(bytes("pachmigrate/lanes/"))).kvs.isEmpty) == false)
-        } && process.process.isRunning
-    }
-
     @Test func sigtermFinishesTheRecordInFlightExits7AndResumes() async throws {
         try await onOwnThread {
             let sample = try SampleServer()
@@ -35,8 +28,9 @@ struct FaultTests {
     }
 
     /// SIGKILL at a seeded random instant, then the same command again (waiting out the
-    /// dead run's lease) ends equal to an uninterrupted run.
-    @Test(arguments: 0..<10)
+    /// dead run's lease) ends equal to an uninterrupted run. `$PACHMIGRATE_FAULT_SEEDS`
+    /// seeds (5 in CI; `Scripts/reliability` runs 20+).
+    @Test(arguments: 0..<faultSeedCount)
     func sigkillAtARandomInstantThenResume(seed: Int) async throws {
         try await onOwnThread {
             let sample = try SampleServer()
@@ -51,6 +45,8 @@ struct FaultTests {
             let resumed = try pachmigrate(["migrate", "--no-backup", "--wait-lock", "60s", "--lock-ttl", "5"] + sample.endpoint)
             #expect(resumed.status == 0, "seed \(seed), killed after \(delay / 1000) ms: \(resumed.stderr)")
             try sample.expectMigratedLikeAnUninterruptedRun("seed \(seed), killed after \(delay / 1000) ms")
+            let lost = lostRecords(expected: try sample.expectedValues(), after: try pachydermState(sample.client))
+            reportReliability(fault: "SIGKILL at a random instant, resume", records: sample.before.count, losses: lost)
         }
     }
 
@@ -93,18 +89,5 @@ struct FaultTests {
             #expect(statuses.allSatisfy { $0 == 0 || $0 == 3 })
             try sample.expectMigratedLikeAnUninterruptedRun()
         }
-    }
-}
-
-/// SplitMix64: a small deterministic generator, so a failing seed can be replayed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -86,6 +86,8 @@ public final class MigrationLock: Sendable {
     public var fenceCompare: Compare { Compare(key: namespace.lockKey, .equal, .createRevision(fence)) }
 
     public var isLost: Bool { lostError.withLock { $0 != nil } }
+    /// The lease's TTL in seconds, as etcd granted it.
+    var ttl: Int64 { holder.withLock { $0.ttl } }
     public var lossReason: EtcdError? { lostError.withLock { $0 } }
 
     private init(

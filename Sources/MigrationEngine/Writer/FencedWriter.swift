@@ -10,12 +10,17 @@ public final class StopSignal: Sendable {
     public var isStopped: Bool { flag.load(ordering: .acquiring) }
 }
 
-/// Reads the values of many single keys in one round trip: a txn of range ops.
+/// Reads the values of many single keys in one round trip: a txn of range ops. With
+/// `lock`, transient etcd failures are retried while the lock holds (see `etcdRetrying`).
 func fetchValues(
-    store: any KeyValueService, keys: ArraySlice<KeyRevision>, revision: Int64 = 0
+    store: any KeyValueService, keys: ArraySlice<KeyRevision>, revision: Int64 = 0,
+    retryingWhileHolding lock: MigrationLock? = nil, logger: Logger? = nil
 ) throws(MigrationError) -> [KeyValue?] {
     let txn = TxnRequest(success: keys.map { .range(RangeRequest(key: $0.key, revision: revision)) })
-    let response = try etcd("reading \(keys.count) records") { () throws(EtcdError) in try store.txn(txn) }
+    let doing = "reading \(keys.count) records"
+    let read = { () throws(EtcdError) in try store.txn(txn) }
+    let response =
+        if let lock, let logger { try etcdRetrying(doing, lock: lock, logger: logger, read) } else { try etcd(doing, read) }
     return response.responses.map { op -> KeyValue? in
         if case .range(let r) = op { return r.kvs.first }
         return nil
@@ -48,7 +53,7 @@ struct LaneWriter {
         while start < entries.endIndex {
             let end = min(start + batchSize, entries.endIndex)
             let batch = entries[start..<end]
-            let values = try fetchValues(store: store, keys: batch)
+            let values = try fetchValues(store: store, keys: batch, retryingWhileHolding: lock, logger: logger)
             for (entry, current) in zip(batch, values) {
                 if stop.isStopped {
                     throw MigrationError(
@@ -79,7 +84,11 @@ struct LaneWriter {
                 let txn = TxnRequest(
                     compare: compares, success: ops,
                     failure: [.range(RangeRequest(key: namespace.lockKey)), .range(RangeRequest(key: kv.key)), .range(RangeRequest(key: cursorKey))])
-                let response = try etcd("writing \(kv.key.printable)") { () throws(EtcdError) in try store.txn(txn) }
+                // Retried after a dropped connection or a timeout, this txn may have landed the
+                // first time: the failure branch below recognizes our own write.
+                let response = try etcdRetrying("writing \(kv.key.printable)", lock: lock, logger: logger) { () throws(EtcdError) in
+                    try store.txn(txn)
+                }
                 if !response.succeeded {
                     let found = response.responses.map { op -> KeyValue? in
                         if case .range(let r) = op { return r.kvs.first }
@@ -115,5 +124,41 @@ struct LaneWriter {
             .foreignWrite,
             "someone else wrote to the cluster during the migration: \(key.printable) was \(what). Nothing of theirs was overwritten. Stop whatever writes (pachd, pipelines), then run the same command again to resume.",
             keys: [key.printable])
+    }
+}
+
+extension EtcdError {
+    /// Failures that say nothing about the request itself: etcd restarting, a member gone
+    /// (the client has already tried every endpoint), no leader for a moment, no answer in time.
+    var isTransient: Bool { code == .unavailable || code == .timeout || code == .transport }
+}
+
+/// Runs one etcd call of the write phase, retrying transient failures with backoff while
+/// the lock is still ours, for at most the lock's TTL: an etcd restart or a leader
+/// election is ridden out instead of failing the run. Every write-phase call is safe to
+/// repeat: puts of the same value are idempotent and the fenced record txn recognizes its
+/// own landed write. When etcd stays away, stops resumably (`.interrupted`, exit 7).
+func etcdRetrying<T>(
+    _ doing: @autoclosure () -> String, lock: MigrationLock, logger: Logger, _ body: () throws(EtcdError) -> T
+) throws(MigrationError) -> T {
+    let patience = Duration.seconds(max(5, lock.ttl))
+    let deadline = ContinuousClock.now + patience
+    var delay = Duration.milliseconds(100)
+    while true {
+        do {
+            return try body()
+        } catch {
+            guard error.isTransient else { throw MigrationError.store(error, while: doing()) }
+            try lock.checkHeld()
+            guard ContinuousClock.now + delay < deadline else {
+                throw MigrationError(
+                    .interrupted,
+                    "etcd stayed unavailable for \(patience) while \(doing()) (\(error)); everything written so far is recorded. Run the same command again to resume once etcd is back.",
+                    underlying: error)
+            }
+            logger.warning("etcd unavailable; retrying", metadata: ["while": "\(doing())", "error": "\(error.message)"])
+            ContinuousClockSleep.sleep(for: delay)
+            delay = min(delay * 2, .seconds(1))
+        }
     }
 }

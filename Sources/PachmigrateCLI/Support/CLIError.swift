@@ -24,7 +24,7 @@ enum ExitStatus: Int32, CaseIterable {
         case .notAtRest: "the cluster is not at rest, or someone else wrote during the run"
         case .unsupportedVersion: "no migration path between the versions"
         case .verificationFailed: "verify found problems"
-        case .interrupted: "interrupted (signal or lost lock); run the same command again to resume"
+        case .interrupted: "interrupted (signal, lost lock, etcd gone away); run the same command again to resume"
         case .conversionFailed: "a record could not be converted (each is named)"
         }
     }

@@ -1,0 +1,106 @@
+import EtcdGateway
+import EtcdTestSupport
+import Foundation
+import PachydermMigrations
+import Testing
+
+/// The built executable against clusters no test sample looks like.
+@Suite("Rough clusters, end to end")
+struct RoughClusterTests {
+    /// The at-rest sample, made rough: every other record already 1.5.0 binary as
+    /// Pachyderm 1.5.0's own routine wrote it (half-migrated by another tool), three job
+    /// values near etcd's 1.5 MiB request limit (together over gRPC's 4 MiB message
+    /// default), and records under keys with odd bytes (invalid UTF-8, NUL, newline).
+    static func roughSample() throws -> [KeyValue] {
+        let root = SampleData.root + "/at-rest"
+        let before = try SampleData.keyValues("\(root)/before.etcd.jsonl")
+        let binary = valuesByKeyBytes(try SampleData.keyValues("\(root)/after-pachyderm-1.5.0.etcd.jsonl"))
+        var kvs: [KeyValue] = []
+        var records = 0
+        for var kv in before {
+            if orderingGroup(kv.key) != nil {
+                records += 1
+                if records % 2 == 0, let migrated = binary[kv.key] { kv.value = migrated }
+            }
+            kvs.append(kv)
+        }
+        var revision = (kvs.map(\.modRevision).max() ?? 0) + 1
+        func add(_ key: [UInt8], _ value: [UInt8]) {
+            kvs.append(KeyValue(key: key, value: value, createRevision: revision, modRevision: revision, version: 1))
+            revision += 1
+        }
+        let job = try #require(before.first { text($0.key).hasPrefix("pachyderm_pps/jobs/") && text($0.value).contains(#"cmd:"sh""#) })
+        let repo = try #require(before.first { text($0.key).hasPrefix("pachyderm_pfs/repos/") })
+        let commit = try #require(before.first { text($0.key).hasPrefix("pachyderm_pfs/commits/images/") })
+        // etcd refuses requests over 1,572,864 bytes; leave room for the key and framing.
+        let filler = String(repeating: "x", count: 1_572_864 - job.value.count - 4096)
+        for n in 1...3 {
+            add(bytes("pachyderm_pps/jobs/oversize-\(n)"), bytes(text(job.value).replacing(#"cmd:"sh""#, with: #"cmd:"sh" cmd:""# + filler + "\"", maxReplacements: 1)))
+        }
+        add(bytes("pachyderm_pps/jobs/") + [0xff, 0xfe, 0x00] + bytes("job"), job.value)
+        add(bytes("pachyderm_pfs/repos/new\nline"), repo.value)
+        add(bytes("pachyderm_pfs/commits/images/") + [0xc3, 0x28, 0x0a], commit.value)
+        return kvs
+    }
+
+    @Test func roughClusterMigratesLikeTheOfflineConversionAndVerifies() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start()
+            defer { server.stop() }
+            let client = try server.makeClient()
+            try client.seed(try Self.roughSample())
+            let expectation = MigrationExpectation(client: client, before: try pachydermState(client), counts: nil)
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+
+            let migrate = try pachmigrate(["migrate", "--backup", "\(dir)/b.jsonl", "--endpoints", server.endpoint])
+            #expect(migrate.status == 0, "\(migrate.stderr)")
+            let after = try pachydermState(client)
+            let expected = try expectation.expectedValues()
+            #expect(valuesByKeyBytes(after) == expected)
+            #expect(try JournalFacts(client).version() == "1.5.0")
+            // Records already in this tool's 1.5 form are left where they are (not rewritten),
+            // so the order to keep is that of the rewritten ones within each group.
+            let beforeValues = valuesByKeyBytes(expectation.before)
+            let rewritten = { (kv: KeyValue) in beforeValues[kv.key] != kv.value }
+            let rewrittenKeys = Set(after.filter(rewritten).map(\.key))
+            #expect(
+                orderByGroup(after.filter { rewrittenKeys.contains($0.key) }, group: orderingGroup)
+                    == orderByGroup(expectation.before.filter { rewrittenKeys.contains($0.key) }, group: orderingGroup))
+            let verify = try pachmigrate(["verify", "--endpoints", server.endpoint])
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+            let backup = try SampleData.keyValues("\(dir)/b.jsonl")
+            #expect(valuesByKeyBytes(backup) == valuesByKeyBytes(expectation.before))
+            let mode = try FileManager.default.attributesOfItem(atPath: "\(dir)/b.jsonl")[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            reportReliability(
+                fault: "rough cluster (half binary, 1.5 MiB values, odd keys)", records: expectation.before.count,
+                losses: lostRecords(expected: expected, after: after))
+        }
+    }
+
+    /// A newer stamp than the tool knows, then a job's text under `repos/`: both refused
+    /// with their exit codes before anything is written, the bad record named.
+    @Test func newerStampAndForeignKindAreRefusedBeforeAnyWrite() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            try sample.client.put(PutRequest(key: bytes("pachmigrate/version"), value: bytes("1.7.0")))
+            let newer = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
+            #expect(newer.status == 5, "\(newer.stderr)")
+            #expect(newer.stderr.contains("1.7.0"))
+            #expect(try pachydermState(sample.client) == sample.before)
+            #expect(try sample.client.range(.prefix(bytes("pachmigrate/"))).kvs.map { text($0.key) } == ["pachmigrate/version"])
+            try sample.client.deleteRange(DeleteRangeRequest(key: bytes("pachmigrate/version")))
+
+            let job = try #require(sample.before.first { text($0.key).hasPrefix("pachyderm_pps/jobs/") })
+            try sample.client.put(PutRequest(key: bytes("pachyderm_pfs/repos/not-a-repo"), value: job.value))
+            let state = try pachydermState(sample.client)
+            let wrongKind = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
+            #expect(wrongKind.status == 8, "\(wrongKind.stderr)")
+            #expect(wrongKind.stderr.contains("pachyderm_pfs/repos/not-a-repo"))
+            #expect(try pachydermState(sample.client) == state)
+            #expect(try JournalFacts(sample.client).state() == nil)
+        }
+    }
+}

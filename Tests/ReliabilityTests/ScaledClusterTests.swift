@@ -1,0 +1,80 @@
+import EtcdGateway
+import EtcdTestSupport
+import Foundation
+import Testing
+
+/// How many extra copies of the at-rest sample's records the scaled cluster holds:
+/// `$PACHMIGRATE_SCALE`, else 1 (CI: 1,016 records); `Scripts/reliability` uses 10 (5,588).
+let clusterScale = ProcessInfo.processInfo.environment["PACHMIGRATE_SCALE"].flatMap(Int.init) ?? 1
+
+/// The at-rest sample with every record copied `scale` times under new keys in the same
+/// ordering groups (`…-copy<n>` after the last path segment), interleaved by revision.
+func scaledSample(_ scale: Int) throws -> [KeyValue] {
+    let before = try SampleData.keyValues(SampleData.before("at-rest"))
+    var kvs: [KeyValue] = []
+    var revision: Int64 = 1
+    for copy in 0...scale {
+        for kv in before where copy == 0 || orderingGroup(kv.key) != nil {
+            var next = kv
+            if copy > 0 { next.key += bytes("-copy\(copy)") }
+            next.createRevision = revision
+            next.modRevision = revision
+            revision += 1
+            kvs.append(next)
+        }
+    }
+    return kvs
+}
+
+@Suite("A bigger cluster under compound faults")
+struct ScaledClusterTests {
+    /// SIGKILL at a seeded instant, then the rerun survives an etcd restart at another
+    /// seeded instant: the end state equals an uninterrupted run of the bigger cluster.
+    @Test(arguments: 0..<max(1, faultSeedCount / 5))
+    func killedThenRestartedEtcdStillEqualsAnUninterruptedRun(seed: Int) async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start()
+            defer { server.stop() }
+            let client = try server.makeClient()
+            try client.seed(try scaledSample(clusterScale))
+            let expectation = MigrationExpectation(
+                client: client, before: try pachydermState(client),
+                counts: SampleServer.atRestCounts.mapValues { $0 * (clusterScale + 1) })
+            var generator = SeededGenerator(seed: UInt64(1000 + seed))
+            let killAfter = UInt32.random(in: 200_000...1_500_000, using: &generator)
+            let restartAfter = UInt32.random(in: 0...1_000_000, using: &generator)
+            let replay = "seed \(seed), scale \(clusterScale): killed after \(killAfter / 1000) ms, etcd restarted \(restartAfter / 1000) ms into the rerun"
+
+            let first = try PachmigrateProcess(["migrate", "--no-backup", "--lock-ttl", "5", "--endpoints", server.endpoint])
+            usleep(killAfter)
+            first.signal(SIGKILL)
+            _ = first.wait()
+
+            let rerun = try PachmigrateProcess(["migrate", "--no-backup", "--wait-lock", "60s", "--endpoints", server.endpoint])
+            // Once the rerun holds the lock (the dead run's lease has expired), etcd goes down
+            // for a second at a seeded instant.
+            _ = eventually(timeout: 30) {
+                !rerun.process.isRunning
+                    || (try? client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.first)
+                        .map { text($0.value).contains("\"pid\":\(rerun.pid)") } == true
+            }
+            usleep(restartAfter)
+            server.shutdown()
+            usleep(1_000_000)
+            try server.restart()
+            let result = rerun.wait(timeout: 300)
+            // Ridden out (0), or, when etcd went down before the write phase, stopped
+            // resumably (7); then the same command completes.
+            #expect(result.status == 0 || result.status == 7, "\(replay): \(result.stderr.suffix(3000))")
+            if result.status == 7 {
+                #expect(result.stderr.contains("run the same command again"), "\(replay): \(result.stderr.suffix(3000))")
+                let last = try pachmigrate(["migrate", "--no-backup", "--wait-lock", "60s", "--endpoints", server.endpoint], timeout: 300)
+                #expect(last.status == 0, "\(replay): \(last.stderr.suffix(3000))")
+            }
+            try expectation.expectMigratedLikeAnUninterruptedRun(Comment(rawValue: replay))
+            let lost = lostRecords(expected: try expectation.expectedValues(), after: try pachydermState(client))
+            reportReliability(
+                fault: "bigger cluster: SIGKILL, then etcd restart during the rerun", records: expectation.before.count, losses: lost)
+        }
+    }
+}
