@@ -62,6 +62,16 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "pachmigrate", dependencies: ["PachmigrateCLI"]),
+        // Scripts/bench's helper: generates clusters, seeds etcd, measures the write limit,
+        // times commands (peak RSS via wait4) and reports. Not part of the shipped tool.
+        .executableTarget(
+            name: "pachmigrate-bench",
+            dependencies: [
+                "EtcdGateway", "MigrationEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/PachmigrateBench"),
 
         // Starts and stops real etcd processes for tests (single node, 3-member cluster, auth, TLS).
         .target(
