@@ -47,10 +47,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // SHA-256 block compression with the x86 SHA extensions, for dump/backup checksums
+        // (SHA256Digest falls back to portable Swift without them).
+        .target(name: "CSHA256"),
         // Product-agnostic engine: lock, journal, lanes, fenced writes, backup/restore, verify.
         .target(
             name: "MigrationEngine",
-            dependencies: ["EtcdGateway", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["EtcdGateway", "CSHA256", .product(name: "Logging", package: "swift-log")]
         ),
         // Commands, configuration, output and exit codes.
         .target(
