@@ -29,9 +29,16 @@ struct Report: ParsableCommand {
         var keys: Int
         var records: Int
         var textBytes: Int
+        /// Wall-clock seconds (median).
         var seconds: Double
+        /// CPU seconds, user + system (median).
+        var cpuSeconds: Double
         var rssKiB: Int
-        var recordsPerSecond: Double { seconds > 0 ? Double(records) / seconds : 0 }
+        /// Offline convert is single-threaded and judged per core: its rate is per CPU second,
+        /// which other work on a shared machine does not inflate. Live runs are wall clock.
+        var rateSeconds: Double { kind == "convert" ? cpuSeconds : seconds }
+        var recordsPerSecond: Double { rateSeconds > 0 ? Double(records) / rateSeconds : 0 }
+        var keysPerSecond: Double { rateSeconds > 0 ? Double(keys) / rateSeconds : 0 }
         var ratioToLimit: Double?
     }
 
@@ -65,6 +72,7 @@ struct Report: ParsableCommand {
                         size: size, kind: kind, runs: runs.count, keys: Int(first["keys"] ?? "") ?? 0,
                         records: Int(first["records"] ?? "") ?? 0, textBytes: Int(first["record_text_bytes"] ?? "") ?? 0,
                         seconds: median(runs.compactMap { Double($0["seconds"] ?? "") }),
+                        cpuSeconds: median(runs.compactMap { Double($0["cpu_seconds"] ?? "") }),
                         rssKiB: Int(median(runs.compactMap { Double($0["max_rss_kib"] ?? "") }))))
             }
         }
@@ -105,8 +113,8 @@ struct Report: ParsableCommand {
             if let convert = row(size, "convert") {
                 checks.append(
                     Check(
-                        name: "convert at \(size) keys >= 100k records/s", met: convert.recordsPerSecond >= 100_000,
-                        measured: "\(Int(convert.recordsPerSecond)) records/s"))
+                        name: "convert at \(size) keys >= 100k records/s (per CPU second)", met: convert.recordsPerSecond >= 100_000,
+                        measured: "\(Int(convert.recordsPerSecond)) records/s, \(Int(convert.keysPerSecond)) keys/s"))
             }
             if let migrate = row(size, "migrate"), let backup = row(size, "migrate-backup"), migrate.seconds > 0 {
                 let overhead = backup.seconds / migrate.seconds - 1
@@ -132,14 +140,14 @@ struct Report: ParsableCommand {
 
     private func table(_ rows: [Row]) -> String {
         var lines = [
-            "| keys | kind | runs | records | median s | records/s | MB/s text | ratio to limit | peak RSS MiB |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| keys | kind | runs | records | median s (wall) | median s (CPU) | records/s | keys/s | MB/s text | ratio to limit | peak RSS MiB |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in rows {
-            let mbps = row.kind == "convert" && row.seconds > 0 ? fixed(Double(row.textBytes) / row.seconds / 1e6, 1) : ""
+            let mbps = row.kind == "convert" && row.rateSeconds > 0 ? fixed(Double(row.textBytes) / row.rateSeconds / 1e6, 1) : ""
             let ratio = row.ratioToLimit.map { fixed($0, 2) + "x" } ?? (row.kind == "write-limit" ? "1.00x" : "")
             lines.append(
-                "| \(row.keys) | \(row.kind) | \(row.runs) | \(row.records) | \(fixed(row.seconds, 2)) | \(Int(row.recordsPerSecond)) | \(mbps) | \(ratio) | \(fixed(Double(row.rssKiB) / 1024, 1)) |")
+                "| \(row.keys) | \(row.kind) | \(row.runs) | \(row.records) | \(fixed(row.seconds, 2)) | \(fixed(row.cpuSeconds, 2)) | \(Int(row.recordsPerSecond)) | \(Int(row.keysPerSecond)) | \(mbps) | \(ratio) | \(fixed(Double(row.rssKiB) / 1024, 1)) |")
         }
         return lines.joined(separator: "\n")
     }
@@ -149,7 +157,8 @@ struct Report: ParsableCommand {
             var fields = [
                 "\"size\": \(row.size)", "\"kind\": \(quoted(row.kind))", "\"runs\": \(row.runs)", "\"keys\": \(row.keys)",
                 "\"records\": \(row.records)", "\"record_text_bytes\": \(row.textBytes)",
-                "\"median_seconds\": \(fixed(row.seconds, 4))", "\"records_per_second\": \(fixed(row.recordsPerSecond, 1))",
+                "\"median_seconds\": \(fixed(row.seconds, 4))", "\"median_cpu_seconds\": \(fixed(row.cpuSeconds, 4))",
+                "\"records_per_second\": \(fixed(row.recordsPerSecond, 1))", "\"keys_per_second\": \(fixed(row.keysPerSecond, 1))",
                 "\"peak_rss_kib\": \(row.rssKiB)",
             ]
             if let ratio = row.ratioToLimit { fields.append("\"ratio_to_write_limit\": \(fixed(ratio, 4))") }
