@@ -43,7 +43,7 @@ struct Report: ParsableCommand {
     }
 
     /// Run kinds, in table order.
-    static let kinds = ["convert", "write-limit", "migrate", "migrate-backup"]
+    static let kinds = ["convert", "write-limit", "migrate", "migrate-backup", "plan"]
 
     func run() throws {
         guard let file = fopen(raw, "r") else { throw BenchError(.io, "cannot read \(raw)") }
