@@ -1,4 +1,3 @@
-import Dispatch
 import EtcdGateway
 import Logging
 
@@ -60,27 +59,20 @@ public struct ClusterScan: Sendable {
             rewrittenByThisRun: [:], untouched: 0, notes: [], failures: [], findings: [], companions: 0)
         var pinned = revision
         for root in migration.backupPrefixes {
+            var next = root
             let end = prefixRangeEnd(root)
-            let first = RangeRequest(key: root, rangeEnd: end, limit: Int64(pageSize), revision: pinned)
-            var page = try etcd("reading \(root.printable) at revision \(pinned)") { () throws(EtcdError) in
-                try store.range(first)
-            }
             while true {
-                if pinned == 0 { pinned = page.header.revision }
-                // The scan is the serial start of every run: fetch page k+1 while page k is
-                // decoded and converted.
-                var upcoming: PageFetch? = nil
-                if page.more, let last = page.kvs.last {
-                    upcoming = PageFetch.start(
-                        store, RangeRequest(key: last.key + [0], rangeEnd: end, limit: Int64(pageSize), revision: pinned),
-                        doing: "reading \(root.printable) at revision \(pinned)")
+                let request = RangeRequest(key: next, rangeEnd: end, limit: Int64(pageSize), revision: pinned)
+                let page = try etcd("reading \(root.printable) at revision \(pinned)") { () throws(EtcdError) in
+                    try store.range(request)
                 }
+                if pinned == 0 { pinned = page.header.revision }
                 for kv in page.kvs {
                     result.add(kv, migration: migration, runStartRevision: runStartRevision, keepKey: keepAllKeys)
                 }
                 progress(result.keysScanned)
-                guard let upcoming else { break }
-                page = try upcoming.wait()
+                guard page.more, let last = page.kvs.last else { break }
+                next = last.key + [0]
             }
         }
         result.revision = pinned
@@ -134,28 +126,5 @@ public struct ClusterScan: Sendable {
             notes += conversion.notes
             pending[lane, default: []].append(KeyRevision(key: kv.key, modRevision: kv.modRevision))
         }
-    }
-}
-
-/// One range read running on a background thread (see `ClusterScan.scan`).
-final class PageFetch: @unchecked Sendable {
-    // Written once by the background thread before `done` is signalled, read after.
-    private var outcome: Result<RangeResponse, MigrationError>?
-    private let done = DispatchSemaphore(value: 0)
-
-    static func start(_ store: any KeyValueService, _ request: RangeRequest, doing: String) -> PageFetch {
-        let fetch = PageFetch()
-        DispatchQueue.global().async {
-            fetch.outcome = Result { () throws(MigrationError) in
-                try etcd(doing) { () throws(EtcdError) in try store.range(request) }
-            }
-            fetch.done.signal()
-        }
-        return fetch
-    }
-
-    func wait() throws(MigrationError) -> RangeResponse {
-        done.wait()
-        return try outcome!.get()
     }
 }
