@@ -47,10 +47,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // SHA-256 block compression with the x86 SHA extensions, for dump/backup checksums
+        // (SHA256Digest falls back to portable Swift without them).
+        .target(name: "CSHA256"),
         // Product-agnostic engine: lock, journal, lanes, fenced writes, backup/restore, verify.
         .target(
             name: "MigrationEngine",
-            dependencies: ["EtcdGateway", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["EtcdGateway", "CSHA256", .product(name: "Logging", package: "swift-log")]
         ),
         // Commands, configuration, output and exit codes.
         .target(
@@ -62,6 +65,16 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "pachmigrate", dependencies: ["PachmigrateCLI"]),
+        // Scripts/bench's helper: generates clusters, seeds etcd, measures the write limit,
+        // times commands (peak RSS via wait4) and reports. Not part of the shipped tool.
+        .executableTarget(
+            name: "pachmigrate-bench",
+            dependencies: [
+                "EtcdGateway", "MigrationEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/PachmigrateBench"),
 
         // Starts and stops real etcd processes for tests (single node, 3-member cluster, auth, TLS).
         .target(

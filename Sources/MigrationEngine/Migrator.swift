@@ -92,7 +92,7 @@ public struct Migrator: Sendable {
             progress(ProgressEvent(step: "scan", done: 0, total: 0))
             let scan = try ClusterScan.scan(
                 store: store, migration: migration, runStartRevision: existing.flatMap { $0.status == .done ? nil : $0.startRevision },
-                pageSize: options.pageSize, logger: logger
+                pageSize: options.pageSize, keepAllKeys: false, logger: logger
             ) { progress(ProgressEvent(step: "scan", done: $0, total: 0)) }
             return MigrationResult(outcome: .dryRun, scan: scan, startRevision: scan.revision)
         }
@@ -138,9 +138,11 @@ public struct Migrator: Sendable {
 
         lock.report(step: "scan")
         progress(ProgressEvent(step: "scan", done: 0, total: 0))
+        // A backup is written only by a fresh run that asked for one; only it needs every key.
+        let writesBackup = state == nil && options.backup != .none
         let scan = try ClusterScan.scan(
             store: store, migration: migration, runStartRevision: state?.startRevision, pageSize: options.pageSize,
-            logger: logger
+            keepAllKeys: writesBackup, logger: logger
         ) { progress(ProgressEvent(step: "scan", done: $0, total: 0)) }
         if !scan.failures.isEmpty {
             throw MigrationError(

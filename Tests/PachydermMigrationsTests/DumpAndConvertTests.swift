@@ -40,6 +40,8 @@ struct DumpTests {
             ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
             ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
             ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+            ("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+             "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"),
           ])
     func sha256(text: String, hex: String) {
         var whole = SHA256Digest()
@@ -48,6 +50,24 @@ struct DumpTests {
         var bytewise = SHA256Digest()
         for byte in text.utf8 { bytewise.update([byte]) }
         #expect(SHA256Digest.hex(bytewise.finalize()) == hex)
+    }
+
+    // Many blocks in one update: the path the SHA-extension code takes for dumps.
+    @Test("SHA-256 of a million 'a's, whole and in odd-sized chunks")
+    func sha256MillionA() {
+        let input = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
+        let expected = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+        var whole = SHA256Digest()
+        whole.update(input)
+        #expect(SHA256Digest.hex(whole.finalize()) == expected)
+        var chunked = SHA256Digest()
+        var offset = 0
+        while offset < input.count {
+            let end = min(offset + 4_099, input.count)
+            chunked.update(Array(input[offset..<end]))
+            offset = end
+        }
+        #expect(SHA256Digest.hex(chunked.finalize()) == expected)
     }
 
     @Test("writer → reader round trip; mode 0600; .sha256 equals sha256sum's output")

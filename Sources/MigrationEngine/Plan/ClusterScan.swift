@@ -14,8 +14,11 @@ public struct KeyRevision: Sendable, Hashable {
 public struct ClusterScan: Sendable {
     /// The pinned revision the scan read.
     public var revision: Int64
-    /// Every key under the roots, in mod-revision order (ties by key), for backups.
+    /// Every key under the roots, in mod-revision order (ties by key), for backups. Empty
+    /// unless the scan was asked to keep them: at 1M keys this list alone is ~150 MB.
     public var allKeys: [KeyRevision]
+    /// How many keys the scan read under the roots (whether or not `allKeys` kept them).
+    public var keysScanned = 0
     /// Per lane, the records still to rewrite, in original mod-revision order.
     public var pending: [String: [KeyRevision]]
     /// Per lane kind (`jobs`, `commits`, …): records that need rewriting.
@@ -41,12 +44,14 @@ public struct ClusterScan: Sendable {
     }
 
     /// Scans `migration.backupPrefixes` at the current revision (or `revision`).
+    /// `keepAllKeys`: fill `allKeys` (only a backup needs them; without one, memory then grows
+    /// with the records to rewrite, not with every index key).
     /// `runStartRevision`: when resuming, the revision the interrupted run started at;
     /// records rewritten after it are counted as this run's, and any record still in the
     /// old form but modified after it was written by someone else.
     public static func scan(
         store: any KeyValueService, migration: any RecordMigration, revision: Int64 = 0,
-        runStartRevision: Int64? = nil, pageSize: Int = 1000, logger: Logger,
+        runStartRevision: Int64? = nil, pageSize: Int = 1000, keepAllKeys: Bool = true, logger: Logger,
         progress: (Int) -> Void = { _ in }
     ) throws(MigrationError) -> ClusterScan {
         var result = ClusterScan(
@@ -63,9 +68,9 @@ public struct ClusterScan: Sendable {
                 }
                 if pinned == 0 { pinned = page.header.revision }
                 for kv in page.kvs {
-                    result.add(kv, migration: migration, runStartRevision: runStartRevision)
+                    result.add(kv, migration: migration, runStartRevision: runStartRevision, keepKey: keepAllKeys)
                 }
-                progress(result.allKeys.count)
+                progress(result.keysScanned)
                 guard page.more, let last = page.kvs.last else { break }
                 next = last.key + [0]
             }
@@ -77,7 +82,7 @@ public struct ClusterScan: Sendable {
         }
         logger.debug(
             "scan done",
-            metadata: ["revision": "\(pinned)", "keys": "\(result.allKeys.count)", "pending": "\(result.pendingCount)"])
+            metadata: ["revision": "\(pinned)", "keys": "\(result.keysScanned)", "pending": "\(result.pendingCount)"])
         return result
     }
 
@@ -85,8 +90,9 @@ public struct ClusterScan: Sendable {
         a.modRevision != b.modRevision ? a.modRevision < b.modRevision : a.key.lexicographicallyPrecedes(b.key)
     }
 
-    private mutating func add(_ kv: KeyValue, migration: any RecordMigration, runStartRevision: Int64?) {
-        allKeys.append(KeyRevision(key: kv.key, modRevision: kv.modRevision))
+    private mutating func add(_ kv: KeyValue, migration: any RecordMigration, runStartRevision: Int64?, keepKey: Bool) {
+        keysScanned += 1
+        if keepKey { allKeys.append(KeyRevision(key: kv.key, modRevision: kv.modRevision)) }
         migration.inspect(kv, findings: &findings)
         guard let lane = migration.lane(of: kv.key) else {
             untouched += 1

@@ -1,3 +1,4 @@
+import Dispatch
 import EtcdGateway
 import Logging
 import Synchronization
@@ -50,11 +51,18 @@ struct LaneWriter {
         let cursorKey = namespace.laneKey(lane)
         var written = 0
         var start = entries.startIndex
+        // Reading and converting batch k+1 runs on another thread while batch k is written:
+        // a lane's sequential txns are the bound (docs/performance.md), so they should not
+        // also wait for reads and decoding.
+        var upcoming = start < entries.endIndex ? PreparedBatch.start(self, entries[start..<min(start + batchSize, entries.endIndex)]) : nil
         while start < entries.endIndex {
             let end = min(start + batchSize, entries.endIndex)
             let batch = entries[start..<end]
-            let values = try fetchValues(store: store, keys: batch, retryingWhileHolding: lock, logger: logger)
-            for (entry, current) in zip(batch, values) {
+            let prepared = upcoming!.wait()
+            upcoming = end < entries.endIndex ? PreparedBatch.start(self, entries[end..<min(end + batchSize, entries.endIndex)]) : nil
+            defer { _ = upcoming?.wait() }  // never leave a prefetch running past an error
+            let values = try prepared.values.get()
+            for ((entry, current), converted) in zip(zip(batch, values), prepared.conversions) {
                 if stop.isStopped {
                     throw MigrationError(
                         .interrupted, "stopped on request after \(written) records of lane \(lane); run the same command again to resume")
@@ -64,10 +72,17 @@ struct LaneWriter {
                     throw foreignWrite(entry.key, current == nil ? "deleted" : "rewritten at revision \(current!.modRevision)")
                 }
                 let conversion: RecordConversion
-                do {
-                    conversion = try migration.convert(kv)
-                } catch {
+                switch converted {
+                case .success(let value)?: conversion = value
+                case .failure(let error)?:
                     throw MigrationError(.conversionFailed, "a record stopped converting during the run", keys: [error.description])
+                case nil:
+                    // Prefetched before it turned out to be current; convert now.
+                    do {
+                        conversion = try migration.convert(kv)
+                    } catch {
+                        throw MigrationError(.conversionFailed, "a record stopped converting during the run", keys: [error.description])
+                    }
                 }
                 guard case .rewrite(let value) = conversion.action else { continue }
                 cursor.written += 1
@@ -117,6 +132,45 @@ struct LaneWriter {
             start = end
         }
         return written
+    }
+
+    /// One batch's current values and, for each value still at the scanned revision, its
+    /// conversion, computed on a background thread. Only reads: the writing thread checks
+    /// everything again (stop, lock, revision) before each write.
+    final class PreparedBatch: @unchecked Sendable {
+        // Written once by the background thread before `done` is signalled, read after.
+        private(set) var values: Result<[KeyValue?], MigrationError> = .success([])
+        private(set) var conversions: [Result<RecordConversion, RecordConversionError>?] = []
+        private let done = DispatchSemaphore(value: 0)
+
+        static func start(_ writer: LaneWriter, _ batch: ArraySlice<KeyRevision>) -> PreparedBatch {
+            let prepared = PreparedBatch()
+            let store = writer.store, migration = writer.migration, lock = writer.lock, logger = writer.logger
+            let keys = Array(batch)
+            DispatchQueue.global().async {
+                do throws(MigrationError) {
+                    let values = try fetchValues(store: store, keys: keys[...], retryingWhileHolding: lock, logger: logger)
+                    prepared.values = .success(values)
+                    prepared.conversions = zip(keys, values).map { entry, current in
+                        guard let kv = current, kv.modRevision == entry.modRevision else { return nil }
+                        return Result { () throws(RecordConversionError) in try migration.convert(kv) }
+                    }
+                } catch {
+                    prepared.values = .failure(error)
+                    prepared.conversions = Array(repeating: nil, count: keys.count)
+                }
+                prepared.done.signal()
+            }
+            return prepared
+        }
+
+        /// Waits for the batch; safe to call more than once.
+        @discardableResult
+        func wait() -> PreparedBatch {
+            done.wait()
+            done.signal()
+            return self
+        }
     }
 
     private func foreignWrite(_ key: [UInt8], _ what: String) -> MigrationError {

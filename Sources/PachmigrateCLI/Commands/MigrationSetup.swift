@@ -73,7 +73,7 @@ struct ScanSummary: Encodable {
 
     init(_ scan: ClusterScan) {
         revision = scan.revision
-        keys = scan.allKeys.count
+        keys = scan.keysScanned
         toRewrite = scan.toRewrite
         alreadyMigrated = scan.alreadyMigrated
         rewrittenByThisRun = scan.rewrittenByThisRun

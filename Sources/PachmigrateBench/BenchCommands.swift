@@ -1,0 +1,160 @@
+import ArgumentParser
+import EtcdGateway
+import Logging
+import MigrationEngine
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failure of the bench itself (not of the tool it measures).
+struct BenchError: Error, Sendable, CustomStringConvertible {
+    enum Code: String, Sendable {
+        case badInput, etcd, lockTaken, fenceFailed, spawnFailed, io
+    }
+    var code: Code
+    var message: String
+    init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    var description: String { "\(code.rawValue): \(message)" }
+}
+
+@main
+struct PachmigrateBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pachmigrate-bench",
+        abstract: "Pieces of Scripts/bench: generate clusters, seed etcd, measure the write limit, time a command, report.",
+        subcommands: [Generate.self, Seed.self, WriteLimit.self, Measure.self, Report.self])
+}
+
+/// `generate`: a deterministic 1.4.8 cluster of about N keys, as a dump.
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a generated Pachyderm 1.4.8 cluster as a dump (plus DUMP.meta).")
+
+    @Option(help: "Keys in the cluster (records + index keys + repoRefCounts), approximately.")
+    var keys: Int
+
+    @Option(help: "Seed: the same seed gives the same dump.")
+    var seed: UInt64 = 1
+
+    @Argument(help: "The dump to write.")
+    var output: String
+
+    func run() throws {
+        let writer = try DumpWriter(path: output, overwrite: true)
+        var generator = ClusterGenerator(targetKeys: keys, seed: seed)
+        try generator.generate(into: writer)
+        try writer.finish()
+        try writeFile(output + ".meta", generator.summary.metaText)
+        print(generator.summary.metaText, terminator: "")
+    }
+}
+
+func makeClient(_ endpoint: String) throws -> EtcdClient {
+    try EtcdClient(
+        configuration: .init(endpoints: [endpoint], requestTimeout: .seconds(30)), logger: Logger(label: "bench"))
+}
+
+/// `seed`: loads a dump into an empty etcd, 100 puts per txn (etcd allows 128). Keys of one
+/// txn share a revision; file order, hence the relative order of records, is kept.
+struct Seed: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Load a dump into an empty etcd, fast.")
+
+    @Option(help: "etcd client URL.")
+    var endpoint: String
+
+    @Argument(help: "The dump to load.")
+    var dump: String
+
+    func run() throws {
+        let client = try makeClient(endpoint)
+        let reader = try DumpReader(path: dump)
+        var group: [RequestOp] = []
+        var loaded = 0
+        func flush() throws {
+            guard !group.isEmpty else { return }
+            _ = try client.txn(TxnRequest(success: group))
+            loaded += group.count
+            group.removeAll(keepingCapacity: true)
+        }
+        while let kv = try reader.read() {
+            group.append(.put(PutRequest(key: kv.key, value: kv.value)))
+            if group.count == 100 { try flush() }
+        }
+        try flush()
+        print("seeded \(loaded) keys")
+    }
+}
+
+/// `write-limit`: the order-preserving write limit. Writes the already-converted values of
+/// every record back, one fenced single-key txn at a time (compare the lock key's create
+/// revision and the record's mod revision, like the migrator's lane writer), in mod-revision
+/// order, over one keep-alive connection. Everything is read and converted before the clock
+/// starts: this is the cost of the writes alone.
+struct WriteLimit: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Time sequential fenced single-key writes of converted values.")
+
+    @Option(help: "etcd client URL (seeded with BEFORE).")
+    var endpoint: String
+
+    @Option(help: "The 1.4 dump etcd was seeded with.")
+    var before: String
+
+    @Option(help: "`pachmigrate convert` of BEFORE: the values to write.")
+    var after: String
+
+    func run() throws {
+        var original: [[UInt8]: [UInt8]] = [:]
+        for kv in try DumpReader(path: before) { original[kv.key] = kv.value }
+        // Only what the migration rewrites: values that convert changed.
+        var writes: [KeyValue] = []
+        for kv in try DumpReader(path: after) where original[kv.key] != kv.value { writes.append(kv) }
+        original = [:]
+
+        let client = try makeClient(endpoint)
+        var modRevisions: [[UInt8]: Int64] = [:]
+        for root in ["pachyderm_pfs/", "pachyderm_pps/"] {
+            var next = Array(root.utf8)
+            let end = prefixRangeEnd(next)
+            while true {
+                let page = try client.range(RangeRequest(key: next, rangeEnd: end, limit: 1000, keysOnly: true))
+                for kv in page.kvs { modRevisions[kv.key] = kv.modRevision }
+                guard page.more, let last = page.kvs.last else { break }
+                next = last.key + [0]
+            }
+        }
+        let lockKey = Array("pachmigrate-bench/lock".utf8)
+        let acquired = try client.txn(
+            TxnRequest(
+                compare: [Compare(key: lockKey, .equal, .createRevision(0))],
+                success: [.put(PutRequest(key: lockKey, value: Array("bench".utf8)))]))
+        guard acquired.succeeded else { throw BenchError(.lockTaken, "\(String(decoding: lockKey, as: UTF8.self)) exists") }
+        let fence = acquired.header.revision
+
+        let clock = ContinuousClock()
+        let started = clock.now
+        for kv in writes {
+            guard let modRevision = modRevisions[kv.key] else {
+                throw BenchError(.badInput, "\(String(decoding: kv.key, as: UTF8.self)) is not in etcd")
+            }
+            let response = try client.txn(
+                TxnRequest(
+                    compare: [Compare(key: lockKey, .equal, .createRevision(fence)), Compare(key: kv.key, .equal, .modRevision(modRevision))],
+                    success: [.put(PutRequest(key: kv.key, value: kv.value))]))
+            guard response.succeeded else {
+                throw BenchError(.fenceFailed, "fenced write of \(String(decoding: kv.key, as: UTF8.self)) failed")
+            }
+        }
+        let elapsed = clock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        print("records=\(writes.count) write_seconds=\(seconds)")
+    }
+}
+
+func writeFile(_ path: String, _ text: String) throws {
+    guard let file = fopen(path, "w") else { throw BenchError(.io, "cannot write \(path)") }
+    defer { fclose(file) }
+    guard fputs(text, file) >= 0 else { throw BenchError(.io, "cannot write \(path)") }
+}
