@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // libcurl, from Debian's libcurl4-openssl-dev.
@@ -47,13 +48,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // SHA-256 block compression with the x86 SHA extensions, for dump/backup checksums
-        // (SHA256Digest falls back to portable Swift without them).
-        .target(name: "CSHA256"),
         // Product-agnostic engine: lock, journal, lanes, fenced writes, backup/restore, verify.
         .target(
             name: "MigrationEngine",
-            dependencies: ["EtcdGateway", "CSHA256", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "EtcdGateway",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),  // SHA-256 of dumps and backups
+            ]
         ),
         // Commands, configuration, output and exit codes.
         .target(
