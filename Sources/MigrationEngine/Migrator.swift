@@ -228,13 +228,31 @@ public struct Migrator: Sendable {
     /// resume scan instead), and any other key (an index, a counter, a companion such as
     /// `openCommits/…`) must have changed in the same txn as one of our records.
     private func checkForForeignWrites(startRevision: Int64, ourRevisions: Set<Int64>, resumed: Bool) throws(MigrationError) {
-        let (keys, _) = try Backup.collectKeys(store: store, prefixes: migration.backupPrefixes)
-        let recordRevisions = Set(keys.lazy.filter { $0.modRevision > startRevision && migration.lane(of: $0.key) != nil }.map(\.modRevision))
+        // Streamed page by page (keys only): memory holds the revisions of changed keys, not the cluster.
+        var recordRevisions = Set<Int64>()
+        var changedOthers: [KeyRevision] = []
         var foreign: [String] = []
-        for entry in keys where entry.modRevision > startRevision {
-            let isRecord = migration.lane(of: entry.key) != nil
-            let ours = isRecord ? (resumed || ourRevisions.contains(entry.modRevision)) : recordRevisions.contains(entry.modRevision)
-            if !ours { foreign.append("\(entry.key.printable) (revision \(entry.modRevision))") }
+        for prefix in migration.backupPrefixes {
+            var next = prefix
+            while true {
+                let request = RangeRequest(key: next, rangeEnd: prefixRangeEnd(prefix), limit: 1000, keysOnly: true)
+                let page = try etcd("checking for foreign writes") { () throws(EtcdError) in try store.range(request) }
+                for kv in page.kvs where kv.modRevision > startRevision {
+                    if migration.lane(of: kv.key) == nil {
+                        changedOthers.append(KeyRevision(key: kv.key, modRevision: kv.modRevision))
+                    } else {
+                        recordRevisions.insert(kv.modRevision)
+                        if !resumed && !ourRevisions.contains(kv.modRevision) {
+                            foreign.append("\(kv.key.printable) (revision \(kv.modRevision))")
+                        }
+                    }
+                }
+                guard page.more, let last = page.kvs.last else { break }
+                next = last.key + [0]
+            }
+        }
+        for entry in changedOthers where !recordRevisions.contains(entry.modRevision) {
+            foreign.append("\(entry.key.printable) (revision \(entry.modRevision))")
         }
         guard foreign.isEmpty else {
             throw MigrationError(
