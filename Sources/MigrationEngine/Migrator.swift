@@ -157,7 +157,7 @@ public struct Migrator: Sendable {
                 foreign ? .foreignWrite : .notAtRest,
                 foreign
                     ? "records were changed by someone else since this migration started; nothing of theirs was overwritten"
-                    : "the cluster is not at rest; nothing was written. Stop pachd's pipelines and wait for running jobs and open commits to finish (see README \"Cluster at rest\")",
+                    : "the cluster is not at rest; nothing was written. Stop pachd, let running jobs finish, finish open commits (or pass --allow-open-commits), then run again (README: \"Upgrading a cluster\")",
                 keys: blocking.map { "\($0.key): \($0.kind.rawValue): \($0.detail)" })
         }
 

@@ -71,15 +71,9 @@ public enum Pachyderm14To15Step {
                     kind: .droppedField, key: keyText, field: "gc_policy",
                     message: "dropped ≤1.4.3 gc_policy (\(info.gcPolicy.textFormatString().trimmed)); 1.5.0 has no such field"))
             }
-            let expected = expectedStopped(info.state)
-            if let expected, expected != info.stopped, fromText || info.stopped {
-                notes.append(MigrationNote(
-                    kind: .disagreement, key: keyText, field: "stopped",
-                    message: "stopped=\(info.stopped) disagrees with state \(info.state) (1.4.8 derives stopped=\(expected)); "
-                        + "stopped is dropped, 1.5.0 goes by state"))
-            } else if expected == nil {
-                notes.append(MigrationNote(kind: .warning, key: keyText, field: "state", message: "unknown pipeline state \(info.state.rawValue), copied as is"))
-            }
+            noteStopped(
+                info.stopped, expected: expectedStopped(info.state), state: "pipeline state \(info.state)", fromText: fromText,
+                keyText: keyText, notes: &notes)
             if info.hasParallelismSpec {
                 out.parallelismSpec = try normalize(info.parallelismSpec, fromText: fromText, key: keyText, notes: &notes)
             }
@@ -91,19 +85,28 @@ public enum Pachyderm14To15Step {
                     kind: .droppedField, key: keyText, field: "error",
                     message: "dropped 1.4.0–1.4.1 error (\(info.error.count) bytes, the log of the last failed datum); 1.5.0 has no such field"))
             }
-            let expected = expectedStopped(info.state)
-            if let expected, expected != info.stopped, fromText || info.stopped {
-                notes.append(MigrationNote(
-                    kind: .disagreement, key: keyText, field: "stopped",
-                    message: "stopped=\(info.stopped) disagrees with state \(info.state) (1.4.8 derives stopped=\(expected)); "
-                        + "stopped is dropped, 1.5.0 goes by state"))
-            } else if expected == nil {
-                notes.append(MigrationNote(kind: .warning, key: keyText, field: "state", message: "unknown job state \(info.state.rawValue), copied as is"))
-            }
+            noteStopped(
+                info.stopped, expected: expectedStopped(info.state), state: "job state \(info.state)", fromText: fromText,
+                keyText: keyText, notes: &notes)
             if info.hasParallelismSpec {
                 out.parallelismSpec = try normalize(info.parallelismSpec, fromText: fromText, key: keyText, notes: &notes)
             }
             return try RecordCodec.encode15(out, key: key)
+        }
+    }
+
+    /// `stopped` is dropped (1.5.0 goes by state); say so when it disagreed with the state,
+    /// and warn about a state 1.4.8 did not know.
+    static func noteStopped(
+        _ stopped: Bool, expected: Bool?, state: String, fromText: Bool, keyText: String, notes: inout [MigrationNote]
+    ) {
+        if let expected, expected != stopped, fromText || stopped {
+            notes.append(MigrationNote(
+                kind: .disagreement, key: keyText, field: "stopped",
+                message: "stopped=\(stopped) disagrees with \(state) (1.4.8 derives stopped=\(expected)); "
+                    + "stopped is dropped, 1.5.0 goes by state"))
+        } else if expected == nil {
+            notes.append(MigrationNote(kind: .warning, key: keyText, field: "state", message: "unknown \(state), copied as is"))
         }
     }
 
