@@ -195,9 +195,9 @@ public func waitUntilWriting(_ client: EtcdClient, _ process: PachmigrateProcess
     } && process.process.isRunning
 }
 
-/// How many seeds the randomized fault tests try: `$PACHMIGRATE_FAULT_SEEDS`, else 5 (CI).
+/// How many seeds the randomized fault tests try: `$PACHMIGRATE_FAULT_SEEDS`, else 10 (CI: the live-engine issue asks for 10+ SIGKILL points).
 /// `Scripts/reliability` runs 20 or more.
-public let faultSeedCount: Int = ProcessInfo.processInfo.environment["PACHMIGRATE_FAULT_SEEDS"].flatMap(Int.init) ?? 5
+public let faultSeedCount: Int = ProcessInfo.processInfo.environment["PACHMIGRATE_FAULT_SEEDS"].flatMap(Int.init) ?? 10
 
 /// Appends one line to `$PACHMIGRATE_RELIABILITY_REPORT` (when set), which
 /// `Scripts/reliability` sums into its summary table: fault, seeds, records checked, losses.
