@@ -1,5 +1,7 @@
+import Dispatch
 import EtcdGateway
 import Logging
+import Synchronization
 
 /// A logical backup: every key under the roots as it was at one revision, in mod-revision
 /// order, in the dump format (`DumpWriter`), with a `.sha256` beside it.
@@ -23,19 +25,32 @@ public enum Backup {
         } catch {
             throw MigrationError(.backupFailed, "cannot create the backup file \(path): \(error). Nothing was written to etcd; choose another --backup path.")
         }
+        // Values are read in rounds of `parallelReads` txns at once (the reads are
+        // independent; each is a pinned-revision range), then written in order.
+        let chunk = 100
+        let parallelReads = 4
         var start = keys.startIndex
         do {
             while start < keys.endIndex {
-                let end = min(start + 100, keys.endIndex)
-                let values = try fetchValues(store: store, keys: keys[start..<end], revision: revision)
-                for (entry, kv) in zip(keys[start..<end], values) {
-                    guard let kv else {
-                        throw MigrationError(.backupFailed, "\(entry.key.printable) vanished at revision \(revision) while backing up")
-                    }
-                    try writer.write(kv)
+                let chunkStarts = Array(stride(from: start, to: min(start + chunk * parallelReads, keys.endIndex), by: chunk))
+                let results = Mutex<[Int: Result<[KeyValue?], MigrationError>]>([:])
+                DispatchQueue.concurrentPerform(iterations: chunkStarts.count) { i in
+                    let slice = keys[chunkStarts[i]..<min(chunkStarts[i] + chunk, keys.endIndex)]
+                    let result = Result { () throws(MigrationError) in try fetchValues(store: store, keys: slice, revision: revision) }
+                    results.withLock { $0[i] = result }
                 }
-                progress(end)
-                start = end
+                let fetched = results.withLock { $0 }
+                for (i, chunkStart) in chunkStarts.enumerated() {
+                    let slice = keys[chunkStart..<min(chunkStart + chunk, keys.endIndex)]
+                    for (entry, kv) in zip(slice, try fetched[i]!.get()) {
+                        guard let kv else {
+                            throw MigrationError(.backupFailed, "\(entry.key.printable) vanished at revision \(revision) while backing up")
+                        }
+                        try writer.write(kv)
+                    }
+                    start = slice.endIndex
+                }
+                progress(start)
             }
             let sha = try writer.finish()
             logger.info("backup written", metadata: ["path": "\(path)", "keys": "\(keys.count)", "sha256": "\(sha)"])
