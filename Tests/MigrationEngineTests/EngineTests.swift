@@ -10,6 +10,8 @@ import Testing
 struct ToyMigration: RecordMigration {
     var fromVersion = "1"
     var toVersion = "2"
+    /// Attach a note to every rewritten record.
+    var noteEach = false
     var backupPrefixes: [[UInt8]] { [Array("app/".utf8)] }
     var recordPrefixes: [[UInt8]] { [Array("app/c/".utf8)] }
 
@@ -25,7 +27,8 @@ struct ToyMigration: RecordMigration {
         guard text.hasPrefix("v1:") else {
             throw RecordConversionError(key: record.key.printable, message: "neither v1 nor v2")
         }
-        return RecordConversion(action: .rewrite(Array(("v2:" + text.dropFirst(3).uppercased()).utf8)))
+        let notes = noteEach ? [ConversionNote(kind: .normalized, key: record.key.printable, message: "uppercased")] : []
+        return RecordConversion(action: .rewrite(Array(("v2:" + text.dropFirst(3).uppercased()).utf8)), notes: notes)
     }
 
     func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
@@ -107,6 +110,15 @@ struct EngineTests {
         #expect(result.scan?.pendingCount == 60)
         #expect(result.scan?.untouched == 1)
         #expect(store.revision == revision)
+    }
+
+    @Test func theScanCountsEveryNoteButKeepsABoundedNumber() throws {
+        let store = toyCluster(groups: 2, perGroup: 600)
+        let migration = ToyMigration(noteEach: true)
+        let scan = try ClusterScan.scan(store: store, migration: migration, keepAllKeys: false, logger: testLogger)
+        #expect(scan.noteCounts[.normalized] == 1200)
+        #expect(scan.notes.count == ClusterScan.noteLimit)
+        #expect(scan.pendingCount == 1200)
     }
 
     @Test func heldLockFailsFastNamingTheHolder() throws {

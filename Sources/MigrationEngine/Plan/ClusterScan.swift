@@ -29,7 +29,11 @@ public struct ClusterScan: Sendable {
     public var rewrittenByThisRun: [String: Int]
     /// Keys under the roots that are not records (indexes, counters, scratch …): left untouched.
     public var untouched: Int
+    /// The first `noteLimit` conversion notes; `noteCounts` counts them all. A cluster of
+    /// millions of records can carry a note on most of them, and memory must not grow with it.
     public var notes: [ConversionNote]
+    public var noteCounts: [ConversionNote.Kind: Int] = [:]
+    public static let noteLimit = 1000
     public var failures: [RecordConversionError]
     public var findings: [AtRestFinding]
     /// Companion keys (e.g. `openCommits/…`) the rewrite will create.
@@ -123,7 +127,10 @@ public struct ClusterScan: Sendable {
             }
             toRewrite[kind, default: 0] += 1
             companions += conversion.companions.count
-            notes += conversion.notes
+            for note in conversion.notes {
+                noteCounts[note.kind, default: 0] += 1
+                if notes.count < Self.noteLimit { notes.append(note) }
+            }
             pending[lane, default: []].append(KeyRevision(key: kv.key, modRevision: kv.modRevision))
         }
     }

@@ -69,6 +69,8 @@ struct ScanSummary: Encodable {
     var companions: Int
     var findings: [AtRestFinding]
     var notes: [ConversionNote]
+    /// All notes per kind; `notes` holds the first ClusterScan.noteLimit of them.
+    var noteCounts: [String: Int]
     var failures: [String]
 
     init(_ scan: ClusterScan) {
@@ -81,6 +83,7 @@ struct ScanSummary: Encodable {
         companions = scan.companions
         findings = scan.findings
         notes = scan.notes
+        noteCounts = Dictionary(uniqueKeysWithValues: scan.noteCounts.map { ($0.key.rawValue, $0.value) })
         failures = scan.failures.map(\.description)
     }
 
@@ -112,12 +115,13 @@ struct ScanSummary: Encodable {
             lines += warnings.map { "  - \($0.key): \($0.detail)" }
         }
         if !notes.isEmpty {
-            var byKind: [ConversionNote.Kind: Int] = [:]
-            for note in notes { byKind[note.kind, default: 0] += 1 }
-            lines.append("Conversion notes: " + byKind.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.value) \($0.key.rawValue)" }.joined(separator: ", "))
+            let total = noteCounts.values.reduce(0, +)
+            lines.append("Conversion notes: " + noteCounts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
             let shown = verbose ? notes : Array(notes.prefix(20))
             lines += shown.map { "  - [\($0.kind.rawValue)] \($0.key): \($0.message)" }
-            if shown.count < notes.count { lines.append("  … \(notes.count - shown.count) more (--verbose, or --output json)") }
+            if shown.count < total {
+                lines.append("  … \(total - shown.count) more" + (verbose ? " (only the first \(notes.count) are kept; `pachmigrate convert` on a backup lists them all)" : " (--verbose, or --output json)"))
+            }
         }
         if !failures.isEmpty {
             lines.append("Records that cannot be converted (\(failures.count)):")
