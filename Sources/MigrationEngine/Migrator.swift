@@ -22,6 +22,9 @@ public struct MigrationOptions: Sendable {
     /// Lanes written at the same time (each over its own connection).
     public var concurrency = 4
     public var pageSize = 1000
+    /// Entries sorted in memory at a time before they go to the on-disk sort (the scan's
+    /// memory bound); small values exercise the merge in tests.
+    public var sortChunk = 50_000
     /// For the lock holder record and the history.
     public var command = "pachmigrate migrate"
     public var toolVersion = "dev"
@@ -92,7 +95,7 @@ public struct Migrator: Sendable {
             progress(ProgressEvent(step: "scan", done: 0, total: 0))
             let scan = try ClusterScan.scan(
                 store: store, migration: migration, runStartRevision: existing.flatMap { $0.status == .done ? nil : $0.startRevision },
-                pageSize: options.pageSize, keepAllKeys: false, logger: logger
+                pageSize: options.pageSize, keepAllKeys: false, sortChunk: options.sortChunk, logger: logger
             ) { progress(ProgressEvent(step: "scan", done: $0, total: 0)) }
             return MigrationResult(outcome: .dryRun, scan: scan, startRevision: scan.revision)
         }
@@ -142,7 +145,7 @@ public struct Migrator: Sendable {
         let writesBackup = state == nil && options.backup != .none
         let scan = try ClusterScan.scan(
             store: store, migration: migration, runStartRevision: state?.startRevision, pageSize: options.pageSize,
-            keepAllKeys: writesBackup, logger: logger
+            keepAllKeys: writesBackup, sortChunk: options.sortChunk, logger: logger
         ) { progress(ProgressEvent(step: "scan", done: $0, total: 0)) }
         if !scan.failures.isEmpty {
             throw MigrationError(
@@ -170,11 +173,12 @@ public struct Migrator: Sendable {
             current.message = nil
         } else {
             if case .file(let path) = options.backup {
-                lock.report(step: "backup", done: 0, total: scan.allKeys.count)
-                progress(ProgressEvent(step: "backup", done: 0, total: scan.allKeys.count))
+                let total = scan.allKeysCount
+                lock.report(step: "backup", done: 0, total: total)
+                progress(ProgressEvent(step: "backup", done: 0, total: total))
                 result.backup = try Backup.write(
-                    store: store, keys: scan.allKeys, revision: scan.revision, to: path, logger: logger
-                ) { progress(ProgressEvent(step: "backup", done: $0, total: scan.allKeys.count)) }
+                    store: store, keys: scan.allKeys(), count: total, revision: scan.revision, to: path, logger: logger
+                ) { progress(ProgressEvent(step: "backup", done: $0, total: total)) }
             }
             try lock.checkHeld()
             let now = timestamp()
@@ -269,7 +273,7 @@ public struct Migrator: Sendable {
         progress: @escaping @Sendable (ProgressEvent) -> Void
     ) throws(MigrationError) -> Set<Int64> {
         let cursors = try JournalReader(store: store, namespace: namespace).laneCursors()
-        let lanes = scan.pending.sorted { $0.value.count > $1.value.count }
+        let lanes = scan.pendingCounts.sorted { $0.value > $1.value }.map(\.key)
         let total = scan.pendingCount
         let next = Atomic<Int>(0)
         let done = Atomic<Int>(0)
@@ -286,7 +290,8 @@ public struct Migrator: Sendable {
             while true {
                 let index = next.add(1, ordering: .relaxed).oldValue
                 guard index < lanes.count, !laneStop.isStopped else { return }
-                let (lane, entries) = lanes[index]
+                let lane = lanes[index]
+                let entries = scan.pending(lane)
                 do throws(MigrationError) {
                     _ = try writer.write(lane: lane, entries: entries, cursor: cursors[lane]) { revision in
                         revisions.withLock { _ = $0.insert(revision) }

@@ -253,3 +253,44 @@ struct EngineTests {
         #expect(values(store).filter { $0.key.hasPrefix("app/c/") }.allSatisfy { $0.value.hasPrefix("v2:") })
     }
 }
+
+@Suite("On-disk sort of the scan's order")
+struct RevisionOrderSpillTests {
+    @Test(arguments: [1, 3, 7, 1000])
+    func groupsReadBackInRevisionOrderWhateverTheChunk(chunk: Int) throws {
+        let spill = try RevisionOrderSpill(chunk: chunk)
+        var expected: [String: [KeyRevision]] = [:]
+        var generator = SystemRandomNumberGenerator()
+        for i in 0..<200 {
+            let group = ["a", "b", "c"][i % 3]
+            let entry = KeyRevision(key: Array("k\(Int.random(in: 0..<50, using: &generator))-\(i)".utf8), modRevision: Int64.random(in: 1...40, using: &generator))
+            expected[group, default: []].append(entry)
+            try spill.append(entry, to: group)
+        }
+        try spill.finish()
+        for (group, entries) in expected {
+            var reader = spill.reader(for: group)
+            var read: [KeyRevision] = []
+            while true {
+                let batch = try reader.next(max: 13)
+                if batch.isEmpty { break }
+                read += batch
+            }
+            #expect(read == entries.sorted(by: ClusterScan.revisionOrder))
+            #expect(spill.count(of: group) == entries.count)
+        }
+        var missing = spill.reader(for: "none")
+        #expect(try missing.next(max: 5).isEmpty)
+    }
+
+    @Test func aMigrationWithATinySortChunkKeepsLaneOrder() throws {
+        let reference = toyCluster()
+        let before = laneOrder(reference)
+        let store = toyCluster()
+        var options = MigrationOptions(backup: .none)
+        options.sortChunk = 4
+        let result = try migrator(store).run(options: options)
+        #expect(result.written == 60)
+        #expect(laneOrder(store) == before)
+    }
+}

@@ -13,10 +13,10 @@ public struct BackupInfo: Codable, Sendable, Hashable {
 }
 
 public enum Backup {
-    /// Writes `keys` (as read at `revision`) to `path`. Fails with `.backupFailed` before
-    /// touching etcd if the file cannot be created or written.
-    public static func write(
-        store: any KeyValueService, keys: [KeyRevision], revision: Int64, to path: String, logger: Logger,
+    /// Writes `keys` (as read at `revision`, in mod-revision order) to `path`. Fails with
+    /// `.backupFailed` before touching etcd if the file cannot be created or written.
+    public static func write<Keys: KeyRevisionBatches>(
+        store: any KeyValueService, keys: Keys, count: Int, revision: Int64, to path: String, logger: Logger,
         progress: (Int) -> Void = { _ in }
     ) throws(MigrationError) -> BackupInfo {
         let writer: DumpWriter
@@ -29,32 +29,35 @@ public enum Backup {
         // independent; each is a pinned-revision range), then written in order.
         let chunk = 100
         let parallelReads = 4
-        var start = keys.startIndex
+        var source = keys
+        var done = 0
         do {
-            while start < keys.endIndex {
-                let chunkStarts = Array(stride(from: start, to: min(start + chunk * parallelReads, keys.endIndex), by: chunk))
+            while true {
+                let round = try source.next(max: chunk * parallelReads)
+                if round.isEmpty { break }
+                let chunkStarts = Array(stride(from: 0, to: round.count, by: chunk))
                 let results = Mutex<[Int: Result<[KeyValue?], MigrationError>]>([:])
                 DispatchQueue.concurrentPerform(iterations: chunkStarts.count) { i in
-                    let slice = keys[chunkStarts[i]..<min(chunkStarts[i] + chunk, keys.endIndex)]
+                    let slice = round[chunkStarts[i]..<min(chunkStarts[i] + chunk, round.count)]
                     let result = Result { () throws(MigrationError) in try fetchValues(store: store, keys: slice, revision: revision) }
                     results.withLock { $0[i] = result }
                 }
                 let fetched = results.withLock { $0 }
                 for (i, chunkStart) in chunkStarts.enumerated() {
-                    let slice = keys[chunkStart..<min(chunkStart + chunk, keys.endIndex)]
+                    let slice = round[chunkStart..<min(chunkStart + chunk, round.count)]
                     for (entry, kv) in zip(slice, try fetched[i]!.get()) {
                         guard let kv else {
                             throw MigrationError(.backupFailed, "\(entry.key.printable) vanished at revision \(revision) while backing up")
                         }
                         try writer.write(kv)
                     }
-                    start = slice.endIndex
                 }
-                progress(start)
+                done += round.count
+                progress(done)
             }
             let sha = try writer.finish()
-            logger.info("backup written", metadata: ["path": "\(path)", "keys": "\(keys.count)", "sha256": "\(sha)"])
-            return BackupInfo(path: path, sha256: sha, keys: keys.count, revision: revision)
+            logger.info("backup written", metadata: ["path": "\(path)", "keys": "\(done)", "sha256": "\(sha)"])
+            return BackupInfo(path: path, sha256: sha, keys: done, revision: revision)
         } catch let error as MigrationError {
             writer.abandon()
             throw error
@@ -69,7 +72,7 @@ public enum Backup {
         store: any KeyValueService, prefixes: [[UInt8]], to path: String, logger: Logger
     ) throws(MigrationError) -> BackupInfo {
         let (keys, revision) = try collectKeys(store: store, prefixes: prefixes)
-        return try write(store: store, keys: keys, revision: revision, to: path, logger: logger)
+        return try write(store: store, keys: KeyRevisionArray(keys), count: keys.count, revision: revision, to: path, logger: logger)
     }
 
     /// Every key under `prefixes` at one revision, in mod-revision order, without values.

@@ -4,6 +4,11 @@ import Logging
 /// A key and the revision it was last written at: the unit of ordering. Values are not
 /// kept in memory; they are fetched again, in batches, when needed.
 public struct KeyRevision: Sendable, Hashable {
+    public init(key: [UInt8], modRevision: Int64) {
+        self.key = key
+        self.modRevision = modRevision
+    }
+
     public var key: [UInt8]
     public var modRevision: Int64
 }
@@ -14,13 +19,19 @@ public struct KeyRevision: Sendable, Hashable {
 public struct ClusterScan: Sendable {
     /// The pinned revision the scan read.
     public var revision: Int64
-    /// Every key under the roots, in mod-revision order (ties by key), for backups. Empty
-    /// unless the scan was asked to keep them: at 1M keys this list alone is ~150 MB.
-    public var allKeys: [KeyRevision]
+    /// The order of things, held on disk: every key under the roots (group `backupGroup`,
+    /// only when the scan was asked to keep them, for a backup) and, per lane, the records
+    /// still to rewrite; each read back in (mod revision, key) order.
+    public let order: RevisionOrderSpill
+    static let backupGroup = "\u{0}backup"
+    /// Every key under the roots, in mod-revision order (ties by key), for backups.
+    public func allKeys() -> SpillReader { order.reader(for: Self.backupGroup) }
+    public var allKeysCount: Int { order.count(of: Self.backupGroup) }
     /// How many keys the scan read under the roots (whether or not `allKeys` kept them).
     public var keysScanned = 0
-    /// Per lane, the records still to rewrite, in original mod-revision order.
-    public var pending: [String: [KeyRevision]]
+    /// Per lane, how many records are still to rewrite; `pending(lane)` reads them in order.
+    public var pendingCounts: [String: Int]
+    public func pending(_ lane: String) -> SpillReader { order.reader(for: lane) }
     /// Per lane kind (`jobs`, `commits`, …): records that need rewriting.
     public var toRewrite: [String: Int]
     /// Per lane kind: records already in the target form before this run started.
@@ -39,7 +50,7 @@ public struct ClusterScan: Sendable {
     /// Companion keys (e.g. `openCommits/…`) the rewrite will create.
     public var companions: Int
 
-    public var pendingCount: Int { pending.values.reduce(0) { $0 + $1.count } }
+    public var pendingCount: Int { pendingCounts.values.reduce(0, +) }
     public var blockingFindings: [AtRestFinding] { findings.filter(\.blocking) }
 
     /// The kind of a lane: its name up to the first `/` (`commits/images` → `commits`).
@@ -55,12 +66,13 @@ public struct ClusterScan: Sendable {
     /// old form but modified after it was written by someone else.
     public static func scan(
         store: any KeyValueService, migration: any RecordMigration, revision: Int64 = 0,
-        runStartRevision: Int64? = nil, pageSize: Int = 1000, keepAllKeys: Bool = true, logger: Logger,
-        progress: (Int) -> Void = { _ in }
+        runStartRevision: Int64? = nil, pageSize: Int = 1000, keepAllKeys: Bool = true, sortChunk: Int = 50_000,
+        logger: Logger, progress: (Int) -> Void = { _ in }
     ) throws(MigrationError) -> ClusterScan {
         var result = ClusterScan(
-            revision: revision, allKeys: [], pending: [:], toRewrite: [:], alreadyMigrated: [:],
-            rewrittenByThisRun: [:], untouched: 0, notes: [], failures: [], findings: [], companions: 0)
+            revision: revision, order: try RevisionOrderSpill(chunk: sortChunk), pendingCounts: [:], toRewrite: [:],
+            alreadyMigrated: [:], rewrittenByThisRun: [:], untouched: 0, notes: [], failures: [], findings: [],
+            companions: 0)
         var pinned = revision
         for root in migration.backupPrefixes {
             var next = root
@@ -72,7 +84,7 @@ public struct ClusterScan: Sendable {
                 }
                 if pinned == 0 { pinned = page.header.revision }
                 for kv in page.kvs {
-                    result.add(kv, migration: migration, runStartRevision: runStartRevision, keepKey: keepAllKeys)
+                    try result.add(kv, migration: migration, runStartRevision: runStartRevision, keepKey: keepAllKeys)
                 }
                 progress(result.keysScanned)
                 guard page.more, let last = page.kvs.last else { break }
@@ -80,10 +92,7 @@ public struct ClusterScan: Sendable {
             }
         }
         result.revision = pinned
-        result.allKeys.sort(by: Self.revisionOrder)
-        for lane in result.pending.keys {
-            result.pending[lane]!.sort(by: Self.revisionOrder)
-        }
+        try result.order.finish()
         logger.debug(
             "scan done",
             metadata: ["revision": "\(pinned)", "keys": "\(result.keysScanned)", "pending": "\(result.pendingCount)"])
@@ -94,9 +103,11 @@ public struct ClusterScan: Sendable {
         a.modRevision != b.modRevision ? a.modRevision < b.modRevision : a.key.lexicographicallyPrecedes(b.key)
     }
 
-    private mutating func add(_ kv: KeyValue, migration: any RecordMigration, runStartRevision: Int64?, keepKey: Bool) {
+    private mutating func add(
+        _ kv: KeyValue, migration: any RecordMigration, runStartRevision: Int64?, keepKey: Bool
+    ) throws(MigrationError) {
         keysScanned += 1
-        if keepKey { allKeys.append(KeyRevision(key: kv.key, modRevision: kv.modRevision)) }
+        if keepKey { try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision), to: Self.backupGroup) }
         migration.inspect(kv, findings: &findings)
         guard let lane = migration.lane(of: kv.key) else {
             untouched += 1
@@ -131,7 +142,8 @@ public struct ClusterScan: Sendable {
                 noteCounts[note.kind, default: 0] += 1
                 if notes.count < Self.noteLimit { notes.append(note) }
             }
-            pending[lane, default: []].append(KeyRevision(key: kv.key, modRevision: kv.modRevision))
+            pendingCounts[lane, default: 0] += 1
+            try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision), to: lane)
         }
     }
 }

@@ -44,22 +44,22 @@ struct LaneWriter {
 
     /// Returns the number of records written. `onWritten` is called after each one with
     /// the revision the write landed at.
-    func write(
-        lane: String, entries: [KeyRevision], cursor: LaneCursor?, onWritten: (Int64) -> Void
+    func write<Entries: KeyRevisionBatches>(
+        lane: String, entries: Entries, cursor: LaneCursor?, onWritten: (Int64) -> Void
     ) throws(MigrationError) -> Int {
         var cursor = cursor ?? LaneCursor(written: 0, lastKey: "", lastRevision: 0)
         let cursorKey = namespace.laneKey(lane)
         var written = 0
-        var start = entries.startIndex
+        var source = entries
+        var batch = try source.next(max: batchSize)
         // Reading and converting batch k+1 runs on another thread while batch k is written:
         // a lane's sequential txns are the bound (docs/performance.md), so they should not
         // also wait for reads and decoding.
-        var upcoming = start < entries.endIndex ? PreparedBatch.start(self, entries[start..<min(start + batchSize, entries.endIndex)]) : nil
-        while start < entries.endIndex {
-            let end = min(start + batchSize, entries.endIndex)
-            let batch = entries[start..<end]
+        var upcoming = batch.isEmpty ? nil : PreparedBatch.start(self, batch)
+        while !batch.isEmpty {
             let prepared = upcoming!.wait()
-            upcoming = end < entries.endIndex ? PreparedBatch.start(self, entries[end..<min(end + batchSize, entries.endIndex)]) : nil
+            let following = try source.next(max: batchSize)
+            upcoming = following.isEmpty ? nil : PreparedBatch.start(self, following)
             defer { _ = upcoming?.wait() }  // never leave a prefetch running past an error
             let values = try prepared.values.get()
             for ((entry, current), converted) in zip(zip(batch, values), prepared.conversions) {
@@ -129,7 +129,7 @@ struct LaneWriter {
                 written += 1
                 onWritten(response.header.revision)
             }
-            start = end
+            batch = following
         }
         return written
     }
@@ -143,10 +143,10 @@ struct LaneWriter {
         private(set) var conversions: [Result<RecordConversion, RecordConversionError>?] = []
         private let done = DispatchSemaphore(value: 0)
 
-        static func start(_ writer: LaneWriter, _ batch: ArraySlice<KeyRevision>) -> PreparedBatch {
+        static func start(_ writer: LaneWriter, _ batch: [KeyRevision]) -> PreparedBatch {
             let prepared = PreparedBatch()
             let store = writer.store, migration = writer.migration, lock = writer.lock, logger = writer.logger
-            let keys = Array(batch)
+            let keys = batch
             DispatchQueue.global().async {
                 do throws(MigrationError) {
                     let values = try fetchValues(store: store, keys: keys[...], retryingWhileHolding: lock, logger: logger)
