@@ -24,7 +24,7 @@ public struct MigrationOptions: Sendable {
     public var pageSize = 1000
     /// Entries sorted in memory at a time before they go to the on-disk sort (the scan's
     /// memory bound); small values exercise the merge in tests.
-    public var sortChunk = 50_000
+    public var sortChunk = 20_000
     /// For the lock holder record and the history.
     public var command = "pachmigrate migrate"
     public var toolVersion = "dev"

@@ -66,7 +66,7 @@ public struct ClusterScan: Sendable {
     /// old form but modified after it was written by someone else.
     public static func scan(
         store: any KeyValueService, migration: any RecordMigration, revision: Int64 = 0,
-        runStartRevision: Int64? = nil, pageSize: Int = 1000, keepAllKeys: Bool = true, sortChunk: Int = 50_000,
+        runStartRevision: Int64? = nil, pageSize: Int = 1000, keepAllKeys: Bool = true, sortChunk: Int = 20_000,
         logger: Logger, progress: (Int) -> Void = { _ in }
     ) throws(MigrationError) -> ClusterScan {
         var result = ClusterScan(

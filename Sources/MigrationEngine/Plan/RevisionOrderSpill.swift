@@ -44,7 +44,7 @@ public final class RevisionOrderSpill: @unchecked Sendable {
     public private(set) var counts: [String: Int] = [:]
     let chunk: Int
 
-    public init(chunk: Int = 50_000) throws(MigrationError) {
+    public init(chunk: Int = 20_000) throws(MigrationError) {
         self.chunk = max(1, chunk)
         var template = Array((FileManager.default.temporaryDirectory.path + "/pachmigrate-order.XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
@@ -173,7 +173,7 @@ public struct SpillReader: KeyRevisionBatches {
     private mutating func ensure(_ i: Int, bytes: Int) throws(MigrationError) {
         let available = runs[i].buffer.count - runs[i].position
         guard available < bytes else { return }
-        let want = max(bytes - available, 64 * 1024)
+        let want = max(bytes - available, 16 * 1024)
         var fresh = [UInt8](repeating: 0, count: want)
         let n = fresh.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, want, off_t(runs[i].offset)) }
         guard n >= bytes - available else {
