@@ -17,17 +17,6 @@ struct LiveMigrationTests {
             layout: layout, plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0"), allowOpenCommits: allowOpenCommits)
     }
 
-    func group(_ key: [UInt8]) -> String? {
-        if case .record(_, let g) = layout.classify(key) { return g }
-        return nil
-    }
-
-    func pachydermState(_ client: EtcdClient) throws -> [KeyValue] {
-        (try client.dumpState(prefix: "pachyderm_pfs/") + client.dumpState(prefix: "pachyderm_pps/")).sorted {
-            $0.modRevision != $1.modRevision ? $0.modRevision < $1.modRevision : $0.key.lexicographicallyPrecedes($1.key)
-        }
-    }
-
     @Test func atRestSampleMigratedLiveEqualsOfflineConversion() async throws {
         try await onOwnThread {
             let server = try EtcdServer.start()
@@ -49,9 +38,9 @@ struct LiveMigrationTests {
                 .convert(try SampleData.keyValues(SampleData.before("at-rest")))
             #expect(offline.report.failures.isEmpty)
             #expect(valuesByKey(after) == valuesByKey(offline.output))
-            #expect(orderByGroup(after, group: group) == orderByGroup(before, group: group))
+            #expect(orderByGroup(after, group: orderingGroup) == orderByGroup(before, group: orderingGroup))
             // Keys that are not records were not rewritten at all.
-            let untouched = before.filter { group($0.key) == nil }
+            let untouched = before.filter { orderingGroup($0.key) == nil }
             let afterByKey = Dictionary(uniqueKeysWithValues: after.map { ($0.key, $0) })
             #expect(untouched.allSatisfy { afterByKey[$0.key]?.modRevision == $0.modRevision })
 
