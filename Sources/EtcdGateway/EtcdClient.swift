@@ -172,28 +172,6 @@ public final class EtcdClient: KeyValueService, Sendable {
         return TxnResponse(header: wire.header.model, succeeded: wire.succeeded ?? false, responses: responses)
     }
 
-    /// Reads every key under `prefix` at one pinned revision, `pageSize` keys at a time, and
-    /// hands each page to `body`. `revision` 0 pins the revision of the first page. Returns
-    /// the revision read.
-    @discardableResult
-    public func scanPrefix(
-        _ prefix: [UInt8], revision: Int64 = 0, pageSize: Int = 1000, keysOnly: Bool = false,
-        _ body: ([KeyValue]) throws -> Void
-    ) throws -> Int64 {
-        let end = prefixRangeEnd(prefix)
-        var nextKey = prefix
-        var pinned = revision
-        while true {
-            let page = try range(
-                RangeRequest(key: nextKey, rangeEnd: end, limit: Int64(max(1, pageSize)), revision: pinned, keysOnly: keysOnly))
-            if pinned == 0 { pinned = page.header.revision }
-            if !page.kvs.isEmpty { try body(page.kvs) }
-            guard page.more, let last = page.kvs.last else { return pinned }
-            // The smallest key after `last`.
-            nextKey = last.key + [0]
-        }
-    }
-
     // MARK: Leases
 
     public func leaseGrant(ttl: Int64) throws(EtcdError) -> LeaseGrantResponse {

@@ -286,3 +286,55 @@ public protocol KeyValueService: Sendable {
     func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64?
     func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse
 }
+
+/// The pages of a prefix range at one pinned revision: the paging every full scan needs
+/// (next key = last key + `\0`, so each page continues exactly after the previous one).
+public struct PrefixPages {
+    private let store: any KeyValueService
+    private let end: [UInt8]
+    private let pageSize: Int64
+    private let keysOnly: Bool
+    private var nextKey: [UInt8]?
+    /// The revision the pages are read at: `revision`, or that of the first page when 0.
+    public private(set) var revision: Int64
+
+    init(store: any KeyValueService, prefix: [UInt8], revision: Int64, pageSize: Int, keysOnly: Bool) {
+        self.store = store
+        self.end = prefixRangeEnd(prefix)
+        self.pageSize = Int64(max(1, pageSize))
+        self.keysOnly = keysOnly
+        self.nextKey = prefix
+        self.revision = revision
+    }
+
+    /// The next page, or nil after the last one.
+    public mutating func next() throws(EtcdError) -> [KeyValue]? {
+        guard let key = nextKey else { return nil }
+        let page = try store.range(
+            RangeRequest(key: key, rangeEnd: end, limit: pageSize, revision: revision, keysOnly: keysOnly))
+        if revision == 0 { revision = page.header.revision }
+        nextKey = page.more ? page.kvs.last.map { $0.key + [0] } : nil
+        return page.kvs
+    }
+}
+
+extension KeyValueService {
+    /// Every key under `prefix`, page by page, at one pinned revision (`revision` 0: the
+    /// current one, pinned by the first page).
+    public func pages(prefix: [UInt8], revision: Int64 = 0, pageSize: Int = 1000, keysOnly: Bool = false) -> PrefixPages {
+        PrefixPages(store: self, prefix: prefix, revision: revision, pageSize: pageSize, keysOnly: keysOnly)
+    }
+
+    /// Hands each page under `prefix` to `body`; returns the revision read.
+    @discardableResult
+    public func scanPrefix(
+        _ prefix: [UInt8], revision: Int64 = 0, pageSize: Int = 1000, keysOnly: Bool = false,
+        _ body: ([KeyValue]) throws -> Void
+    ) throws -> Int64 {
+        var pages = pages(prefix: prefix, revision: revision, pageSize: pageSize, keysOnly: keysOnly)
+        while let page = try pages.next() {
+            if !page.isEmpty { try body(page) }
+        }
+        return pages.revision
+    }
+}

@@ -61,7 +61,7 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
 
 /// Runs an etcd call, turning its error into a `MigrationError` that says what we were doing.
 @inline(__always)
-func etcd<T>(_ doing: @autoclosure () -> String, _ body: () throws(EtcdError) -> T) throws(MigrationError) -> T {
+public func etcd<T>(_ doing: @autoclosure () -> String, _ body: () throws(EtcdError) -> T) throws(MigrationError) -> T {
     do {
         return try body()
     } catch {

@@ -237,11 +237,9 @@ public struct Migrator: Sendable {
         var changedOthers: [KeyRevision] = []
         var foreign: [String] = []
         for prefix in migration.backupPrefixes {
-            var next = prefix
-            while true {
-                let request = RangeRequest(key: next, rangeEnd: prefixRangeEnd(prefix), limit: 1000, keysOnly: true)
-                let page = try etcd("checking for foreign writes") { () throws(EtcdError) in try store.range(request) }
-                for kv in page.kvs where kv.modRevision > startRevision {
+            var pages = store.pages(prefix: prefix, keysOnly: true)
+            while let page = try etcd("checking for foreign writes", { () throws(EtcdError) in try pages.next() }) {
+                for kv in page where kv.modRevision > startRevision {
                     if migration.lane(of: kv.key) == nil {
                         changedOthers.append(KeyRevision(key: kv.key, modRevision: kv.modRevision))
                     } else {
@@ -251,8 +249,6 @@ public struct Migrator: Sendable {
                         }
                     }
                 }
-                guard page.more, let last = page.kvs.last else { break }
-                next = last.key + [0]
             }
         }
         for entry in changedOthers where !recordRevisions.contains(entry.modRevision) {

@@ -116,13 +116,8 @@ struct WriteLimit: ParsableCommand {
         let client = try makeClient(endpoint)
         var modRevisions: [[UInt8]: Int64] = [:]
         for root in ["pachyderm_pfs/", "pachyderm_pps/"] {
-            var next = Array(root.utf8)
-            let end = prefixRangeEnd(next)
-            while true {
-                let page = try client.range(RangeRequest(key: next, rangeEnd: end, limit: 1000, keysOnly: true))
-                for kv in page.kvs { modRevisions[kv.key] = kv.modRevision }
-                guard page.more, let last = page.kvs.last else { break }
-                next = last.key + [0]
+            try client.scanPrefix(Array(root.utf8), keysOnly: true) { page in
+                for kv in page { modRevisions[kv.key] = kv.modRevision }
             }
         }
         let lockKey = Array("pachmigrate-bench/lock".utf8)

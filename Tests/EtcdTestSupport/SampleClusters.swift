@@ -44,13 +44,7 @@ extension EtcdClient {
     /// Every key under `prefix` with its value, in mod-revision order (ties by key).
     public func dumpState(prefix: String) throws -> [KeyValue] {
         var all: [KeyValue] = []
-        var next = Array(prefix.utf8)
-        while true {
-            let page = try range(RangeRequest(key: next, rangeEnd: prefixRangeEnd(Array(prefix.utf8)), limit: 1000))
-            all += page.kvs
-            guard page.more, let last = page.kvs.last else { break }
-            next = last.key + [0]
-        }
+        try scanPrefix(Array(prefix.utf8)) { all += $0 }
         return all.sorted { $0.modRevision != $1.modRevision ? $0.modRevision < $1.modRevision : $0.key.lexicographicallyPrecedes($1.key) }
     }
 }

@@ -67,33 +67,22 @@ public enum Backup {
         }
     }
 
-    /// Backs up every key under `prefixes` at the current revision.
+    /// Backs up every key under `prefixes` at the current revision. The keys' order goes
+    /// through the on-disk sort, so memory does not grow with the cluster.
     public static func take(
         store: any KeyValueService, prefixes: [[UInt8]], to path: String, logger: Logger
     ) throws(MigrationError) -> BackupInfo {
-        let (keys, revision) = try collectKeys(store: store, prefixes: prefixes)
-        return try write(store: store, keys: KeyRevisionArray(keys), count: keys.count, revision: revision, to: path, logger: logger)
-    }
-
-    /// Every key under `prefixes` at one revision, in mod-revision order, without values.
-    public static func collectKeys(
-        store: any KeyValueService, prefixes: [[UInt8]], pageSize: Int = 1000
-    ) throws(MigrationError) -> ([KeyRevision], Int64) {
-        var keys: [KeyRevision] = []
+        let order = try RevisionOrderSpill()
         var revision: Int64 = 0
         for prefix in prefixes {
-            var next = prefix
-            while true {
-                let request = RangeRequest(
-                    key: next, rangeEnd: prefixRangeEnd(prefix), limit: Int64(pageSize), revision: revision, keysOnly: true)
-                let page = try etcd("listing \(prefix.printable)") { () throws(EtcdError) in try store.range(request) }
-                if revision == 0 { revision = page.header.revision }
-                keys += page.kvs.map { KeyRevision(key: $0.key, modRevision: $0.modRevision) }
-                guard page.more, let last = page.kvs.last else { break }
-                next = last.key + [0]
+            var pages = store.pages(prefix: prefix, revision: revision, keysOnly: true)
+            while let page = try etcd("listing \(prefix.printable)", { () throws(EtcdError) in try pages.next() }) {
+                revision = pages.revision
+                for kv in page { try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision), to: "") }
             }
         }
-        keys.sort(by: ClusterScan.revisionOrder)
-        return (keys, revision)
+        try order.finish()
+        return try write(
+            store: store, keys: order.reader(for: ""), count: order.count(of: ""), revision: revision, to: path, logger: logger)
     }
 }

@@ -59,8 +59,13 @@ public struct Restorer: Sendable {
         lock.report(step: "restore", done: 0, total: lines)
 
         // Remove what the backup does not hold.
-        let (current, _) = try Backup.collectKeys(store: store, prefixes: prefixes)
-        let extra = current.filter { !backupKeys.contains($0.key) }
+        var extra: [KeyRevision] = []
+        for prefix in prefixes {
+            var pages = store.pages(prefix: prefix, keysOnly: true)
+            while let page = try etcd("listing \(prefix.printable)", { () throws(EtcdError) in try pages.next() }) {
+                extra += page.filter { !backupKeys.contains($0.key) }.map { KeyRevision(key: $0.key, modRevision: $0.modRevision) }
+            }
+        }
         for chunk in stride(from: 0, to: extra.count, by: 100) {
             let keys = extra[chunk..<min(chunk + 100, extra.count)]
             try fenced(lock, keys.map { .deleteRange(DeleteRangeRequest(key: $0.key)) }, doing: "removing keys the backup does not hold")

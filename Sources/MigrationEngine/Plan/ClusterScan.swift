@@ -74,21 +74,15 @@ public struct ClusterScan: Sendable {
             alreadyMigrated: [:], rewrittenByThisRun: [:], untouched: 0, notes: [], failures: [], findings: [],
             companions: 0)
         var pinned = revision
+        // Every root at the same pinned revision: the first page pins it.
         for root in migration.backupPrefixes {
-            var next = root
-            let end = prefixRangeEnd(root)
-            while true {
-                let request = RangeRequest(key: next, rangeEnd: end, limit: Int64(pageSize), revision: pinned)
-                let page = try etcd("reading \(root.printable) at revision \(pinned)") { () throws(EtcdError) in
-                    try store.range(request)
-                }
-                if pinned == 0 { pinned = page.header.revision }
-                for kv in page.kvs {
+            var pages = store.pages(prefix: root, revision: pinned, pageSize: pageSize)
+            while let page = try etcd("reading \(root.printable) at revision \(pinned)", { () throws(EtcdError) in try pages.next() }) {
+                pinned = pages.revision
+                for kv in page {
                     try result.add(kv, migration: migration, runStartRevision: runStartRevision, keepKey: keepAllKeys)
                 }
                 progress(result.keysScanned)
-                guard page.more, let last = page.kvs.last else { break }
-                next = last.key + [0]
             }
         }
         result.revision = pinned

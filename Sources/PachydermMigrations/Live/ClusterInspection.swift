@@ -23,7 +23,7 @@ public enum ClusterInspection {
         var binary = 0
         for kind in RecordKind.allCases {
             let request = RangeRequest.prefix(layout.collectionPrefix(kind), limit: Int64(sample))
-            let page = try etcdCall("sampling \(kind) records") { () throws(EtcdError) in try store.range(request) }
+            let page = try etcd("sampling \(kind) records") { () throws(EtcdError) in try store.range(request) }
             for kv in page.kvs {
                 guard case .record = layout.classify(kv.key) else { continue }
                 switch (try? RecordCodec.decode(kind: kind, key: kv.key, value: kv.value))?.encoding {
@@ -79,18 +79,11 @@ public enum ClusterInspection {
     static func scanRecords(
         store: any KeyValueService, layout: PachydermLayout, kind: RecordKind, pageSize: Int, _ body: (KeyValue) -> Void
     ) throws(MigrationError) {
-        let prefix = layout.collectionPrefix(kind)
-        var next = prefix
-        var revision: Int64 = 0
-        while true {
-            let request = RangeRequest(key: next, rangeEnd: prefixRangeEnd(prefix), limit: Int64(pageSize), revision: revision)
-            let page = try etcdCall("reading \(prefix.printable)") { () throws(EtcdError) in try store.range(request) }
-            if revision == 0 { revision = page.header.revision }
-            for kv in page.kvs {
+        var pages = store.pages(prefix: layout.collectionPrefix(kind), pageSize: pageSize)
+        while let page = try etcd("reading \(kind) records", { () throws(EtcdError) in try pages.next() }) {
+            for kv in page {
                 if case .record(kind, _) = layout.classify(kv.key) { body(kv) }
             }
-            guard page.more, let last = page.kvs.last else { return }
-            next = last.key + [0]
         }
     }
 }
@@ -101,12 +94,4 @@ public struct ReprocessingForecast: Sendable, Hashable, Codable {
     public var newestFinishedJob: String?
     /// `data_total` of the newest finished job: roughly what the first 1.5 job reprocesses.
     public var dataTotal: Int64?
-}
-
-func etcdCall<T>(_ doing: @autoclosure () -> String, _ body: () throws(EtcdError) -> T) throws(MigrationError) -> T {
-    do {
-        return try body()
-    } catch {
-        throw MigrationError.store(error, while: doing())
-    }
 }
