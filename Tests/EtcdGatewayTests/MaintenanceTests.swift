@@ -55,7 +55,8 @@ struct MaintenanceTests {
             #expect(try rootClient.snapshot(toFile: path) > 0)
             try runCommand(EtcdBinaries.etcdctl, ["snapshot", "status", path])
 
-            let limited = try server.makeClient(requestTimeout: .seconds(3))
+            // Generous: etcd checks the password with bcrypt, which takes seconds on a loaded machine.
+            let limited = try server.makeClient(requestTimeout: .seconds(20))
             let deniedPath = server.workDir + "/denied.db"
             let error = #expect(throws: EtcdError.self) { try limited.snapshot(toFile: deniedPath) }
             #expect(error?.code == .permissionDenied)
