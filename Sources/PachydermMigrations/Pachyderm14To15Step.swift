@@ -14,9 +14,15 @@ public struct ConvertedValue: Sendable, Hashable {
     /// How the input was encoded (`.binary15`: it had been migrated already).
     public var sourceEncoding: StoredEncoding
     public var notes: [MigrationNote]
+    /// The record as read, so callers that need more than the new bytes (the at-rest
+    /// checks, the reprocessing forecast) do not decode it a second time.
+    public var source: Decoded14Record
+
     /// For a commit without `finished`: its `Commit`, from which the 1.5.0
     /// `openCommits/<id>` entry is built (`PachydermLayout.openCommitEntry`). nil otherwise.
-    public var openCommit: Read14_Commit?
+    public var openCommit: Read14_Commit? {
+        if case .commit(let info) = source, info.isOpen { info.commit } else { nil }
+    }
 }
 
 /// Pachyderm 1.4.x → 1.5.0 for one record (spec §5): decode any 1.4.x record whatever the
@@ -39,20 +45,11 @@ public enum Pachyderm14To15Step {
                 message: "already 1.5.0 binary but not in this tool's form (e.g. written by Pachyderm 1.5.0's own "
                     + "migration, which keeps the removed stopped/strategy fields): re-encoded without them"))
         }
-        var openCommit: Read14_Commit? = nil
-        if case .commit(let info) = record, info.isOpen { openCommit = info.commit }
-        return ConvertedValue(value: bytes, sourceEncoding: encoding, notes: notes, openCommit: openCommit)
+        return ConvertedValue(value: bytes, sourceEncoding: encoding, notes: notes, source: record)
     }
 
-    /// Converts an already decoded record (the engine decodes once for its at-rest checks).
-    /// `source` is how it was stored: 1.5 binary has no `stopped` and no `strategy` on the
-    /// wire, so their absence there means nothing.
-    public static func convert(
-        _ record: Decoded14Record, key: [UInt8], source: StoredEncoding, notes: inout [MigrationNote]
-    ) throws(RecordCodecError) -> [UInt8] {
-        try convert(record, key: key, keyText: String(decoding: key, as: UTF8.self), source: source, notes: &notes)
-    }
-
+    /// Converts a decoded record. `source` is how it was stored: 1.5 binary has no `stopped`
+    /// and no `strategy` on the wire, so their absence there means nothing.
     static func convert(
         _ record: Decoded14Record, key: [UInt8], keyText: String, source: StoredEncoding, notes: inout [MigrationNote]
     ) throws(RecordCodecError) -> [UInt8] {

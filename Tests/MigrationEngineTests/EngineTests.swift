@@ -31,6 +31,10 @@ struct ToyMigration: RecordMigration {
         return RecordConversion(action: .rewrite(Array(("v2:" + text.dropFirst(3).uppercased()).utf8)), notes: notes)
     }
 
+    func examine(_ record: KeyValue, findings: inout [AtRestFinding]) throws(RecordConversionError) -> RecordConversion {
+        try convert(record)
+    }
+
     func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
         if kv.key.starts(with: Array("app/busy/".utf8)) {
             findings.append(AtRestFinding(kind: .runningJob, key: kv.key.printable, detail: "busy", blocking: true))

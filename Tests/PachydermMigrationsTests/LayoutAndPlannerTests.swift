@@ -1,4 +1,5 @@
 import EtcdGateway
+import MigrationEngine
 import Foundation
 import PachydermMigrations
 import PachydermSchema
@@ -133,6 +134,35 @@ struct AccessorTests {
         #expect(envPipelines["edges"] == ["EMPTY", "GREETING", "LOG_LEVEL"])
         #expect(envPipelines["montage"] == ["A", "Z", "Ω"])
         #expect(!dataTotals.isEmpty)
+    }
+
+    /// The scan's single pass (`examine`) finds what the decoded records say: the findings
+    /// and the forecast match the fixture's own facts (listed in the test above and in
+    /// `busy/after-pachyderm-1.5.0.decoded.jsonl`).
+    @Test("busy sample through the scan's examine: findings and reprocessing forecast")
+    func busySampleExamined() throws {
+        let migration = PachydermRecordMigration(layout: layout, plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0"))
+        var findings: [AtRestFinding] = []
+        for kv in try Fixtures.before("busy") {
+            if migration.lane(of: kv.key) != nil {
+                _ = try migration.examine(kv, findings: &findings)
+            } else {
+                migration.inspect(kv, findings: &findings)
+            }
+        }
+        let kinds = Dictionary(grouping: findings, by: \.kind).mapValues(\.count)
+        #expect(kinds[.openCommit] == 2 && kinds[.runningJob] == 3)
+        let blocking = findings.filter { $0.kind == .openCommit || $0.kind == .runningJob }.map(\.blocking)
+        #expect(blocking == Array(repeating: true, count: 5))
+        let forecast = migration.forecast.pipelines
+        #expect(forecast.map(\.pipeline) == ["edges", "join", "montage", "wordcount"])
+        #expect(forecast.map(\.envNames) == [["EMPTY", "GREETING", "LOG_LEVEL"], ["AWS_REGION"], ["A", "Z", "Ω"], ["JSON", "PATH_EXTRA"]])
+        // The newest finished job of each (2017-05-03 at 20:05:26, 18:23:34, 21:53:42, 18:21:45).
+        #expect(forecast.map(\.newestFinishedJob) == [
+            "8ec42918-6477-405b-aab0-4ddfc0977016", "a3cd31c2-7331-4492-ba65-c032d0d3b513",
+            "410bbc56-cf31-4b30-b2a8-7204d454542d", "7cc33d22-6cca-4ea2-83e5-e16399678895",
+        ])
+        #expect(forecast.map(\.dataTotal) == [2, 2966, 59, 6])
     }
 
     @Test("a finished commit needs no openCommits entry")

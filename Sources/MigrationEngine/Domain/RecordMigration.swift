@@ -17,7 +17,11 @@ public protocol RecordMigration: Sendable {
     func lane(of key: [UInt8]) -> String?
     /// Converts one record. Throws with the key named when it cannot.
     func convert(_ record: KeyValue) throws(RecordConversionError) -> RecordConversion
-    /// Adds what makes the cluster not at rest, as seen in one key (a record or not).
+    /// The scan's view of one record: its conversion, plus what it shows about the cluster
+    /// being at rest (a running job, an open commit). One call, so the value is decoded once.
+    func examine(_ record: KeyValue, findings: inout [AtRestFinding]) throws(RecordConversionError) -> RecordConversion
+    /// Adds what makes the cluster not at rest, as seen in a key that is not a record
+    /// (an in-flight put-file, a worker registration).
     func inspect(_ kv: KeyValue, findings: inout [AtRestFinding])
 }
 

@@ -102,15 +102,15 @@ public struct ClusterScan: Sendable {
     ) throws(MigrationError) {
         keysScanned += 1
         if keepKey { try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision), to: Self.backupGroup) }
-        migration.inspect(kv, findings: &findings)
         guard let lane = migration.lane(of: kv.key) else {
+            migration.inspect(kv, findings: &findings)
             untouched += 1
             return
         }
         let kind = Self.kind(ofLane: lane)
         let conversion: RecordConversion
         do {
-            conversion = try migration.convert(kv)
+            conversion = try migration.examine(kv, findings: &findings)
         } catch {
             failures.append(error)
             return

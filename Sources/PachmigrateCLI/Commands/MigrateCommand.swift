@@ -132,8 +132,6 @@ struct MigrateCommand: ParsableCommand {
             options.concurrency = concurrency
             options.command = "pachmigrate migrate"
             options.toolVersion = toolVersion
-            // Read before the run: afterwards the jobs it reads are 1.5 records.
-            let forecast = try ClusterInspection.reprocessingForecast(store: client, layout: connection.layout)
             let signals = SignalHandlers { signal in
                 context.logger.notice("signal \(signal): finishing the record in flight, then stopping (run again to resume)")
             }
@@ -153,10 +151,10 @@ struct MigrateCommand: ParsableCommand {
                 report.message = "Nothing to do: \(why)"
             case .dryRun:
                 report.outcome = "dry-run"
-                report.forecast = forecast
+                report.forecast = migration.forecast.pipelines
             case .migrated:
                 report.outcome = "migrated"
-                report.forecast = forecast
+                report.forecast = migration.forecast.pipelines
             }
             return report
         }
@@ -204,7 +202,7 @@ struct PlanCommand: ParsableCommand {
             }
             report.outcome = "plan"
             report.scan = result.scan.map(ScanSummary.init)
-            report.forecast = try ClusterInspection.reprocessingForecast(store: client, layout: connection.layout)
+            report.forecast = migration.forecast.pipelines
             return report
         }
     }

@@ -1,5 +1,6 @@
 import EtcdGateway
 import MigrationEngine
+import Synchronization
 
 /// What version a cluster's metadata is at, and how we know.
 public struct DetectedVersion: Sendable, Hashable, Codable {
@@ -44,36 +45,6 @@ public enum ClusterInspection {
         return DetectedVersion(version: nil, source: "empty", detail: "no Pachyderm records under \(layout.pfsPrefix)/ and \(layout.ppsPrefix)/")
     }
 
-    /// Pipelines that reprocess all their data on their first 1.5 job: 1.5.0 hashes datums
-    /// with `env` cleared, so every datum of a pipeline whose transform sets env looks new.
-    public static func reprocessingForecast(
-        store: any KeyValueService, layout: PachydermLayout, pageSize: Int = 1000
-    ) throws(MigrationError) -> [ReprocessingForecast] {
-        var pipelines: [String: [String]] = [:]
-        try scanRecords(store: store, layout: layout, kind: .pipeline, pageSize: pageSize) { kv in
-            guard let info = (try? RecordCodec.decode(kind: .pipeline, key: kv.key, value: kv.value))?.record.pipeline,
-                !info.transform.env.isEmpty
-            else { return }
-            pipelines[info.pipelineName] = info.envNames
-        }
-        guard !pipelines.isEmpty else { return [] }
-        var newest: [String: (finished: Int64, job: String, total: Int64)] = [:]
-        try scanRecords(store: store, layout: layout, kind: .job, pageSize: pageSize) { kv in
-            guard let job = (try? RecordCodec.decode(kind: .job, key: kv.key, value: kv.value))?.record.job,
-                let name = job.pipelineName, pipelines[name] != nil, job.hasFinished
-            else { return }
-            let finished = job.finished.seconds
-            if (newest[name]?.finished ?? Int64.min) < finished {
-                newest[name] = (finished, job.jobID ?? "", job.dataTotal)
-            }
-        }
-        return pipelines.keys.sorted().map { name in
-            ReprocessingForecast(
-                pipeline: name, envNames: pipelines[name]!, newestFinishedJob: newest[name]?.job,
-                dataTotal: newest[name]?.total)
-        }
-    }
-
     /// Every record of one kind, at one revision, page by page. Index keys that share the
     /// collection's prefix (`commits/<repo>__index_…`) are skipped.
     static func scanRecords(
@@ -83,6 +54,49 @@ public enum ClusterInspection {
         while let page = try etcd("reading \(kind) records", { () throws(EtcdError) in try pages.next() }) {
             for kv in page {
                 if case .record(kind, _) = layout.classify(kv.key) { body(kv) }
+            }
+        }
+    }
+}
+
+/// Pipelines that reprocess all their data on their first 1.5 job: 1.5.0 hashes datums
+/// with `env` cleared, so every datum of a pipeline whose transform sets env looks new.
+/// Fed every pipeline and job the scan reads; the size is the newest finished job's
+/// `data_total`.
+public final class ReprocessingForecaster: Sendable {
+    private struct State {
+        var envNames: [String: [String]] = [:]
+        var newestFinished: [String: (finished: Int64, job: String, total: Int64)] = [:]
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    func observe(_ record: Decoded14Record) {
+        switch record {
+        case .pipeline(let info) where !info.transform.env.isEmpty:
+            state.withLock { $0.envNames[info.pipelineName] = info.envNames }
+        case .job(let job):
+            // Jobs come before pipelines in key order, so every pipeline's are kept.
+            guard let name = job.pipelineName, job.hasFinished else { return }
+            let finished = job.finished.seconds
+            state.withLock {
+                if ($0.newestFinished[name]?.finished ?? Int64.min) < finished {
+                    $0.newestFinished[name] = (finished, job.jobID ?? "", job.dataTotal)
+                }
+            }
+        default:
+            return
+        }
+    }
+
+    /// One entry per pipeline that sets env, by name.
+    public var pipelines: [ReprocessingForecast] {
+        state.withLock { state in
+            state.envNames.keys.sorted().map { name in
+                let newest = state.newestFinished[name]
+                return ReprocessingForecast(
+                    pipeline: name, envNames: state.envNames[name]!, newestFinishedJob: newest?.job, dataTotal: newest?.total)
             }
         }
     }

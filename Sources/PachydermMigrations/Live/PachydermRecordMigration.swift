@@ -8,6 +8,8 @@ public struct PachydermRecordMigration: RecordMigration {
     public let plan: MigrationPlan
     /// Migrate open commits (writing the `openCommits/<id>` entry 1.5.0 needs) instead of refusing.
     public let allowOpenCommits: Bool
+    /// Filled by the scan (`examine`), which reads every pipeline and job anyway.
+    public let forecast = ReprocessingForecaster()
 
     public init(layout: PachydermLayout, plan: MigrationPlan, allowOpenCommits: Bool = false) {
         self.layout = layout
@@ -26,10 +28,39 @@ public struct PachydermRecordMigration: RecordMigration {
     }
 
     public func convert(_ record: KeyValue) throws(RecordConversionError) -> RecordConversion {
+        try convertAlongThePlan(record).conversion
+    }
+
+    public func examine(_ record: KeyValue, findings: inout [AtRestFinding]) throws(RecordConversionError) -> RecordConversion {
+        let (conversion, first) = try convertAlongThePlan(record)
+        guard let first else { return conversion }
+        forecast.observe(first.source)
+        guard first.sourceEncoding == .text14 else { return conversion }
+        switch first.source {
+        case .job(let info) where info.isStartingOrRunning:
+            findings.append(AtRestFinding(
+                kind: .runningJob, key: record.key.printable,
+                detail: "job \(info.jobID ?? "?") of pipeline \(info.pipelineName ?? "?") is \(info.stateName)", blocking: true))
+        case .commit(let info) where info.isOpen:
+            findings.append(AtRestFinding(
+                kind: .openCommit, key: record.key.printable,
+                detail: allowOpenCommits
+                    ? "open commit \(info.repoName)@\(info.commitID): migrated open, with its openCommits entry"
+                    : "commit \(info.repoName)@\(info.commitID) is open (not finished); finish it, or pass --allow-open-commits",
+                blocking: !allowOpenCommits))
+        default:
+            break
+        }
+        return conversion
+    }
+
+    /// The record through every step of the plan; also the first step's result, which
+    /// holds the record as it was read (nil when the plan has no steps).
+    private func convertAlongThePlan(_ record: KeyValue) throws(RecordConversionError) -> (conversion: RecordConversion, first: ConvertedValue?) {
         guard case .record(let kind, _) = layout.classify(record.key) else {
             throw RecordConversionError(key: record.key.printable, message: "not a record key")
         }
-        guard !plan.steps.isEmpty else { return RecordConversion(action: .alreadyMigrated) }
+        guard !plan.steps.isEmpty else { return (RecordConversion(action: .alreadyMigrated), nil) }
         var value = record.value
         var notes: [ConversionNote] = []
         var first: ConvertedValue?
@@ -47,7 +78,7 @@ public struct PachydermRecordMigration: RecordMigration {
         // Our own earlier output re-encodes to the same bytes: nothing to do. Another tool's
         // 1.5 binary (e.g. Pachyderm's own routine, which keeps removed fields) is cleaned.
         if first?.sourceEncoding == .binary15 && value == record.value {
-            return RecordConversion(action: .alreadyMigrated)
+            return (RecordConversion(action: .alreadyMigrated), first)
         }
         var companions: [(key: [UInt8], value: [UInt8])] = []
         if allowOpenCommits, first?.sourceEncoding == .text14, let open = first?.openCommit {
@@ -61,28 +92,11 @@ public struct PachydermRecordMigration: RecordMigration {
                 throw RecordConversionError(key: record.key.printable, message: error.description)
             }
         }
-        return RecordConversion(action: .rewrite(value), companions: companions, notes: notes)
+        return (RecordConversion(action: .rewrite(value), companions: companions, notes: notes), first)
     }
 
     public func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
         switch layout.classify(kv.key) {
-        case .record(.job, _):
-            guard let job = try? RecordCodec.decode(kind: .job, key: kv.key, value: kv.value), job.encoding == .text14,
-                let info = job.record.job, info.isStartingOrRunning
-            else { return }
-            findings.append(AtRestFinding(
-                kind: .runningJob, key: kv.key.printable,
-                detail: "job \(info.jobID ?? "?") of pipeline \(info.pipelineName ?? "?") is \(info.stateName)", blocking: true))
-        case .record(.commit, _):
-            guard let commit = try? RecordCodec.decode(kind: .commit, key: kv.key, value: kv.value), commit.encoding == .text14,
-                let info = commit.record.commit, info.isOpen
-            else { return }
-            findings.append(AtRestFinding(
-                kind: .openCommit, key: kv.key.printable,
-                detail: allowOpenCommits
-                    ? "open commit \(info.repoName)@\(info.commitID): migrated open, with its openCommits entry"
-                    : "commit \(info.repoName)@\(info.commitID) is open (not finished); finish it, or pass --allow-open-commits",
-                blocking: !allowOpenCommits))
         case .scratch:
             findings.append(AtRestFinding(
                 kind: .inFlightPutFile, key: kv.key.printable, detail: "a put-file is in flight", blocking: true))
