@@ -1,6 +1,8 @@
 // Value types of etcd's v3 KV and lease API, as the JSON gateway speaks them.
 // Keys and values are raw bytes ([UInt8]); etcd keys are arbitrary bytes, not strings.
 
+import Dispatch
+
 /// One key-value pair as etcd stores it (`mvccpb.KeyValue`).
 public struct KeyValue: Sendable, Hashable {
     public var key: [UInt8]
@@ -289,40 +291,79 @@ public protocol KeyValueService: Sendable {
 
 /// The pages of a prefix range at one pinned revision: the paging every full scan needs
 /// (next key = last key + `\0`, so each page continues exactly after the previous one).
+/// With `readAhead`, page k+1 is requested on another thread as soon as page k arrives, so
+/// a caller that works on each page does not also wait for etcd in between.
 public struct PrefixPages {
     private let store: any KeyValueService
     private let end: [UInt8]
     private let pageSize: Int64
     private let keysOnly: Bool
+    private let readAhead: Bool
     private var nextKey: [UInt8]?
+    private var inFlight: PageRequest?
     /// The revision the pages are read at: `revision`, or that of the first page when 0.
     public private(set) var revision: Int64
 
-    init(store: any KeyValueService, prefix: [UInt8], revision: Int64, pageSize: Int, keysOnly: Bool) {
+    init(store: any KeyValueService, prefix: [UInt8], revision: Int64, pageSize: Int, keysOnly: Bool, readAhead: Bool) {
         self.store = store
         self.end = prefixRangeEnd(prefix)
         self.pageSize = Int64(max(1, pageSize))
         self.keysOnly = keysOnly
+        self.readAhead = readAhead
         self.nextKey = prefix
         self.revision = revision
     }
 
     /// The next page, or nil after the last one.
     public mutating func next() throws(EtcdError) -> [KeyValue]? {
-        guard let key = nextKey else { return nil }
-        let page = try store.range(
-            RangeRequest(key: key, rangeEnd: end, limit: pageSize, revision: revision, keysOnly: keysOnly))
+        let page: RangeResponse
+        if let inFlight {
+            self.inFlight = nil
+            page = try inFlight.response()
+        } else {
+            guard let key = nextKey else { return nil }
+            page = try store.range(request(from: key))
+        }
         if revision == 0 { revision = page.header.revision }
         nextKey = page.more ? page.kvs.last.map { $0.key + [0] } : nil
+        // Only once the revision is pinned: every page must come from the same one.
+        if readAhead, let key = nextKey { inFlight = PageRequest(store, request(from: key)) }
         return page.kvs
+    }
+
+    private func request(from key: [UInt8]) -> RangeRequest {
+        RangeRequest(key: key, rangeEnd: end, limit: pageSize, revision: revision, keysOnly: keysOnly)
+    }
+
+    /// One range request running on a background thread. Only reads, so one abandoned by
+    /// a caller that stopped early does no harm.
+    private final class PageRequest: @unchecked Sendable {
+        // Written once before `done` is signalled, read only after waiting for it.
+        private var result: Result<RangeResponse, EtcdError> = .failure(EtcdError(.decode, "no response"))
+        private let done = DispatchSemaphore(value: 0)
+
+        init(_ store: any KeyValueService, _ request: RangeRequest) {
+            DispatchQueue.global().async { [self] in
+                result = Result { () throws(EtcdError) in try store.range(request) }
+                done.signal()
+            }
+        }
+
+        func response() throws(EtcdError) -> RangeResponse {
+            done.wait()
+            return try result.get()
+        }
     }
 }
 
 extension KeyValueService {
     /// Every key under `prefix`, page by page, at one pinned revision (`revision` 0: the
-    /// current one, pinned by the first page).
-    public func pages(prefix: [UInt8], revision: Int64 = 0, pageSize: Int = 1000, keysOnly: Bool = false) -> PrefixPages {
-        PrefixPages(store: self, prefix: prefix, revision: revision, pageSize: pageSize, keysOnly: keysOnly)
+    /// current one, pinned by the first page). `readAhead`: fetch each next page while the
+    /// caller works on the current one.
+    public func pages(
+        prefix: [UInt8], revision: Int64 = 0, pageSize: Int = 1000, keysOnly: Bool = false, readAhead: Bool = false
+    ) -> PrefixPages {
+        PrefixPages(store: self, prefix: prefix, revision: revision, pageSize: pageSize, keysOnly: keysOnly, readAhead: readAhead)
     }
 
     /// Hands each page under `prefix` to `body`; returns the revision read.

@@ -68,6 +68,18 @@ struct KVTests {
             #expect(current.count == 10)
             #expect(current.contains(prefix + "k99"))
             #expect(!current.contains(prefix + "k5"))
+
+            // Read ahead: the first page pins the revision before the next is requested, so
+            // writes made while the caller works on a page never show in later pages.
+            let expected = current
+            var ahead = client.pages(prefix: bytes(prefix), pageSize: 3, readAhead: true)
+            var seen = try #require(try ahead.next()).map { text($0.key) }
+            let aheadRevision = ahead.revision
+            try client.put(PutRequest(key: bytes(prefix + "k6a"), value: bytes("new")))
+            _ = try client.deleteRange(DeleteRangeRequest(key: bytes(prefix + "k9")))
+            while let page = try ahead.next() { seen += page.map { text($0.key) } }
+            #expect(seen == expected)
+            #expect(ahead.revision == aheadRevision)
         }
     }
 
