@@ -65,10 +65,15 @@ struct LiveMigrationTests {
             #expect(again.outcome == .nothingToDo("the cluster is already migrated to 1.5.0"))
             #expect(try client.status().header.revision == revision)
 
-            // Restore gives back the exact pre-migration keys, values and order.
-            _ = try Restorer(
+            // Restore gives back the exact pre-migration keys, values and order, and removes
+            // keys the backup does not hold wherever they sort (first, between, last).
+            let strays = ["pachyderm_pfs/", "pachyderm_pfs/commits/images/zz-stray", "pachyderm_pps/jobs/0-stray", "pachyderm_pps/~"]
+            for key in strays { try client.put(PutRequest(key: bytes(key), value: bytes("stray"))) }
+            let restoring = try Restorer(
                 store: client, namespace: Namespace(), prefixes: migration().backupPrefixes, logger: testLogger
             ).restore(from: backupPath, options: MigrationOptions(backup: .none))
+            #expect(restoring.removed == strays)
+            #expect(restoring.restored == before.count)
             let restored = try pachydermState(client)
             #expect(restored.map { [$0.key, $0.value] } == before.map { [$0.key, $0.value] })
             #expect(try journal.stampedVersion() == nil)

@@ -32,9 +32,10 @@ public struct Restorer: Sendable {
         } catch {
             throw MigrationError(.restoreFailed, "refusing to restore \(path): \(error)")
         }
-        // First pass: the set of keys the backup holds, and a check that every line parses
-        // and lies under the roots, before anything is written.
-        var backupKeys = Set<[UInt8]>()
+        // First pass: the keys the backup holds, sorted on disk (memory does not grow with
+        // the backup), and a check that every line parses and lies under the roots, before
+        // anything is written.
+        let backupKeys = try RevisionOrderSpill()
         var lines = 0
         do {
             let reader = try DumpReader(path: path)
@@ -44,9 +45,11 @@ public struct Restorer: Sendable {
                         .restoreFailed,
                         "\(path) holds \(kv.key.printable), which is outside \(prefixes.map(\.printable).joined(separator: ", ")); is it a backup of this cluster's prefixes?")
                 }
-                backupKeys.insert(kv.key)
+                // Revision 0 for all: the spill's (revision, key) order is then key order.
+                try backupKeys.append(KeyRevision(key: kv.key, modRevision: 0), to: Self.keysGroup)
                 lines += 1
             }
+            try backupKeys.finish()
         } catch let error as MigrationError {
             throw error
         } catch {
@@ -58,18 +61,27 @@ public struct Restorer: Sendable {
         defer { lock.release() }
         lock.report(step: "restore", done: 0, total: lines)
 
-        // Remove what the backup does not hold.
-        var extra: [KeyRevision] = []
-        for prefix in prefixes {
-            var pages = store.pages(prefix: prefix, keysOnly: true)
+        // Remove what the backup does not hold: etcd lists keys in byte order, so one walk
+        // over both sorted lists finds them.
+        var held = SortedKeys(backupKeys.reader(for: Self.keysGroup))
+        var extra: [[UInt8]] = []
+        var doomed: [[UInt8]] = []
+        func removeDoomed() throws(MigrationError) {
+            guard !doomed.isEmpty else { return }
+            try fenced(lock, doomed.map { .deleteRange(DeleteRangeRequest(key: $0)) }, doing: "removing keys the backup does not hold")
+            extra += doomed
+            doomed.removeAll(keepingCapacity: true)
+        }
+        for prefix in prefixes.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            var pages = store.pages(prefix: prefix, keysOnly: true, readAhead: true)
             while let page = try etcd("listing \(prefix.printable)", { () throws(EtcdError) in try pages.next() }) {
-                extra += page.filter { !backupKeys.contains($0.key) }.map { KeyRevision(key: $0.key, modRevision: $0.modRevision) }
+                for kv in page where try !held.contains(kv.key) {
+                    doomed.append(kv.key)
+                    if doomed.count == 100 { try removeDoomed() }
+                }
             }
         }
-        for chunk in stride(from: 0, to: extra.count, by: 100) {
-            let keys = extra[chunk..<min(chunk + 100, extra.count)]
-            try fenced(lock, keys.map { .deleteRange(DeleteRangeRequest(key: $0.key)) }, doing: "removing keys the backup does not hold")
-        }
+        try removeDoomed()
 
         // Write back in file order (mod-revision order). Keys that shared a revision
         // before share one again: they go in one txn.
@@ -112,7 +124,32 @@ public struct Restorer: Sendable {
                 .deleteRange(.prefix(namespace.lanesPrefix)),
                 .put(PutRequest(key: journal.newHistoryKey(runID: holder.holderID), value: JSONCoding.encode(entry))),
             ], doing: "resetting the migration state")
-        return RestoreResult(restored: restored, removed: extra.map(\.key.printable), sha256: sha)
+        return RestoreResult(restored: restored, removed: extra.map(\.printable), sha256: sha)
+    }
+
+    private static let keysGroup = "keys"
+
+    /// A key-ordered list read forward once: `contains` must be asked in increasing key order.
+    private struct SortedKeys {
+        var source: SpillReader
+        var batch: [KeyRevision] = []
+        var index = 0
+
+        init(_ source: SpillReader) { self.source = source }
+
+        mutating func contains(_ key: [UInt8]) throws(MigrationError) -> Bool {
+            while true {
+                if index == batch.count {
+                    batch = try source.next(max: 1000)
+                    index = 0
+                    if batch.isEmpty { return false }
+                }
+                let candidate = batch[index].key
+                if candidate == key { return true }
+                if !candidate.lexicographicallyPrecedes(key) { return false }
+                index += 1
+            }
+        }
     }
 
     private func fenced(_ lock: MigrationLock, _ ops: [RequestOp], doing: String) throws(MigrationError) {
