@@ -192,7 +192,8 @@ public struct Migrator: Sendable {
         result.startRevision = current.startRevision
         try fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(current))], doing: "recording the run's state")
 
-        let ourRevisions = try writeLanes(scan: scan, options: options, lock: lock, stop: stop, progress: progress)
+        let ourRevisions = try writeLanes(
+            scan: scan, startRevision: current.startRevision, options: options, lock: lock, stop: stop, progress: progress)
         result.written = ourRevisions.count
         lock.report(step: "check")
         try checkForForeignWrites(startRevision: current.startRevision, ourRevisions: ourRevisions, resumed: resuming)
@@ -231,9 +232,9 @@ public struct Migrator: Sendable {
     /// this invocation; after a resume, earlier invocations' records are vouched for by the
     /// resume scan instead), and any other key (an index, a counter, a companion such as
     /// `openCommits/…`) must have changed in the same txn as one of our records.
-    private func checkForForeignWrites(startRevision: Int64, ourRevisions: Set<Int64>, resumed: Bool) throws(MigrationError) {
-        // Streamed page by page (keys only): memory holds the revisions of changed keys, not the cluster.
-        var recordRevisions = Set<Int64>()
+    private func checkForForeignWrites(startRevision: Int64, ourRevisions: RevisionBitmap, resumed: Bool) throws(MigrationError) {
+        // Streamed page by page (keys only); revisions held as bits, not a set that grows with the cluster.
+        var recordRevisions = RevisionBitmap(above: startRevision)
         var changedOthers: [KeyRevision] = []
         var foreign: [String] = []
         for prefix in migration.backupPrefixes {
@@ -263,17 +264,17 @@ public struct Migrator: Sendable {
     }
 
     /// Writes every lane, largest first, `options.concurrency` at a time. Returns the
-    /// revisions of the writes.
+    /// revisions of the writes (all above `startRevision`).
     private func writeLanes(
-        scan: ClusterScan, options: MigrationOptions, lock: MigrationLock, stop: StopSignal,
+        scan: ClusterScan, startRevision: Int64, options: MigrationOptions, lock: MigrationLock, stop: StopSignal,
         progress: @escaping @Sendable (ProgressEvent) -> Void
-    ) throws(MigrationError) -> Set<Int64> {
+    ) throws(MigrationError) -> RevisionBitmap {
         let cursors = try JournalReader(store: store, namespace: namespace).laneCursors()
         let lanes = scan.pendingCounts.sorted { $0.value > $1.value }.map(\.key)
         let total = scan.pendingCount
         let next = Atomic<Int>(0)
         let done = Atomic<Int>(0)
-        let revisions = Mutex<Set<Int64>>([])
+        let revisions = Mutex(RevisionBitmap(above: startRevision))
         let firstError = Mutex<MigrationError?>(nil)
         // A private stop shared by the lanes: the first failure stops the others.
         let laneStop = StopSignal()
