@@ -227,9 +227,12 @@ public final class EtcdServer: @unchecked Sendable {
     }
 
     /// Starts a single-member etcd. With `auth`, creates `root` and user `pachmigrate` whose
-    /// role has readwrite on `authPrefix` ("" = every key), then enables auth.
+    /// role has readwrite on `authPrefix` ("" = every key), then enables auth. With
+    /// `fromSnapshot`, its data dir is first made by `etcdctl snapshot restore`, as an
+    /// operator recovering from a snapshot would.
     public static func start(
-        auth: Bool = false, tls: Bool = false, authPrefix: String = "", extraArgs: [String] = []
+        auth: Bool = false, tls: Bool = false, authPrefix: String = "", extraArgs: [String] = [],
+        fromSnapshot snapshot: String? = nil
     ) throws -> EtcdServer {
         let workDir = try makeTemporaryDirectory("etcd-test")
         do {
@@ -257,6 +260,12 @@ public final class EtcdServer: @unchecked Sendable {
                 arguments += extraArgs
                 let process = EtcdProcess(name: "n1", arguments: arguments, logFile: workDir + "/etcd.log")
                 do {
+                    if let snapshot {
+                        try runCommand(
+                            EtcdBinaries.etcdctl,
+                            ["snapshot", "restore", snapshot, "--name", "n1", "--data-dir", dataDir,
+                             "--initial-cluster", "n1=\(peer)", "--initial-advertise-peer-urls", peer])
+                    }
                     try process.launch()
                     let clientTLS = certificates.map { EtcdClient.TLS(caFile: $0.caFile, certFile: $0.clientCertFile, keyFile: $0.clientKeyFile) }
                     try waitUntilReady([endpoint], processes: [process], tls: clientTLS)
