@@ -116,8 +116,11 @@ struct EtcdFaultTests {
             let run = try PachmigrateProcess(
                 ["migrate", "--no-backup", "--concurrency", "2", "--endpoints", cluster.endpoints.joined(separator: ",")])
             #expect(waitUntilWriting(client, run))
+            // Held still while the member dies, so the kill surely lands mid-run.
+            run.signal(SIGSTOP)
             #expect(run.process.isRunning, "the run finished before the member could be killed")
             cluster.kill(member: 0)
+            run.signal(SIGCONT)
             let result = run.wait()
             #expect(result.status == 0, "\(result.stderr)")
             try expectation.expectMigratedLikeAnUninterruptedRun()
