@@ -290,7 +290,16 @@ public protocol KeyValueService: Sendable {
 }
 
 /// The pages of a prefix range at one pinned revision: the paging every full scan needs
-/// (next key = last key + `\0`, so each page continues exactly after the previous one).
+/// (each page continues exactly after the previous one's last key).
+///
+/// etcd 3.4 walks its index from a range's start to its *end* for every request, however
+/// small the `limit`, so paging `[next, prefixEnd)` costs O(keys left) per page and
+/// O(n²/page) for a scan: minutes at a million keys. So each request is bounded by a
+/// window `[next, windowEnd)` sized from the key density of the page before (`PageWindow`),
+/// aiming at about one page of keys. Windows tile the range: the next request always starts
+/// exactly where the previous one stopped (after its last key when it was cut by the limit,
+/// at its end when not), so the window sizes change the cost, never the keys returned.
+///
 /// With `readAhead`, page k+1 is requested on another thread as soon as page k arrives, so
 /// a caller that works on each page does not also wait for etcd in between.
 public struct PrefixPages {
@@ -300,6 +309,7 @@ public struct PrefixPages {
     private let keysOnly: Bool
     private let readAhead: Bool
     private var nextKey: [UInt8]?
+    private var window = PageWindow()
     private var inFlight: PageRequest?
     /// The revision the pages are read at: `revision`, or that of the first page when 0.
     public private(set) var revision: Int64
@@ -314,35 +324,45 @@ public struct PrefixPages {
         self.revision = revision
     }
 
-    /// The next page, or nil after the last one.
+    /// The next page, or nil after the last one. A page may be empty (a window with no keys).
     public mutating func next() throws(EtcdError) -> [KeyValue]? {
         let page: RangeResponse
+        let request: RangeRequest
         if let inFlight {
             self.inFlight = nil
-            page = try inFlight.response()
+            (request, page) = (inFlight.request, try inFlight.response())
         } else {
             guard let key = nextKey else { return nil }
-            page = try store.range(request(from: key))
+            request = self.request(from: key)
+            page = try store.range(request)
         }
         if revision == 0 { revision = page.header.revision }
-        nextKey = page.more ? page.kvs.last.map { $0.key + [0] } : nil
+        if page.more, let last = page.kvs.last {
+            nextKey = last.key + [0]
+        } else {
+            nextKey = request.rangeEnd == end ? nil : request.rangeEnd
+        }
+        window.learn(from: page.kvs, requested: request, limit: pageSize)
         // Only once the revision is pinned: every page must come from the same one.
-        if readAhead, let key = nextKey { inFlight = PageRequest(store, request(from: key)) }
+        if readAhead, let key = nextKey { inFlight = PageRequest(store, self.request(from: key)) }
         return page.kvs
     }
 
     private func request(from key: [UInt8]) -> RangeRequest {
-        RangeRequest(key: key, rangeEnd: end, limit: pageSize, revision: revision, keysOnly: keysOnly)
+        RangeRequest(
+            key: key, rangeEnd: window.end(after: key, limit: end), limit: pageSize, revision: revision, keysOnly: keysOnly)
     }
 
     /// One range request running on a background thread. Only reads, so one abandoned by
     /// a caller that stopped early does no harm.
     private final class PageRequest: @unchecked Sendable {
+        let request: RangeRequest
         // Written once before `done` is signalled, read only after waiting for it.
         private var result: Result<RangeResponse, EtcdError> = .failure(EtcdError(.decode, "no response"))
         private let done = DispatchSemaphore(value: 0)
 
         init(_ store: any KeyValueService, _ request: RangeRequest) {
+            self.request = request
             DispatchQueue.global().async { [self] in
                 result = Result { () throws(EtcdError) in try store.range(request) }
                 done.signal()
@@ -353,6 +373,72 @@ public struct PrefixPages {
             done.wait()
             return try result.get()
         }
+    }
+}
+
+/// Where the next page request should end. Keys are read as numbers: the 16 bytes after
+/// a frame (a prefix they share), big-endian. From the last page's first and last key and
+/// its count, the width that holds about one page of keys is estimated; a window that came
+/// back (nearly) empty widens fourfold. A start outside the frame (the key space moved on,
+/// e.g. from `jobs/a…` to `jobs/b…`) shortens the frame and scales the width with it. With
+/// nothing to go on (the first page), the request runs to the end of the range: one full
+/// walk per scan.
+struct PageWindow {
+    private var frame: [UInt8] = []
+    /// The estimated width of one page of keys, in units of `frame` (0: no estimate).
+    private var width: UInt128 = 0
+
+    /// The end for a request starting at `start`, never beyond `limit` (the range's end).
+    func end(after start: [UInt8], limit: [UInt8]) -> [UInt8] {
+        guard width > 0 else { return limit }
+        let (frame, width) = rebased(to: start)
+        let (sum, overflow) = Self.value(of: start, in: frame).addingReportingOverflow(width)
+        let candidate = overflow ? prefixRangeEnd(frame) : frame + Self.bytes(of: sum)
+        // `[0]` is etcd's "to the end of the key space".
+        guard candidate != [0], limit == [0] || candidate.lexicographicallyPrecedes(limit) else { return limit }
+        return start.lexicographicallyPrecedes(candidate) ? candidate : limit
+    }
+
+    mutating func learn(from kvs: [KeyValue], requested: RangeRequest, limit: Int64) {
+        if kvs.count >= 2, let first = kvs.first?.key, let last = kvs.last?.key {
+            frame = Self.sharedPrefix(first, last)
+            let span = Self.value(of: last, in: frame) - Self.value(of: first, in: frame)
+            // The width of one page at this page's density, a quarter more for slack,
+            // at least 1 unit (saturating: a sparse frame may need the whole of it).
+            let (perPage, overflow) = (span / UInt128(kvs.count - 1)).multipliedReportingOverflow(by: UInt128(limit))
+            width = overflow || perPage > UInt128.max / 2 ? UInt128.max : max(1, perPage + perPage / 4)
+        } else if width > 0 {
+            // A sparse stretch: widen quickly, so an empty run of the key space ends in a few steps.
+            (frame, width) = rebased(to: requested.key)
+            width = width > UInt128.max / 4 ? UInt128.max : width * 4
+        }
+    }
+
+    /// The frame shortened to what it shares with `start`, and the width in its units.
+    private func rebased(to start: [UInt8]) -> (frame: [UInt8], width: UInt128) {
+        let shared = Self.sharedPrefix(frame, start)
+        let shift = frame.count - shared.count
+        return (shared, shift >= 16 ? 1 : max(1, width >> (8 * shift)))
+    }
+
+    static func sharedPrefix(_ a: [UInt8], _ b: [UInt8]) -> [UInt8] {
+        var n = 0
+        while n < a.count, n < b.count, a[n] == b[n] { n += 1 }
+        return Array(a[..<n])
+    }
+
+    /// The 16 bytes of `key` after `frame` (zero-padded) as a big-endian number.
+    static func value(of key: [UInt8], in frame: [UInt8]) -> UInt128 {
+        var value: UInt128 = 0
+        for i in 0..<16 {
+            let index = frame.count + i
+            value = value << 8 | UInt128(index < key.count ? key[index] : 0)
+        }
+        return value
+    }
+
+    static func bytes(of value: UInt128) -> [UInt8] {
+        (0..<16).map { UInt8(truncatingIfNeeded: value >> (8 * (15 - $0))) }
     }
 }
 
