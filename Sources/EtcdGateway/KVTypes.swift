@@ -1,8 +1,6 @@
 // Value types of etcd's v3 KV and lease API, as the JSON gateway speaks them.
 // Keys and values are raw bytes ([UInt8]); etcd keys are arbitrary bytes, not strings.
 
-import Dispatch
-
 /// One key-value pair as etcd stores it (`mvccpb.KeyValue`).
 public struct KeyValue: Sendable, Hashable {
     public var key: [UInt8]
@@ -299,43 +297,31 @@ public protocol KeyValueService: Sendable {
 /// aiming at about one page of keys. Windows tile the range: the next request always starts
 /// exactly where the previous one stopped (after its last key when it was cut by the limit,
 /// at its end when not), so the window sizes change the cost, never the keys returned.
-///
-/// With `readAhead`, page k+1 is requested on another thread as soon as page k arrives, so
-/// a caller that works on each page does not also wait for etcd in between.
 public struct PrefixPages {
     private let store: any KeyValueService
     private let end: [UInt8]
     private let pageSize: Int64
     private let keysOnly: Bool
-    private let readAhead: Bool
     private var nextKey: [UInt8]?
     private var window = PageWindow()
-    private var inFlight: PageRequest?
     /// The revision the pages are read at: `revision`, or that of the first page when 0.
     public private(set) var revision: Int64
 
-    init(store: any KeyValueService, prefix: [UInt8], revision: Int64, pageSize: Int, keysOnly: Bool, readAhead: Bool) {
+    init(store: any KeyValueService, prefix: [UInt8], revision: Int64, pageSize: Int, keysOnly: Bool) {
         self.store = store
         self.end = prefixRangeEnd(prefix)
         self.pageSize = Int64(max(1, pageSize))
         self.keysOnly = keysOnly
-        self.readAhead = readAhead
         self.nextKey = prefix
         self.revision = revision
     }
 
     /// The next page, or nil after the last one. A page may be empty (a window with no keys).
     public mutating func next() throws(EtcdError) -> [KeyValue]? {
-        let page: RangeResponse
-        let request: RangeRequest
-        if let inFlight {
-            self.inFlight = nil
-            (request, page) = (inFlight.request, try inFlight.response())
-        } else {
-            guard let key = nextKey else { return nil }
-            request = self.request(from: key)
-            page = try store.range(request)
-        }
+        guard let key = nextKey else { return nil }
+        let request = RangeRequest(
+            key: key, rangeEnd: window.end(after: key, limit: end), limit: pageSize, revision: revision, keysOnly: keysOnly)
+        let page = try store.range(request)
         if revision == 0 { revision = page.header.revision }
         if page.more, let last = page.kvs.last {
             nextKey = last.key + [0]
@@ -343,36 +329,7 @@ public struct PrefixPages {
             nextKey = request.rangeEnd == end ? nil : request.rangeEnd
         }
         window.learn(from: page.kvs, requested: request, limit: pageSize)
-        // Only once the revision is pinned: every page must come from the same one.
-        if readAhead, let key = nextKey { inFlight = PageRequest(store, self.request(from: key)) }
         return page.kvs
-    }
-
-    private func request(from key: [UInt8]) -> RangeRequest {
-        RangeRequest(
-            key: key, rangeEnd: window.end(after: key, limit: end), limit: pageSize, revision: revision, keysOnly: keysOnly)
-    }
-
-    /// One range request running on a background thread. Only reads, so one abandoned by
-    /// a caller that stopped early does no harm.
-    private final class PageRequest: @unchecked Sendable {
-        let request: RangeRequest
-        // Written once before `done` is signalled, read only after waiting for it.
-        private var result: Result<RangeResponse, EtcdError> = .failure(EtcdError(.decode, "no response"))
-        private let done = DispatchSemaphore(value: 0)
-
-        init(_ store: any KeyValueService, _ request: RangeRequest) {
-            self.request = request
-            DispatchQueue.global().async { [self] in
-                result = Result { () throws(EtcdError) in try store.range(request) }
-                done.signal()
-            }
-        }
-
-        func response() throws(EtcdError) -> RangeResponse {
-            done.wait()
-            return try result.get()
-        }
     }
 }
 
@@ -444,12 +401,9 @@ struct PageWindow {
 
 extension KeyValueService {
     /// Every key under `prefix`, page by page, at one pinned revision (`revision` 0: the
-    /// current one, pinned by the first page). `readAhead`: fetch each next page while the
-    /// caller works on the current one.
-    public func pages(
-        prefix: [UInt8], revision: Int64 = 0, pageSize: Int = 1000, keysOnly: Bool = false, readAhead: Bool = false
-    ) -> PrefixPages {
-        PrefixPages(store: self, prefix: prefix, revision: revision, pageSize: pageSize, keysOnly: keysOnly, readAhead: readAhead)
+    /// current one, pinned by the first page).
+    public func pages(prefix: [UInt8], revision: Int64 = 0, pageSize: Int = 1000, keysOnly: Bool = false) -> PrefixPages {
+        PrefixPages(store: self, prefix: prefix, revision: revision, pageSize: pageSize, keysOnly: keysOnly)
     }
 
     /// Hands each page under `prefix` to `body`; returns the revision read.

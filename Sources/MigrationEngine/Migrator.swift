@@ -238,7 +238,7 @@ public struct Migrator: Sendable {
         var changedOthers: [KeyRevision] = []
         var foreign: [String] = []
         for prefix in migration.backupPrefixes {
-            var pages = store.pages(prefix: prefix, keysOnly: true, readAhead: true)
+            var pages = store.pages(prefix: prefix, keysOnly: true)
             while let page = try etcd("checking for foreign writes", { () throws(EtcdError) in try pages.next() }) {
                 for kv in page where kv.modRevision > startRevision {
                     if migration.lane(of: kv.key) == nil {

@@ -97,7 +97,7 @@ struct PrefixPagesTests {
             }
             let store = SortedKeyStore(all)
             for pageSize in [1, 7, 100] where pageSize > 1 || count <= 500 {
-                var pages = store.pages(prefix: prefix, pageSize: pageSize, readAhead: pageSize == 7)
+                var pages = store.pages(prefix: prefix, pageSize: pageSize)
                 var read: [[UInt8]] = []
                 var requests = 0
                 while let page = try pages.next() {

@@ -73,7 +73,7 @@ public struct Restorer: Sendable {
             doomed.removeAll(keepingCapacity: true)
         }
         for prefix in prefixes.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-            var pages = store.pages(prefix: prefix, keysOnly: true, readAhead: true)
+            var pages = store.pages(prefix: prefix, keysOnly: true)
             while let page = try etcd("listing \(prefix.printable)", { () throws(EtcdError) in try pages.next() }) {
                 for kv in page where try !held.contains(kv.key) {
                     doomed.append(kv.key)

@@ -76,7 +76,7 @@ public struct ClusterScan: Sendable {
         var pinned = revision
         // Every root at the same pinned revision: the first page pins it.
         for root in migration.backupPrefixes {
-            var pages = store.pages(prefix: root, revision: pinned, pageSize: pageSize, readAhead: true)
+            var pages = store.pages(prefix: root, revision: pinned, pageSize: pageSize)
             while let page = try etcd("reading \(root.printable) at revision \(pinned)", { () throws(EtcdError) in try pages.next() }) {
                 pinned = pages.revision
                 for kv in page {

@@ -117,10 +117,15 @@ public struct SpillReader: KeyRevisionBatches {
     private var runs: [Run]
     private let owner: RevisionOrderSpill  // keeps the file open while reading
 
+    private let readSize: Int
+
     init(fd: Int32, runs: [(offset: Int64, count: Int)], owner: RevisionOrderSpill) {
         self.fd = fd
         self.owner = owner
         self.runs = runs.map { Run(offset: $0.offset, remaining: $0.count) }
+        // A bigger cluster has more runs; the reader's buffers share a fixed budget, so its
+        // memory does not grow with the cluster (16 KiB each up to 16 runs, then less).
+        readSize = max(1024, min(16 * 1024, 256 * 1024 / max(1, runs.count)))
     }
 
     public mutating func next(max: Int) throws(MigrationError) -> [KeyRevision] {
@@ -173,7 +178,7 @@ public struct SpillReader: KeyRevisionBatches {
     private mutating func ensure(_ i: Int, bytes: Int) throws(MigrationError) {
         let available = runs[i].buffer.count - runs[i].position
         guard available < bytes else { return }
-        let want = max(bytes - available, 16 * 1024)
+        let want = max(bytes - available, readSize)
         var fresh = [UInt8](repeating: 0, count: want)
         let n = fresh.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, want, off_t(runs[i].offset)) }
         guard n >= bytes - available else {
