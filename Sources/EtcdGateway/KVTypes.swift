@@ -334,12 +334,12 @@ public struct PrefixPages {
 }
 
 /// Where the next page request should end. Keys are read as numbers: the 16 bytes after
-/// a frame (a prefix they share), big-endian. From the last page's first and last key and
-/// its count, the width that holds about one page of keys is estimated; a window that came
-/// back (nearly) empty widens fourfold. A start outside the frame (the key space moved on,
-/// e.g. from `jobs/a…` to `jobs/b…`) shortens the frame and scales the width with it. With
-/// nothing to go on (the first page), the request runs to the end of the range: one full
-/// walk per scan.
+/// a frame (the prefix the last page's first and last keys share), big-endian. From that
+/// page's span and count, the width that holds about one page of keys is estimated; a
+/// window that came back (nearly) empty widens 256-fold. A start outside the frame is a new
+/// region (the next repo, the next collection) whose density nothing says: its request
+/// runs to the end of the subtree it shares with the frame. Where even that is (nearly)
+/// empty, and for the first page, the request runs to the end of the range: one walk.
 struct PageWindow {
     private var frame: [UInt8] = []
     /// The estimated width of one page of keys, in units of `frame` (0: no estimate).
@@ -348,9 +348,13 @@ struct PageWindow {
     /// The end for a request starting at `start`, never beyond `limit` (the range's end).
     func end(after start: [UInt8], limit: [UInt8]) -> [UInt8] {
         guard width > 0 else { return limit }
-        let (frame, width) = rebased(to: start)
-        let (sum, overflow) = Self.value(of: start, in: frame).addingReportingOverflow(width)
-        let candidate = overflow ? prefixRangeEnd(frame) : frame + Self.bytes(of: sum)
+        let candidate: [UInt8]
+        if start.starts(with: frame) {
+            let (sum, overflow) = Self.value(of: start, in: frame).addingReportingOverflow(width)
+            candidate = overflow ? prefixRangeEnd(frame) : frame + Self.bytes(of: sum)
+        } else {
+            candidate = prefixRangeEnd(Self.sharedPrefix(frame, start))
+        }
         // `[0]` is etcd's "to the end of the key space".
         guard candidate != [0], limit == [0] || candidate.lexicographicallyPrecedes(limit) else { return limit }
         return start.lexicographicallyPrecedes(candidate) ? candidate : limit
@@ -364,18 +368,12 @@ struct PageWindow {
             // at least 1 unit (saturating: a sparse frame may need the whole of it).
             let (perPage, overflow) = (span / UInt128(kvs.count - 1)).multipliedReportingOverflow(by: UInt128(limit))
             width = overflow || perPage > UInt128.max / 2 ? UInt128.max : max(1, perPage + perPage / 4)
-        } else if width > 0 {
-            // A sparse stretch: widen quickly, so an empty run of the key space ends in a few steps.
-            (frame, width) = rebased(to: requested.key)
-            width = width > UInt128.max / 4 ? UInt128.max : width * 4
+        } else if width > 0, requested.key.starts(with: frame) {
+            // A sparse stretch of the frame: widen quickly (at most 16 steps span any frame).
+            width = width > UInt128.max >> 8 ? UInt128.max : width << 8
+        } else {
+            width = 0
         }
-    }
-
-    /// The frame shortened to what it shares with `start`, and the width in its units.
-    private func rebased(to start: [UInt8]) -> (frame: [UInt8], width: UInt128) {
-        let shared = Self.sharedPrefix(frame, start)
-        let shift = frame.count - shared.count
-        return (shared, shift >= 16 ? 1 : max(1, width >> (8 * shift)))
     }
 
     static func sharedPrefix(_ a: [UInt8], _ b: [UInt8]) -> [UInt8] {
