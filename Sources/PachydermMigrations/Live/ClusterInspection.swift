@@ -6,18 +6,26 @@ import Synchronization
 public struct DetectedVersion: Sendable, Hashable, Codable {
     /// `1.5.0`, `1.4.x` (records are 1.4 text; the patch level cannot be told from etcd), or nil for an empty cluster.
     public var version: String?
-    /// `stamp` (pachmigrate recorded it), `records` (sampled), or `empty`.
+    /// `journal` (an unfinished run's `from`), `stamp` (pachmigrate recorded it), `records` (sampled), or `empty`.
     public var source: String
     public var detail: String
 }
 
 public enum ClusterInspection {
-    /// The stamped version if pachmigrate migrated this cluster; else a sample of each
-    /// collection: any 1.4 text record means 1.4.x, all binary means 1.5.0.
+    /// The version an interrupted run started from (it must be resumed as it began: its
+    /// records may all be rewritten already, with only the stamp missing); else the stamped
+    /// version if pachmigrate migrated this cluster; else a sample of each collection: any
+    /// 1.4 text record means 1.4.x, all binary means 1.5.0.
     public static func detectVersion(
         store: any KeyValueService, layout: PachydermLayout, namespace: Namespace, sample: Int = 100
     ) throws(MigrationError) -> DetectedVersion {
-        if let stamped = try JournalReader(store: store, namespace: namespace).stampedVersion() {
+        let journal = JournalReader(store: store, namespace: namespace)
+        if let (run, _) = try journal.state(), run.status == .running || run.status == .failed {
+            return DetectedVersion(
+                version: run.from, source: "journal",
+                detail: "an unfinished migration from \(run.from) to \(run.to) is recorded (run \(run.runID), \(run.status.rawValue)); migrate resumes it")
+        }
+        if let stamped = try journal.stampedVersion() {
             return DetectedVersion(version: stamped, source: "stamp", detail: "stamped by pachmigrate at \(namespace.versionKey.printable)")
         }
         var text = 0
