@@ -139,9 +139,14 @@ public struct MigrationExpectation: Sendable {
     }
 
     /// Checks the cluster equals an uninterrupted run: values, per-group order, journal.
-    public func expectMigratedLikeAnUninterruptedRun(_ comment: Comment? = nil) throws {
+    /// With `fault`, also reports the records lost to `Scripts/reliability`'s table.
+    public func expectMigratedLikeAnUninterruptedRun(_ comment: Comment? = nil, fault: String? = nil) throws {
         let after = try pachydermState(client)
-        #expect(valuesByKeyBytes(after) == (try expectedValues()), comment)
+        let expected = try expectedValues()
+        if let fault {
+            reportReliability(fault: fault, records: before.count, losses: lostRecords(expected: expected, after: after))
+        }
+        #expect(valuesByKeyBytes(after) == expected, comment)
         #expect(orderByGroup(after, group: orderingGroup) == orderByGroup(before, group: orderingGroup), comment)
         let journal = JournalFacts(client)
         #expect(try journal.version() == "1.5.0", comment)
@@ -182,8 +187,9 @@ public struct SampleServer: Sendable {
     public func expectedValues() throws -> [[UInt8]: [UInt8]] { try expectation.expectedValues() }
 
     /// Checks the cluster equals an uninterrupted run: values, per-group order, journal.
-    public func expectMigratedLikeAnUninterruptedRun(_ comment: Comment? = nil) throws {
-        try expectation.expectMigratedLikeAnUninterruptedRun(comment)
+    /// With `fault`, also reports the records lost to `Scripts/reliability`'s table.
+    public func expectMigratedLikeAnUninterruptedRun(_ comment: Comment? = nil, fault: String? = nil) throws {
+        try expectation.expectMigratedLikeAnUninterruptedRun(comment, fault: fault)
     }
 }
 
