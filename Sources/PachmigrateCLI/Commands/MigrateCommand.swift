@@ -5,6 +5,8 @@ import MigrationEngine
 import PachydermMigrations
 
 struct MigrationReport: CommandReport {
+    /// Which etcd the run talks to.
+    var etcd: EtcdSummary?
     var outcome: String
     var from: String?
     var to: String?
@@ -22,7 +24,7 @@ struct MigrationReport: CommandReport {
     var exitStatus: ExitStatus { outcome == "migrated" || outcome == "nothing-to-do" ? .ok : scan?.status ?? .ok }
 
     enum CodingKeys: String, CodingKey {
-        case outcome, from, to, detected, plan, scan, forecast, backup, snapshot, resumed, written, message
+        case etcd, outcome, from, to, detected, plan, scan, forecast, backup, snapshot, resumed, written, message
     }
 
     /// Resolves the versions against the cluster; the migration is nil when there is
@@ -41,7 +43,7 @@ struct MigrationReport: CommandReport {
     }
 
     func renderText() -> String {
-        var lines: [String] = []
+        var lines: [String] = etcd.map { [$0.text] } ?? []
         lines.append("Cluster: \(detected.version ?? "empty") (\(detected.detail))")
         if let plan { lines.append("Plan: \(plan)") }
         if let message { lines.append(message) }
@@ -124,6 +126,7 @@ struct MigrateCommand: ParsableCommand {
             let client = try connection.makeClient(logger: context.logger)
             var (report, migration) = try MigrationReport.start(
                 store: client, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose)
+            report.etcd = EtcdSummary(client)
             guard let migration else { return report }
             var options = MigrationOptions(
                 backup: noBackup ? .none : .file(backup ?? defaultBackupPath(from: migration.fromVersion)))
@@ -191,6 +194,7 @@ struct PlanCommand: ParsableCommand {
             let client = try connection.makeClient(logger: context.logger)
             var (report, migration) = try MigrationReport.start(
                 store: client, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose)
+            report.etcd = EtcdSummary(client)
             guard let migration else { return report }
             var options = MigrationOptions(backup: .none)
             options.dryRun = true
