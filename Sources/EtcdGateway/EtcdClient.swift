@@ -248,6 +248,29 @@ public final class EtcdClient: KeyValueService, Sendable {
             raftTerm: wire.raftTerm?.value ?? 0)
     }
 
+    /// Discards history before `revision`. `physical` waits until the backend has freed it
+    /// (so the space can be reused; what `--compact` needs). Non-root users may compact.
+    public func compact(revision: Int64, physical: Bool) throws(EtcdError) {
+        let _: WireIgnored = try call(
+            .compaction, WireCompactionRequest(revision: WireInt64(revision), physical: physical ? true : nil),
+            subject: "compaction to revision \(revision)")
+    }
+
+    /// The cluster's active alarms (empty when none).
+    public func alarms() throws(EtcdError) -> [EtcdAlarm] {
+        let wire: WireAlarmResponse = try call(.alarm, WireAlarmRequest(action: "GET"), subject: "alarm list")
+        return (wire.alarms ?? []).map {
+            EtcdAlarm(memberID: $0.memberID?.value ?? 0, kind: EtcdAlarm.Kind(rawValue: $0.alarm ?? "") ?? .unknown)
+        }
+    }
+
+    /// Disarms `alarm` on its member (root only).
+    public func disarm(_ alarm: EtcdAlarm) throws(EtcdError) {
+        let _: WireAlarmResponse = try call(
+            .alarm, WireAlarmRequest(action: "DEACTIVATE", memberID: WireUInt64(alarm.memberID), alarm: alarm.kind.rawValue),
+            subject: "disarming the \(alarm.kind.rawValue) alarm")
+    }
+
     /// Every endpoint's etcd version (asked afresh), or why it could not be learnt. The order
     /// is that of the configuration.
     public func endpointVersions() -> [(endpoint: String, version: Result<EndpointVersion, EtcdError>)] {
@@ -610,9 +633,12 @@ public final class EtcdClient: KeyValueService, Sendable {
         case 3 where message.contains("too many operations") || message.contains("request is too large"):
             code = .limitExceeded
             text = "etcd rejected \(subject): \(message). Split the work into smaller requests (etcd's --max-txn-ops / --max-request-bytes)."
+        case 8 where message.contains("space exceeded"):
+            code = .noSpace
+            text = "etcd refused \(subject): \(message). Its backend reached its space quota and raised the NOSPACE alarm: every write fails until it is compacted, defragmented and the alarm disarmed."
         case 8:
             code = .limitExceeded
-            text = "etcd rejected \(subject) as too large or out of space: \(message). Use smaller requests; if the database is full, compact and defragment it."
+            text = "etcd rejected \(subject) as too large: \(message). Use smaller requests."
         case 11:
             code = .compacted
             text = "etcd cannot serve \(subject): \(message). The revision was compacted; read again at a newer revision."

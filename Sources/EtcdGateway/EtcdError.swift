@@ -5,7 +5,7 @@ public struct EtcdError: Error, Sendable, Hashable, CustomStringConvertible {
         fileprivate enum Base: String, Hashable, Sendable {
             case transport, timeout, httpStatus, server, decode, limitExceeded, authentication,
                 permissionDenied, leaseNotFound, compacted, unavailable, invalidConfiguration,
-                incompatibleServer, unsupported
+                incompatibleServer, unsupported, noSpace
         }
         fileprivate let base: Base
         /// No answer from any endpoint: connection refused, DNS, TLS handshake, reset.
@@ -36,6 +36,8 @@ public struct EtcdError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let incompatibleServer = Code(base: .incompatibleServer)
         /// This etcd's gateway lacks the call (lease time-to-live on 3.1.4); callers degrade.
         public static let unsupported = Code(base: .unsupported)
+        /// etcd's space quota is exhausted (NOSPACE alarm, "database space exceeded").
+        public static let noSpace = Code(base: .noSpace)
         public var description: String { base.rawValue }
     }
 

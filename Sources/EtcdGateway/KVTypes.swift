@@ -277,6 +277,24 @@ public struct StatusResponse: Sendable, Hashable {
     }
 }
 
+/// An alarm etcd has raised on a member: while one is active, writes fail.
+public struct EtcdAlarm: Sendable, Hashable {
+    public enum Kind: String, Sendable {
+        /// The backend reached `--quota-backend-bytes`: every put and txn fails until an
+        /// operator compacts, defragments and disarms it.
+        case noSpace = "NOSPACE"
+        case corrupt = "CORRUPT"
+        case unknown
+    }
+    public var memberID: UInt64
+    public var kind: Kind
+
+    public init(memberID: UInt64, kind: Kind) {
+        self.memberID = memberID
+        self.kind = kind
+    }
+}
+
 /// The part of etcd the migration engine needs. `EtcdClient` implements it against a real
 /// server; tests may give the engine an in-memory implementation. Calls block the calling
 /// thread (libcurl is synchronous); run them off Swift's cooperative pool.
@@ -288,6 +306,21 @@ public protocol KeyValueService: Sendable {
     /// One keep-alive round trip; returns the new TTL, or nil when the lease is gone.
     func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64?
     func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse
+    /// The member's status: backend size (and size in use, 3.4+), the current revision.
+    func status() throws(EtcdError) -> StatusResponse
+    /// Discards history before `revision`; `physical` waits until the backend freed it.
+    func compact(revision: Int64, physical: Bool) throws(EtcdError)
+}
+
+extension KeyValueService {
+    /// Stores without maintenance calls (test doubles) say so; callers degrade.
+    public func status() throws(EtcdError) -> StatusResponse {
+        throw EtcdError(.unsupported, "this store reports no status")
+    }
+
+    public func compact(revision: Int64, physical: Bool) throws(EtcdError) {
+        throw EtcdError(.unsupported, "this store cannot compact")
+    }
 }
 
 /// The pages of a prefix range at one pinned revision: the paging every full scan needs

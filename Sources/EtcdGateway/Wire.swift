@@ -25,8 +25,13 @@ struct WireInt64: Codable, Sendable {
     }
 }
 
-struct WireUInt64: Decodable, Sendable {
+struct WireUInt64: Codable, Sendable {
     var value: UInt64
+    init(_ value: UInt64) { self.value = value }
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(String(value))
+    }
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if let string = try? container.decode(String.self), let parsed = UInt64(string) {
@@ -196,6 +201,19 @@ struct WireAuthenticateRequest: Encodable {
 
 struct WireEmpty: Encodable {}
 
+struct WireCompactionRequest: Encodable {
+    var revision: WireInt64
+    var physical: Bool?
+}
+
+struct WireAlarmRequest: Encodable {
+    /// GET, ACTIVATE or DEACTIVATE.
+    var action: String
+    var memberID: WireUInt64?
+    /// NONE, NOSPACE or CORRUPT.
+    var alarm: String?
+}
+
 // MARK: Responses
 
 struct WireHeader: Decodable {
@@ -304,6 +322,15 @@ struct WireStatusResponse: Decodable {
     var leader: WireUInt64?
     var raftIndex: WireUInt64?
     var raftTerm: WireUInt64?
+}
+
+struct WireAlarmResponse: Decodable {
+    struct Member: Decodable {
+        var memberID: WireUInt64?
+        var alarm: String?
+    }
+    var header: WireHeader?
+    var alarms: [Member]?
 }
 
 struct WireAuthenticateResponse: Decodable {

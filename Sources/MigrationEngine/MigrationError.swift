@@ -7,7 +7,7 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Base: String, Hashable, Sendable {
             case lockHeld, notAtRest, foreignWrite, leaseLost, conversionFailed, unsupportedVersion,
-                verificationFailed, interrupted, backupFailed, restoreFailed, store, invalidState
+                verificationFailed, interrupted, backupFailed, restoreFailed, store, invalidState, outOfSpace
         }
         fileprivate let base: Base
         /// Another migrator (or a stale one) holds the lock.
@@ -34,6 +34,9 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         public static let store = Code(base: .store)
         /// The journal in etcd is not one this tool can continue from.
         public static let invalidState = Code(base: .invalidState)
+        /// etcd would run out of space (refused before any write), or did (NOSPACE mid-run:
+        /// resumable once an operator has made room); `space` says what to do.
+        public static let outOfSpace = Code(base: .outOfSpace)
         public var description: String { base.rawValue }
     }
 
@@ -41,6 +44,8 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var keys: [String]
     public var underlying: EtcdError?
+    /// With `.outOfSpace`: the numbers and the revision to compact to.
+    public var space: OutOfSpace?
 
     public init(_ code: Code, _ message: String, keys: [String] = [], underlying: EtcdError? = nil) {
         self.code = code
@@ -50,12 +55,35 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
     }
 
     public static func store(_ error: EtcdError, while doing: String) -> MigrationError {
-        MigrationError(.store, "etcd failed while \(doing): \(error)", underlying: error)
+        if error.code == .noSpace {
+            var outOfSpace = MigrationError(
+                .outOfSpace, "etcd ran out of space while \(doing) and raised its NOSPACE alarm; everything written so far is recorded",
+                underlying: error)
+            outOfSpace.space = OutOfSpace(alarmRaised: true)
+            return outOfSpace
+        }
+        return MigrationError(.store, "etcd failed while \(doing): \(error)", underlying: error)
     }
 
     public var description: String {
         guard !keys.isEmpty else { return message }
         return message + "\n" + keys.map { "  - \($0)" }.joined(separator: "\n")
+    }
+}
+
+/// What an operator needs to make room in etcd.
+public struct OutOfSpace: Sendable, Hashable {
+    /// The preflight that refused the run (nil when etcd ran out of space mid-run).
+    public var estimate: SpaceEstimate?
+    /// When etcd raised NOSPACE: its revision then, the one to compact history up to.
+    public var compactTo: Int64?
+    /// etcd raised its NOSPACE alarm (writes fail for everyone until it is disarmed).
+    public var alarmRaised: Bool
+
+    public init(estimate: SpaceEstimate? = nil, compactTo: Int64? = nil, alarmRaised: Bool = false) {
+        self.estimate = estimate
+        self.compactTo = compactTo
+        self.alarmRaised = alarmRaised
     }
 }
 

@@ -28,6 +28,8 @@ public struct MigrationOptions: Sendable {
     /// For the lock holder record and the history.
     public var command = "pachmigrate migrate"
     public var toolVersion = "dev"
+    /// etcd's space quota, and whether to compact behind the writes.
+    public var space = SpacePolicy()
 
     public init(backup: BackupChoice) {
         self.backup = backup
@@ -56,6 +58,11 @@ public struct MigrationResult: Sendable {
     public var written = 0
     /// The run's revision fence: the revision it first read the cluster at.
     public var startRevision: Int64 = 0
+    /// The space preflight; nil where etcd would not report its size (`spaceUnavailable` says why).
+    public var space: SpaceEstimate?
+    public var spaceUnavailable: String?
+    /// Physical compactions made behind the writes (`SpacePolicy.compactEvery`).
+    public var compactions = 0
 }
 
 /// Runs one migration against a live cluster: lock, preflight scan, backup, fenced
@@ -92,12 +99,16 @@ public struct Migrator: Sendable {
         }
 
         if options.dryRun {
-            progress(ProgressEvent(step: "scan", done: 0, total: 0))
-            let scan = try ClusterScan.scan(
-                store: store, migration: migration, runStartRevision: existing.flatMap { $0.status == .done ? nil : $0.startRevision },
-                pageSize: options.pageSize, keepAllKeys: false, sortChunk: options.sortChunk, logger: logger
-            ) { progress(ProgressEvent(step: "scan", done: $0, total: 0)) }
-            return MigrationResult(outcome: .dryRun, scan: scan, startRevision: scan.revision)
+            let scan = try retryingCompaction { () throws(MigrationError) -> ClusterScan in
+                try scanCluster(options: options, runStartRevision: existing.flatMap { $0.status == .done ? nil : $0.startRevision },
+                    keepAllKeys: false, progress: progress)
+            }
+            var result = MigrationResult(outcome: .dryRun, scan: scan, startRevision: scan.revision)
+            switch estimateSpace(scan, options.space) {
+            case .success(let space): result.space = space
+            case .failure(let error): result.spaceUnavailable = error.message
+            }
+            return result
         }
 
         let holder = LockHolder.current(
@@ -109,7 +120,11 @@ public struct Migrator: Sendable {
             lock.release()
             return result
         } catch {
-            let error = Self.resumableIfTransient(error)
+            var error = Self.resumableIfTransient(error)
+            if error.code == .outOfSpace, error.space?.compactTo == nil {
+                // Reads still work under NOSPACE: name the revision to compact to.
+                error.space?.compactTo = try? store.status().header.revision
+            }
             if !lock.isLost && error.code != .lockHeld {
                 recordFailure(error, lock: lock)
             }
@@ -137,42 +152,22 @@ public struct Migrator: Sendable {
                 "an unfinished migration from \(s.from) to \(s.to) (run \(s.runID), started \(s.startedAt)) is recorded; resume it with --from \(s.from) --to \(s.to), or `pachmigrate restore` its backup \(s.backupPath ?? "(none)")")
         }
         let resuming = state != nil
+        try requireWritePermission()
         if resuming { logger.info("resuming an interrupted migration", metadata: ["run": "\(state!.runID)"]) }
 
         lock.report(step: "scan")
-        progress(ProgressEvent(step: "scan", done: 0, total: 0))
         // A backup is written only by a fresh run that asked for one; only it needs every key.
         let writesBackup = state == nil && options.backup != .none
-        let scan = try ClusterScan.scan(
-            store: store, migration: migration, runStartRevision: state?.startRevision, pageSize: options.pageSize,
-            keepAllKeys: writesBackup, sortChunk: options.sortChunk, logger: logger
-        ) { progress(ProgressEvent(step: "scan", done: $0, total: 0)) }
-        if !scan.failures.isEmpty {
-            throw MigrationError(
-                .conversionFailed,
-                "\(scan.failures.count) record(s) cannot be converted from \(migration.fromVersion) to \(migration.toVersion); nothing was written",
-                keys: scan.failures.map(\.description))
-        }
-        let blocking = scan.blockingFindings
-        if !blocking.isEmpty {
-            let foreign = blocking.contains { $0.kind == .foreignWrite }
-            throw MigrationError(
-                foreign ? .foreignWrite : .notAtRest,
-                foreign
-                    ? "records were changed by someone else since this migration started; nothing of theirs was overwritten"
-                    : "the cluster is not at rest; nothing was written. Stop pachd, let running jobs finish, finish open commits (or pass --allow-open-commits), then run again (README: \"Upgrading a cluster\")",
-                keys: blocking.map { "\($0.key): \($0.kind.rawValue): \($0.detail)" })
-        }
-
-        var result = MigrationResult(outcome: .migrated, scan: scan, resumed: resuming)
-        var current: RunState
-        if let state {
-            current = state
-            current.status = .running
-            current.updatedAt = timestamp()
-            current.message = nil
-        } else {
-            if case .file(let path) = options.backup {
+        var result = MigrationResult(outcome: .migrated, resumed: resuming)
+        // Nothing is written before the backup is complete: a compaction by someone else
+        // during the scan or the backup restarts both at a newer revision.
+        let scan = try retryingCompaction { () throws(MigrationError) -> ClusterScan in
+            let scan = try scanCluster(options: options, runStartRevision: state?.startRevision, keepAllKeys: writesBackup, progress: progress)
+            switch try refuseUnlessReady(scan, options.space) {
+            case .success(let space): result.space = space
+            case .failure(let error): result.spaceUnavailable = error.message
+            }
+            if writesBackup, case .file(let path) = options.backup {
                 let total = scan.allKeysCount
                 lock.report(step: "backup", done: 0, total: total)
                 progress(ProgressEvent(step: "backup", done: 0, total: total))
@@ -180,6 +175,17 @@ public struct Migrator: Sendable {
                     store: store, keys: scan.allKeys(), count: total, revision: scan.revision, to: path, logger: logger
                 ) { progress(ProgressEvent(step: "backup", done: $0, total: total)) }
             }
+            return scan
+        }
+        result.scan = scan
+
+        var current: RunState
+        if let state {
+            current = state
+            current.status = .running
+            current.updatedAt = timestamp()
+            current.message = nil
+        } else {
             try lock.checkHeld()
             let now = timestamp()
             current = RunState(
@@ -192,9 +198,15 @@ public struct Migrator: Sendable {
         result.startRevision = current.startRevision
         try fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(current))], doing: "recording the run's state")
 
+        let compactor = options.space.compactEvery.map { HistoryCompactor(store: store, every: $0, logger: logger) }
+        // The first compaction, before the first record: it proves the user may compact
+        // (a refusal then stops the run with nothing rewritten).
+        try compactor?.compactNow(to: scan.revision)
         let ourRevisions = try writeLanes(
-            scan: scan, startRevision: current.startRevision, options: options, lock: lock, stop: stop, progress: progress)
+            scan: scan, startRevision: current.startRevision, options: options, lock: lock, stop: stop,
+            compactor: compactor, progress: progress)
         result.written = ourRevisions.count
+        result.compactions = compactor?.count ?? 0
         lock.report(step: "check")
         try checkForForeignWrites(startRevision: current.startRevision, ourRevisions: ourRevisions, resumed: resuming)
 
@@ -225,6 +237,98 @@ public struct Migrator: Sendable {
         guard response.succeeded else { throw lostLock(doing: "recording the completed migration") }
         lock.report(step: "done")
         return result
+    }
+
+    private func scanCluster(
+        options: MigrationOptions, runStartRevision: Int64?, keepAllKeys: Bool,
+        progress: @escaping @Sendable (ProgressEvent) -> Void
+    ) throws(MigrationError) -> ClusterScan {
+        progress(ProgressEvent(step: "scan", done: 0, total: 0))
+        return try ClusterScan.scan(
+            store: store, migration: migration, runStartRevision: runStartRevision, pageSize: options.pageSize,
+            keepAllKeys: keepAllKeys, sortChunk: options.sortChunk, logger: logger
+        ) { progress(ProgressEvent(step: "scan", done: $0, total: 0)) }
+    }
+
+    /// Refuses, before any write, when a record cannot convert, the cluster is not at rest,
+    /// or etcd would run out of space.
+    private func refuseUnlessReady(_ scan: ClusterScan, _ policy: SpacePolicy) throws(MigrationError) -> Result<SpaceEstimate, EtcdError> {
+        if !scan.failures.isEmpty {
+            throw MigrationError(
+                .conversionFailed,
+                "\(scan.failures.count) record(s) cannot be converted from \(migration.fromVersion) to \(migration.toVersion); nothing was written",
+                keys: scan.failures.map(\.description))
+        }
+        let blocking = scan.blockingFindings
+        if !blocking.isEmpty {
+            let foreign = blocking.contains { $0.kind == .foreignWrite }
+            throw MigrationError(
+                foreign ? .foreignWrite : .notAtRest,
+                foreign
+                    ? "records were changed by someone else since this migration started; nothing of theirs was overwritten"
+                    : "the cluster is not at rest; nothing was written. Stop pachd, let running jobs finish, finish open commits (or pass --allow-open-commits), then run again (README: \"Upgrading a cluster\")",
+                keys: blocking.map { "\($0.key): \($0.kind.rawValue): \($0.detail)" })
+        }
+
+        let estimate = estimateSpace(scan, policy)
+        guard case .success(let space) = estimate else {
+            logger.warning("cannot check etcd's space quota; going on", metadata: ["reason": "\(estimate)"])
+            return estimate
+        }
+        if !space.fits {
+            var error = MigrationError(
+                .outOfSpace,
+                "etcd would run out of space: rewriting \(scan.pendingCount) records would grow its backend from \(space.currentBytes) to about \(space.projectedBytes) bytes, past its quota of \(space.quotaBytes) bytes; nothing was written")
+            error.space = OutOfSpace(estimate: space)
+            throw error
+        }
+        return estimate
+    }
+
+    /// Fails, before any record is written, when the etcd user may not write under every
+    /// root: a txn whose compare never holds carries a put under each root. etcd checks the
+    /// permissions of both branches before it evaluates the compare, so the txn writes
+    /// nothing and is refused exactly when a write would be.
+    private func requireWritePermission() throws(MigrationError) {
+        let probe = TxnRequest(
+            compare: [Compare(key: namespace.lockKey, .less, .version(0))],
+            success: migration.backupPrefixes.map { .put(PutRequest(key: $0, value: [])) })
+        do {
+            _ = try store.txn(probe)
+        } catch {
+            guard error.code == .permissionDenied else { throw MigrationError.store(error, while: "checking write permission") }
+            throw MigrationError(
+                .store,
+                "the etcd user may not write under \(migration.backupPrefixes.map(\.printable).joined(separator: " and ")); nothing was written. Grant its role readwrite on those prefixes (README: \"Least privilege\")",
+                underlying: error)
+        }
+    }
+
+    /// The space preflight for what `scan` leaves to write; a failure where etcd will not say
+    /// its size (no status permission on 3.1.4 without root, or a store without status).
+    func estimateSpace(_ scan: ClusterScan, _ policy: SpacePolicy) -> Result<SpaceEstimate, EtcdError> {
+        Result { () throws(EtcdError) in try store.status() }.map { status in
+            SpaceEstimate(
+                currentBytes: status.dbSize, inUseBytes: status.dbSizeInUse, writeBytes: scan.writeBytes,
+                writes: scan.pendingCount, quotaBytes: policy.quotaBytes, compactEvery: policy.compactEvery)
+        }
+    }
+
+    /// Runs `body` again (at most three times) when someone else's compaction removed the
+    /// revision it was reading at. Only for work before the first write.
+    private func retryingCompaction<T>(_ body: () throws(MigrationError) -> T) throws(MigrationError) -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try body()
+            } catch {
+                guard error.underlying?.code == .compacted, attempt < 3 else { throw error }
+                attempt += 1
+                logger.warning(
+                    "etcd was compacted while the cluster was being read; reading it again at a newer revision",
+                    metadata: ["attempt": "\(attempt)", "error": "\(error.message)"])
+            }
+        }
     }
 
     /// After the writes: every key under the roots changed since the run started must be
@@ -267,7 +371,7 @@ public struct Migrator: Sendable {
     /// revisions of the writes (all above `startRevision`).
     private func writeLanes(
         scan: ClusterScan, startRevision: Int64, options: MigrationOptions, lock: MigrationLock, stop: StopSignal,
-        progress: @escaping @Sendable (ProgressEvent) -> Void
+        compactor: HistoryCompactor?, progress: @escaping @Sendable (ProgressEvent) -> Void
     ) throws(MigrationError) -> RevisionBitmap {
         let cursors = try JournalReader(store: store, namespace: namespace).laneCursors()
         let lanes = scan.pendingCounts.sorted { $0.value > $1.value }.map(\.key)
@@ -292,6 +396,7 @@ public struct Migrator: Sendable {
                 do throws(MigrationError) {
                     _ = try writer.write(lane: lane, entries: entries, cursor: cursors[lane]) { revision in
                         revisions.withLock { _ = $0.insert(revision) }
+                        compactor?.wrote(revision: revision)
                         let n = done.add(1, ordering: .relaxed).newValue
                         lock.report(done: n)
                         progress(ProgressEvent(step: "rewrite", done: n, total: total))

@@ -21,7 +21,7 @@ struct ErrorMappingTests {
         (400, #"{"error":"etcdserver: duplicate key given in txn request","message":"etcdserver: duplicate key given in txn request","code":3}"#, .server, 3),
         // etcd 3.1's bodies have no "message", and some codes differ.
         (400, #"{"error":"auth: user name is empty","code":2}"#, .authentication, 2),
-        (403, #"{"error":"etcdserver: mvcc: database space exceeded","code":8}"#, .limitExceeded, 8),
+        (403, #"{"error":"etcdserver: mvcc: database space exceeded","code":8}"#, .noSpace, 8),
         (400, #"{"error":"etcdserver: mvcc: required revision has been compacted","code":11}"#, .compacted, 11),
         (404, "404 page not found\n", .httpStatus, nil),
         (405, "Method Not Allowed\n", .httpStatus, nil),

@@ -67,17 +67,39 @@ public func runCommand(_ executable: String, _ arguments: [String], directory: S
     // etcdctl before 3.4 speaks the v2 API unless told otherwise.
     process.environment = ProcessInfo.processInfo.environment.merging(["ETCDCTL_API": "3"]) { _, new in new }
     if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
+    let capture = try CapturedOutput()
+    process.standardOutput = capture.handle
+    process.standardError = capture.handle
     process.standardInput = FileHandle.nullDevice
     try process.run()
-    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
+    let output = capture.text()
     guard process.terminationStatus == 0 else {
         throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(output)")
     }
     return output
+}
+
+/// A child's output, captured in a temp file. Not a pipe: a pipe's reader waits for EOF,
+/// and an etcd that another test thread spawns at the same moment inherits the pipe's
+/// write end and holds it open until it exits (seen: a test hung for good).
+final class CapturedOutput {
+    let path: String
+    let handle: FileHandle
+
+    init() throws {
+        var template = Array((NSTemporaryDirectory() + "/pachmigrate-output.XXXXXX").utf8CString)
+        let fd = mkstemp(&template)
+        guard fd >= 0 else { throw TestSupportError("mkstemp failed: \(errno)") }
+        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    }
+
+    func text() -> String {
+        (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    }
+
+    deinit { unlink(path) }
 }
 
 func makeTemporaryDirectory(_ prefix: String) throws -> String {
@@ -143,6 +165,8 @@ final class EtcdProcess: @unchecked Sendable {
     let arguments: [String]
     let logFile: String
     private let state = Mutex<Process?>(nil)
+    /// Flags added on the next launch (a restart with another configuration).
+    let extraArguments = Mutex<[String]>([])
 
     init(name: String, arguments: [String], logFile: String) {
         self.name = name
@@ -153,7 +177,7 @@ final class EtcdProcess: @unchecked Sendable {
     func launch() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: EtcdBinaries.etcd)
-        process.arguments = arguments
+        process.arguments = arguments + extraArguments.withLock { $0 }
         if !FileManager.default.fileExists(atPath: logFile) {
             _ = FileManager.default.createFile(atPath: logFile, contents: nil)
         }
@@ -342,9 +366,11 @@ public final class EtcdServer: @unchecked Sendable {
     public func pause() { process.signal(SIGSTOP) }
     public func resume() { process.signal(SIGCONT) }
 
-    /// Starts etcd again on the same data dir and ports (stopping it first if it runs).
-    public func restart() throws {
+    /// Starts etcd again on the same data dir and ports (stopping it first if it runs),
+    /// with `extraArgs` added to its flags (e.g. a space quota).
+    public func restart(extraArgs: [String]? = nil) throws {
         process.terminate(SIGTERM)
+        if let extraArgs { process.extraArguments.withLock { $0 = extraArgs } }
         try process.launch()
         try waitUntilReady([endpoint], processes: [process], tls: clientTLS)
     }

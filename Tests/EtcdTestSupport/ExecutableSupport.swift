@@ -33,17 +33,16 @@ public struct RunResult: Sendable {
 /// A running pachmigrate process.
 public final class PachmigrateProcess: @unchecked Sendable {
     public let process = Process()
-    private let out = Pipe()
-    private let err = Pipe()
-    private var outData = Data()
-    private var errData = Data()
-    private let group = DispatchGroup()
+    private let out: CapturedOutput
+    private let err: CapturedOutput
 
     /// `shell`: a /bin/sh script run in front of the binary (e.g. to set a ulimit); it must
     /// end with `exec "$0" "$@"`.
     public init(
         _ arguments: [String], environment: [String: String] = [:], directory: String? = nil, shell: String? = nil
     ) throws {
+        out = try CapturedOutput()
+        err = try CapturedOutput()
         if let shell {
             process.executableURL = URL(fileURLWithPath: "/bin/sh")
             process.arguments = ["-c", shell, pachmigrateBinary] + arguments
@@ -56,19 +55,9 @@ public final class PachmigrateProcess: @unchecked Sendable {
         env.merge(environment) { $1 }
         process.environment = env
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        process.standardOutput = out
-        process.standardError = err
+        process.standardOutput = out.handle
+        process.standardError = err.handle
         process.standardInput = FileHandle.nullDevice
-        group.enter()
-        group.enter()
-        DispatchQueue.global().async { [self] in
-            outData = out.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        DispatchQueue.global().async { [self] in
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
         try process.run()
     }
 
@@ -83,10 +72,7 @@ public final class PachmigrateProcess: @unchecked Sendable {
             process.waitUntilExit()
         }
         process.waitUntilExit()
-        group.wait()
-        return RunResult(
-            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData, as: UTF8.self))
+        return RunResult(status: process.terminationStatus, stdout: out.text(), stderr: err.text())
     }
 }
 

@@ -18,12 +18,17 @@ func run(_ executable: String, _ arguments: [String], in directory: URL) throws 
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.currentDirectoryURL = directory
-    let pipe = Pipe()
-    process.standardOutput = pipe
+    // A file, not a pipe: an etcd spawned by another test at the same moment would inherit
+    // a pipe's write end and withhold its EOF until it exits.
+    let output = directory.appendingPathComponent("output-\(UUID().uuidString)")
+    _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+    let handle = try FileHandle(forWritingTo: output)
+    process.standardOutput = handle
     try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    return String(decoding: data, as: UTF8.self)
+    try handle.close()
+    defer { try? FileManager.default.removeItem(at: output) }
+    return try String(contentsOf: output, encoding: .utf8)
 }
 
 func readAll(_ path: String) throws -> [KeyValue] {

@@ -37,6 +37,12 @@ public struct LockInspection: Sendable, Encodable {
     /// True when the holder ran on this host and its process no longer exists; nil when this
     /// host cannot tell (another host or pod).
     public var holderProcessGone: Bool?
+    /// The journal's account of the run, which outlives the holder: its step and how many of
+    /// its records the lanes have written (the holder's own record may predate its first
+    /// progress heartbeat).
+    public var journalStep: String?
+    public var journalWritten: Int?
+    public var journalRecords: Int?
 
     /// The heartbeat age after which a holder counts as stale: twice its TTL, at least 60 s.
     public static func staleThreshold(ttl: Int64) -> Double { Double(max(ttl * 2, 60)) }
@@ -46,7 +52,8 @@ public struct LockInspection: Sendable, Encodable {
         store: any KeyValueService, namespace: Namespace, staleAfter: Double? = nil,
         now: Double = Date().timeIntervalSince1970, hostName: String = ProcessInfo.processInfo.hostName
     ) throws(MigrationError) -> (LockInspection, KeyValue)? {
-        guard let (holder, kv) = try JournalReader(store: store, namespace: namespace).lockHolder() else { return nil }
+        let journal = JournalReader(store: store, namespace: namespace)
+        guard let (holder, kv) = try journal.lockHolder() else { return nil }
         let age = max(0, now - holder.heartbeatEpoch)
         var source = LeaseTimeSource.etcd
         var remaining: Int64 = -1
@@ -65,10 +72,15 @@ public struct LockInspection: Sendable, Encodable {
         if holder.host == hostName {
             gone = kill(holder.pid, 0) != 0 && errno == ESRCH
         }
-        let inspection = LockInspection(
+        var inspection = LockInspection(
             holder: holder, heartbeatAgeSeconds: Int(age), leaseRemainingSeconds: remaining, leaseRemainingSource: source,
             leaseTimeUnavailable: unavailable, stale: age > (staleAfter ?? staleThreshold(ttl: holder.ttl)),
             holderProcessGone: gone)
+        if let state = try journal.state()?.0, state.status == .running {
+            inspection.journalStep = state.step
+            inspection.journalRecords = state.records
+            inspection.journalWritten = try journal.laneCursors().values.reduce(0) { $0 + $1.written }
+        }
         return (inspection, kv)
     }
 }

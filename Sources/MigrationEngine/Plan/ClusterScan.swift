@@ -49,6 +49,9 @@ public struct ClusterScan: Sendable {
     public var findings: [AtRestFinding]
     /// Companion keys (e.g. `openCommits/…`) the rewrite will create.
     public var companions: Int
+    /// Bytes of keys and new values the rewrite will write (records and companions), for
+    /// the space preflight.
+    public var writeBytes: Int64 = 0
 
     public var pendingCount: Int { pendingCounts.values.reduce(0, +) }
     public var blockingFindings: [AtRestFinding] { findings.filter(\.blocking) }
@@ -122,7 +125,9 @@ public struct ClusterScan: Sendable {
             } else {
                 alreadyMigrated[kind, default: 0] += 1
             }
-        case .rewrite:
+        case .rewrite(let value):
+            writeBytes += Int64(kv.key.count + value.count)
+            for companion in conversion.companions { writeBytes += Int64(companion.key.count + companion.value.count) }
             if let start = runStartRevision, kv.modRevision > start {
                 findings.append(
                     AtRestFinding(

@@ -14,6 +14,10 @@ struct MigrationReport: CommandReport {
     var plan: String?
     var scan: ScanSummary?
     var forecast: [ReprocessingForecast]?
+    /// The space preflight (nil where etcd reported no size).
+    var space: SpaceEstimate?
+    var spaceUnavailable: String?
+    var compactions: Int?
     var backup: BackupInfo?
     var snapshot: String?
     var resumed: Bool
@@ -21,10 +25,15 @@ struct MigrationReport: CommandReport {
     var message: String?
     var verbose: Bool
 
-    var exitStatus: ExitStatus { outcome == "migrated" || outcome == "nothing-to-do" ? .ok : scan?.status ?? .ok }
+    var exitStatus: ExitStatus {
+        if outcome == "migrated" || outcome == "nothing-to-do" { return .ok }
+        let status = scan?.status ?? .ok
+        if status == .ok, let space, !space.fits { return .outOfSpace }
+        return status
+    }
 
     enum CodingKeys: String, CodingKey {
-        case etcd, outcome, from, to, detected, plan, scan, forecast, backup, snapshot, resumed, written, message
+        case etcd, outcome, from, to, detected, plan, scan, forecast, space, spaceUnavailable, compactions, backup, snapshot, resumed, written, message
     }
 
     /// Resolves the versions against the cluster; the migration is nil when there is
@@ -49,6 +58,13 @@ struct MigrationReport: CommandReport {
         if let message { lines.append(message) }
         if let scan { lines.append(scan.renderText(verbose: verbose)) }
         if let forecast { lines.append(renderForecast(forecast)) }
+        if let space {
+            lines.append(
+                "etcd space: backend \(ByteSize.describe(space.currentBytes))\(space.inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""), expected growth \(ByteSize.describe(space.expectedGrowthBytes))\(space.compacting ? " with --compact" : ""), projected \(ByteSize.describe(space.projectedBytes)) of a \(ByteSize.describe(space.quotaBytes)) quota: \(space.fits ? "fits" : "DOES NOT FIT")")
+            if !space.fits { lines.append(spaceRemedy(OutOfSpace(estimate: space))) }
+        }
+        if let spaceUnavailable { lines.append("etcd space: not checked (\(spaceUnavailable)); the quota could not be compared") }
+        if let compactions, compactions > 0 { lines.append("Compacted etcd's history \(compactions) time(s) behind the run.") }
         if let backup { lines.append("Backup: \(backup.path) (\(backup.keys) keys, sha256 \(backup.sha256))") }
         if let snapshot { lines.append("etcd snapshot: \(snapshot)") }
         switch outcome {
@@ -58,6 +74,7 @@ struct MigrationReport: CommandReport {
             switch exitStatus {
             case .ok: lines.append("Would rewrite \(scan?.toRewrite.values.reduce(0, +) ?? 0) record(s). Nothing was written.")
             case .notAtRest: lines.append("A migration would refuse: the cluster is not at rest. Nothing was written.")
+            case .outOfSpace: lines.append("A migration would refuse: etcd would run out of space. Nothing was written.")
             default: lines.append("A migration would fail: some records cannot be converted. Nothing was written.")
             }
         default:
@@ -86,6 +103,7 @@ struct MigrateCommand: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var versions: VersionOptions
+    @OptionGroup var space: SpaceOptions
     @OptionGroup var output: OutputOptions
 
     @Flag(name: .long, help: "Read, convert and check everything; write nothing (not even the lock).")
@@ -133,6 +151,7 @@ struct MigrateCommand: ParsableCommand {
             options.dryRun = dryRun
             options.lock = LockOptions(ttl: lockTTL, wait: waitLock?.duration ?? .zero)
             options.concurrency = concurrency
+            options.space = space.policy
             options.command = "pachmigrate migrate"
             options.toolVersion = toolVersion
             let signals = SignalHandlers { signal in
@@ -149,6 +168,9 @@ struct MigrateCommand: ParsableCommand {
             report.backup = result.backup
             report.resumed = result.resumed
             report.written = result.written
+            report.space = result.space
+            report.spaceUnavailable = result.spaceUnavailable
+            report.compactions = result.compactions
             switch result.outcome {
             case .nothingToDo(let why):
                 report.message = "Nothing to do: \(why)"
@@ -174,13 +196,15 @@ struct PlanCommand: ParsableCommand {
             pipelines will reprocess their data on their first 1.5 job (and how much).
 
             Exits 0 when migrate would proceed, 4 when it would refuse (not at rest), 8 when a \
-            record cannot be converted, 5 when there is no path.
+            record cannot be converted, 5 when there is no path, 9 when etcd would run out of \
+            space (see --etcd-quota and --compact).
 
             \(ExitStatus.helpText)
             """)
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var versions: VersionOptions
+    @OptionGroup var space: SpaceOptions
     @OptionGroup var output: OutputOptions
 
     @Flag(name: .long, help: "Plan as if open commits were allowed (migrate --allow-open-commits).")
@@ -198,6 +222,7 @@ struct PlanCommand: ParsableCommand {
             guard let migration else { return report }
             var options = MigrationOptions(backup: .none)
             options.dryRun = true
+            options.space = space.policy
             let migrator = Migrator(store: client, migration: migration, namespace: connection.namespace, logger: context.logger)
             let result = try migrator.run(options: options) { context.progress.update($0) }
             if case .nothingToDo(let why) = result.outcome {
@@ -207,6 +232,8 @@ struct PlanCommand: ParsableCommand {
             report.outcome = "plan"
             report.scan = result.scan.map(ScanSummary.init)
             report.forecast = migration.forecast.pipelines
+            report.space = result.space
+            report.spaceUnavailable = result.spaceUnavailable
             return report
         }
     }

@@ -25,6 +25,25 @@ struct VersionOptions: ParsableArguments {
     var to: String?
 }
 
+/// `--etcd-quota` and `--compact`, shared by plan and migrate.
+struct SpaceOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "etcd's --quota-backend-bytes (2GiB, 8GiB, …; etcd's default is 2GiB). etcd does not tell its quota, so say it: the run refuses (exit 9) before writing if it would not fit.",
+            valueName: "size"))
+    var etcdQuota = ByteSize(bytes: SpacePolicy().quotaBytes)
+
+    @Flag(
+        name: .long,
+        help: "Compact etcd's history behind the run (physical, every 500 writes), so that it fits where the quota leaves room for less than a second copy of the records. History from before the run is lost (the backup keeps every original value).")
+    var compact = false
+
+    var policy: SpacePolicy {
+        SpacePolicy(quotaBytes: etcdQuota.bytes, compactEvery: compact ? SpacePolicy.defaultCompactionInterval : nil)
+    }
+}
+
 /// What a migration command needs once flags are resolved against the cluster.
 struct ResolvedMigration {
     var detected: DetectedVersion

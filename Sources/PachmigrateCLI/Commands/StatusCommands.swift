@@ -34,6 +34,9 @@ extension LockInspection {
             "  heartbeat:  \(holder.heartbeat) (\(heartbeatAgeSeconds)s ago\(stale ? ", STALE" : ""))",
             "  lease:      \(holder.leaseID), \(lease)",
         ]
+        if let journalStep {
+            lines.append("  journal:    step \(journalStep), \(journalWritten ?? 0)/\(journalRecords ?? 0) records written")
+        }
         if holderProcessGone == true {
             lines.append("  process:    pid \(holder.pid) no longer runs on this host: the holder is gone. Wait for the lease to expire, or `pachmigrate lock break`.")
         }
@@ -43,6 +46,10 @@ extension LockInspection {
 
 struct StatusReport: CommandReport {
     var etcd: EtcdSummary
+    /// etcd's active alarms (`NOSPACE`: every write fails until it is cleared); nil when
+    /// they could not be read, with the reason in `alarmsUnavailable`.
+    var alarms: [String]?
+    var alarmsUnavailable: String?
     var stampedVersion: String?
     var state: RunState?
     var lanes: [String: LaneCursor]
@@ -50,7 +57,13 @@ struct StatusReport: CommandReport {
     var history: [HistoryEntry]
 
     func renderText() -> String {
-        var lines = [etcd.text, "Stamped version: \(stampedVersion ?? "none (never migrated by pachmigrate)")"]
+        var lines = [etcd.text]
+        if let alarms {
+            lines.append(alarms.isEmpty ? "etcd alarms: none" : "etcd alarms: \(alarms.joined(separator: ", ")): writes fail until they are cleared (README: \"etcd's space quota\")")
+        } else {
+            lines.append("etcd alarms: unknown (\(alarmsUnavailable ?? "?"))")
+        }
+        lines.append("Stamped version: \(stampedVersion ?? "none (never migrated by pachmigrate)")")
         if let state {
             lines.append("Run \(state.runID): \(state.status.rawValue), \(state.from) → \(state.to), step \(state.step)")
             lines.append("  started \(state.startedAt) at revision \(state.startRevision), updated \(state.updatedAt)")
@@ -93,8 +106,14 @@ struct StatusCommand: ParsableCommand {
         try runCommand("status", output) { context in
             let client = try connection.makeClient(logger: context.logger)
             let journal = JournalReader(store: client, namespace: connection.namespace)
+            var alarms: [String]?
+            var alarmsUnavailable: String?
+            switch Result(catching: { () throws(EtcdError) in try client.alarms() }) {
+            case .success(let active): alarms = active.map { "\($0.kind.rawValue) on member \(String($0.memberID, radix: 16))" }
+            case .failure(let error): alarmsUnavailable = error.message
+            }
             return StatusReport(
-                etcd: EtcdSummary(client), stampedVersion: try journal.stampedVersion(), state: try journal.state()?.0, lanes: try journal.laneCursors(),
+                etcd: EtcdSummary(client), alarms: alarms, alarmsUnavailable: alarmsUnavailable, stampedVersion: try journal.stampedVersion(), state: try journal.state()?.0, lanes: try journal.laneCursors(),
                 lock: try LockInspection.read(store: client, namespace: connection.namespace)?.0, history: try journal.history(limit: history))
         }
     }

@@ -14,6 +14,7 @@ enum ExitStatus: Int32, CaseIterable {
     case verificationFailed = 6
     case interrupted = 7
     case conversionFailed = 8
+    case outOfSpace = 9
 
     var meaning: String {
         switch self {
@@ -26,6 +27,7 @@ enum ExitStatus: Int32, CaseIterable {
         case .verificationFailed: "verify found problems"
         case .interrupted: "interrupted (signal, lost lock, etcd gone away); run the same command again to resume"
         case .conversionFailed: "a record could not be converted (each is named)"
+        case .outOfSpace: "etcd would run out of space (refused before any write), or did (NOSPACE): make room, then run again"
         }
     }
 
@@ -63,8 +65,12 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
             case .verificationFailed: .verificationFailed
             case .interrupted, .leaseLost: .interrupted
             case .conversionFailed: .conversionFailed
+            case .outOfSpace: .outOfSpace
             default: .failure
             }
+        if let space = error.space {
+            return (status, error.code.description, error.message + "\n" + spaceRemedy(space), error.keys)
+        }
         // An etcd failure keeps etcd's own code, so scripts can tell "unreachable" from "denied".
         let kind = error.underlying.map { "etcd-\($0.code)" } ?? error.code.description
         return (status, kind, error.message, error.keys)
@@ -75,4 +81,27 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
     default:
         return (.failure, "error", "\(error)", [])
     }
+}
+
+/// The ways out when etcd would run out of space, or did.
+func spaceRemedy(_ space: OutOfSpace) -> String {
+    if let estimate = space.estimate {
+        return """
+            Space: backend \(ByteSize.describe(estimate.currentBytes))\(estimate.inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""), \
+            expected growth \(ByteSize.describe(estimate.expectedGrowthBytes)), projected \(ByteSize.describe(estimate.projectedBytes)), \
+            quota \(ByteSize.describe(estimate.quotaBytes)) (--etcd-quota; etcd's --quota-backend-bytes).
+            Ways out:
+              - run with --compact: the migration compacts etcd's history behind itself (history before the run is lost; the backup keeps every original value);
+              - or compact and defragment etcd first: etcdctl compact <current revision> --physical, then etcdctl defrag on every member;
+              - or raise etcd's --quota-backend-bytes (and pass the new value as --etcd-quota).
+            """
+    }
+    let revision = space.compactTo.map(String.init) ?? "<current revision, from etcdctl endpoint status -w json>"
+    return """
+        etcd's NOSPACE alarm is raised: every write fails (pachd's too) until it is cleared. Nothing is lost; the run is resumable. To clear it:
+          1. etcdctl compact \(revision) --physical
+          2. etcdctl defrag --endpoints=<each member, one at a time>
+          3. etcdctl alarm disarm
+        Then run the same command again, with --compact: a run that stopped here left no room for another copy of its history.
+        """
 }

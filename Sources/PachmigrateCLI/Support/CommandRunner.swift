@@ -127,3 +127,33 @@ struct DurationArgument: ExpressibleByArgument, Sendable {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }
+
+/// Parses sizes like `2GiB`, `512MiB`, `8GB`, `1073741824` (bytes), for `--etcd-quota`.
+struct ByteSize: ExpressibleByArgument, Sendable {
+    var bytes: Int64
+
+    init(bytes: Int64) { self.bytes = bytes }
+
+    init?(argument: String) {
+        let units: [(String, Int64)] = [
+            ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
+            ("KB", 1_000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000), ("B", 1),
+        ]
+        let text = argument.filter { $0 != " " }
+        let (number, unit) = units.first { text.hasSuffix($0.0) }.map { (String(text.dropLast($0.0.count)), $0.1) } ?? (text, 1)
+        guard let value = Double(number), value > 0, value * Double(unit) < 9e18 else { return nil }
+        bytes = Int64(value * Double(unit))
+    }
+
+    /// `2.0 GiB`, `25.3 MiB`: for people.
+    static func describe(_ bytes: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(bytes)
+        var index = 0
+        while value >= 1024, index < units.count - 1 {
+            value /= 1024
+            index += 1
+        }
+        return index == 0 ? "\(bytes) B" : "\((value * 10).rounded() / 10) \(units[index])"
+    }
+}
