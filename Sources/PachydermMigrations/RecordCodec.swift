@@ -128,11 +128,12 @@ public enum RecordCodec {
         case .repo(let info): return try encode15(info, key: key)
         case .commit(let info): return try encode15(info, key: key)
         case .branch(let head): return try encode15(head, key: key)
+        // Only when present: assigning into an absent transform would make it present.
         case .pipeline(var info):
-            info.transform.env = info.transform.env.sortedByKey()
+            if info.hasTransform { info.transform.env = info.transform.env.sortedByKey() }
             return try encode15(info, key: key)
         case .job(var info):
-            info.transform.env = info.transform.env.sortedByKey()
+            if info.hasTransform { info.transform.env = info.transform.env.sortedByKey() }
             return try encode15(info, key: key)
         }
     }
