@@ -54,8 +54,7 @@ public enum Pachyderm14To15Step {
                 let what = converted.problems.isEmpty ? "" : " (" + converted.problems.sorted().map(\.rawValue).joined(separator: ", ") + ")"
                 converted.notes.append(MigrationNote(
                     kind: .warning, key: keyText,
-                    message: "already 1.5.0 binary but not in this tool's form\(what), e.g. written by Pachyderm 1.5.0's own "
-                        + "migration, which keeps the removed stopped/strategy fields: repaired by the same policy"))
+                    message: "1.5.0 binary left by another migration\(what): repaired by the same policy"))
             }
         }
         return converted
