@@ -42,30 +42,22 @@ public struct PachydermRecordMigration: RecordMigration {
         let (conversion, first) = try convertAlongThePlan(record)
         guard let first else { return conversion }
         forecast.observe(first.source)
-        census.count(first, problems: problems(of: first), changes: { if case .rewrite = conversion.action { true } else { false } }())
-        if first.sourceEncoding == .binary15 {
-            // A binary open commit is Pachyderm's routine's (or a 1.5 pachd's) work; without its
-            // entry 1.5.0 cannot use it, and it is handled as an open 1.4 commit would be.
-            guard let info = first.source.commit, problems(of: first).contains(.openCommitWithoutEntry) else { return conversion }
-            findings.append(AtRestFinding(
-                kind: .openCommit, key: record.key.printable,
-                detail: allowOpenCommits
-                    ? "open commit \(info.repoName)@\(info.commitID) without its openCommits entry: the entry is written"
-                    : "commit \(info.repoName)@\(info.commitID) is open and has no openCommits entry; finish it, or pass --allow-open-commits",
-                blocking: !allowOpenCommits))
-            return conversion
-        }
+        let problems = problems(of: first)
+        census.count(first, problems: problems, changes: { if case .rewrite = conversion.action { true } else { false } }())
+        let fromText = first.sourceEncoding == .text14
         switch first.source {
-        case .job(let info) where info.isStartingOrRunning:
+        case .job(let info) where fromText && info.isStartingOrRunning:
             findings.append(AtRestFinding(
                 kind: .runningJob, key: record.key.printable,
                 detail: "job \(info.jobID ?? "?") of pipeline \(info.pipelineName ?? "?") is \(info.stateName)", blocking: true))
-        case .commit(let info) where info.isOpen:
+        // A binary open commit without its entry (Pachyderm's routine wrote none) is handled
+        // as an open 1.4 commit is; one with its entry is 1.5.0's own, in use.
+        case .commit(let info) where fromText ? info.isOpen : problems.contains(.openCommitWithoutEntry):
             findings.append(AtRestFinding(
                 kind: .openCommit, key: record.key.printable,
                 detail: allowOpenCommits
                     ? "open commit \(info.repoName)@\(info.commitID): migrated open, with its openCommits entry"
-                    : "commit \(info.repoName)@\(info.commitID) is open (not finished); finish it, or pass --allow-open-commits",
+                    : "commit \(info.repoName)@\(info.commitID) is open (not finished) and has no openCommits entry; finish it, or pass --allow-open-commits",
                 blocking: !allowOpenCommits))
         default:
             break
@@ -117,15 +109,11 @@ public struct PachydermRecordMigration: RecordMigration {
         return (RecordConversion(action: .rewrite(value), companions: companions, notes: notes), first)
     }
 
-    /// What another migration left in the record as read (open commits checked against the
-    /// entries that exist).
+    /// What another migration left in the record as read: the classification `verify` uses,
+    /// with open commits checked against the entries that exist.
     private func problems(of converted: ConvertedValue) -> Set<LeftoverProblem> {
         guard converted.sourceEncoding == .binary15 else { return [] }
-        var problems = converted.problems
-        if let open = converted.openCommit, !openCommitEntries.contains(layout.openCommitKey(forOpen: open)) {
-            problems.insert(.openCommitWithoutEntry)
-        }
-        return problems
+        return LeftoverProblem.found(in: converted.source) { openCommitEntries.contains(layout.openCommitKey(forOpen: $0)) }
     }
 
     public func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
