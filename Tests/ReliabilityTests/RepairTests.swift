@@ -145,6 +145,31 @@ struct RepairTests {
         }
     }
 
+    /// A clean 1.5 cluster no pachmigrate run stamped (this tool's own output, restored
+    /// elsewhere): every record is checked, nothing is written but the stamp, verify passes.
+    @Test func cleanUnstampedClusterIsCheckedAndLeftAlone() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start()
+            defer { server.stop() }
+            let client = try server.makeClient()
+            let plan = try VersionPlanner.plan(from: "1.4.8", to: "1.5.0")
+            try client.seed(OfflineConverter(layout: layout, plan: plan).convert(try SampleData.keyValues(SampleData.before("at-rest"))).output)
+            let start = try pachydermState(client)
+            let endpoint = ["--endpoints", server.endpoint]
+            let planned = try pachmigrate(["plan", "--output", "json"] + endpoint)
+            let result = try #require(planned.json["result"] as? [String: Any])
+            #expect((result["state"] as? [String: Any])?["condition"] as? String == "1.5-clean", "\(planned.stdout)")
+            #expect(((result["scan"] as? [String: Any])?["toRewrite"] as? [String: Int]) == [:])
+            let migrate = try pachmigrate(["migrate", "--no-backup"] + endpoint)
+            #expect(migrate.status == 0, "\(migrate.stderr)")
+            #expect(migrate.stdout.contains("Nothing to do: every record is clean"), "\(migrate.stdout)")
+            #expect(try pachydermState(client) == start)
+            #expect(try JournalFacts(client).version() == "1.5.0")
+            let verify = try pachmigrate(["verify"] + endpoint)
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        }
+    }
+
     /// The at-rest sample where part of each group is already clean 1.5 (as a 1.5 pachd or
     /// this tool writes it): every third record in place, and every fifth rewritten after
     /// the 1.4 records. Clean records after a group's first 1.4 record are re-put in order.
