@@ -17,9 +17,6 @@ public struct ConvertedValue: Sendable, Hashable {
     /// The record as read, so callers that need more than the new bytes (the at-rest
     /// checks, the reprocessing forecast) do not decode it a second time.
     public var source: Decoded14Record
-    /// For a 1.5 binary source: what another migration left in it (open commits excepted:
-    /// whether their entry exists is known only to the caller). Empty for text.
-    public var problems: Set<LeftoverProblem> = []
     /// False when the source was 1.5 binary that already means exactly `value` (the same
     /// fields, map entries in any order): nothing to repair.
     public var changesRecord = true
@@ -47,11 +44,12 @@ public enum Pachyderm14To15Step {
         let bytes = try convert(record, key: key, keyText: keyText, source: encoding, notes: &notes)
         var converted = ConvertedValue(value: bytes, sourceEncoding: encoding, notes: notes, source: record)
         if encoding == .binary15 {
-            converted.problems = LeftoverProblem.found(in: record, hasOpenCommitEntry: { _ in true })
             // Map entries in another order (Go writes them in map order) mean the same record.
             converted.changesRecord = try RecordCodec.canonicalBinary(record, key: key) != bytes
             if converted.changesRecord {
-                let what = converted.problems.isEmpty ? "" : " (" + converted.problems.sorted().map(\.rawValue).joined(separator: ", ") + ")"
+                // Open commits aside: whether their entry exists is the live migration's to say.
+                let problems = LeftoverProblem.found(in: record) { _ in true }
+                let what = problems.isEmpty ? "" : " (" + problems.sorted().map(\.rawValue).joined(separator: ", ") + ")"
                 converted.notes.append(MigrationNote(
                     kind: .warning, key: keyText,
                     message: "1.5.0 binary left by another migration\(what): repaired by the same policy"))

@@ -342,11 +342,10 @@ struct LeftoverRepairTests {
         let key = Array("pachyderm_pps/pipelines/p".utf8)
         let converted = try Pachyderm14To15Step.convert(kind: .pipeline, key: key, value: theirs)
         #expect(converted.sourceEncoding == .binary15)
-        #expect(converted.problems == c.problems)
         #expect(converted.changesRecord == !c.problems.isEmpty)
         let spec = try Pach150_PipelineInfo(serializedBytes: converted.value).parallelismSpec
         #expect(spec.constant == c.repaired.0 && spec.coefficient == c.repaired.1)
-        // verify's view is the same classification.
+        // plan, migrate and verify classify with the same function.
         let decoded = try RecordCodec.decode(kind: .pipeline, key: key, value: theirs)
         #expect(LeftoverProblem.found(in: decoded.record) { _ in true } == c.problems)
     }
