@@ -94,18 +94,23 @@ struct RepairExpectation {
 /// Pachyderm 1.5.0's own migration output, and clusters a 1.5 pachd wrote into, repaired.
 @Suite("Repair of what another migration left")
 struct RepairTests {
-    static func sample(_ name: String, _ file: String) -> String { "\(SampleData.root)/\(name)/\(file)" }
+    /// A fresh etcd holding what Pachyderm 1.5.0's own migration made of `sample`, and what
+    /// repairing it must leave. The caller stops the server.
+    static func pachydermsOutput(_ sample: String, writeOpenCommits: Bool = false) throws -> (EtcdServer, EtcdClient, RepairExpectation) {
+        let server = try EtcdServer.start()
+        let client = try server.makeClient()
+        try client.seed(dump: "\(SampleData.root)/\(sample)/after-pachyderm-1.5.0.etcd.jsonl")
+        let expectation = try RepairExpectation(
+            client: client, original: try SampleData.keyValues(SampleData.before(sample)), writeOpenCommits: writeOpenCommits)
+        return (server, client, expectation)
+    }
 
     @Test(arguments: ["at-rest", "busy"])
     func pachydermsOwnOutputIsRepairedToThePolicyConversion(sample: String) async throws {
         try await onOwnThread {
-            let server = try EtcdServer.start()
-            defer { server.stop() }
-            let client = try server.makeClient()
-            try client.seed(dump: Self.sample(sample, "after-pachyderm-1.5.0.etcd.jsonl"))
             let busy = sample == "busy"
-            let expectation = try RepairExpectation(
-                client: client, original: try SampleData.keyValues(SampleData.before(sample)), writeOpenCommits: busy)
+            let (server, _, expectation) = try Self.pachydermsOutput(sample, writeOpenCommits: busy)
+            defer { server.stop() }
             let endpoint = ["--endpoints", server.endpoint]
 
             // Before: verify names what a repair fixes, and plan says what migrate will do.
@@ -225,11 +230,8 @@ struct RepairTests {
     @Test(arguments: [1, 37, 150])
     func repairStoppedMidRunResumesToTheSameResult(stopAfter: Int) async throws {
         try await onOwnThread {
-            let server = try EtcdServer.start()
+            let (server, client, expectation) = try Self.pachydermsOutput("at-rest")
             defer { server.stop() }
-            let client = try server.makeClient()
-            try client.seed(dump: Self.sample("at-rest", "after-pachyderm-1.5.0.etcd.jsonl"))
-            let expectation = try RepairExpectation(client: client, original: try SampleData.keyValues(SampleData.before("at-rest")))
             func migrator() throws -> Migrator {
                 let migration = PachydermRecordMigration(
                     layout: layout, plan: try VersionPlanner.repairPlan(at: "1.5.0", to: "1.5.0"),
@@ -256,11 +258,8 @@ struct RepairTests {
     /// The executable killed mid-repair, then the same command again.
     @Test func repairKilledMidRunThenResumed() async throws {
         try await onOwnThread {
-            let server = try EtcdServer.start()
+            let (server, client, expectation) = try Self.pachydermsOutput("at-rest")
             defer { server.stop() }
-            let client = try server.makeClient()
-            try client.seed(dump: Self.sample("at-rest", "after-pachyderm-1.5.0.etcd.jsonl"))
-            let expectation = try RepairExpectation(client: client, original: try SampleData.keyValues(SampleData.before("at-rest")))
             let endpoint = ["--endpoints", server.endpoint]
             let run = try PachmigrateProcess(["migrate", "--no-backup", "--lock-ttl", "5", "--concurrency", "1"] + endpoint)
             #expect(waitUntilWriting(client, run))
