@@ -150,6 +150,46 @@ struct RepairTests {
         }
     }
 
+    /// Pachyderm's routine skipped what its 1.4.8 parser rejected (here: pipelines of 1.4.3
+    /// and older, with `gc_policy`): those stay 1.4 text at their old revision, before the
+    /// records it re-put. Repairing converts them in place and re-puts every record after
+    /// them, so no group's order changes.
+    @Test func recordsPachydermSkippedKeepTheirPlace() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start()
+            defer { server.stop() }
+            let client = try server.makeClient()
+            var original: [KeyValue] = []
+            var skipped: [[UInt8]: KeyValue] = [:]
+            var position: [String: Int] = [:]
+            for var kv in try SampleData.keyValues(SampleData.before("at-rest")) {
+                if let group = orderingGroup(kv.key) {
+                    let i = position[group, default: 0]
+                    position[group] = i + 1
+                    if i % 4 == 1 {
+                        if group == "pipelines" { kv.value += bytes("gc_policy:<success:<seconds:60 > > ") }
+                        skipped[kv.key] = kv
+                    }
+                }
+                original.append(kv)
+            }
+            #expect(skipped.keys.contains { text($0).hasPrefix("pachyderm_pps/pipelines/") })
+            let after = try SampleData.keyValues("\(SampleData.root)/at-rest/after-pachyderm-1.5.0.etcd.jsonl")
+            let start = after.map { skipped[$0.key] ?? $0 }.enumerated()
+                .sorted { ($0.element.modRevision, $0.offset) < ($1.element.modRevision, $1.offset) }.map(\.element)
+            try client.seed(start)
+            let expectation = try RepairExpectation(client: client, original: original)
+            let migrate = try pachmigrate(["migrate", "--no-backup", "--output", "json", "--endpoints", server.endpoint])
+            #expect(migrate.status == 0, "\(migrate.stdout)\(migrate.stderr)")
+            let result = try #require(migrate.json["result"] as? [String: Any])
+            #expect(result["written"] as? Int == expectation.writes)
+            #expect(result["keptInOrder"] as? Int == expectation.keptInOrder)
+            try expectation.expectRepaired()
+            let verify = try pachmigrate(["verify", "--endpoints", server.endpoint])
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        }
+    }
+
     /// A clean 1.5 cluster no pachmigrate run stamped (this tool's own output, restored
     /// elsewhere): every record is checked, nothing is written but the stamp, verify passes.
     @Test func cleanUnstampedClusterIsCheckedAndLeftAlone() async throws {
