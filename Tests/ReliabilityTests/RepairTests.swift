@@ -286,7 +286,9 @@ struct RepairTests {
                     if event.step == "rewrite" && event.done >= stopAfter { stop.stop() }
                 }
             }
-            #expect(error?.code == .interrupted)
+            // Stopped on request; on a swamped machine (load 100 seen with etcd 3.1.4) the lock's
+            // keep-alive can miss its TTL first. Both stop resumably, which is what is tested.
+            #expect(error?.code == .interrupted || error?.code == .leaseLost, "\(String(describing: error))")
             let resumed = try migrator().run(options: options)
             #expect(resumed.resumed)
             try expectation.expectRepaired("stopped after \(stopAfter)")
