@@ -69,7 +69,7 @@ public struct PachydermVerifier: Sendable {
                         openCommitEntries.contains(layout.openCommitKey(forOpen: $0))
                     }
                     for problem in problems.sorted() {
-                        report.problems.append("\(key): \(problem.rawValue): \(problem.summary); `pachmigrate migrate` repairs it (\(problem.remedy))")
+                        report.problems.append("\(key): \(problem.rawValue): \(problem.summary); `pachmigrate migrate` repairs it: \(problem.remedy)")
                     }
                 }
                 switch decoded.record {
