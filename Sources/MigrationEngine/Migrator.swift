@@ -56,6 +56,8 @@ public struct MigrationResult: Sendable {
     public var resumed = false
     /// Records written by this invocation.
     public var written = 0
+    /// Of `written`, records re-put unchanged only to keep their group's order.
+    public var keptInOrder = 0
     /// The run's revision fence: the revision it first read the cluster at.
     public var startRevision: Int64 = 0
     /// The space preflight; nil where etcd would not report its size (`spaceUnavailable` says why).
@@ -100,7 +102,10 @@ public struct Migrator: Sendable {
 
         if options.dryRun {
             let scan = try retryingCompaction { () throws(MigrationError) -> ClusterScan in
-                try scanCluster(options: options, runStartRevision: existing.flatMap { $0.status == .done ? nil : $0.startRevision },
+                let unfinished = existing.flatMap { $0.status == .done ? nil : $0 }
+                return try scanCluster(
+                    options: options, runStartRevision: unfinished?.startRevision,
+                    resumeCursors: unfinished == nil ? [:] : try journal.laneCursors().mapValues(\.lastRevision),
                     keepAllKeys: false, progress: progress)
             }
             var result = MigrationResult(outcome: .dryRun, scan: scan, startRevision: scan.revision)
@@ -158,11 +163,15 @@ public struct Migrator: Sendable {
         lock.report(step: "scan")
         // A backup is written only by a fresh run that asked for one; only it needs every key.
         let writesBackup = state == nil && options.backup != .none
+        // A resumed run must finish every lane tail it started, changed or not (the order rule).
+        let resumeCursors = state == nil ? [:] : try journal.laneCursors().mapValues(\.lastRevision)
         var result = MigrationResult(outcome: .migrated, resumed: resuming)
         // Nothing is written before the backup is complete: a compaction by someone else
         // during the scan or the backup restarts both at a newer revision.
         let scan = try retryingCompaction { () throws(MigrationError) -> ClusterScan in
-            let scan = try scanCluster(options: options, runStartRevision: state?.startRevision, keepAllKeys: writesBackup, progress: progress)
+            let scan = try scanCluster(
+                options: options, runStartRevision: state?.startRevision, resumeCursors: resumeCursors,
+                keepAllKeys: writesBackup, progress: progress)
             switch try refuseUnlessReady(scan, options.space) {
             case .success(let space): result.space = space
             case .failure(let error): result.spaceUnavailable = error.message
@@ -202,10 +211,11 @@ public struct Migrator: Sendable {
         // The first compaction, before the first record: it proves the user may compact
         // (a refusal then stops the run with nothing rewritten).
         try compactor?.compactNow(to: scan.revision)
-        let ourRevisions = try writeLanes(
+        let (ourRevisions, keptInOrder) = try writeLanes(
             scan: scan, startRevision: current.startRevision, options: options, lock: lock, stop: stop,
             compactor: compactor, progress: progress)
         result.written = ourRevisions.count
+        result.keptInOrder = keptInOrder
         result.compactions = compactor?.count ?? 0
         lock.report(step: "check")
         try checkForForeignWrites(startRevision: current.startRevision, ourRevisions: ourRevisions, resumed: resuming)
@@ -213,7 +223,10 @@ public struct Migrator: Sendable {
         // Done: stamp the version, append the history and clear the cursors in one txn.
         let cursors = try journal.laneCursors()
         var counts: [String: Int] = [:]
-        for (lane, cursor) in cursors { counts[ClusterScan.kind(ofLane: lane), default: 0] += cursor.written }
+        for (lane, cursor) in cursors {
+            counts[ClusterScan.kind(ofLane: lane), default: 0] += cursor.written
+            if let kept = cursor.keptInOrder, kept > 0 { counts["kept-in-order-\(ClusterScan.kind(ofLane: lane))", default: 0] += kept }
+        }
         for (kind, n) in scan.alreadyMigrated { counts["already-migrated-\(kind)", default: 0] += n }
         current.status = .done
         current.step = "done"
@@ -240,13 +253,13 @@ public struct Migrator: Sendable {
     }
 
     private func scanCluster(
-        options: MigrationOptions, runStartRevision: Int64?, keepAllKeys: Bool,
+        options: MigrationOptions, runStartRevision: Int64?, resumeCursors: [String: Int64], keepAllKeys: Bool,
         progress: @escaping @Sendable (ProgressEvent) -> Void
     ) throws(MigrationError) -> ClusterScan {
         progress(ProgressEvent(step: "scan", done: 0, total: 0))
         return try ClusterScan.scan(
-            store: store, migration: migration, runStartRevision: runStartRevision, pageSize: options.pageSize,
-            keepAllKeys: keepAllKeys, sortChunk: options.sortChunk, logger: logger
+            store: store, migration: migration, runStartRevision: runStartRevision, resumeCursors: resumeCursors,
+            pageSize: options.pageSize, keepAllKeys: keepAllKeys, sortChunk: options.sortChunk, logger: logger
         ) { progress(ProgressEvent(step: "scan", done: $0, total: 0)) }
     }
 
@@ -368,16 +381,18 @@ public struct Migrator: Sendable {
     }
 
     /// Writes every lane, largest first, `options.concurrency` at a time. Returns the
-    /// revisions of the writes (all above `startRevision`).
+    /// revisions of the writes (all above `startRevision`) and how many of them re-put a
+    /// record unchanged only to keep its lane's order.
     private func writeLanes(
         scan: ClusterScan, startRevision: Int64, options: MigrationOptions, lock: MigrationLock, stop: StopSignal,
         compactor: HistoryCompactor?, progress: @escaping @Sendable (ProgressEvent) -> Void
-    ) throws(MigrationError) -> RevisionBitmap {
+    ) throws(MigrationError) -> (RevisionBitmap, keptInOrder: Int) {
         let cursors = try JournalReader(store: store, namespace: namespace).laneCursors()
         let lanes = scan.pendingCounts.sorted { $0.value > $1.value }.map(\.key)
         let total = scan.pendingCount
         let next = Atomic<Int>(0)
         let done = Atomic<Int>(0)
+        let kept = Atomic<Int>(0)
         let revisions = Mutex(RevisionBitmap(above: startRevision))
         let firstError = Mutex<MigrationError?>(nil)
         // A private stop shared by the lanes: the first failure stops the others.
@@ -394,9 +409,10 @@ public struct Migrator: Sendable {
                 let lane = lanes[index]
                 let entries = scan.pending(lane)
                 do throws(MigrationError) {
-                    _ = try writer.write(lane: lane, entries: entries, cursor: cursors[lane]) { revision in
+                    _ = try writer.write(lane: lane, entries: entries, cursor: cursors[lane]) { revision, keptInOrder in
                         revisions.withLock { _ = $0.insert(revision) }
                         compactor?.wrote(revision: revision)
+                        if keptInOrder { kept.add(1, ordering: .relaxed) }
                         let n = done.add(1, ordering: .relaxed).newValue
                         lock.report(done: n)
                         progress(ProgressEvent(step: "rewrite", done: n, total: total))
@@ -416,7 +432,7 @@ public struct Migrator: Sendable {
         if stop.isStopped && done.load(ordering: .relaxed) < total {
             throw MigrationError(.interrupted, "stopped on request; run the same command again to resume")
         }
-        return revisions.withLock { $0 }
+        return (revisions.withLock { $0 }, kept.load(ordering: .relaxed))
     }
 
     /// A transient etcd failure (etcd restarting, a member gone, no leader) once the lock

@@ -84,7 +84,8 @@ extension Pach150_Transform {
         self.init()
         image = source.image
         cmd = source.cmd
-        env = source.env.map(Pach150_EnvEntry.init(copying:))
+        // Sorted: binary written by Go holds the map in iteration order; gogo text is sorted already.
+        env = source.env.sortedByKey().map(Pach150_EnvEntry.init(copying:))
         secrets = source.secrets.map(Pach150_Secret.init(copying:))
         imagePullSecrets = source.imagePullSecrets
         stdin = source.stdin

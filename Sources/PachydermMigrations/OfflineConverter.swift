@@ -82,8 +82,9 @@ public struct OfflineConverter: Sendable {
             .map(\.element)
         var output: [KeyValue] = []
         output.reserveCapacity(ordered.count)
+        let entries = Set(kvs.lazy.map(\.key).filter { layout.classify($0) == .openCommit })
         for kv in ordered {
-            let converted = convertOne(kv, report: &report)
+            let converted = convertOne(kv, existingEntries: entries, report: &report)
             output.append(converted.value)
             if let extra = converted.openCommitEntry { output.append(extra) }
         }
@@ -97,7 +98,9 @@ public struct OfflineConverter: Sendable {
         var openCommitEntry: KeyValue?
     }
 
-    func convertOne(_ kv: KeyValue, report: inout ConversionReport) -> ConvertedKey {
+    /// `existingEntries`: the `openCommits/…` keys the input holds; an open commit that has
+    /// one (1.5 binary a 1.5 pachd wrote) needs none written.
+    func convertOne(_ kv: KeyValue, existingEntries: Set<[UInt8]>, report: inout ConversionReport) -> ConvertedKey {
         report.keysRead += 1
         guard case .record(let kind, _) = layout.classify(kv.key), !plan.steps.isEmpty else {
             report.copiedUnchanged += 1
@@ -116,7 +119,7 @@ public struct OfflineConverter: Sendable {
                 report.notes.append(contentsOf: converted.notes)
             }
             var result = ConvertedKey(value: kv.replacingValue(value))
-            if let openCommit {
+            if let openCommit, !existingEntries.contains(layout.openCommitKey(forOpen: openCommit)) {
                 let keyText = String(decoding: kv.key, as: UTF8.self)
                 if writeOpenCommits {
                     let entry = try layout.openCommitEntry(forOpen: openCommit)
@@ -165,6 +168,14 @@ public struct OfflineConverter: Sendable {
         var reader = try DumpReader(path: inputPath)
         var lastRevision = Int64.min
         var ordered = true
+        // Entries sort after the commits: find them first (only when they would be written).
+        var entries: Set<[UInt8]> = []
+        if writeOpenCommits {
+            let scan = try DumpReader(path: inputPath)
+            while let kv = try scan.read() {
+                if layout.classify(kv.key) == .openCommit { entries.insert(kv.key) }
+            }
+        }
         do throws(DumpError) {
             while let kv = try reader.read() {
                 if kv.modRevision < lastRevision {
@@ -172,7 +183,7 @@ public struct OfflineConverter: Sendable {
                     break
                 }
                 lastRevision = kv.modRevision
-                let converted = convertOne(kv, report: &report)
+                let converted = convertOne(kv, existingEntries: entries, report: &report)
                 try writer.write(converted.value)
                 if let extra = converted.openCommitEntry { try writer.write(extra) }
             }

@@ -17,6 +17,9 @@ public struct ConvertedValue: Sendable, Hashable {
     /// The record as read, so callers that need more than the new bytes (the at-rest
     /// checks, the reprocessing forecast) do not decode it a second time.
     public var source: Decoded14Record
+    /// False when the source was 1.5 binary that already means exactly `value` (the same
+    /// fields, map entries in any order): nothing to repair.
+    public var changesRecord = true
 
     /// For a commit without `finished`: its `Commit`, from which the 1.5.0
     /// `openCommits/<id>` entry is built (`PachydermLayout.openCommitEntry`). nil otherwise.
@@ -39,13 +42,20 @@ public enum Pachyderm14To15Step {
             notes.append(MigrationNote(kind: .warning, key: keyText, message: "empty value: an all-default \(kind) record; written as an empty 1.5.0 value"))
         }
         let bytes = try convert(record, key: key, keyText: keyText, source: encoding, notes: &notes)
-        if encoding == .binary15 && bytes != value {
-            notes.append(MigrationNote(
-                kind: .warning, key: keyText,
-                message: "already 1.5.0 binary but not in this tool's form (e.g. written by Pachyderm 1.5.0's own "
-                    + "migration, which keeps the removed stopped/strategy fields): re-encoded without them"))
+        var converted = ConvertedValue(value: bytes, sourceEncoding: encoding, notes: notes, source: record)
+        if encoding == .binary15 {
+            // Map entries in another order (Go writes them in map order) mean the same record.
+            converted.changesRecord = try RecordCodec.canonicalBinary(record, key: key) != bytes
+            if converted.changesRecord {
+                // Open commits aside: whether their entry exists is the live migration's to say.
+                let problems = LeftoverProblem.found(in: record) { _ in true }
+                let what = problems.isEmpty ? "" : " (" + problems.sorted().map(\.rawValue).joined(separator: ", ") + ")"
+                converted.notes.append(MigrationNote(
+                    kind: .warning, key: keyText,
+                    message: "1.5.0 binary left by another migration\(what): repaired by the same policy"))
+            }
         }
-        return ConvertedValue(value: bytes, sourceEncoding: encoding, notes: notes, source: record)
+        return converted
     }
 
     /// Converts a decoded record. `source` is how it was stored: 1.5 binary has no `stopped`
@@ -54,6 +64,10 @@ public enum Pachyderm14To15Step {
         _ record: Decoded14Record, key: [UInt8], keyText: String, source: StoredEncoding, notes: inout [MigrationNote]
     ) throws(RecordCodecError) -> [UInt8] {
         let fromText = source == .text14
+        // Pachyderm's own binary (it still carries stopped/strategy) holds 1.4.8 semantics.
+        func fourteenSemantics(_ stopped: Bool, _ spec: Read14_ParallelismSpec?) -> Bool {
+            fromText || LeftoverProblem.carriesRemovedFields(stopped: stopped, spec: spec)
+        }
         switch record {
         case .repo(let info):
             return try RecordCodec.encode15(Pach150_RepoInfo(copying: info), key: key)
@@ -72,7 +86,9 @@ public enum Pachyderm14To15Step {
                 info.stopped, expected: expectedStopped(info.state), state: "pipeline state \(info.state)", fromText: fromText,
                 keyText: keyText, notes: &notes)
             if info.hasParallelismSpec {
-                out.parallelismSpec = try normalize(info.parallelismSpec, fromText: fromText, key: keyText, notes: &notes)
+                out.parallelismSpec = try normalize(
+                    info.parallelismSpec, fourteenSemantics: fourteenSemantics(info.stopped, info.parallelismSpec), key: keyText,
+                    notes: &notes)
             }
             return try RecordCodec.encode15(out, key: key)
         case .job(let info):
@@ -86,7 +102,9 @@ public enum Pachyderm14To15Step {
                 info.stopped, expected: expectedStopped(info.state), state: "job state \(info.state)", fromText: fromText,
                 keyText: keyText, notes: &notes)
             if info.hasParallelismSpec {
-                out.parallelismSpec = try normalize(info.parallelismSpec, fromText: fromText, key: keyText, notes: &notes)
+                out.parallelismSpec = try normalize(
+                    info.parallelismSpec, fourteenSemantics: fourteenSemantics(info.stopped, info.parallelismSpec), key: keyText,
+                    notes: &notes)
             }
             return try RecordCodec.encode15(out, key: key)
         }
@@ -128,13 +146,15 @@ public enum Pachyderm14To15Step {
 
     /// Keeps the number of workers 1.4.8 would start (spec §5). 1.5.0 has no strategy and
     /// rejects a spec with both constant and coefficient set.
-    /// A 1.5 binary spec (no strategy on the wire) with only `coefficient` set means a
-    /// coefficient in 1.5, and is kept as it is.
-    static func normalize(_ spec: Read14_ParallelismSpec, fromText: Bool, key: String, notes: inout [MigrationNote])
+    /// `fourteenSemantics`: the spec is 1.4 text, or binary Pachyderm's routine wrote with the
+    /// 1.4.8 messages (it still carries stopped or strategy), where an absent strategy is
+    /// CONSTANT. Otherwise a binary spec with only `coefficient` set is 1.5.0's own
+    /// coefficient, and is kept as it is.
+    static func normalize(_ spec: Read14_ParallelismSpec, fourteenSemantics: Bool, key: String, notes: inout [MigrationNote])
         throws(RecordCodecError) -> Pach150_ParallelismSpec
     {
         var out = Pach150_ParallelismSpec()
-        if !fromText && spec.strategy == .constant && spec.constant == 0 {
+        if !fourteenSemantics && spec.strategy == .constant && spec.constant == 0 {
             out.coefficient = spec.coefficient
             return out
         }

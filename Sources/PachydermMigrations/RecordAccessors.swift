@@ -57,9 +57,12 @@ extension PachydermLayout {
         return try openCommitEntry(forOpen: commit.commit)
     }
 
+    /// The `openCommits/<id>` key of `commit`.
+    public func openCommitKey(forOpen commit: Read14_Commit) -> [UInt8] { openCommitsPrefix + [UInt8](commit.id) }
+
     /// The `openCommits/<id>` entry for `commit`, known to be open.
     public func openCommitEntry(forOpen commit: Read14_Commit) throws(RecordCodecError) -> (key: [UInt8], value: [UInt8]) {
-        let key = openCommitsPrefix + [UInt8](commit.id)
+        let key = openCommitKey(forOpen: commit)
         return (key, try RecordCodec.encode15(Pach150_Commit(copying: commit), key: key))
     }
 }

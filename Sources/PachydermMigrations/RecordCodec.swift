@@ -120,6 +120,31 @@ public enum RecordCodec {
         }
     }
 
+    /// A stored value (text or binary) in one form for comparisons: what it decodes to,
+    /// re-encoded as `canonicalBinary` does. Two values compare equal exactly when they hold
+    /// the same fields, whatever order their writer put map entries in.
+    public static func canonical(kind: RecordKind, key: [UInt8], value: [UInt8]) throws(RecordCodecError) -> [UInt8] {
+        try canonicalBinary(decode(kind: kind, key: key, value: value).record, key: key)
+    }
+
+    /// A binary record's bytes in this tool's form, whatever fields it carries: map entries
+    /// sorted (`Transform.env` by key, as `encode15` does), deterministic encoding. Equal to
+    /// the converted value exactly when the record needs no repair.
+    static func canonicalBinary(_ record: Decoded14Record, key: [UInt8]) throws(RecordCodecError) -> [UInt8] {
+        switch record {
+        case .repo(let info): return try encode15(info, key: key)
+        case .commit(let info): return try encode15(info, key: key)
+        case .branch(let head): return try encode15(head, key: key)
+        // Only when present: assigning into an absent transform would make it present.
+        case .pipeline(var info):
+            if info.hasTransform { info.transform.env = info.transform.env.sortedByKey() }
+            return try encode15(info, key: key)
+        case .job(var info):
+            if info.hasTransform { info.transform.env = info.transform.env.sortedByKey() }
+            return try encode15(info, key: key)
+        }
+    }
+
     /// Deterministic (map entries sorted) 1.5.0 binary.
     public static func encode15<M: Message>(_ message: M, key: [UInt8]) throws(RecordCodecError) -> [UInt8] {
         var options = BinaryEncodingOptions()
@@ -131,5 +156,15 @@ public enum RecordCodec {
                 code: .encodingFailed, key: String(decoding: key, as: UTF8.self),
                 message: "1.5.0 binary encoding failed (\(error)); this is a bug in pachmigrate, please report it.")
         }
+    }
+}
+
+extension Array where Element == Read14_EnvEntry {
+    /// `Transform.env` is a Go map, stored in map-iteration order: sorted by key, stably (a
+    /// repeated key keeps its last-wins order), so every writer's bytes compare equal.
+    func sortedByKey() -> [Read14_EnvEntry] {
+        enumerated().sorted { a, b in
+            a.element.key == b.element.key ? a.offset < b.offset : a.element.key.lexicographicallyPrecedes(b.element.key)
+        }.map(\.element)
     }
 }

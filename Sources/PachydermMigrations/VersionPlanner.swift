@@ -91,7 +91,17 @@ public struct MigrationPlan: Sendable {
     public var steps: [VersionStep]
     /// One or two sentences for the operator.
     public var summary: String
+    /// What the run is for.
+    public var purpose: Purpose = .upgrade
     public var needsRewrite: Bool { !steps.isEmpty }
+
+    public enum Purpose: String, Sendable, Hashable, Codable {
+        /// 1.4 records to 1.5.
+        case upgrade
+        /// A 1.5 cluster no pachmigrate run has stamped: every record is checked for what
+        /// another migration left behind, and repaired by the same step and policy.
+        case repair
+    }
 }
 
 public struct VersionPlanError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -112,6 +122,24 @@ public struct VersionPlanError: Error, Sendable, Hashable, CustomStringConvertib
 }
 
 public enum VersionPlanner {
+    /// Repairs a cluster whose records are 1.5 binary but that pachmigrate did not migrate
+    /// (Pachyderm's own routine, or a 1.5 pachd on 1.4 data, may have left it half done): the
+    /// 1.4 → 1.5 step reads both encodings, so the same converter and policy repair it.
+    public static func repairPlan(at version: String, to toText: String, registry: VersionStepRegistry = .standard)
+        throws(VersionPlanError) -> MigrationPlan
+    {
+        var plan = try plan(from: version, to: toText, registry: registry)
+        guard plan.from.minor == 5, plan.to.minor == 5, let step = registry.steps.first(where: { $0.to.minor == 5 }) else {
+            return plan
+        }
+        plan.steps = [step]
+        plan.purpose = .repair
+        plan.summary = "\(plan.from) → \(plan.to), repair: the records are 1.5 binary but no pachmigrate run stamped the cluster, "
+            + "so every record is checked for what another migration (Pachyderm's own, or a 1.5 pachd on 1.4 data) left "
+            + "behind, and repaired by step \(step.name) with the same policy as 1.4 records."
+        return plan
+    }
+
     /// Plans `--from from --to to` with `registry`.
     public static func plan(from fromText: String, to toText: String, registry: VersionStepRegistry = .standard)
         throws(VersionPlanError) -> MigrationPlan

@@ -298,3 +298,74 @@ struct RevisionOrderSpillTests {
         #expect(laneOrder(store) == before)
     }
 }
+
+/// A cluster where part of each lane is already in the target form (`v2:`): some before
+/// the lane's first old record, the rest interleaved after it, as a newer writer leaves it.
+func partlyMigratedCluster(groups: Int = 3, perGroup: Int = 20) -> InMemoryKeyValueService {
+    let store = InMemoryKeyValueService()
+    var seed: [(String, String)] = []
+    for i in 0..<perGroup {
+        for g in 0..<groups {
+            // The first two of each lane and every third after them are clean already.
+            let clean = i < 2 || i % 3 == 0
+            seed.append(("app/c/g\(g)/id\((i * 7) % perGroup)", clean ? "v2:REC-\(g)-\(i)" : "v1:rec-\(g)-\(i)"))
+        }
+    }
+    store.seed(seed)
+    return store
+}
+
+@Suite("Order rule: a group is never reordered by rewriting part of it")
+struct OrderRuleTests {
+    @Test func cleanRecordsAfterALanesFirstChangeAreReputInOrder() throws {
+        let store = partlyMigratedCluster()
+        let before = laneOrder(store)
+        let leading = store.all(prefix: "app/c/").filter { String(decoding: $0.value, as: UTF8.self).hasPrefix("v2:REC-") }
+            .filter { kv in Int(String(decoding: kv.value, as: UTF8.self).split(separator: "-").last!)! < 2 }
+        var options = MigrationOptions(backup: .none)
+        options.dryRun = true
+        let plan = try migrator(store).run(options: options)
+        // 20 per lane: 2 clean before the first change, 6 of the 18 after it are clean (i = 3, 6 … 18).
+        #expect(plan.scan?.toRewrite["c"] == 36)
+        #expect(plan.scan?.keptInOrder["c"] == 18)
+        #expect(plan.scan?.pendingCount == 54)
+
+        let result = try migrator(store).run(options: MigrationOptions(backup: .none))
+        #expect(result.written == 54)
+        #expect(result.keptInOrder == 18)
+        #expect(laneOrder(store) == before)
+        #expect(values(store).values.allSatisfy { $0.hasPrefix("v2:REC-") })
+        // The records before each lane's first change were not touched at all.
+        for kv in leading { #expect(store.current(String(decoding: kv.key, as: UTF8.self))?.modRevision == kv.modRevision) }
+        let history = try JournalReader(store: store, namespace: Namespace()).history()
+        #expect(history.last?.counts?["c"] == 54)
+        #expect(history.last?.counts?["kept-in-order-c"] == 18)
+    }
+
+    /// Stopped anywhere, including right after a lane re-put a clean record: the resumed run
+    /// finishes every lane tail it started, so the order is that of an uninterrupted run.
+    @Test(arguments: [1, 2, 5, 13, 29, 53])
+    func resumedRunKeepsTheOrderRule(stopAfter: Int) throws {
+        let reference = partlyMigratedCluster()
+        _ = try migrator(reference).run(options: MigrationOptions(backup: .none))
+
+        let store = partlyMigratedCluster()
+        let before = laneOrder(store)
+        let stop = StopSignal()
+        var options = MigrationOptions(backup: .none)
+        options.concurrency = 2
+        let error = #expect(throws: MigrationError.self) {
+            try migrator(store).run(options: options, stop: stop) { event in
+                if event.step == "rewrite" && event.done >= stopAfter { stop.stop() }
+            }
+        }
+        #expect(error?.code == .interrupted)
+        let resumed = try migrator(store).run(options: options)
+        #expect(resumed.resumed)
+        #expect(values(store, prefix: "app/") == values(reference, prefix: "app/"))
+        #expect(laneOrder(store) == before)
+        let history = try JournalReader(store: store, namespace: Namespace()).history()
+        #expect(history.last?.counts?["c"] == 54)
+        #expect(history.last?.counts?["kept-in-order-c"] == 18)
+    }
+}

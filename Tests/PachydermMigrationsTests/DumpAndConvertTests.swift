@@ -245,3 +245,22 @@ struct ConvertTests {
         #expect(throws: (any Error).self) { try ConvertCommand.parse(["--from", "1.4.8", broken]) }
     }
 }
+
+@Suite("Offline repair of Pachyderm 1.5.0's own output")
+struct OfflineRepairTests {
+    /// The busy sample's open commits, as Pachyderm's routine left them (binary, no entry),
+    /// get their `openCommits` entry; converting the result again writes none twice.
+    @Test func openCommitsGetOneEntryEach() throws {
+        let theirs = try Fixtures.pachydermAfter("busy").sorted { $0.key < $1.key }.enumerated().map { i, record in
+            KeyValue(key: Array(record.key.utf8), value: record.value, createRevision: Int64(i + 2), modRevision: Int64(i + 2), version: 1)
+        }
+        let converter = OfflineConverter(plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0"), writeOpenCommits: true)
+        let once = converter.convert(theirs)
+        #expect(once.report.failures.isEmpty)
+        #expect(once.report.openCommitsWritten == 2)
+        let twice = converter.convert(once.output)
+        #expect(twice.report.openCommitsWritten == 0)
+        #expect(Set(twice.output.map(\.key)).count == twice.output.count)
+        #expect(twice.output.map(\.value) == once.output.map(\.value))
+    }
+}

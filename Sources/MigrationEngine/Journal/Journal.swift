@@ -47,17 +47,22 @@ public struct RunState: Codable, Sendable, Hashable {
     }
 }
 
-/// How far one lane got. `written` counts records rewritten by this run (over all its
-/// resumptions); `lastKey` is the last one, in original mod-revision order.
+/// How far one lane got. `written` counts records written by this run (over all its
+/// resumptions); `lastKey` is the last one, and `lastRevision` its mod revision before the
+/// run: a resumed run writes every record of the lane still at or after it (the order rule).
 public struct LaneCursor: Codable, Sendable, Hashable {
     public var written: Int
     public var lastKey: String
     public var lastRevision: Int64
+    /// Of `written`, records re-put unchanged only to keep the lane's order (absent in
+    /// cursors of earlier versions).
+    public var keptInOrder: Int?
 
-    public init(written: Int, lastKey: String, lastRevision: Int64) {
+    public init(written: Int, lastKey: String, lastRevision: Int64, keptInOrder: Int? = nil) {
         self.written = written
         self.lastKey = lastKey
         self.lastRevision = lastRevision
+        self.keptInOrder = keptInOrder
     }
 }
 

@@ -29,11 +29,19 @@ public struct ClusterScan: Sendable {
     public var allKeysCount: Int { order.count(of: Self.backupGroup) }
     /// How many keys the scan read under the roots (whether or not `allKeys` kept them).
     public var keysScanned = 0
-    /// Per lane, how many records are still to rewrite; `pending(lane)` reads them in order.
+    /// Per lane, how many records are still to write (those that change, and every record
+    /// after the first of them: the order rule); `pending(lane)` reads them in order.
     public var pendingCounts: [String: Int]
-    public func pending(_ lane: String) -> SpillReader { order.reader(for: lane) }
+    public func pending(_ lane: String) -> LaneTail {
+        LaneTail(order.reader(for: lane), from: orderThresholds[lane] ?? Int64.max)
+    }
+    /// Per lane, the mod revision from which every record is written (see `pendingCounts`).
+    public var orderThresholds: [String: Int64] = [:]
     /// Per lane kind (`jobs`, `commits`, …): records that need rewriting.
     public var toRewrite: [String: Int]
+    /// Per lane kind: records whose value does not change but that are re-put, after a record
+    /// of their group that does, only so that the group's mod-revision order stays as it was.
+    public var keptInOrder: [String: Int] = [:]
     /// Per lane kind: records already in the target form before this run started.
     public var alreadyMigrated: [String: Int]
     /// Per lane kind: records this run (an earlier, interrupted attempt) already rewrote.
@@ -67,9 +75,14 @@ public struct ClusterScan: Sendable {
     /// `runStartRevision`: when resuming, the revision the interrupted run started at;
     /// records rewritten after it are counted as this run's, and any record still in the
     /// old form but modified after it was written by someone else.
+    /// `resumeCursors`: when resuming, per lane, the original mod revision of the last record
+    /// the interrupted run wrote (its journal cursor). Every record of that lane still at or
+    /// after it is written, changed or not: the run had started re-putting that lane's tail,
+    /// and a record left behind would now sort before the ones already written.
     public static func scan(
         store: any KeyValueService, migration: any RecordMigration, revision: Int64 = 0,
-        runStartRevision: Int64? = nil, pageSize: Int = 1000, keepAllKeys: Bool = true, sortChunk: Int = 20_000,
+        runStartRevision: Int64? = nil, resumeCursors: [String: Int64] = [:], pageSize: Int = 1000,
+        keepAllKeys: Bool = true, sortChunk: Int = 20_000,
         logger: Logger, progress: (Int) -> Void = { _ in }
     ) throws(MigrationError) -> ClusterScan {
         var result = ClusterScan(
@@ -77,19 +90,21 @@ public struct ClusterScan: Sendable {
             alreadyMigrated: [:], rewrittenByThisRun: [:], untouched: 0, notes: [], failures: [], findings: [],
             companions: 0)
         var pinned = revision
+        var lanes = LaneTally()
         // Every root at the same pinned revision: the first page pins it.
         for root in migration.backupPrefixes {
             var pages = store.pages(prefix: root, revision: pinned, pageSize: pageSize)
             while let page = try etcd("reading \(root.printable) at revision \(pinned)", { () throws(EtcdError) in try pages.next() }) {
                 pinned = pages.revision
                 for kv in page {
-                    try result.add(kv, migration: migration, runStartRevision: runStartRevision, keepKey: keepAllKeys)
+                    try result.add(kv, migration: migration, runStartRevision: runStartRevision, keepKey: keepAllKeys, lanes: &lanes)
                 }
                 progress(result.keysScanned)
             }
         }
         result.revision = pinned
         try result.order.finish()
+        try result.applyOrderRule(lanes, resumeCursors: resumeCursors)
         logger.debug(
             "scan done",
             metadata: ["revision": "\(pinned)", "keys": "\(result.keysScanned)", "pending": "\(result.pendingCount)"])
@@ -100,8 +115,42 @@ public struct ClusterScan: Sendable {
         a.modRevision != b.modRevision ? a.modRevision < b.modRevision : a.key.lexicographicallyPrecedes(b.key)
     }
 
+    /// Per lane, what the order rule needs from the scan: the earliest record that changes,
+    /// and how many change.
+    struct LaneTally {
+        var firstChange: [String: Int64] = [:]
+        var changes: [String: Int] = [:]
+        /// Unchanged records' keys and values, for the size of those put back to keep order.
+        var unchangedBytes: Int64 = 0
+        var unchangedCount = 0
+    }
+
+    /// The order rule: in each lane, the first record that changes and every record after it
+    /// (in mod-revision order) are written, so that no group is reordered by rewriting part
+    /// of it. Counts them by reading each such lane's spilled order once.
+    private mutating func applyOrderRule(_ lanes: LaneTally, resumeCursors: [String: Int64]) throws(MigrationError) {
+        var thresholds = lanes.firstChange
+        for (lane, revision) in resumeCursors where order.count(of: lane) > 0 {
+            thresholds[lane] = min(thresholds[lane] ?? Int64.max, revision)
+        }
+        for (lane, threshold) in thresholds {
+            var tail = LaneTail(order.reader(for: lane), from: threshold)
+            var count = 0
+            while case let batch = try tail.next(max: 4096), !batch.isEmpty { count += batch.count }
+            guard count > 0 else { continue }
+            orderThresholds[lane] = threshold
+            pendingCounts[lane] = count
+            let kept = count - (lanes.changes[lane] ?? 0)
+            if kept > 0 { keptInOrder[Self.kind(ofLane: lane), default: 0] += kept }
+        }
+        // Records put back only to keep order are written too: estimated at the unchanged
+        // records' mean size, for the space preflight.
+        let kept = keptInOrder.values.reduce(0, +)
+        if kept > 0, lanes.unchangedCount > 0 { writeBytes += Int64(kept) * lanes.unchangedBytes / Int64(lanes.unchangedCount) }
+    }
+
     private mutating func add(
-        _ kv: KeyValue, migration: any RecordMigration, runStartRevision: Int64?, keepKey: Bool
+        _ kv: KeyValue, migration: any RecordMigration, runStartRevision: Int64?, keepKey: Bool, lanes: inout LaneTally
     ) throws(MigrationError) {
         keysScanned += 1
         if keepKey { try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision), to: Self.backupGroup) }
@@ -118,21 +167,24 @@ public struct ClusterScan: Sendable {
             failures.append(error)
             return
         }
+        let writtenSinceStart = runStartRevision.map { kv.modRevision > $0 } ?? false
         switch conversion.action {
         case .alreadyMigrated:
-            if let start = runStartRevision, kv.modRevision > start {
+            if writtenSinceStart {
                 rewrittenByThisRun[kind, default: 0] += 1
-            } else {
-                alreadyMigrated[kind, default: 0] += 1
+                return
             }
+            alreadyMigrated[kind, default: 0] += 1
+            lanes.unchangedBytes += Int64(kv.key.count + kv.value.count)
+            lanes.unchangedCount += 1
         case .rewrite(let value):
             writeBytes += Int64(kv.key.count + value.count)
             for companion in conversion.companions { writeBytes += Int64(companion.key.count + companion.value.count) }
-            if let start = runStartRevision, kv.modRevision > start {
+            if writtenSinceStart {
                 findings.append(
                     AtRestFinding(
                         kind: .foreignWrite, key: kv.key.printable,
-                        detail: "written at revision \(kv.modRevision), after this migration started at \(start), and not by it",
+                        detail: "written at revision \(kv.modRevision), after this migration started at \(runStartRevision!), and not by it",
                         blocking: true))
             }
             toRewrite[kind, default: 0] += 1
@@ -141,8 +193,33 @@ public struct ClusterScan: Sendable {
                 noteCounts[note.kind, default: 0] += 1
                 if notes.count < Self.noteLimit { notes.append(note) }
             }
-            pendingCounts[lane, default: 0] += 1
-            try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision), to: lane)
+            lanes.firstChange[lane] = min(lanes.firstChange[lane] ?? Int64.max, kv.modRevision)
+            lanes.changes[lane, default: 0] += 1
+        }
+        // Every record not yet written by this run goes into its lane's order, changed or not:
+        // which of them must be written is known only once the lane's first change is.
+        try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision), to: lane)
+    }
+}
+
+/// A lane's records in (mod revision, key) order from a mod revision on: the records the
+/// order rule writes. Those before it stay where they are.
+public struct LaneTail: KeyRevisionBatches {
+    private var base: SpillReader
+    private let threshold: Int64
+
+    init(_ base: SpillReader, from threshold: Int64) {
+        self.base = base
+        self.threshold = threshold
+    }
+
+    public mutating func next(max: Int) throws(MigrationError) -> [KeyRevision] {
+        while true {
+            let batch = try base.next(max: max)
+            guard let last = batch.last else { return [] }
+            // Entries arrive in revision order: skip whole batches before the threshold.
+            if last.modRevision < threshold { continue }
+            return batch.first!.modRevision >= threshold ? batch : batch.filter { $0.modRevision >= threshold }
         }
     }
 }

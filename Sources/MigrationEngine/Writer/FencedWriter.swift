@@ -31,7 +31,9 @@ func fetchValues(
 /// Writes one lane's records back, in their original mod-revision order, each in its
 /// own txn fenced on the lock and on the record's mod revision, together with the lane's
 /// cursor. One txn per record is what keeps the relative order: records written in one
-/// txn would share a revision.
+/// txn would share a revision. The lane's entries are its tail from the first record that
+/// changes (`ClusterScan.pending`): a record whose value does not change is re-put as it is,
+/// so that it still sorts after the changed records before it.
 struct LaneWriter {
     let store: any KeyValueService
     let lock: MigrationLock
@@ -43,9 +45,10 @@ struct LaneWriter {
     var batchSize = 64
 
     /// Returns the number of records written. `onWritten` is called after each one with
-    /// the revision the write landed at.
+    /// the revision the write landed at, and whether the record was re-put unchanged only
+    /// to keep its lane's order.
     func write<Entries: KeyRevisionBatches>(
-        lane: String, entries: Entries, cursor: LaneCursor?, onWritten: (Int64) -> Void
+        lane: String, entries: Entries, cursor: LaneCursor?, onWritten: (_ revision: Int64, _ keptInOrder: Bool) -> Void
     ) throws(MigrationError) -> Int {
         var cursor = cursor ?? LaneCursor(written: 0, lastKey: "", lastRevision: 0)
         let cursorKey = namespace.laneKey(lane)
@@ -84,8 +87,14 @@ struct LaneWriter {
                         throw MigrationError(.conversionFailed, "a record stopped converting during the run", keys: [error.description])
                     }
                 }
-                guard case .rewrite(let value) = conversion.action else { continue }
+                let value: [UInt8]
+                let keptInOrder: Bool
+                switch conversion.action {
+                case .rewrite(let converted): (value, keptInOrder) = (converted, false)
+                case .alreadyMigrated: (value, keptInOrder) = (kv.value, true)
+                }
                 cursor.written += 1
+                if keptInOrder { cursor.keptInOrder = (cursor.keptInOrder ?? 0) + 1 }
                 cursor.lastKey = kv.key.printable
                 cursor.lastRevision = kv.modRevision
                 var compares = [lock.fenceCompare, Compare(key: kv.key, .equal, .modRevision(kv.modRevision))]
@@ -115,7 +124,7 @@ struct LaneWriter {
                         found[2]?.value == cursorValue
                     {
                         written += 1
-                        onWritten(found[1]!.modRevision)
+                        onWritten(found[1]!.modRevision, keptInOrder)
                         continue
                     }
                     if found.first??.createRevision == lock.fence {
@@ -127,7 +136,7 @@ struct LaneWriter {
                         "the lock was lost before \(kv.key.printable) could be written; nothing more was written. Run the same command again to resume.")
                 }
                 written += 1
-                onWritten(response.header.revision)
+                onWritten(response.header.revision, keptInOrder)
             }
             batch = following
         }

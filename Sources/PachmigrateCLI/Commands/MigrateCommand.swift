@@ -13,6 +13,8 @@ struct MigrationReport: CommandReport {
     var detected: DetectedVersion
     var plan: String?
     var scan: ScanSummary?
+    /// The records' state and what another migration left in them (once scanned).
+    var state: LeftoverSummary?
     var forecast: [ReprocessingForecast]?
     /// The space preflight (nil where etcd reported no size).
     var space: SpaceEstimate?
@@ -22,6 +24,8 @@ struct MigrationReport: CommandReport {
     var snapshot: String?
     var resumed: Bool
     var written: Int
+    /// Of `written`, records re-put unchanged only to keep their group's order.
+    var keptInOrder = 0
     var message: String?
     var verbose: Bool
 
@@ -33,7 +37,8 @@ struct MigrationReport: CommandReport {
     }
 
     enum CodingKeys: String, CodingKey {
-        case etcd, outcome, from, to, detected, plan, scan, forecast, space, spaceUnavailable, compactions, backup, snapshot, resumed, written, message
+        case etcd, outcome, from, to, detected, plan, state, scan, forecast, space, spaceUnavailable, compactions, backup, snapshot,
+            resumed, written, keptInOrder, message
     }
 
     /// Resolves the versions against the cluster; the migration is nil when there is
@@ -55,6 +60,7 @@ struct MigrationReport: CommandReport {
         var lines: [String] = etcd.map { [$0.text] } ?? []
         lines.append("Cluster: \(detected.version ?? "empty") (\(detected.detail))")
         if let plan { lines.append("Plan: \(plan)") }
+        if let state { lines.append(state.renderText()) }
         if let message { lines.append(message) }
         if let scan { lines.append(scan.renderText(verbose: verbose)) }
         if let forecast { lines.append(renderForecast(forecast)) }
@@ -69,10 +75,15 @@ struct MigrationReport: CommandReport {
         if let snapshot { lines.append("etcd snapshot: \(snapshot)") }
         switch outcome {
         case "migrated":
-            lines.append("Migrated: \(written) record(s) rewritten\(resumed ? " (resumed an interrupted run)" : ""). Check with `pachmigrate verify`.")
+            let kept = keptInOrder > 0 ? ", \(keptInOrder) of them re-put unchanged only to keep their group's order" : ""
+            lines.append("Migrated: \(written) record(s) written\(kept)\(resumed ? " (resumed an interrupted run)" : ""). Check with `pachmigrate verify`.")
         case "dry-run", "plan":
             switch exitStatus {
-            case .ok: lines.append("Would rewrite \(scan?.toRewrite.values.reduce(0, +) ?? 0) record(s). Nothing was written.")
+            case .ok:
+                let kept = scan?.keptInOrder.values.reduce(0, +) ?? 0
+                lines.append(
+                    "Would rewrite \(scan?.toRewrite.values.reduce(0, +) ?? 0) record(s)"
+                        + (kept > 0 ? " and re-put \(kept) unchanged to keep their groups' order" : "") + ". Nothing was written.")
             case .notAtRest: lines.append("A migration would refuse: the cluster is not at rest. Nothing was written.")
             case .outOfSpace: lines.append("A migration would refuse: etcd would run out of space. Nothing was written.")
             default: lines.append("A migration would fail: some records cannot be converted. Nothing was written.")
@@ -165,18 +176,23 @@ struct MigrateCommand: ParsableCommand {
             let migrator = Migrator(store: client, migration: migration, namespace: connection.namespace, logger: context.logger)
             let result = try migrator.run(options: options, stop: signals.stop) { context.progress.update($0) }
             report.scan = result.scan.map(ScanSummary.init)
+            if result.scan != nil { report.state = LeftoverSummary(migration.census.result) }
             report.backup = result.backup
             report.resumed = result.resumed
             report.written = result.written
             report.space = result.space
             report.spaceUnavailable = result.spaceUnavailable
             report.compactions = result.compactions
+            report.keptInOrder = result.keptInOrder
             switch result.outcome {
             case .nothingToDo(let why):
                 report.message = "Nothing to do: \(why)"
             case .dryRun:
                 report.outcome = "dry-run"
                 report.forecast = migration.forecast.pipelines
+            case .migrated where migration.plan.purpose == .repair && result.written == 0 && !result.resumed:
+                // Every record was read and found clean; the cluster is now stamped.
+                report.message = "Nothing to do: every record is clean 1.5.0 binary; the cluster is now stamped \(migration.toVersion)"
             case .migrated:
                 report.outcome = "migrated"
                 report.forecast = migration.forecast.pipelines
@@ -231,6 +247,7 @@ struct PlanCommand: ParsableCommand {
             }
             report.outcome = "plan"
             report.scan = result.scan.map(ScanSummary.init)
+            report.state = LeftoverSummary(migration.census.result)
             report.forecast = migration.forecast.pipelines
             report.space = result.space
             report.spaceUnavailable = result.spaceUnavailable

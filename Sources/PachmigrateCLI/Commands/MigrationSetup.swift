@@ -68,13 +68,23 @@ func resolveMigration(
     guard let from = versions.from ?? detected.version else {
         return ResolvedMigration(detected: detected, nothingToDo: "the cluster holds no Pachyderm records (\(detected.detail))")
     }
-    let plan = try VersionPlanner.plan(from: from, to: to)
+    // 1.5 records no pachmigrate run stamped may be what another migration left half done
+    // (Pachyderm's own routine, or a 1.5 pachd on 1.4 data): check every one, and repair.
+    let stamped = detected.source == "stamp"
+    let plan =
+        if !stamped, let version = PachydermVersion(parsing: from), version.major == 1, version.minor == 5 {
+            try VersionPlanner.repairPlan(at: from, to: to)
+        } else {
+            try VersionPlanner.plan(from: from, to: to)
+        }
     if !plan.needsRewrite {
         return ResolvedMigration(detected: detected, plan: plan, nothingToDo: plan.summary)
     }
+    let entries = try ClusterInspection.openCommitEntries(store: store, layout: connection.layout)
     return ResolvedMigration(
         detected: detected, plan: plan,
-        migration: PachydermRecordMigration(layout: connection.layout, plan: plan, allowOpenCommits: allowOpenCommits))
+        migration: PachydermRecordMigration(
+            layout: connection.layout, plan: plan, allowOpenCommits: allowOpenCommits, openCommitEntries: entries))
 }
 
 /// The parts of a scan an operator reads, for text and JSON.
@@ -82,6 +92,8 @@ struct ScanSummary: Encodable {
     var revision: Int64
     var keys: Int
     var toRewrite: [String: Int]
+    /// Records re-put unchanged, after a changed record of their group, only to keep its order.
+    var keptInOrder: [String: Int]
     var alreadyMigrated: [String: Int]
     var rewrittenByThisRun: [String: Int]
     var untouched: Int
@@ -96,6 +108,7 @@ struct ScanSummary: Encodable {
         revision = scan.revision
         keys = scan.keysScanned
         toRewrite = scan.toRewrite
+        keptInOrder = scan.keptInOrder
         alreadyMigrated = scan.alreadyMigrated
         rewrittenByThisRun = scan.rewrittenByThisRun
         untouched = scan.untouched
@@ -119,6 +132,7 @@ struct ScanSummary: Encodable {
         }
         lines.append("Keys read at revision \(revision): \(keys)")
         lines.append("  to rewrite:         \(counts(toRewrite))")
+        if !keptInOrder.isEmpty { lines.append("  re-put for order:   \(counts(keptInOrder)) (unchanged, after a changed record of their group)") }
         if !alreadyMigrated.isEmpty { lines.append("  already migrated:   \(counts(alreadyMigrated))") }
         if !rewrittenByThisRun.isEmpty { lines.append("  done by this run:   \(counts(rewrittenByThisRun))") }
         lines.append("  left untouched:     \(untouched) (indexes, counters, scratch, workers …)")
@@ -145,6 +159,45 @@ struct ScanSummary: Encodable {
         if !failures.isEmpty {
             lines.append("Records that cannot be converted (\(failures.count)):")
             lines += failures.map { "  - \($0)" }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// What the scan found the records' state to be, and what another migration left in them,
+/// per problem and record kind, with what `migrate` does about each.
+struct LeftoverSummary: Encodable {
+    struct Problem: Encodable {
+        var problem: LeftoverProblem
+        var description: String
+        var records: [String: Int]
+        var remedy: String
+    }
+    var condition: ClusterCondition
+    var description: String
+    var text14: [String: Int]
+    var binary15: [String: Int]
+    /// Binary records whose value the repair changes.
+    var binaryToRepair: [String: Int]
+    var problems: [Problem]
+
+    init(_ tally: LeftoverCensus.Tally) {
+        condition = tally.condition
+        description = tally.condition.summary
+        text14 = tally.text14
+        binary15 = tally.binary15
+        binaryToRepair = tally.binaryToRepair
+        problems = tally.problems.sorted { $0.key < $1.key }.map {
+            Problem(problem: $0.key, description: $0.key.summary, records: $0.value, remedy: $0.key.remedy)
+        }
+    }
+
+    func renderText() -> String {
+        func counts(_ d: [String: Int]) -> String { d.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") }
+        var lines = ["State: \(condition.rawValue): \(description)"]
+        for p in problems {
+            lines.append("  - \(p.records.values.reduce(0, +)) \(p.problem.rawValue) (\(counts(p.records))): \(p.description)")
+            lines.append("      migrate: \(p.remedy)")
         }
         return lines.joined(separator: "\n")
     }

@@ -48,9 +48,21 @@ public enum ClusterInspection {
                 detail: "\(text) sampled record(s) are 1.4 text\(binary > 0 ? ", \(binary) already 1.5 binary (a partly migrated cluster)" : "")")
         }
         if binary > 0 {
-            return DetectedVersion(version: "1.5.0", source: "records", detail: "every sampled record is 1.5 binary")
+            return DetectedVersion(
+                version: "1.5.0", source: "records",
+                detail: "every sampled record is 1.5 binary, and no pachmigrate run stamped the cluster: every record is checked for what another migration left behind")
         }
         return DetectedVersion(version: nil, source: "empty", detail: "no Pachyderm records under \(layout.pfsPrefix)/ and \(layout.ppsPrefix)/")
+    }
+
+    /// The `openCommits/<id>` keys that exist: 1.5.0 needs one for every open commit.
+    public static func openCommitEntries(store: any KeyValueService, layout: PachydermLayout) throws(MigrationError) -> Set<[UInt8]> {
+        var keys: Set<[UInt8]> = []
+        var pages = store.pages(prefix: layout.openCommitsPrefix, keysOnly: true)
+        while let page = try etcd("reading the openCommits entries", { () throws(EtcdError) in try pages.next() }) {
+            for kv in page { keys.insert(kv.key) }
+        }
+        return keys
     }
 
     /// Every record of one kind, at one revision, page by page. Index keys that share the

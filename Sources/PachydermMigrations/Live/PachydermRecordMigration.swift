@@ -8,13 +8,20 @@ public struct PachydermRecordMigration: RecordMigration {
     public let plan: MigrationPlan
     /// Migrate open commits (writing the `openCommits/<id>` entry 1.5.0 needs) instead of refusing.
     public let allowOpenCommits: Bool
+    /// `openCommits/<id>` keys that exist (read before the scan: they sort after the commits).
+    public let openCommitEntries: Set<[UInt8]>
     /// Filled by the scan (`examine`), which reads every pipeline and job anyway.
     public let forecast = ReprocessingForecaster()
+    /// Filled by the scan: what state the records are in, and what another migration left.
+    public let census = LeftoverCensus()
 
-    public init(layout: PachydermLayout, plan: MigrationPlan, allowOpenCommits: Bool = false) {
+    public init(
+        layout: PachydermLayout, plan: MigrationPlan, allowOpenCommits: Bool = false, openCommitEntries: Set<[UInt8]> = []
+    ) {
         self.layout = layout
         self.plan = plan
         self.allowOpenCommits = allowOpenCommits
+        self.openCommitEntries = openCommitEntries
     }
 
     public var fromVersion: String { plan.from.description }
@@ -35,18 +42,22 @@ public struct PachydermRecordMigration: RecordMigration {
         let (conversion, first) = try convertAlongThePlan(record)
         guard let first else { return conversion }
         forecast.observe(first.source)
-        guard first.sourceEncoding == .text14 else { return conversion }
+        let problems = problems(of: first)
+        census.count(first, problems: problems, changes: { if case .rewrite = conversion.action { true } else { false } }())
+        let fromText = first.sourceEncoding == .text14
         switch first.source {
-        case .job(let info) where info.isStartingOrRunning:
+        case .job(let info) where fromText && info.isStartingOrRunning:
             findings.append(AtRestFinding(
                 kind: .runningJob, key: record.key.printable,
                 detail: "job \(info.jobID ?? "?") of pipeline \(info.pipelineName ?? "?") is \(info.stateName)", blocking: true))
-        case .commit(let info) where info.isOpen:
+        // A binary open commit without its entry (Pachyderm's routine wrote none) is handled
+        // as an open 1.4 commit is; one with its entry is 1.5.0's own, in use.
+        case .commit(let info) where fromText ? info.isOpen : problems.contains(.openCommitWithoutEntry):
             findings.append(AtRestFinding(
                 kind: .openCommit, key: record.key.printable,
                 detail: allowOpenCommits
                     ? "open commit \(info.repoName)@\(info.commitID): migrated open, with its openCommits entry"
-                    : "commit \(info.repoName)@\(info.commitID) is open (not finished); finish it, or pass --allow-open-commits",
+                    : "commit \(info.repoName)@\(info.commitID) is open (not finished) and has no openCommits entry; finish it, or pass --allow-open-commits",
                 blocking: !allowOpenCommits))
         default:
             break
@@ -75,13 +86,16 @@ public struct PachydermRecordMigration: RecordMigration {
             value = converted.value
             notes += converted.notes.map(ConversionNote.init)
         }
-        // Our own earlier output re-encodes to the same bytes: nothing to do. Another tool's
-        // 1.5 binary (e.g. Pachyderm's own routine, which keeps removed fields) is cleaned.
-        if first?.sourceEncoding == .binary15 && value == record.value {
+        // 1.5 binary that already means what the policy makes of it (our own earlier output,
+        // or a clean 1.5 record): nothing to do. Another tool's 1.5 binary (e.g. Pachyderm's own
+        // routine, which keeps removed fields) is repaired, and so is an open binary commit
+        // without its entry (when open commits are allowed; otherwise the scan refuses it).
+        let needsEntry = first.map { $0.sourceEncoding == .text14 || problems(of: $0).contains(.openCommitWithoutEntry) } ?? false
+        if let first, first.sourceEncoding == .binary15, !first.changesRecord, !(allowOpenCommits && needsEntry) {
             return (RecordConversion(action: .alreadyMigrated), first)
         }
         var companions: [(key: [UInt8], value: [UInt8])] = []
-        if allowOpenCommits, first?.sourceEncoding == .text14, let open = first?.openCommit {
+        if allowOpenCommits, needsEntry, let open = first?.openCommit {
             do {
                 let entry = try layout.openCommitEntry(forOpen: open)
                 companions.append(entry)
@@ -93,6 +107,13 @@ public struct PachydermRecordMigration: RecordMigration {
             }
         }
         return (RecordConversion(action: .rewrite(value), companions: companions, notes: notes), first)
+    }
+
+    /// What another migration left in the record as read: the classification `verify` uses,
+    /// with open commits checked against the entries that exist.
+    private func problems(of converted: ConvertedValue) -> Set<LeftoverProblem> {
+        guard converted.sourceEncoding == .binary15 else { return [] }
+        return LeftoverProblem.found(in: converted.source) { openCommitEntries.contains(layout.openCommitKey(forOpen: $0)) }
     }
 
     public func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
