@@ -312,7 +312,7 @@ public struct Migrator: Sendable {
             guard error.code == .permissionDenied else { throw MigrationError.store(error, while: "checking write permission") }
             throw MigrationError(
                 .store,
-                "the etcd user may not write under \(migration.backupPrefixes.map(\.printable).joined(separator: " and ")); nothing was written. Grant its role readwrite on those prefixes (README: \"Least privilege\")",
+                "the etcd user has no write permission under \(migration.backupPrefixes.map(\.printable).joined(separator: " and ")); nothing was written. Grant its role readwrite on those prefixes (README: \"Least privilege\")",
                 underlying: error)
         }
     }
