@@ -28,11 +28,12 @@ struct MigrationReport: CommandReport {
     /// Resolves the versions against the cluster; the migration is nil when there is
     /// nothing to do (the report then says why).
     static func start(
-        store: any KeyValueService, connection: ConnectionOptions, versions: VersionOptions, allowOpenCommits: Bool,
-        verbose: Bool
+        store: any KeyValueService, connection: ConnectionOptions, versions: VersionOptions,
+        explicitPlan: MigrationPlan?, allowOpenCommits: Bool, verbose: Bool
     ) throws -> (MigrationReport, PachydermRecordMigration?) {
         let resolved = try resolveMigration(
-            store: store, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits)
+            store: store, connection: connection, versions: versions, explicitPlan: explicitPlan,
+            allowOpenCommits: allowOpenCommits)
         var report = MigrationReport(
             outcome: "nothing-to-do", from: resolved.plan?.from.description, to: resolved.plan?.to.description,
             detected: resolved.detected, plan: resolved.plan?.summary, resumed: false, written: 0, verbose: verbose)
@@ -121,9 +122,11 @@ struct MigrateCommand: ParsableCommand {
 
     func run() throws {
         try runCommand("migrate", output) { context in
+            let explicitPlan = try versions.explicitPlan()  // before any etcd call (see explicitPlan)
             let client = try connection.makeClient(logger: context.logger)
             var (report, migration) = try MigrationReport.start(
-                store: client, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose)
+                store: client, connection: connection, versions: versions, explicitPlan: explicitPlan,
+                allowOpenCommits: allowOpenCommits, verbose: verbose)
             guard let migration else { return report }
             var options = MigrationOptions(
                 backup: noBackup ? .none : .file(backup ?? defaultBackupPath(from: migration.fromVersion)))
@@ -188,9 +191,11 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         try runCommand("plan", output) { context in
+            let explicitPlan = try versions.explicitPlan()  // before any etcd call (see explicitPlan)
             let client = try connection.makeClient(logger: context.logger)
             var (report, migration) = try MigrationReport.start(
-                store: client, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose)
+                store: client, connection: connection, versions: versions, explicitPlan: explicitPlan,
+                allowOpenCommits: allowOpenCommits, verbose: verbose)
             guard let migration else { return report }
             var options = MigrationOptions(backup: .none)
             options.dryRun = true

@@ -10,7 +10,9 @@ import FoundationEssentials
 import Foundation
 #endif
 
-let toolVersion = "0.1.0"
+/// The release; also the default image tag (`pachmigrate:<toolVersion>`, README "Container
+/// image") and the Dockerfile's VERSION, which a test holds to it.
+public let toolVersion = "0.1.0"
 
 /// `--from` and `--to`, shared by plan and migrate.
 struct VersionOptions: ParsableArguments {
@@ -23,6 +25,17 @@ struct VersionOptions: ParsableArguments {
 
     @Option(name: .long, help: ArgumentHelp("Release to migrate to. Default: the newest pachmigrate knows (1.5.0).", valueName: "version"))
     var to: String?
+
+    var target: String { to ?? "1.5.0" }
+
+    /// The plan the flags alone decide, nil when `--from` is left to the cluster. Commands
+    /// call it before they make an etcd client, so a path that cannot exist (e.g. `--from
+    /// 2.0.0 --to 1.5.0`) exits 5 even when etcd is unreachable, instead of 1 for the
+    /// connection.
+    func explicitPlan() throws(VersionPlanError) -> MigrationPlan? {
+        guard let from else { return nil }
+        return try VersionPlanner.plan(from: from, to: target)
+    }
 }
 
 /// What a migration command needs once flags are resolved against the cluster.
@@ -35,10 +48,10 @@ struct ResolvedMigration {
 }
 
 func resolveMigration(
-    store: any KeyValueService, connection: ConnectionOptions, versions: VersionOptions, allowOpenCommits: Bool
+    store: any KeyValueService, connection: ConnectionOptions, versions: VersionOptions, explicitPlan: MigrationPlan?,
+    allowOpenCommits: Bool
 ) throws -> ResolvedMigration {
     let detected = try ClusterInspection.detectVersion(store: store, layout: connection.layout, namespace: connection.namespace)
-    let to = versions.to ?? "1.5.0"
     if detected.source == "stamp", let stamped = detected.version {
         guard PachydermVersion(parsing: stamped).map({ VersionStepRegistry.known14.contains($0) || VersionStepRegistry.known15.contains($0) }) == true else {
             throw CLIError(
@@ -49,7 +62,7 @@ func resolveMigration(
     guard let from = versions.from ?? detected.version else {
         return ResolvedMigration(detected: detected, nothingToDo: "the cluster holds no Pachyderm records (\(detected.detail))")
     }
-    let plan = try VersionPlanner.plan(from: from, to: to)
+    let plan = try explicitPlan ?? VersionPlanner.plan(from: from, to: versions.target)
     if !plan.needsRewrite {
         return ResolvedMigration(detected: detected, plan: plan, nothingToDo: plan.summary)
     }
