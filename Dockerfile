@@ -18,9 +18,9 @@ COPY Package.swift ./
 RUN swift package resolve
 COPY . .
 # Static Swift runtime and Foundation: the runtime stage needs no Swift toolchain, only
-# glibc and libcurl.
+# glibc and libcurl. Stripped (install -s): symbols are most of the unstripped binary.
 RUN swift build -c release --static-swift-stdlib --product pachmigrate \
-    && install -D -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/pachmigrate" /out/pachmigrate
+    && install -D -s -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/pachmigrate" /out/pachmigrate
 
 FROM debian:bookworm-slim
 ARG VERSION

@@ -28,10 +28,9 @@ struct VersionOptions: ParsableArguments {
 
     var target: String { to ?? "1.5.0" }
 
-    /// The plan the flags alone decide, nil when `--from` is left to the cluster. Commands
-    /// call it before they make an etcd client, so a path that cannot exist (e.g. `--from
-    /// 2.0.0 --to 1.5.0`) exits 5 even when etcd is unreachable, instead of 1 for the
-    /// connection.
+    /// The plan the flags alone decide, nil when `--from` is left to the cluster. Made
+    /// before any etcd call, so a path that cannot exist (e.g. `--from 2.0.0 --to 1.5.0`)
+    /// exits 5 even when etcd is unreachable, instead of 1 for the connection.
     func explicitPlan() throws(VersionPlanError) -> MigrationPlan? {
         guard let from else { return nil }
         return try VersionPlanner.plan(from: from, to: target)
