@@ -1,6 +1,6 @@
 # Sourced by Scripts/demo and Scripts/image-check: a throwaway single-node etcd on 127.0.0.1
-# (free ports, data under a given directory). Uses $ETCD and $ETCDCTL when set (e.g. etcd
-# 3.1.4's binaries), else etcd and etcdctl from PATH.
+# (free ports, data under a given directory), with the etcd and etcdctl first on PATH
+# (Scripts/etcd-for picks a version's directory).
 #
 #   start_throwaway_etcd WORKDIR     sets etcd_pid and etcd_endpoint, or returns 1
 #   stop_throwaway_etcd
@@ -14,14 +14,14 @@ start_throwaway_etcd() {
   for attempt in $(seq 1 20); do
     client=$((20000 + RANDOM % 20000)); peer=$((client + 1))
     port_free "$client" && port_free "$peer" || continue
-    "${ETCD:-etcd}" --name throwaway --data-dir "$work/etcd" \
+    etcd --name throwaway --data-dir "$work/etcd" \
       --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
       --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
       --initial-cluster "throwaway=http://127.0.0.1:$peer" >"$work/etcd.log" 2>&1 &
     etcd_pid=$!
     for _ in $(seq 1 50); do
       kill -0 "$etcd_pid" 2>/dev/null || break
-      if ETCDCTL_API=3 "${ETCDCTL:-etcdctl}" --endpoints "127.0.0.1:$client" endpoint health >/dev/null 2>&1; then
+      if ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$client" endpoint health >/dev/null 2>&1; then
         etcd_endpoint="http://127.0.0.1:$client"
         return 0
       fi

@@ -1,4 +1,4 @@
-// A thin synchronous HTTP/1.1 POST over libcurl's easy interface. One `CurlHandle` serves
+// A thin synchronous HTTP/1.1 POST (and GET) over libcurl's easy interface. One `CurlHandle` serves
 // one request at a time; `CurlHandlePool` hands each concurrent caller its own handle and
 // keeps idle handles (and their open connections) for reuse.
 
@@ -93,10 +93,11 @@ final class CurlHandle {
         errorBuffer.deallocate()
     }
 
-    /// POSTs `body` to `url`. `timeoutMilliseconds == 0` disables the overall timeout; then a
-    /// stall of `stallSeconds` without progress aborts the transfer instead.
-    func post(
-        url: String, body: [UInt8], headers: [String], timeoutMilliseconds: Int, stallSeconds: Int,
+    /// POSTs `body` to `url`, or GETs it when `body` is nil. `timeoutMilliseconds == 0`
+    /// disables the overall timeout; then a stall of `stallSeconds` without progress aborts
+    /// the transfer instead.
+    func perform(
+        url: String, body: [UInt8]?, headers: [String], timeoutMilliseconds: Int, stallSeconds: Int,
         sink: ResponseSink
     ) -> Result<HTTPResult, TransferFailure> {
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
@@ -108,7 +109,7 @@ final class CurlHandle {
         errorBuffer[0] = 0
 
         _ = pm_curl_setopt_string(handle, CURLOPT_URL, url)
-        _ = pm_curl_setopt_long(handle, CURLOPT_POST, 1)
+        if body == nil { _ = pm_curl_setopt_long(handle, CURLOPT_HTTPGET, 1) } else { _ = pm_curl_setopt_long(handle, CURLOPT_POST, 1) }
         _ = pm_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList)
         _ = pm_curl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMilliseconds)
         _ = pm_curl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, timeoutMilliseconds == 0 ? 1 : 0)
@@ -117,7 +118,8 @@ final class CurlHandle {
         _ = pm_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, sinkPointer)
 
         let code: CURLcode = withExtendedLifetime(sink) {
-            body.withUnsafeBytes { raw in
+            guard let body else { return curl_easy_perform(handle) }
+            return body.withUnsafeBytes { raw in
                 _ = pm_curl_setopt_off_t(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(raw.count))
                 _ = pm_curl_setopt_pointer(
                     handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress))

@@ -78,6 +78,9 @@ public final class EtcdClient: KeyValueService, Sendable {
     private let pool: CurlHandlePool
     /// Index into `endpoints` of the endpoint that last answered.
     private let preferredEndpoint = Mutex<Int>(0)
+    /// Each endpoint's dialect, learnt from its `GET /version` before the first request to it;
+    /// nil until then, and again after a request to it failed (it may come back upgraded).
+    private let dialects: Mutex<[GatewayDialect?]>
     private let authToken = Mutex<String?>(nil)
 
     public init(configuration: Configuration, logger: Logger) throws(EtcdError) {
@@ -117,6 +120,7 @@ public final class EtcdClient: KeyValueService, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.endpoints = normalized
+        self.dialects = Mutex(Array(repeating: nil, count: normalized.count))
         let tlsFiles = configuration.tls.map { TLSFiles(caFile: $0.caFile, certFile: $0.certFile, keyFile: $0.keyFile) }
         self.pool = CurlHandlePool(
             maxIdle: 16, connectTimeoutMilliseconds: Self.milliseconds(configuration.connectTimeout), tls: tlsFiles)
@@ -129,20 +133,22 @@ public final class EtcdClient: KeyValueService, Sendable {
 
     public func range(_ request: RangeRequest) throws(EtcdError) -> RangeResponse {
         let wire: WireRangeResponse = try call(
-            "/v3/kv/range", WireRangeRequest(request), subject: Self.describeKey(request.key, rangeEnd: request.rangeEnd))
+            .range, WireRangeRequest(request), subject: Self.describeKey(request.key, rangeEnd: request.rangeEnd))
         return wire.model
     }
 
     @discardableResult
     public func put(_ request: PutRequest) throws(EtcdError) -> PutResponse {
-        let wire: WirePutResponse = try call("/v3/kv/put", WirePutRequest(request), subject: Self.describeKey(request.key))
+        let wire: WirePutResponse = try call(
+            .put, WirePutRequest(request), subject: Self.describeKey(request.key),
+            needs: request.ignoreLease ? Feature.ignoreLease : nil)
         return wire.model
     }
 
     @discardableResult
     public func deleteRange(_ request: DeleteRangeRequest) throws(EtcdError) -> DeleteRangeResponse {
         let wire: WireDeleteRangeResponse = try call(
-            "/v3/kv/deleterange", WireDeleteRangeRequest(request),
+            .deleteRange, WireDeleteRangeRequest(request),
             subject: Self.describeKey(request.key, rangeEnd: request.rangeEnd))
         return wire.model
     }
@@ -156,7 +162,7 @@ public final class EtcdClient: KeyValueService, Sendable {
         }
         let keys = (request.compare.map(\.key) + request.success.map(Self.opKey) + request.failure.map(Self.opKey))
         let subject = keys.first.map { "txn touching \(Self.describeKey($0))" + (keys.count > 1 ? " and \(keys.count - 1) more" : "") } ?? "txn"
-        let wire: WireTxnResponse = try call("/v3/kv/txn", WireTxnRequest(request), subject: subject)
+        let wire: WireTxnResponse = try call(.txn, WireTxnRequest(request), subject: subject, needs: Feature.needed(by: request))
         var responses: [ResponseOp] = []
         for op in wire.responses ?? [] {
             if let r = op.response_range {
@@ -166,7 +172,7 @@ public final class EtcdClient: KeyValueService, Sendable {
             } else if let d = op.response_delete_range {
                 responses.append(.deleteRange(d.model))
             } else {
-                throw EtcdError(.decode, "etcd answered a txn with a response of an unknown kind; is the server an etcd 3.4+?")
+                throw EtcdError(.decode, "etcd answered a txn with a response of an unknown kind; is the server an etcd 3.x?")
             }
         }
         return TxnResponse(header: wire.header.model, succeeded: wire.succeeded ?? false, responses: responses)
@@ -175,7 +181,7 @@ public final class EtcdClient: KeyValueService, Sendable {
     // MARK: Leases
 
     public func leaseGrant(ttl: Int64) throws(EtcdError) -> LeaseGrantResponse {
-        let wire: WireLeaseGrantResponse = try call("/v3/lease/grant", WireLeaseGrantRequest(TTL: WireInt64(ttl)), subject: "lease grant")
+        let wire: WireLeaseGrantResponse = try call(.leaseGrant, WireLeaseGrantRequest(TTL: WireInt64(ttl)), subject: "lease grant")
         if let error = wire.error, !error.isEmpty {
             throw EtcdError(.server, "etcd refused to grant a lease: \(error)")
         }
@@ -186,7 +192,7 @@ public final class EtcdClient: KeyValueService, Sendable {
     }
 
     public func leaseRevoke(id: Int64) throws(EtcdError) {
-        let _: WireIgnored = try call("/v3/lease/revoke", WireLeaseIDRequest(ID: WireInt64(id)), subject: Self.describeLease(id))
+        let _: WireIgnored = try call(.leaseRevoke, WireLeaseIDRequest(ID: WireInt64(id)), subject: Self.describeLease(id))
     }
 
     public func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64? {
@@ -197,7 +203,7 @@ public final class EtcdClient: KeyValueService, Sendable {
     public func leaseKeepAliveOnce(id: Int64, timeout: Duration) throws(EtcdError) -> Int64? {
         // The keep-alive is a stream: one result line (or an error line) per request sent.
         let line: WireStreamLine<WireLeaseKeepAliveResponse> = try call(
-            "/v3/lease/keepalive", WireLeaseIDRequest(ID: WireInt64(id)), subject: Self.describeLease(id), timeout: timeout)
+            .leaseKeepAlive, WireLeaseIDRequest(ID: WireInt64(id)), subject: Self.describeLease(id), timeout: timeout)
         if let error = line.error {
             throw Self.streamError(error, subject: Self.describeLease(id), endpoint: currentEndpoint)
         }
@@ -205,10 +211,21 @@ public final class EtcdClient: KeyValueService, Sendable {
         return ttl
     }
 
+    /// Throws `.unsupported` where the gateway has no time-to-live (etcd 3.1.4's may not).
     public func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse {
-        let wire: WireLeaseTimeToLiveResponse = try call(
-            "/v3/lease/timetolive", WireLeaseTimeToLiveRequest(ID: WireInt64(id), keys: keys ? true : nil),
-            subject: Self.describeLease(id))
+        let wire: WireLeaseTimeToLiveResponse
+        do {
+            wire = try call(
+                .leaseTimeToLive, WireLeaseTimeToLiveRequest(ID: WireInt64(id), keys: keys ? true : nil),
+                subject: Self.describeLease(id))
+        } catch where error.code == .httpStatus && error.httpStatus == 404 {
+            throw EtcdError(
+                .unsupported, "etcd's gateway at \(error.endpoint ?? currentEndpoint) has no lease time-to-live (404).",
+                endpoint: error.endpoint, httpStatus: 404)
+        } catch where error.code == .leaseNotFound {
+            // 3.1–3.3 answer an unknown lease with an error, 3.4 with TTL -1: speak as 3.4 does.
+            return LeaseTimeToLiveResponse(header: ResponseHeader(), id: id, ttl: -1, grantedTTL: 0, keys: [])
+        }
         return LeaseTimeToLiveResponse(
             header: wire.header.model, id: wire.ID?.value ?? id, ttl: wire.TTL?.value ?? 0,
             grantedTTL: wire.grantedTTL?.value ?? 0, keys: (wire.keys ?? []).map(\.bytes))
@@ -224,10 +241,20 @@ public final class EtcdClient: KeyValueService, Sendable {
     // MARK: Maintenance
 
     public func status() throws(EtcdError) -> StatusResponse {
-        let wire: WireStatusResponse = try call("/v3/maintenance/status", WireEmpty(), subject: "status")
+        let wire: WireStatusResponse = try call(.status, WireEmpty(), subject: "status")
         return StatusResponse(
             header: wire.header.model, version: wire.version ?? "", dbSize: wire.dbSize?.value ?? 0,
-            leader: wire.leader?.value ?? 0, raftIndex: wire.raftIndex?.value ?? 0, raftTerm: wire.raftTerm?.value ?? 0)
+            dbSizeInUse: wire.dbSizeInUse?.value, leader: wire.leader?.value ?? 0, raftIndex: wire.raftIndex?.value ?? 0,
+            raftTerm: wire.raftTerm?.value ?? 0)
+    }
+
+    /// Every endpoint's etcd version (asked afresh), or why it could not be learnt. The order
+    /// is that of the configuration.
+    public func endpointVersions() -> [(endpoint: String, version: Result<EndpointVersion, EtcdError>)] {
+        endpoints.indices.map { index in
+            dialects.withLock { $0[index] = nil }
+            return (endpoints[index], dialect(forEndpointAt: index).map(\.version).mapError { $0.error })
+        }
     }
 
     /// Streams a snapshot of the backend database to `path` (created or truncated) and returns
@@ -251,7 +278,7 @@ public final class EtcdClient: KeyValueService, Sendable {
         let writer = SnapshotWriter(file: file)
         let sink = ResponseSink { bytes in writer.consume(bytes) }
         let outcome: Result<(HTTPResult, String), EtcdError> = authorizedPost(
-            "/v3/maintenance/snapshot", body: Array("{}".utf8), timeout: .zero, subject: "snapshot", sink: { sink })
+            .snapshot, body: Array("{}".utf8), timeout: .zero, subject: "snapshot", sink: { sink })
         let closeFailed = fclose(file) != 0
         do throws(EtcdError) {
             let (http, endpoint) = try outcome.get()
@@ -315,7 +342,7 @@ public final class EtcdClient: KeyValueService, Sendable {
 
     /// Encodes, checks the size limit, POSTs with authentication, maps errors, decodes.
     private func call<Response: Decodable>(
-        _ path: String, _ request: some Encodable, subject: String, timeout: Duration? = nil
+        _ route: GatewayRoute, _ request: some Encodable, subject: String, timeout: Duration? = nil, needs feature: Feature? = nil
     ) throws(EtcdError) -> Response {
         let body = try encode(request)
         let limit = Int(Double(configuration.maxRequestBytes) * Self.jsonOverheadFactor)
@@ -324,7 +351,10 @@ public final class EtcdClient: KeyValueService, Sendable {
                 .limitExceeded,
                 "The request for \(subject) is \(body.count) bytes of JSON, over the client limit of \(limit) bytes (maxRequestBytes \(configuration.maxRequestBytes) × \(Self.jsonOverheadFactor) for JSON overhead; etcd's --max-request-bytes). Write fewer or smaller values per request, or if the server runs with a larger --max-request-bytes, raise Configuration.maxRequestBytes to match.")
         }
-        let (http, endpoint) = try authorizedPost(path, body: body, timeout: timeout ?? configuration.requestTimeout, subject: subject, sink: { ResponseSink() }).get()
+        let (http, endpoint) = try authorizedPost(
+            route, body: body, timeout: timeout ?? configuration.requestTimeout, subject: subject, needs: feature,
+            sink: { ResponseSink() }
+        ).get()
         guard http.status == 200 else {
             throw Self.mapHTTPError(status: http.status, body: http.body, subject: subject, endpoint: endpoint)
         }
@@ -339,14 +369,14 @@ public final class EtcdClient: KeyValueService, Sendable {
     /// POSTs with the current token; on 401 (token expired or server restarted) authenticates
     /// once more and retries.
     private func authorizedPost(
-        _ path: String, body: [UInt8], timeout: Duration, subject: String, sink makeSink: () -> ResponseSink
+        _ route: GatewayRoute, body: [UInt8], timeout: Duration, subject: String, needs feature: Feature? = nil,
+        sink makeSink: () -> ResponseSink
     ) -> Result<(HTTPResult, String), EtcdError> {
         do throws(EtcdError) {
             var token = try currentToken(refresh: false)
             var attempt = 0
             while true {
-                let headers = token.map { ["Authorization: \($0)"] } ?? []
-                let (http, endpoint) = try post(path, body: body, headers: headers, timeout: timeout, sink: makeSink())
+                let (http, endpoint) = try post(route, body: body, token: token, timeout: timeout, needs: feature, sink: makeSink())
                 if http.status == 401, configuration.credentials != nil, attempt == 0 {
                     logger.info("etcd rejected the auth token; authenticating again", metadata: ["endpoint": "\(endpoint)"])
                     attempt += 1
@@ -373,7 +403,7 @@ public final class EtcdClient: KeyValueService, Sendable {
         guard let credentials = configuration.credentials else { return nil }
         if !refresh, let token = authToken.withLock({ $0 }) { return token }
         let body = try encode(WireAuthenticateRequest(name: credentials.user, password: credentials.password))
-        let (http, endpoint) = try post("/v3/auth/authenticate", body: body, headers: [], timeout: configuration.requestTimeout, sink: ResponseSink())
+        let (http, endpoint) = try post(.authenticate, body: body, token: nil, timeout: configuration.requestTimeout, sink: ResponseSink())
         guard http.status == 200 else {
             let base = Self.mapHTTPError(status: http.status, body: http.body, subject: "authentication", endpoint: endpoint)
             if base.code == .unavailable || base.code == .httpStatus {
@@ -398,83 +428,155 @@ public final class EtcdClient: KeyValueService, Sendable {
         return token
     }
 
-    /// Sends to the preferred endpoint; when the request could not be delivered (connection
-    /// refused or reset, connect timeout, TLS failure) tries the others in turn and remembers
-    /// the first that answers.
+    /// Sends to the preferred endpoint in its dialect; when the request could not be
+    /// delivered (connection refused or reset, connect timeout, TLS failure, not an etcd)
+    /// tries the others in turn and remembers the first that answers.
     private func post(
-        _ path: String, body: [UInt8], headers: [String], timeout: Duration, sink makeSink: @autoclosure () -> ResponseSink
+        _ route: GatewayRoute, body: [UInt8], token: String?, timeout: Duration, needs feature: Feature? = nil,
+        sink makeSink: @autoclosure () -> ResponseSink
     ) throws(EtcdError) -> (HTTPResult, String) {
         let first = preferredEndpoint.withLock { $0 }
-        var failures: [(endpoint: String, failure: TransferFailure)] = []
+        var failures: [EndpointFailure] = []
         for offset in 0..<endpoints.count {
             let index = (first + offset) % endpoints.count
             let endpoint = endpoints[index]
-            let sink = makeSink()
-            let outcome = pool.withHandle { handle in
-                handle.post(
-                    url: endpoint + path, body: body, headers: headers,
-                    timeoutMilliseconds: Self.milliseconds(timeout),
-                    stallSeconds: max(1, Self.milliseconds(configuration.requestTimeout) / 1000), sink: sink)
-            }
-            guard let outcome else {
-                throw EtcdError(.transport, "libcurl could not create a handle (out of memory?).", endpoint: endpoint)
-            }
-            switch outcome {
-            case .success(let http):
-                if index != first {
-                    preferredEndpoint.withLock { $0 = index }
-                    logger.info("switched etcd endpoint", metadata: ["endpoint": "\(endpoint)"])
-                }
-                return (http, endpoint)
+            var dialect: GatewayDialect
+            // Asking the version must not outlast the caller's own deadline (the lease keeper's).
+            let askTimeout = timeout == .zero ? configuration.requestTimeout : min(timeout, configuration.requestTimeout)
+            switch self.dialect(forEndpointAt: index, timeout: askTimeout) {
+            case .success(let known): dialect = known
             case .failure(let failure):
-                if failure.curlCode == CURLE_WRITE_ERROR {
-                    // Our own consumer aborted the stream; it recorded why.
-                    return (HTTPResult(status: 200, body: []), endpoint)
-                }
-                let resetAfterSending = [CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING].contains(failure.curlCode)
-                if !failure.requestNotSent && !resetAfterSending {
-                    if failure.curlCode == CURLE_OPERATION_TIMEDOUT {
-                        throw EtcdError(
-                            .timeout,
-                            "etcd at \(endpoint) accepted the request to \(path) but did not answer within \(timeout); if it was a write, its outcome is unknown: read the keys again before retrying.",
-                            endpoint: endpoint)
+                failures.append(failure)
+                continue
+            }
+            // Older gateways ignore fields they do not know: refuse rather than be misunderstood.
+            if let feature, dialect.version.server < feature.since {
+                throw EtcdError(
+                    .unsupported,
+                    "etcd \(dialect.version.server) at \(endpoint) cannot \(feature.what) (etcd \(feature.since.major).\(feature.since.minor)+).",
+                    endpoint: endpoint)
+            }
+            var redetected = false
+            while true {
+                let headers = token.map { [dialect.authorizationHeader(token: $0)] } ?? []
+                let path = dialect.path(route)
+                switch transfer(endpoint + path, body: body, headers: headers, timeout: timeout, sink: makeSink()) {
+                case .success(let http):
+                    // A plain-text 404 for a path this dialect has: the member behind the URL
+                    // may have been replaced by another etcd version. Ask again, once.
+                    if http.status == 404, !redetected, http.body.first != UInt8(ascii: "{") {
+                        redetected = true
+                        dialects.withLock { $0[index] = nil }
+                        if case .success(let fresh) = self.dialect(forEndpointAt: index, timeout: askTimeout), fresh != dialect {
+                            dialect = fresh
+                            continue
+                        }
                     }
-                    throw EtcdError(.transport, "The request to \(endpoint)\(path) failed: \(failure.detail).", endpoint: endpoint)
+                    if index != first {
+                        preferredEndpoint.withLock { $0 = index }
+                        logger.info("switched etcd endpoint", metadata: ["endpoint": "\(endpoint)"])
+                    }
+                    return (http, endpoint)
+                case .failure(let failure):
+                    if failure.curlCode == CURLE_WRITE_ERROR {
+                        // Our own consumer aborted the stream; it recorded why.
+                        return (HTTPResult(status: 200, body: []), endpoint)
+                    }
+                    dialects.withLock { $0[index] = nil }
+                    let resetAfterSending = [CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING].contains(failure.curlCode)
+                    if !failure.requestNotSent && !resetAfterSending {
+                        if failure.curlCode == CURLE_OPERATION_TIMEDOUT {
+                            throw EtcdError(
+                                .timeout,
+                                "etcd at \(endpoint) accepted the request to \(path) but did not answer within \(timeout); if it was a write, its outcome is unknown: read the keys again before retrying.",
+                                endpoint: endpoint)
+                        }
+                        throw EtcdError(.transport, "The request to \(endpoint)\(path) failed: \(failure.detail).", endpoint: endpoint)
+                    }
+                    logger.warning("etcd endpoint failed", metadata: ["endpoint": "\(endpoint)", "error": "\(failure.detail)"])
+                    failures.append(EndpointFailure(error: EtcdError(.transport, explain(failure, endpoint: endpoint), endpoint: endpoint)))
                 }
-                logger.warning("etcd endpoint failed", metadata: ["endpoint": "\(endpoint)", "error": "\(failure.detail)"])
-                failures.append((endpoint, failure))
+                break
             }
         }
-        throw transportError(failures)
+        let last = failures.last?.error
+        if let last, failures.allSatisfy({ $0.error.code == .incompatibleServer }) {
+            throw EtcdError(.incompatibleServer, failures.map(\.error.message).joined(separator: "; "), endpoint: last.endpoint)
+        }
+        throw EtcdError(
+            .transport,
+            "Could not reach etcd: \(failures.map(\.error.message).joined(separator: "; ")). Check that etcd runs and the endpoints, ports and TLS settings are right.",
+            endpoint: last?.endpoint)
     }
 
-    private func transportError(_ failures: [(endpoint: String, failure: TransferFailure)]) -> EtcdError {
-        let explained = failures.map { endpoint, failure -> String in
-            switch failure.curlCode {
-            case CURLE_PEER_FAILED_VERIFICATION:
-                return "\(endpoint): the server certificate could not be verified against the CA file '\(configuration.tls?.caFile ?? "(system CAs)")' (\(failure.detail)); check that the CA file is the one that signed the server's certificate"
-            case CURLE_SSL_CACERT_BADFILE:
-                return "\(endpoint): the CA file '\(configuration.tls?.caFile ?? "")' could not be loaded (\(failure.detail))"
-            case CURLE_SSL_CERTPROBLEM:
-                return "\(endpoint): the client certificate or key could not be used (\(failure.detail))"
-            case _ where failure.detail.contains("alert certificate required"):
-                return "\(endpoint): etcd requires a client certificate (\(failure.detail)); give one with its key"
-            case _ where failure.detail.contains("alert bad certificate") || failure.detail.contains("alert certificate")
-                || failure.detail.contains("alert unknown ca"):
-                // TLS 1.3 servers (Go's included) send one alert for every reason they reject a
-                // client certificate, so name the likely ones.
-                return "\(endpoint): etcd rejected the client certificate '\(configuration.tls?.certFile ?? "(none)")' (\(failure.detail)); check that it has not expired (openssl x509 -noout -dates -in FILE) and is signed by a CA etcd trusts (its --trusted-ca-file)"
-            case CURLE_OPERATION_TIMEDOUT:
-                return "\(endpoint): no connection within \(configuration.connectTimeout) (\(failure.detail))"
-            default:
-                return "\(endpoint): \(failure.detail)"
-            }
+    /// Why one endpoint could not take a request.
+    private struct EndpointFailure: Error {
+        var error: EtcdError
+    }
+
+    private func transfer(
+        _ url: String, body: [UInt8]?, headers: [String], timeout: Duration, sink: ResponseSink
+    ) -> Result<HTTPResult, TransferFailure> {
+        let outcome = pool.withHandle { handle in
+            handle.perform(
+                url: url, body: body, headers: headers, timeoutMilliseconds: Self.milliseconds(timeout),
+                stallSeconds: max(1, Self.milliseconds(configuration.requestTimeout) / 1000), sink: sink)
         }
-        let last = failures.last?.endpoint
-        return EtcdError(
-            .transport,
-            "Could not reach etcd: \(explained.joined(separator: "; ")). Check that etcd runs and the endpoints, ports and TLS settings are right.",
-            endpoint: last)
+        return outcome ?? .failure(TransferFailure(curlCode: CURLE_OUT_OF_MEMORY, detail: "libcurl could not create a handle", requestNotSent: true))
+    }
+
+    /// The endpoint's dialect, asking its `GET /version` when not known yet.
+    private func dialect(forEndpointAt index: Int, timeout: Duration? = nil) -> Result<GatewayDialect, EndpointFailure> {
+        if let known = dialects.withLock({ $0[index] }) { return .success(known) }
+        let endpoint = endpoints[index]
+        let http: HTTPResult
+        switch transfer(endpoint + "/version", body: nil, headers: [], timeout: timeout ?? configuration.requestTimeout, sink: ResponseSink()) {
+        case .success(let answer): http = answer
+        case .failure(let failure):
+            return .failure(EndpointFailure(error: EtcdError(.transport, explain(failure, endpoint: endpoint), endpoint: endpoint)))
+        }
+        func incompatible(_ why: String) -> Result<GatewayDialect, EndpointFailure> {
+            .failure(EndpointFailure(error: EtcdError(.incompatibleServer, "\(endpoint) \(why)", endpoint: endpoint, httpStatus: http.status)))
+        }
+        let excerpt = String(String(decoding: http.body.prefix(120), as: UTF8.self).filter { !$0.isNewline })
+        guard http.status == 200, let answer = try? JSONDecoder().decode(WireVersion.self, from: Data(http.body)),
+            let serverText = answer.etcdserver
+        else {
+            return incompatible(
+                "is not an etcd client URL: it answered GET /version with HTTP \(http.status)\(excerpt.isEmpty ? "" : " (\(excerpt))"); give etcd's client URL (port 2379 by default, not the peer port 2380)")
+        }
+        guard let server = EtcdVersion(serverText) else {
+            return incompatible("answered GET /version with an etcd version this client cannot read: \(excerpt)")
+        }
+        guard server >= GatewayDialect.oldestSupported else {
+            return incompatible("runs etcd \(serverText), which has no v3 API; pachmigrate needs etcd 3.0 or newer")
+        }
+        let dialect = GatewayDialect(version: EndpointVersion(endpoint: endpoint, server: server, cluster: answer.etcdcluster ?? "unknown"))
+        logger.debug("etcd endpoint dialect", metadata: ["endpoint": "\(endpoint)", "server": "\(server)", "prefix": "\(dialect.prefix)"])
+        dialects.withLock { $0[index] = dialect }
+        return .success(dialect)
+    }
+
+    private func explain(_ failure: TransferFailure, endpoint: String) -> String {
+        switch failure.curlCode {
+        case CURLE_PEER_FAILED_VERIFICATION:
+            return "\(endpoint): the server certificate could not be verified against the CA file '\(configuration.tls?.caFile ?? "(system CAs)")' (\(failure.detail)); check that the CA file is the one that signed the server's certificate"
+        case CURLE_SSL_CACERT_BADFILE:
+            return "\(endpoint): the CA file '\(configuration.tls?.caFile ?? "")' could not be loaded (\(failure.detail))"
+        case CURLE_SSL_CERTPROBLEM:
+            return "\(endpoint): the client certificate or key could not be used (\(failure.detail))"
+        case _ where failure.detail.contains("alert certificate required"):
+            return "\(endpoint): etcd requires a client certificate (\(failure.detail)); give one with its key"
+        case _ where failure.detail.contains("alert bad certificate") || failure.detail.contains("alert certificate")
+            || failure.detail.contains("alert unknown ca"):
+            // TLS 1.3 servers (Go's included) send one alert for every reason they reject a
+            // client certificate, so name the likely ones.
+            return "\(endpoint): etcd rejected the client certificate '\(configuration.tls?.certFile ?? "(none)")' (\(failure.detail)); check that it has not expired (openssl x509 -noout -dates -in FILE) and is signed by a CA etcd trusts (its --trusted-ca-file)"
+        case CURLE_OPERATION_TIMEDOUT:
+            return "\(endpoint): no connection within \(configuration.connectTimeout) (\(failure.detail))"
+        default:
+            return "\(endpoint): \(failure.detail)"
+        }
     }
 
     static func mapHTTPError(status: Int, body: [UInt8], subject: String, endpoint: String) -> EtcdError {
@@ -484,7 +586,7 @@ public final class EtcdClient: KeyValueService, Sendable {
             let text = String(String(decoding: body.prefix(200), as: UTF8.self).filter { !$0.isNewline })
             return EtcdError(
                 .httpStatus,
-                "etcd's gateway answered \(subject) with HTTP \(status)\(text.isEmpty ? "" : ": \(text)"); is the endpoint an etcd 3.4+ client URL?",
+                "etcd's gateway answered \(subject) with HTTP \(status)\(text.isEmpty ? "" : ": \(text)"); is the endpoint an etcd client URL?",
                 endpoint: endpoint, httpStatus: status)
         }
         let message = decoded.message ?? decoded.error ?? "(no message)"
@@ -501,7 +603,8 @@ public final class EtcdClient: KeyValueService, Sendable {
         let code: EtcdError.Code
         var text: String
         switch grpc {
-        case 3 where message.contains("user name is empty"):
+        // 3.4 says it with code 3, 3.1 with code 2.
+        case _ where message.contains("user name is empty"):
             code = .authentication
             text = "etcd requires authentication for \(subject) (\(message)); configure a user and password."
         case 3 where message.contains("too many operations") || message.contains("request is too large"):

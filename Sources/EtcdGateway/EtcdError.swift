@@ -4,7 +4,8 @@ public struct EtcdError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Base: String, Hashable, Sendable {
             case transport, timeout, httpStatus, server, decode, limitExceeded, authentication,
-                permissionDenied, leaseNotFound, compacted, unavailable, invalidConfiguration
+                permissionDenied, leaseNotFound, compacted, unavailable, invalidConfiguration,
+                incompatibleServer, unsupported
         }
         fileprivate let base: Base
         /// No answer from any endpoint: connection refused, DNS, TLS handshake, reset.
@@ -31,6 +32,10 @@ public struct EtcdError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let unavailable = Code(base: .unavailable)
         /// Bad client configuration (no endpoints, unreadable TLS file, malformed URL).
         public static let invalidConfiguration = Code(base: .invalidConfiguration)
+        /// The endpoint answered but is no etcd this client speaks to (etcd 2.x, another service).
+        public static let incompatibleServer = Code(base: .incompatibleServer)
+        /// This etcd's gateway lacks the call (lease time-to-live on 3.1.4); callers degrade.
+        public static let unsupported = Code(base: .unsupported)
         public var description: String { base.rawValue }
     }
 

@@ -257,17 +257,20 @@ public struct StatusResponse: Sendable, Hashable {
     public var header: ResponseHeader
     public var version: String
     public var dbSize: Int64
+    /// The part of the backend in use (etcd 3.4+); nil where the server does not say.
+    public var dbSizeInUse: Int64?
     public var leader: UInt64
     public var raftIndex: UInt64
     public var raftTerm: UInt64
 
     public init(
-        header: ResponseHeader = .init(), version: String = "", dbSize: Int64 = 0, leader: UInt64 = 0,
+        header: ResponseHeader = .init(), version: String = "", dbSize: Int64 = 0, dbSizeInUse: Int64? = nil, leader: UInt64 = 0,
         raftIndex: UInt64 = 0, raftTerm: UInt64 = 0
     ) {
         self.header = header
         self.version = version
         self.dbSize = dbSize
+        self.dbSizeInUse = dbSizeInUse
         self.leader = leader
         self.raftIndex = raftIndex
         self.raftTerm = raftTerm

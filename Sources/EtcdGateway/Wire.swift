@@ -299,6 +299,8 @@ struct WireStatusResponse: Decodable {
     var header: WireHeader?
     var version: String?
     var dbSize: WireInt64?
+    /// etcd 3.4+ only.
+    var dbSizeInUse: WireInt64?
     var leader: WireUInt64?
     var raftIndex: WireUInt64?
     var raftTerm: WireUInt64?

@@ -19,6 +19,10 @@ struct ErrorMappingTests {
         (401, #"{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}"#, .authentication, 16),
         (403, #"{"error":"etcdserver: permission denied","message":"etcdserver: permission denied","code":7}"#, .permissionDenied, 7),
         (400, #"{"error":"etcdserver: duplicate key given in txn request","message":"etcdserver: duplicate key given in txn request","code":3}"#, .server, 3),
+        // etcd 3.1's bodies have no "message", and some codes differ.
+        (400, #"{"error":"auth: user name is empty","code":2}"#, .authentication, 2),
+        (403, #"{"error":"etcdserver: mvcc: database space exceeded","code":8}"#, .limitExceeded, 8),
+        (400, #"{"error":"etcdserver: mvcc: required revision has been compacted","code":11}"#, .compacted, 11),
         (404, "404 page not found\n", .httpStatus, nil),
         (405, "Method Not Allowed\n", .httpStatus, nil),
     ] as [(Int, String, EtcdError.Code, Int?)])
@@ -29,6 +33,11 @@ struct ErrorMappingTests {
         #expect(error.grpcCode == grpcCode)
         #expect(error.endpoint == "http://e:1")
         #expect(!error.message.isEmpty)
+        // etcd's own words reach the user, whether or not the body has "message".
+        struct Body: Decodable { var error: String }
+        if let etcdSays = try? JSONDecoder().decode(Body.self, from: Data(body.utf8)).error {
+            #expect(error.message.contains(etcdSays))
+        }
     }
 
     @Test func duplicateKeyInTxnIsAServerErrorFromEtcd() async throws {

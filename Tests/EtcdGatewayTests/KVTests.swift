@@ -141,7 +141,14 @@ struct KVTests {
             #expect(try client.range(RangeRequest(key: key)).kvs.first?.lease == lease.id)
 
             // ignore_lease rewrites the value and keeps the lease; a plain put detaches it.
-            try client.put(PutRequest(key: key, value: bytes("v3"), ignoreLease: true))
+            // Before 3.2 the gateway would drop ignore_lease, so the client refuses it.
+            if EtcdBinaries.version < EtcdVersion(3, 2) {
+                let error = #expect(throws: EtcdError.self) { try client.put(PutRequest(key: key, value: bytes("v3"), ignoreLease: true)) }
+                #expect(error?.code == .unsupported)
+                try client.put(PutRequest(key: key, value: bytes("v3"), lease: lease.id))
+            } else {
+                try client.put(PutRequest(key: key, value: bytes("v3"), ignoreLease: true))
+            }
             let kept = try #require(try client.range(RangeRequest(key: key)).kvs.first)
             #expect(kept.lease == lease.id)
             #expect(text(kept.value) == "v3")

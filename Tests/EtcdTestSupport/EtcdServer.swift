@@ -15,10 +15,25 @@ public struct TestSupportError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Where the etcd and etcdctl binaries are: `ETCD_BIN` / `ETCDCTL_BIN` or /usr/bin.
+/// Where the etcd and etcdctl binaries are: `ETCD_BIN` / `ETCDCTL_BIN` or /usr/bin. The whole
+/// real-etcd suite runs against whichever version they are (`Scripts/test --etcd 3.1.4`).
 public enum EtcdBinaries {
     public static var etcd: String { ProcessInfo.processInfo.environment["ETCD_BIN"] ?? "/usr/bin/etcd" }
     public static var etcdctl: String { ProcessInfo.processInfo.environment["ETCDCTL_BIN"] ?? "/usr/bin/etcdctl" }
+
+    /// The version `etcd --version` reports (read once).
+    public static let version: EtcdVersion = {
+        let output = (try? runCommand(etcd, ["--version"])) ?? ""
+        // "etcd Version: 3.1.4" (every release since 3.0)
+        let line = output.split(separator: "\n").first { $0.hasPrefix("etcd Version:") } ?? ""
+        guard let version = EtcdVersion(line.split(separator: " ").last.map(String.init) ?? "") else {
+            fatalError("Cannot tell the version of \(etcd): \(output)")
+        }
+        return version
+    }()
+
+    /// Quieter logs where the flag exists (3.4 added `--log-level`; older releases log at info).
+    static var logArguments: [String] { version >= EtcdVersion(3, 4) ? ["--log-level", "warn"] : [] }
 }
 
 /// A port that was free a moment ago. etcd must get a real port: with port 0 its gateway
@@ -49,6 +64,8 @@ public func runCommand(_ executable: String, _ arguments: [String], directory: S
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    // etcdctl before 3.4 speaks the v2 API unless told otherwise.
+    process.environment = ProcessInfo.processInfo.environment.merging(["ETCDCTL_API": "3"]) { _, new in new }
     if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     let pipe = Pipe()
     process.standardOutput = pipe
@@ -185,7 +202,12 @@ func waitUntilReady(_ endpoints: [String], processes: [EtcdProcess], tls: EtcdCl
             if let dead = processes.first(where: { !$0.isRunning }) {
                 throw TestSupportError("etcd \(dead.name) exited during start-up: \(dead.log().suffix(2000))")
             }
-            if (try? client.status()) != nil { break }
+            do {
+                _ = try client.status()
+                break
+            } catch where error.code == .authentication || error.code == .permissionDenied {
+                break  // answered through the gateway; before 3.4, status needs a user once auth is on
+            } catch {}
             if Date() > deadline {
                 throw TestSupportError("etcd at \(endpoint) not ready after \(timeout) s: \(processes.map { $0.log().suffix(1000) })")
             }
@@ -249,8 +271,8 @@ public final class EtcdServer: @unchecked Sendable {
                     "--name", "n1", "--data-dir", dataDir,
                     "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
                     "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                    "--initial-cluster", "n1=\(peer)", "--log-level", "warn",
-                ]
+                    "--initial-cluster", "n1=\(peer)",
+                ] + EtcdBinaries.logArguments
                 if let certificates {
                     arguments += [
                         "--cert-file", certificates.serverCertFile, "--key-file", certificates.serverKeyFile,
@@ -301,7 +323,9 @@ public final class EtcdServer: @unchecked Sendable {
         try runCommand(ctl, [ep, "user", "add", "\(user.user):\(user.password)", "--interactive=false"])
         try runCommand(ctl, [ep, "role", "add", "pachmigrate-role"])
         if prefix.isEmpty {
-            try runCommand(ctl, [ep, "role", "grant-permission", "pachmigrate-role", "readwrite", "--from-key", ""])
+            // 3.1's etcdctl has no --from-key (and cannot name key "\0"): every ASCII key will do.
+            let everyKey = EtcdBinaries.version < EtcdVersion(3, 2) ? ["\u{01}", "\u{7f}"] : ["--from-key", ""]
+            try runCommand(ctl, [ep, "role", "grant-permission", "pachmigrate-role", "readwrite"] + everyKey)
         } else {
             try runCommand(ctl, [ep, "role", "grant-permission", "pachmigrate-role", "readwrite", "--prefix=true", prefix])
         }
@@ -381,8 +405,8 @@ public final class EtcdCluster: @unchecked Sendable {
                         "--listen-client-urls", clientURLs[index], "--advertise-client-urls", clientURLs[index],
                         "--listen-peer-urls", peerURLs[index], "--initial-advertise-peer-urls", peerURLs[index],
                         "--initial-cluster", initialCluster, "--initial-cluster-state", "new",
-                        "--initial-cluster-token", token, "--log-level", "warn",
-                    ],
+                        "--initial-cluster-token", token,
+                    ] + EtcdBinaries.logArguments,
                     logFile: "\(workDir)/m\(index).log")
             }
             do {

@@ -113,7 +113,12 @@ struct CommandTests {
             #expect(plan.stdout.contains("Plan: 1.4.x → 1.5.0"))
             #expect(plan.stdout.contains("commits 273"))
             #expect(plan.stdout.contains("Reprocessing forecast"))
+            // It says which etcd it talks to.
+            #expect(plan.stdout.contains("\(sample.server.endpoint) runs etcd \(EtcdBinaries.version)"))
             let planJSON = try pachmigrate(["plan", "--output", "json"] + sample.endpoint)
+            let planEtcd = ((planJSON.json["result"] as? [String: Any])?["etcd"] as? [String: Any])?["endpoints"] as? [[String: Any]]
+            #expect(planEtcd?.first?["server"] as? String == EtcdBinaries.version.description)
+            #expect((planEtcd?.first?["cluster"] as? String)?.isEmpty == false)
             let scan = ((planJSON.json["result"] as? [String: Any])?["scan"] as? [String: Any])
             #expect((scan?["toRewrite"] as? [String: Int]) == ["repos": 11, "commits": 273, "branches": 18, "pipelines": 6, "jobs": 200])
             #expect(try pachydermState(sample.client) == sample.before)
@@ -137,6 +142,10 @@ struct CommandTests {
             #expect(status.stdout.contains("Lock: free"))
             let statusJSON = try pachmigrate(["status", "--output", "json"] + sample.endpoint)
             #expect((statusJSON.json["result"] as? [String: Any])?["stampedVersion"] as? String == "1.5.0")
+            let statusEtcd = ((statusJSON.json["result"] as? [String: Any])?["etcd"] as? [String: Any])?["endpoints"] as? [[String: Any]]
+            #expect(statusEtcd?.first?["endpoint"] as? String == sample.server.endpoint)
+            #expect(statusEtcd?.first?["server"] as? String == EtcdBinaries.version.description)
+            #expect(status.stdout.contains("runs etcd \(EtcdBinaries.version)"))
 
             let again = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
             #expect(again.status == 0)
@@ -207,7 +216,14 @@ struct CommandTests {
             #expect(show.status == 0)
             #expect(show.stdout.contains("command:    test holder"))
             let showJSON = try pachmigrate(["lock", "show", "--output", "json"] + sample.endpoint)
-            #expect(((showJSON.json["result"] as? [String: Any])?["lock"] as? [String: Any])?["stale"] as? Bool == false)
+            let lock = (showJSON.json["result"] as? [String: Any])?["lock"] as? [String: Any]
+            #expect(lock?["stale"] as? Bool == false)
+            // How long the lease has left, from etcd or (where it cannot say) the heartbeat.
+            #expect(["etcd", "holderHeartbeat"].contains(lock?["leaseRemainingSource"] as? String ?? ""))
+            #expect((1...30).contains(lock?["leaseRemainingSeconds"] as? Int ?? 0))
+            #expect(show.stdout.contains("s left"))
+            // The holder is this test process: alive, on this host.
+            #expect(lock?["holderProcessGone"] as? Bool == false)
 
             let refused = try pachmigrate(["lock", "break"] + sample.endpoint)
             #expect(refused.status == 3)

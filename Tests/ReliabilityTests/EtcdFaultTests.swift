@@ -59,10 +59,21 @@ struct EtcdFaultTests {
             run.signal(SIGSTOP)
             sample.server.shutdown()
             run.signal(SIGCONT)
+            let down = Date()
             usleep(UInt32(outage * 1_000_000))
             try sample.server.restart()
+            // What the migrator saw: the outage plus etcd's own restart, which on a loaded
+            // machine (etcd 3.1.4's most of all) can itself outlast the TTL. Past the TTL
+            // the right answer is the resumable stop.
+            let unreachable = Date().timeIntervalSince(down)
             let first = run.wait()
-            #expect(first.status == expected, "\(outage) s outage: \(first.stderr)")
+            let rightAnswers: Set<Int32> =
+                switch unreachable {
+                case ..<(Double(lockTTL) / 2): [expected]
+                case (Double(lockTTL) - 1)...: [7]
+                default: [expected, 7]  // near the TTL either is right
+                }
+            #expect(rightAnswers.contains(first.status), "\(outage) s outage, etcd unreachable for \(unreachable) s: \(first.stderr)")
             if first.status != 0 {
                 #expect(first.stderr.contains("run the same command again") || first.stderr.contains("Run the same command again"))
                 // The dead run's lease survives the restart; wait it out.

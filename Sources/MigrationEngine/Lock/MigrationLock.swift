@@ -228,7 +228,9 @@ public final class MigrationLock: Sendable {
         let response = try store.txn(
             TxnRequest(
                 compare: [fenceCompare],
-                success: [.put(PutRequest(key: namespace.lockKey, value: JSONCoding.encode(record), ignoreLease: true))]))
+                // Naming the lease (not `ignoreLease`) keeps the key bound to it on every etcd:
+                // 3.1's gateway drops the unknown `ignore_lease` and would detach it.
+                success: [.put(PutRequest(key: namespace.lockKey, value: JSONCoding.encode(record), lease: leaseID))]))
         if !response.succeeded {
             markLost(EtcdError(.leaseNotFound, "the lock key was deleted or re-created by someone else"))
         }

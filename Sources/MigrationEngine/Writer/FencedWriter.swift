@@ -89,7 +89,7 @@ struct LaneWriter {
                 cursor.lastKey = kv.key.printable
                 cursor.lastRevision = kv.modRevision
                 var compares = [lock.fenceCompare, Compare(key: kv.key, .equal, .modRevision(kv.modRevision))]
-                var ops: [RequestOp] = [.put(PutRequest(key: kv.key, value: value, ignoreLease: kv.lease != 0))]
+                var ops: [RequestOp] = [.put(PutRequest(key: kv.key, value: value, lease: kv.lease))]
                 for companion in conversion.companions {
                     compares.append(Compare(key: companion.key, .equal, .createRevision(0)))
                     ops.append(.put(PutRequest(key: companion.key, value: companion.value)))

@@ -5,6 +5,8 @@ import MigrationEngine
 import PachydermMigrations
 
 struct MigrationReport: CommandReport {
+    /// Which etcd the run talks to.
+    var etcd: EtcdSummary?
     var outcome: String
     var from: String?
     var to: String?
@@ -22,7 +24,7 @@ struct MigrationReport: CommandReport {
     var exitStatus: ExitStatus { outcome == "migrated" || outcome == "nothing-to-do" ? .ok : scan?.status ?? .ok }
 
     enum CodingKeys: String, CodingKey {
-        case outcome, from, to, detected, plan, scan, forecast, backup, snapshot, resumed, written, message
+        case etcd, outcome, from, to, detected, plan, scan, forecast, backup, snapshot, resumed, written, message
     }
 
     /// Connects and resolves the versions against the cluster; the migration is nil when
@@ -39,12 +41,13 @@ struct MigrationReport: CommandReport {
         var report = MigrationReport(
             outcome: "nothing-to-do", from: resolved.plan?.from.description, to: resolved.plan?.to.description,
             detected: resolved.detected, plan: resolved.plan?.summary, resumed: false, written: 0, verbose: verbose)
+        report.etcd = EtcdSummary(client)
         if resolved.migration == nil { report.message = "Nothing to do: \(resolved.nothingToDo ?? "")" }
         return (client, report, resolved.migration)
     }
 
     func renderText() -> String {
-        var lines: [String] = []
+        var lines: [String] = etcd.map { [$0.text] } ?? []
         lines.append("Cluster: \(detected.version ?? "empty") (\(detected.detail))")
         if let plan { lines.append("Plan: \(plan)") }
         if let message { lines.append(message) }

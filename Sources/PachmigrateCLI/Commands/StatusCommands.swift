@@ -15,43 +15,42 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// The lock as an operator sees it: who, how fresh, how long its lease has left.
-struct LockView: Encodable {
-    var holder: LockHolder
-    var heartbeatAgeSeconds: Int
-    var leaseRemainingSeconds: Int64
-    var stale: Bool
-
-    static func read(store: any KeyValueService, namespace: Namespace, staleAfter: Double? = nil) throws -> LockView? {
-        guard let (holder, kv) = try JournalReader(store: store, namespace: namespace).lockHolder() else { return nil }
-        let age = max(0, Date().timeIntervalSince1970 - holder.heartbeatEpoch)
-        let ttl = kv.lease != 0 ? (try? store.leaseTimeToLive(id: kv.lease, keys: false).ttl) ?? -1 : -1
-        let threshold = staleAfter ?? Double(max(holder.ttl * 2, 60))
-        return LockView(holder: holder, heartbeatAgeSeconds: Int(age), leaseRemainingSeconds: ttl, stale: age > threshold)
-    }
-
+/// The lock as `status` and `lock show` word it.
+extension LockInspection {
     var text: String {
-        """
-        Lock held by \(holder.who)
-          holder id:  \(holder.holderID)
-          command:    \(holder.command) (pachmigrate \(holder.toolVersion))\(holder.from.map { " from \($0)" } ?? "")\(holder.to.map { " to \($0)" } ?? "")
-          started:    \(holder.startedAt)
-          step:       \(holder.step) \(holder.done)/\(holder.total)
-          heartbeat:  \(holder.heartbeat) (\(heartbeatAgeSeconds)s ago\(stale ? ", STALE" : ""))
-          lease:      \(holder.leaseID), \(leaseRemainingSeconds >= 0 ? "\(leaseRemainingSeconds)s left" : "gone")
-        """
+        let lease: String
+        switch (leaseRemainingSeconds, leaseRemainingSource) {
+        case (..<0, _): lease = "gone"
+        case (let seconds, .etcd): lease = "\(seconds)s left (etcd's count); it expires by itself then if nobody keeps it alive"
+        case (let seconds, .holderHeartbeat):
+            lease = "about \(seconds)s left (estimated from the heartbeat: \(leaseTimeUnavailable ?? "etcd did not say")); it expires by itself then if nobody keeps it alive"
+        }
+        var lines = [
+            "Lock held by \(holder.who)",
+            "  holder id:  \(holder.holderID)",
+            "  command:    \(holder.command) (pachmigrate \(holder.toolVersion))\(holder.from.map { " from \($0)" } ?? "")\(holder.to.map { " to \($0)" } ?? "")",
+            "  started:    \(holder.startedAt)",
+            "  step:       \(holder.step) \(holder.done)/\(holder.total) (as of its last heartbeat)",
+            "  heartbeat:  \(holder.heartbeat) (\(heartbeatAgeSeconds)s ago\(stale ? ", STALE" : ""))",
+            "  lease:      \(holder.leaseID), \(lease)",
+        ]
+        if holderProcessGone == true {
+            lines.append("  process:    pid \(holder.pid) no longer runs on this host: the holder is gone. Wait for the lease to expire, or `pachmigrate lock break`.")
+        }
+        return lines.joined(separator: "\n")
     }
 }
 
 struct StatusReport: CommandReport {
+    var etcd: EtcdSummary
     var stampedVersion: String?
     var state: RunState?
     var lanes: [String: LaneCursor]
-    var lock: LockView?
+    var lock: LockInspection?
     var history: [HistoryEntry]
 
     func renderText() -> String {
-        var lines = ["Stamped version: \(stampedVersion ?? "none (never migrated by pachmigrate)")"]
+        var lines = [etcd.text, "Stamped version: \(stampedVersion ?? "none (never migrated by pachmigrate)")"]
         if let state {
             lines.append("Run \(state.runID): \(state.status.rawValue), \(state.from) → \(state.to), step \(state.step)")
             lines.append("  started \(state.startedAt) at revision \(state.startRevision), updated \(state.updatedAt)")
@@ -95,8 +94,8 @@ struct StatusCommand: ParsableCommand {
             let client = try connection.makeClient(logger: context.logger)
             let journal = JournalReader(store: client, namespace: connection.namespace)
             return StatusReport(
-                stampedVersion: try journal.stampedVersion(), state: try journal.state()?.0, lanes: try journal.laneCursors(),
-                lock: try LockView.read(store: client, namespace: connection.namespace), history: try journal.history(limit: history))
+                etcd: EtcdSummary(client), stampedVersion: try journal.stampedVersion(), state: try journal.state()?.0, lanes: try journal.laneCursors(),
+                lock: try LockInspection.read(store: client, namespace: connection.namespace)?.0, history: try journal.history(limit: history))
         }
     }
 }
@@ -109,7 +108,7 @@ struct LockCommand: ParsableCommand {
 }
 
 struct LockReport: CommandReport {
-    var lock: LockView?
+    var lock: LockInspection?
     var broken: Bool?
     var message: String?
 
@@ -127,7 +126,7 @@ struct LockShowCommand: ParsableCommand {
     func run() throws {
         try runCommand("lock show", output) { context in
             let client = try connection.makeClient(logger: context.logger)
-            return LockReport(lock: try LockView.read(store: client, namespace: connection.namespace))
+            return LockReport(lock: try LockInspection.read(store: client, namespace: connection.namespace)?.0)
         }
     }
 }
@@ -159,9 +158,7 @@ struct LockBreakCommand: ParsableCommand {
         try runCommand("lock break", output) { context in
             let client = try connection.makeClient(logger: context.logger)
             let namespace = connection.namespace
-            guard let view = try LockView.read(store: client, namespace: namespace, staleAfter: staleAfter?.seconds),
-                let (_, kv) = try JournalReader(store: client, namespace: namespace).lockHolder()
-            else {
+            guard let (view, kv) = try LockInspection.read(store: client, namespace: namespace, staleAfter: staleAfter?.seconds) else {
                 return LockReport(lock: nil, broken: false, message: "Nothing to break: the lock is free.")
             }
             if !view.stale && !force {

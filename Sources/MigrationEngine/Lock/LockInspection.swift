@@ -1,0 +1,74 @@
+import EtcdGateway
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The lock as an operator needs to judge it: who holds it, how fresh its heartbeat is, how
+/// long its lease has left, whether its process still runs. `lock show`, `lock break` and
+/// `status` word it; the staleness policy lives here.
+public struct LockInspection: Sendable, Encodable {
+    /// Where `leaseRemainingSeconds` comes from.
+    public enum LeaseTimeSource: String, Sendable, Encodable {
+        /// etcd's lease time-to-live.
+        case etcd
+        /// Estimated as heartbeat + TTL − now: the holder keeps its lease alive as often as it
+        /// writes its heartbeat. Used where etcd does not answer (3.1.4's gateway may lack
+        /// the call).
+        case holderHeartbeat
+    }
+
+    public var holder: LockHolder
+    public var heartbeatAgeSeconds: Int
+    /// -1 once the lease is gone.
+    public var leaseRemainingSeconds: Int64
+    public var leaseRemainingSource: LeaseTimeSource
+    /// Why etcd's own count is not shown, when it is not.
+    public var leaseTimeUnavailable: String?
+    public var stale: Bool
+    /// True when the holder ran on this host and its process no longer exists; nil when this
+    /// host cannot tell (another host or pod).
+    public var holderProcessGone: Bool?
+
+    /// The heartbeat age after which a holder counts as stale: twice its TTL, at least 60 s.
+    public static func staleThreshold(ttl: Int64) -> Double { Double(max(ttl * 2, 60)) }
+
+    /// Nil when the lock is free.
+    public static func read(
+        store: any KeyValueService, namespace: Namespace, staleAfter: Double? = nil,
+        now: Double = Date().timeIntervalSince1970, hostName: String = ProcessInfo.processInfo.hostName
+    ) throws(MigrationError) -> (LockInspection, KeyValue)? {
+        guard let (holder, kv) = try JournalReader(store: store, namespace: namespace).lockHolder() else { return nil }
+        let age = max(0, now - holder.heartbeatEpoch)
+        var source = LeaseTimeSource.etcd
+        var remaining: Int64 = -1
+        var unavailable: String?
+        if kv.lease != 0 {
+            do {
+                remaining = try store.leaseTimeToLive(id: kv.lease, keys: false).ttl
+            } catch {
+                // Not knowing the lease's time must not hide the holder.
+                source = .holderHeartbeat
+                unavailable = error.code == .unsupported ? "this etcd cannot report a lease's time to live" : error.message
+                remaining = max(0, Int64((holder.heartbeatEpoch + Double(holder.ttl) - now).rounded(.up)))
+            }
+        }
+        var gone: Bool?
+        if holder.host == hostName {
+            gone = kill(holder.pid, 0) != 0 && errno == ESRCH
+        }
+        let inspection = LockInspection(
+            holder: holder, heartbeatAgeSeconds: Int(age), leaseRemainingSeconds: remaining, leaseRemainingSource: source,
+            leaseTimeUnavailable: unavailable, stale: age > (staleAfter ?? staleThreshold(ttl: holder.ttl)),
+            holderProcessGone: gone)
+        return (inspection, kv)
+    }
+}

@@ -1,0 +1,105 @@
+@testable import EtcdGateway
+import EtcdTestSupport
+import Foundation
+import Testing
+
+@Suite("Gateway dialects: etcd 3.0 through 3.5+")
+struct DialectTests {
+    // The table measured on real servers (../shared/spec/etcd-v3-gateway-notes.md).
+    @Test(arguments: [
+        ("3.0.17", "/v3alpha/kv/range", "/v3alpha/kv/lease/revoke", "/v3alpha/kv/lease/timetolive", "Grpc-Metadata-Token: t"),
+        ("3.1.4", "/v3alpha/kv/range", "/v3alpha/kv/lease/revoke", "/v3alpha/kv/lease/timetolive", "Grpc-Metadata-Token: t"),
+        ("3.2.7", "/v3alpha/kv/range", "/v3alpha/kv/lease/revoke", "/v3alpha/kv/lease/timetolive", "Grpc-Metadata-Token: t"),
+        ("3.3.27", "/v3beta/kv/range", "/v3beta/kv/lease/revoke", "/v3beta/kv/lease/timetolive", "Authorization: t"),
+        ("3.4.23", "/v3/kv/range", "/v3/lease/revoke", "/v3/lease/timetolive", "Authorization: t"),
+        ("3.5.17", "/v3/kv/range", "/v3/lease/revoke", "/v3/lease/timetolive", "Authorization: t"),
+        ("3.6.0-rc.1", "/v3/kv/range", "/v3/lease/revoke", "/v3/lease/timetolive", "Authorization: t"),
+    ])
+    func pathsAndHeadersPerVersion(version: String, range: String, revoke: String, timeToLive: String, auth: String) throws {
+        let server = try #require(EtcdVersion(version))
+        let dialect = GatewayDialect(version: EndpointVersion(endpoint: "http://e:1", server: server, cluster: version))
+        #expect(dialect.path(.range) == range)
+        #expect(dialect.path(.leaseRevoke) == revoke)
+        #expect(dialect.path(.leaseTimeToLive) == timeToLive)
+        #expect(dialect.path(.leaseGrant) == dialect.prefix + "/lease/grant")
+        #expect(dialect.authorizationHeader(token: "t") == auth)
+    }
+
+    @Test(arguments: [("3.1.4", "3.1.4"), ("3.5.0-alpha.0", "3.5.0"), ("3.4", "3.4.0"), ("2.3.8", "2.3.8")])
+    func versionsParse(text: String, expected: String) {
+        #expect(EtcdVersion(text)?.description == expected)
+    }
+
+    @Test(arguments: ["", "3", "v3.1.4", "3.x.1", "3.1.4.5", "not a version"])
+    func nonVersionsDoNotParse(text: String) {
+        #expect(EtcdVersion(text) == nil)
+    }
+
+    @Test func realServerVersionIsReportedPerEndpoint() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.shared()
+            let client = try server.makeClient()
+            let reported = client.endpointVersions()
+            #expect(reported.count == 1)
+            let version = try reported[0].version.get()
+            #expect(version.endpoint == server.endpoint)
+            #expect(version.server == EtcdBinaries.version)
+            #expect(!version.cluster.isEmpty)
+        }
+    }
+
+    @Test(arguments: [
+        (ScriptedHTTPServer.Response(200, #"{"etcdserver":"2.3.8","etcdcluster":"2.3.0"}"#), "etcd 2.3.8, which has no v3 API"),
+        (.init(404, "404 page not found\n"), "is not an etcd client URL: it answered GET /version with HTTP 404"),
+        (.init(200, "<html>welcome to nginx</html>"), "welcome to nginx"),
+    ])
+    func endpointThatIsNoEtcd3IsNamed(answer: ScriptedHTTPServer.Response, expected: String) async throws {
+        try await onOwnThread {
+            let impostor = try ScriptedHTTPServer { _ in answer }
+            defer { impostor.stop() }
+            let client = try EtcdClient(configuration: .init(endpoints: [impostor.endpoint]), logger: testLogger)
+            let error = #expect(throws: EtcdError.self) { try client.range(RangeRequest(key: bytes("k"))) }
+            #expect(error?.code == .incompatibleServer)
+            #expect(error?.message.contains(impostor.endpoint) == true)
+            #expect(error?.message.contains(expected) == true)
+            // Nothing but the version question was sent.
+            #expect(impostor.requests.map(\.path) == ["/version"])
+        }
+    }
+
+    @Test func memberUpgradedBehindTheSameURLIsAskedAgain() async throws {
+        try await onOwnThread {
+            let member = try ScriptedHTTPServer(script: ScriptedHTTPServer.etcdScript(version: "3.1.4", prefix: "/v3alpha"))
+            defer { member.stop() }
+            let client = try EtcdClient(configuration: .init(endpoints: [member.endpoint]), logger: testLogger)
+            #expect(try client.range(RangeRequest(key: bytes("k"))).header.revision == 7)
+            member.answer(with: ScriptedHTTPServer.etcdScript(version: "3.5.17", prefix: "/v3"))
+            #expect(try client.range(RangeRequest(key: bytes("k"))).header.revision == 7)
+            #expect(member.requests.map(\.path) == ["/version", "/v3alpha/kv/range", "/v3alpha/kv/range", "/version", "/v3/kv/range"])
+        }
+    }
+
+    @Test(arguments: [("3.1.4", "/v3alpha", "Grpc-Metadata-Token: tok-3.1.4"), ("3.4.23", "/v3", "Authorization: tok-3.4.23")])
+    func tokenTravelsInTheHeaderTheVersionReads(version: String, prefix: String, header: String) async throws {
+        try await onOwnThread {
+            let member = try ScriptedHTTPServer(script: ScriptedHTTPServer.etcdScript(version: version, prefix: prefix))
+            defer { member.stop() }
+            let client = try EtcdClient(
+                configuration: .init(endpoints: [member.endpoint], credentials: .init(user: "u", password: "p")), logger: testLogger)
+            _ = try client.range(RangeRequest(key: bytes("k")))
+            let range = try #require(member.requests.last)
+            #expect(range.path == prefix + "/kv/range")
+            #expect(range.headers.contains(header))
+        }
+    }
+
+    @Test func leaseTimeToLiveMissingFromTheGatewayIsUnsupported() async throws {
+        try await onOwnThread {
+            let member = try ScriptedHTTPServer(script: ScriptedHTTPServer.etcdScript(version: "3.1.4", prefix: "/v3alpha"))
+            defer { member.stop() }
+            let client = try EtcdClient(configuration: .init(endpoints: [member.endpoint]), logger: testLogger)
+            let error = #expect(throws: EtcdError.self) { try client.leaseTimeToLive(id: 5, keys: false) }
+            #expect(error?.code == .unsupported)
+        }
+    }
+}

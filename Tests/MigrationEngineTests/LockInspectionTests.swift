@@ -1,0 +1,70 @@
+import EtcdGateway
+import Foundation
+import MigrationEngine
+import Testing
+
+/// An etcd whose gateway has no lease time-to-live, as 3.1.4's may not.
+private struct NoTimeToLive: KeyValueService {
+    let base: InMemoryKeyValueService
+    func range(_ request: RangeRequest) throws(EtcdError) -> RangeResponse { try base.range(request) }
+    func txn(_ request: TxnRequest) throws(EtcdError) -> TxnResponse { try base.txn(request) }
+    func leaseGrant(ttl: Int64) throws(EtcdError) -> LeaseGrantResponse { try base.leaseGrant(ttl: ttl) }
+    func leaseRevoke(id: Int64) throws(EtcdError) { try base.leaseRevoke(id: id) }
+    func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64? { try base.leaseKeepAliveOnce(id: id) }
+    func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse {
+        throw EtcdError(.unsupported, "no time-to-live here")
+    }
+}
+
+@Suite("Lock inspection")
+struct LockInspectionTests {
+    private func holder(pid: Int32 = ProcessInfo.processInfo.processIdentifier) -> LockHolder {
+        var holder = LockHolder.current(command: "pachmigrate migrate", toolVersion: "t", from: "1.4.8", to: "1.5.0")
+        holder.pid = pid
+        return holder
+    }
+
+    @Test func freeLockIsNil() throws {
+        #expect(try LockInspection.read(store: InMemoryKeyValueService(), namespace: Namespace()) == nil)
+    }
+
+    @Test func leaseTimeComesFromEtcdWhereItAnswers() throws {
+        let store = InMemoryKeyValueService()
+        let lock = try MigrationLock.acquire(
+            store: store, namespace: Namespace(), holder: holder(), options: LockOptions(ttl: 30), logger: testLogger)
+        defer { lock.release() }
+        let (inspection, _) = try #require(try LockInspection.read(store: store, namespace: Namespace()))
+        #expect(inspection.leaseRemainingSource == .etcd)
+        #expect(inspection.leaseRemainingSeconds == 30)
+        #expect(inspection.leaseTimeUnavailable == nil)
+        #expect(!inspection.stale)
+        #expect(inspection.holderProcessGone == false)
+    }
+
+    @Test(arguments: [(0.0, Int64(30), false), (12.0, 18, false), (45.0, 0, false), (61.0, 0, true)])
+    func withoutTimeToLiveTheLeaseIsEstimatedFromTheHeartbeat(age: Double, expected: Int64, stale: Bool) throws {
+        let base = InMemoryKeyValueService()
+        let lock = try MigrationLock.acquire(
+            store: base, namespace: Namespace(), holder: holder(), options: LockOptions(ttl: 30), logger: testLogger)
+        defer { lock.release() }
+        let store = NoTimeToLive(base: base)
+        let heartbeat = try #require(try JournalReader(store: store, namespace: Namespace()).lockHolder()).0.heartbeatEpoch
+        let (inspection, _) = try #require(try LockInspection.read(store: store, namespace: Namespace(), now: heartbeat + age))
+        #expect(inspection.leaseRemainingSource == .holderHeartbeat)
+        #expect(inspection.leaseRemainingSeconds == expected)
+        #expect(inspection.leaseTimeUnavailable?.contains("cannot report") == true)
+        #expect(inspection.stale == stale)
+    }
+
+    @Test func holderWhoseProcessIsGoneFromThisHostIsSaidSo() throws {
+        let store = InMemoryKeyValueService()
+        // No process has this pid: Linux pids stay below 2^22.
+        let lock = try MigrationLock.acquire(
+            store: store, namespace: Namespace(), holder: holder(pid: Int32.max - 1), logger: testLogger)
+        defer { lock.release() }
+        let (here, _) = try #require(try LockInspection.read(store: store, namespace: Namespace()))
+        #expect(here.holderProcessGone == true)
+        let (elsewhere, _) = try #require(try LockInspection.read(store: store, namespace: Namespace(), hostName: "another-pod"))
+        #expect(elsewhere.holderProcessGone == nil)
+    }
+}
