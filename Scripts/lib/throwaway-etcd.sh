@@ -2,11 +2,18 @@
 # (free ports, data under a given directory), with the etcd and etcdctl first on PATH
 # (Scripts/etcd-for picks a version's directory).
 #
+#   use_pachyderm_etcd               puts etcd 3.1.4 (Pachyderm 1.4's) first on PATH when it
+#                                    is here, else Debian's; sets etcd_dir
 #   start_throwaway_etcd WORKDIR     sets etcd_pid and etcd_endpoint, or returns 1
 #   stop_throwaway_etcd
 
 etcd_pid=""
 etcd_endpoint=""
+
+use_pachyderm_etcd() {
+  etcd_dir=$(Scripts/etcd-for --find-only 3.1.4 2>/dev/null || Scripts/etcd-for 3.4)
+  export PATH="$etcd_dir:$PATH" ETCDCTL_API=3
+}
 
 start_throwaway_etcd() {
   local work=$1 client peer attempt
