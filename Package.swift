@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // Tests only: parses deploy/*.yaml to hold the manifests to the CLI's contract.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // libcurl, from Debian's libcurl4-openssl-dev.
@@ -98,7 +100,10 @@ let package = Package(
         ),
         .testTarget(
             name: "PachmigrateCLITests",
-            dependencies: ["EtcdTestSupport", "EtcdGateway", "MigrationEngine", "PachydermMigrations"]),
+            dependencies: [
+                "EtcdTestSupport", "EtcdGateway", "MigrationEngine", "PachydermMigrations", "PachmigrateCLI",
+                .product(name: "Yams", package: "Yams"),
+            ]),
         // Faults, load, bad input and security, bounded for CI; Scripts/reliability runs the
         // long versions (docs/reliability.md).
         .testTarget(

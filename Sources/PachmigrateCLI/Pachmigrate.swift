@@ -24,6 +24,14 @@ public struct Pachmigrate: ParsableCommand {
 
     public init() {}
 
+    /// Reached only with no subcommand at all (the root has no options of its own). A bare
+    /// `pachmigrate` in a script or a container without arguments is a mistake, not a
+    /// success: show the help and exit 2 like any other usage error.
+    public func run() throws {
+        writeStderr(Self.helpMessage())
+        throw ExitCode(ExitStatus.usage.rawValue)
+    }
+
     /// Runs the command line with pachmigrate's exit codes: usage errors exit 2 (not
     /// ArgumentParser's 64), everything else as the command decided.
     public static func runMain() -> Never {

@@ -36,6 +36,33 @@ struct CommandTests {
         }
     }
 
+    /// A bare `pachmigrate` (a container started without arguments, a script's typo) is a
+    /// usage error: the help on stderr and exit 2, not the help and 0.
+    @Test func noArgumentsAtAllPrintsTheHelpAndExits2() async throws {
+        try await onOwnThread {
+            let result = try pachmigrate([])
+            #expect(result.status == 2, "\(result.stdout)\(result.stderr)")
+            #expect(result.stderr.contains("SUBCOMMANDS:"), "\(result.stderr)")
+            #expect(result.stderr.contains("migrate"))
+        }
+    }
+
+    /// A path that cannot exist is decided from the flags alone, before any etcd call: with
+    /// etcd unreachable it still exits 5 (no path), not 1 (unreachable).
+    @Test(arguments: ["migrate", "plan"])
+    func impossiblePathExits5WithEtcdUnreachable(command: String) async throws {
+        try await onOwnThread {
+            let port = try freeLoopbackPort()
+            let endpoint = ["--endpoints", "http://127.0.0.1:\(port)", "--request-timeout", "2"]
+            let result = try pachmigrate([command, "--from", "2.0.0", "--to", "1.5.0"] + endpoint)
+            #expect(result.status == 5, "\(result.stderr)")
+            #expect(result.stderr.contains("2.0.0"), "\(result.stderr)")
+            let json = try pachmigrate([command, "--from", "2.0.0", "--to", "1.5.0", "--output", "json"] + endpoint)
+            #expect(json.status == 5)
+            #expect((json.json["error"] as? [String: Any])?["code"] as? String == "unsupported-version", "\(json.stdout)")
+        }
+    }
+
     @Test func unreachableEndpointExits1NamingIt() async throws {
         try await onOwnThread {
             let port = try freeLoopbackPort()

@@ -41,19 +41,23 @@ struct MigrationReport: CommandReport {
             resumed, written, keptInOrder, message
     }
 
-    /// Resolves the versions against the cluster; the migration is nil when there is
-    /// nothing to do (the report then says why).
+    /// Connects and resolves the versions against the cluster; the migration is nil when
+    /// there is nothing to do (the report then says why).
     static func start(
-        store: any KeyValueService, connection: ConnectionOptions, versions: VersionOptions, allowOpenCommits: Bool,
-        verbose: Bool
-    ) throws -> (MigrationReport, PachydermRecordMigration?) {
+        connection: ConnectionOptions, versions: VersionOptions, allowOpenCommits: Bool, verbose: Bool, logger: Logger
+    ) throws -> (EtcdClient, MigrationReport, PachydermRecordMigration?) {
+        // Before the client: a path the flags alone rule out exits 5 even with etcd unreachable.
+        let explicitPlan = try versions.explicitPlan()
+        let client = try connection.makeClient(logger: logger)
         let resolved = try resolveMigration(
-            store: store, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits)
+            store: client, connection: connection, versions: versions, explicitPlan: explicitPlan,
+            allowOpenCommits: allowOpenCommits)
         var report = MigrationReport(
             outcome: "nothing-to-do", from: resolved.plan?.from.description, to: resolved.plan?.to.description,
             detected: resolved.detected, plan: resolved.plan?.summary, resumed: false, written: 0, verbose: verbose)
+        report.etcd = EtcdSummary(client)
         if resolved.migration == nil { report.message = "Nothing to do: \(resolved.nothingToDo ?? "")" }
-        return (report, resolved.migration)
+        return (client, report, resolved.migration)
     }
 
     func renderText() -> String {
@@ -152,10 +156,9 @@ struct MigrateCommand: ParsableCommand {
 
     func run() throws {
         try runCommand("migrate", output) { context in
-            let client = try connection.makeClient(logger: context.logger)
-            var (report, migration) = try MigrationReport.start(
-                store: client, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose)
-            report.etcd = EtcdSummary(client)
+            var (client, report, migration) = try MigrationReport.start(
+                connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose,
+                logger: context.logger)
             guard let migration else { return report }
             var options = MigrationOptions(
                 backup: noBackup ? .none : .file(backup ?? defaultBackupPath(from: migration.fromVersion)))
@@ -231,10 +234,9 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         try runCommand("plan", output) { context in
-            let client = try connection.makeClient(logger: context.logger)
-            var (report, migration) = try MigrationReport.start(
-                store: client, connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose)
-            report.etcd = EtcdSummary(client)
+            var (client, report, migration) = try MigrationReport.start(
+                connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose,
+                logger: context.logger)
             guard let migration else { return report }
             var options = MigrationOptions(backup: .none)
             options.dryRun = true

@@ -10,7 +10,9 @@ import FoundationEssentials
 import Foundation
 #endif
 
-let toolVersion = "0.1.0"
+/// The release; also the default image tag (`pachmigrate:<toolVersion>`, README "Container
+/// image") and the Dockerfile's VERSION, which a test holds to it.
+public let toolVersion = "0.1.0"
 
 /// `--from` and `--to`, shared by plan and migrate.
 struct VersionOptions: ParsableArguments {
@@ -23,6 +25,16 @@ struct VersionOptions: ParsableArguments {
 
     @Option(name: .long, help: ArgumentHelp("Release to migrate to. Default: the newest pachmigrate knows (1.5.0).", valueName: "version"))
     var to: String?
+
+    var target: String { to ?? "1.5.0" }
+
+    /// The plan the flags alone decide, nil when `--from` is left to the cluster. Made
+    /// before any etcd call, so a path that cannot exist (e.g. `--from 2.0.0 --to 1.5.0`)
+    /// exits 5 even when etcd is unreachable, instead of 1 for the connection.
+    func explicitPlan() throws(VersionPlanError) -> MigrationPlan? {
+        guard let from else { return nil }
+        return try VersionPlanner.plan(from: from, to: target)
+    }
 }
 
 /// `--etcd-quota` and `--compact`, shared by plan and migrate.
@@ -54,10 +66,10 @@ struct ResolvedMigration {
 }
 
 func resolveMigration(
-    store: any KeyValueService, connection: ConnectionOptions, versions: VersionOptions, allowOpenCommits: Bool
+    store: any KeyValueService, connection: ConnectionOptions, versions: VersionOptions, explicitPlan: MigrationPlan?,
+    allowOpenCommits: Bool
 ) throws -> ResolvedMigration {
     let detected = try ClusterInspection.detectVersion(store: store, layout: connection.layout, namespace: connection.namespace)
-    let to = versions.to ?? "1.5.0"
     if detected.source == "stamp", let stamped = detected.version {
         guard PachydermVersion(parsing: stamped).map({ VersionStepRegistry.known14.contains($0) || VersionStepRegistry.known15.contains($0) }) == true else {
             throw CLIError(
@@ -73,9 +85,9 @@ func resolveMigration(
     let stamped = detected.source == "stamp"
     let plan =
         if !stamped, let version = PachydermVersion(parsing: from), version.major == 1, version.minor == 5 {
-            try VersionPlanner.repairPlan(at: from, to: to)
+            try VersionPlanner.repairPlan(at: from, to: versions.target)
         } else {
-            try VersionPlanner.plan(from: from, to: to)
+            try explicitPlan ?? VersionPlanner.plan(from: from, to: versions.target)
         }
     if !plan.needsRewrite {
         return ResolvedMigration(detected: detected, plan: plan, nothingToDo: plan.summary)

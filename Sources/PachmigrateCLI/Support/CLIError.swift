@@ -3,8 +3,10 @@ import EtcdGateway
 import MigrationEngine
 import PachydermMigrations
 
-/// The process exit codes, stable and documented (README "Exit codes", `--help`).
-enum ExitStatus: Int32, CaseIterable {
+/// The process exit codes, stable and documented (README "Exit codes", `--help`). Public
+/// so that what is built on them (deploy/migration-job.yaml's podFailurePolicy) is checked
+/// against this table rather than a copy of it.
+public enum ExitStatus: Int32, CaseIterable, Sendable {
     case ok = 0
     case failure = 1
     case usage = 2
@@ -28,6 +30,17 @@ enum ExitStatus: Int32, CaseIterable {
         case .interrupted: "interrupted (signal, lost lock, etcd gone away); run the same command again to resume"
         case .conversionFailed: "a record could not be converted (each is named)"
         case .outOfSpace: "etcd would run out of space (refused before any write), or did (NOSPACE): make room, then run again"
+        }
+    }
+
+    /// Whether running the same command again, unchanged, can succeed: a failure that may
+    /// be transient (etcd unreachable, I/O) or an interrupted run, which resumes. Every other
+    /// non-zero status needs a person (a flag, the lock's holder, the cluster, a record) and
+    /// a retry would only repeat it. The migration Job retries exactly these.
+    public var retryable: Bool {
+        switch self {
+        case .failure, .interrupted: true
+        case .ok, .usage, .lockHeld, .notAtRest, .unsupportedVersion, .verificationFailed, .conversionFailed, .outOfSpace: false
         }
     }
 
