@@ -256,11 +256,16 @@ public struct Migrator: Sendable {
         options: MigrationOptions, runStartRevision: Int64?, resumeCursors: [String: Int64], keepAllKeys: Bool,
         progress: @escaping @Sendable (ProgressEvent) -> Void
     ) throws(MigrationError) -> ClusterScan {
-        progress(ProgressEvent(step: "scan", done: 0, total: 0))
+        // A count-only range per root is cheap, and gives the scan's progress a total.
+        var total = 0
+        for root in migration.backupPrefixes {
+            total += Int((try? store.range(.prefix(root, countOnly: true)).count) ?? 0)
+        }
+        progress(ProgressEvent(step: "scan", done: 0, total: total))
         return try ClusterScan.scan(
             store: store, migration: migration, runStartRevision: runStartRevision, resumeCursors: resumeCursors,
             pageSize: options.pageSize, keepAllKeys: keepAllKeys, sortChunk: options.sortChunk, logger: logger
-        ) { progress(ProgressEvent(step: "scan", done: $0, total: 0)) }
+        ) { progress(ProgressEvent(step: "scan", done: $0, total: max(total, $0))) }
     }
 
     /// Refuses, before any write, when a record cannot convert, the cluster is not at rest,

@@ -308,7 +308,12 @@ struct CommandTests {
             #expect(!lines.isEmpty)
             let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             #expect(objects.count == lines.count, "every stderr line is a JSON object")
-            #expect(objects.contains { $0["message"] as? String == "progress" && $0["step"] as? String == "rewrite" })
+            let progress = objects.filter { $0["message"] as? String == "progress" }
+            #expect(progress.contains { $0["step"] as? String == "rewrite" })
+            // The scan has a total (every key under the roots), and nothing is said before
+            // there is something to say.
+            #expect(progress.contains { $0["step"] as? String == "scan" && $0["total"] as? String == "1537" }, "\(progress)")
+            #expect(!progress.contains { $0["done"] as? String == "0" }, "\(progress)")
             #expect(objects.contains { $0["message"] as? String == "lock taken" })
             #expect(result.json["ok"] as? Bool == true)
         }

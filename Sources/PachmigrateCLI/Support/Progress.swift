@@ -40,7 +40,8 @@ final class ProgressDisplay: Sendable {
             }
             let finished = event.total > 0 && event.done >= event.total
             let interval: Duration = isTerminal ? .milliseconds(100) : lineInterval
-            guard finished || now - s.lastDraw >= interval else { return }
+            // Nothing to say before the first unit of work (a "done=0 rate=0/s" line helps nobody).
+            guard event.done > 0, finished || now - s.lastDraw >= interval else { return }
             s.lastDraw = now
             let elapsed = Double((now - s.stepStart).components.seconds) + Double((now - s.stepStart).components.attoseconds) / 1e18
             let rate = elapsed > 0 ? Double(event.done) / elapsed : 0
