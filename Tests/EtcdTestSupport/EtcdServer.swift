@@ -60,7 +60,7 @@ public func freeLoopbackPort() throws -> Int {
 
 /// Runs a command to completion and returns its combined output; throws on a non-zero exit.
 @discardableResult
-public func runCommand(_ executable: String, _ arguments: [String], directory: String? = nil, allowFailure: Bool = false) throws -> String {
+public func runCommand(_ executable: String, _ arguments: [String], directory: String? = nil) throws -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -74,7 +74,7 @@ public func runCommand(_ executable: String, _ arguments: [String], directory: S
     try process.run()
     process.waitUntilExit()
     let output = capture.text()
-    guard process.terminationStatus == 0 || allowFailure else {
+    guard process.terminationStatus == 0 else {
         throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(output)")
     }
     return output

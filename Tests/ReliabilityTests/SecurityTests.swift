@@ -11,26 +11,62 @@ import Testing
 struct SecurityTests {
     @Test func userWithoutPermissionOnThePrefixesIsRefusedBeforeAnyWrite() async throws {
         try await onOwnThread {
-            let server = try EtcdServer.start(auth: true, authPrefix: "somethingelse/")
-            defer { server.stop() }
-            let root = try server.makeClient(credentials: server.rootCredentials)
-            try root.seed(dump: SampleData.before("at-rest"))
-            let before = try pachydermState(root)
-            let dir = try temporaryDirectory()
-            defer { try? FileManager.default.removeItem(atPath: dir) }
-            let password = try #require(server.credentials?.password)
-            try "\(password)\n".write(toFile: "\(dir)/pw", atomically: true, encoding: .utf8)
-
-            let result = try pachmigrate(
-                ["migrate", "--user", "pachmigrate", "--password-file", "\(dir)/pw", "--backup", "\(dir)/b.jsonl",
-                 "--endpoints", server.endpoint, "--output", "json"])
+            let sample = try LimitedUserSample(authPrefix: "somethingelse/")
+            defer { sample.stop() }
+            let result = try pachmigrate(["migrate", "--backup", "\(sample.dir)/b.jsonl", "--output", "json"] + sample.flags)
             #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
             let error = result.json["error"] as? [String: Any]
             #expect(error?["code"] as? String == "etcd-permissionDenied", "\(result.stdout)")
             #expect((error?["message"] as? String)?.contains("denied permission") == true, "\(result.stdout)")
-            #expect(try pachydermState(root) == before)
-            #expect(try root.range(.prefix(bytes("pachmigrate/"))).kvs.isEmpty)
-            #expect(!FileManager.default.fileExists(atPath: "\(dir)/b.jsonl"))
+            #expect(try pachydermState(sample.root) == sample.before)
+            #expect(try sample.root.range(.prefix(bytes("pachmigrate/"))).kvs.isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: "\(sample.dir)/b.jsonl"))
+        }
+    }
+
+    /// The roles the README gives ("Least privilege"), as etcdctl commands: each command
+    /// works with exactly its role, and with one permission less is refused before anything
+    /// is written.
+    @Test func documentedRolesAreEnoughAndOneLessIsRefusedBeforeAnyWrite() async throws {
+        try await onOwnThread {
+            // The limited user starts with no permission on anything the tool touches.
+            let sample = try LimitedUserSample(authPrefix: "unrelated/")
+            defer { sample.stop() }
+            let ctl = ["--endpoints=\(sample.server.endpoint)", "--user=root:root-secret"]
+            func role(_ name: String, _ grants: [(String, String)]) throws {
+                try runCommand(EtcdBinaries.etcdctl, ctl + ["role", "add", name])
+                for (permission, prefix) in grants {
+                    try runCommand(EtcdBinaries.etcdctl, ctl + ["role", "grant-permission", name, permission, "--prefix=true", prefix])
+                }
+            }
+            func use(_ role: String, instead previous: String?) throws {
+                if let previous { try runCommand(EtcdBinaries.etcdctl, ctl + ["user", "revoke-role", "pachmigrate", previous]) }
+                try runCommand(EtcdBinaries.etcdctl, ctl + ["user", "grant-role", "pachmigrate", role])
+            }
+            let prefixes = ["pachyderm_pfs/", "pachyderm_pps/", "pachmigrate/"]
+            try role("pachmigrate-read", prefixes.map { ("read", $0) })
+            try role("pachmigrate-write", prefixes.map { ("readwrite", $0) })
+            // One permission less than pachmigrate-write each.
+            try role("no-write-on-namespace", [("readwrite", "pachyderm_pfs/"), ("readwrite", "pachyderm_pps/"), ("read", "pachmigrate/")])
+            try role("no-write-on-pps", [("readwrite", "pachyderm_pfs/"), ("read", "pachyderm_pps/"), ("readwrite", "pachmigrate/")])
+
+            try use("pachmigrate-read", instead: nil)
+            let plan = try pachmigrate(["plan"] + sample.flags)
+            #expect(plan.status == 0, "\(plan.stdout)\(plan.stderr)")
+            var previous = "pachmigrate-read"
+            for lacking in ["pachmigrate-read", "no-write-on-namespace", "no-write-on-pps"] {
+                if lacking != previous { try use(lacking, instead: previous) }
+                previous = lacking
+                let refused = try pachmigrate(["migrate", "--no-backup"] + sample.flags)
+                #expect(refused.status == 1, "\(lacking): \(refused.stderr)")
+                #expect(refused.stderr.contains("permission"), "\(lacking): \(refused.stderr)")
+                #expect(try pachydermState(sample.root) == sample.before, "\(lacking) wrote")
+            }
+            try use("pachmigrate-write", instead: previous)
+            let migrate = try pachmigrate(["migrate", "--no-backup", "--compact"] + sample.flags)
+            #expect(migrate.status == 0, "\(migrate.stderr)")
+            let verify = try pachmigrate(["verify"] + sample.flags)
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         }
     }
 
@@ -117,5 +153,31 @@ struct SecurityTests {
             #expect(good.status == 0, "\(good.stderr)")
             try expectation.expectMigratedLikeAnUninterruptedRun()
         }
+    }
+}
+
+/// The at-rest sample on an etcd with auth, and its limited user `pachmigrate`, whose role
+/// covers only `authPrefix`: the password in a file, the flags to pass.
+struct LimitedUserSample {
+    let server: EtcdServer
+    let root: EtcdClient
+    let before: [KeyValue]
+    let dir: String
+    let flags: [String]
+
+    init(authPrefix: String) throws {
+        server = try EtcdServer.start(auth: true, authPrefix: authPrefix)
+        root = try server.makeClient(credentials: server.rootCredentials)
+        try root.seed(dump: SampleData.before("at-rest"))
+        before = try pachydermState(root)
+        dir = try temporaryDirectory()
+        let password = try #require(server.credentials?.password)
+        try "\(password)\n".write(toFile: "\(dir)/pw", atomically: true, encoding: .utf8)
+        flags = ["--user", "pachmigrate", "--password-file", "\(dir)/pw", "--endpoints", server.endpoint]
+    }
+
+    func stop() {
+        server.stop()
+        try? FileManager.default.removeItem(atPath: dir)
     }
 }

@@ -94,8 +94,8 @@ struct SpaceTests {
     }
 }
 
-@Suite("etcd maintenance and least privilege")
-struct MaintenanceAndPrivilegeTests {
+@Suite("etcd maintenance during a run")
+struct MaintenanceTests {
     /// Defragmenting the member in use stalls it; the run rides it out or stops resumably
     /// (exit 7), and either way ends as an uninterrupted run would.
     @Test func defragmentationMidRunIsRiddenOutOrResumed() async throws {
@@ -112,61 +112,6 @@ struct MaintenanceAndPrivilegeTests {
                 #expect(rerun.status == 0, "\(rerun.stderr)")
             }
             try sample.expectMigratedLikeAnUninterruptedRun()
-        }
-    }
-
-    /// The roles the README gives, as etcdctl commands: each command works with exactly its
-    /// role, and with one permission less is refused before anything is written.
-    @Test func documentedRolesAreEnoughAndOneLessIsRefusedBeforeAnyWrite() async throws {
-        try await onOwnThread {
-            // The limited user starts with no permission on anything the tool touches.
-            let server = try EtcdServer.start(auth: true, authPrefix: "unrelated/")
-            defer { server.stop() }
-            let root = try server.makeClient(credentials: server.rootCredentials)
-            try root.seed(dump: SampleData.before("at-rest"))
-            let before = try pachydermState(root)
-            let dir = try temporaryDirectory()
-            defer { try? FileManager.default.removeItem(atPath: dir) }
-            let password = try #require(server.credentials?.password)
-            try "\(password)\n".write(toFile: "\(dir)/pw", atomically: true, encoding: .utf8)
-            let user = ["--user", "pachmigrate", "--password-file", "\(dir)/pw", "--endpoints", server.endpoint]
-            let ctl = ["--endpoints=\(server.endpoint)", "--user=root:root-secret"]
-            func role(_ name: String, _ grants: [(String, String)]) throws {
-                try runCommand(EtcdBinaries.etcdctl, ctl + ["role", "add", name])
-                for (permission, prefix) in grants {
-                    try runCommand(EtcdBinaries.etcdctl, ctl + ["role", "grant-permission", name, permission, "--prefix=true", prefix])
-                }
-            }
-            let prefixes = ["pachyderm_pfs/", "pachyderm_pps/", "pachmigrate/"]
-            try role("pachmigrate-read", prefixes.map { ("read", $0) })
-            // One permission less than pachmigrate-write: its own namespace only readable.
-            try role("pachmigrate-write-less", [("readwrite", "pachyderm_pfs/"), ("readwrite", "pachyderm_pps/"), ("read", "pachmigrate/")])
-            try role("pachmigrate-less-pps", [("readwrite", "pachyderm_pfs/"), ("read", "pachyderm_pps/"), ("readwrite", "pachmigrate/")])
-            try role("pachmigrate-write", prefixes.map { ("readwrite", $0) })
-
-            try runCommand(EtcdBinaries.etcdctl, ctl + ["user", "grant-role", "pachmigrate", "pachmigrate-read"])
-            let plan = try pachmigrate(["plan"] + user)
-            #expect(plan.status == 0, "\(plan.stdout)\(plan.stderr)")
-            let readOnly = try pachmigrate(["migrate", "--no-backup"] + user)
-            #expect(readOnly.status == 1, "\(readOnly.stderr)")
-            #expect(readOnly.stderr.contains("permission"), "\(readOnly.stderr)")
-
-            for lacking in ["pachmigrate-write-less", "pachmigrate-less-pps"] {
-                try runCommand(EtcdBinaries.etcdctl, ctl + ["user", "revoke-role", "pachmigrate", "pachmigrate-read"], allowFailure: true)
-                try runCommand(EtcdBinaries.etcdctl, ctl + ["user", "revoke-role", "pachmigrate", "pachmigrate-write-less"], allowFailure: true)
-                try runCommand(EtcdBinaries.etcdctl, ctl + ["user", "grant-role", "pachmigrate", lacking])
-                let refused = try pachmigrate(["migrate", "--no-backup"] + user)
-                #expect(refused.status == 1, "\(lacking): \(refused.stderr)")
-                #expect(refused.stderr.contains("permission"), "\(lacking): \(refused.stderr)")
-                #expect(try pachydermState(root) == before, "\(lacking) wrote")
-            }
-            // The one-less roles never wrote a record; the PPS one is named.
-            try runCommand(EtcdBinaries.etcdctl, ctl + ["user", "revoke-role", "pachmigrate", "pachmigrate-less-pps"])
-            try runCommand(EtcdBinaries.etcdctl, ctl + ["user", "grant-role", "pachmigrate", "pachmigrate-write"])
-            let migrate = try pachmigrate(["migrate", "--no-backup", "--compact"] + user)
-            #expect(migrate.status == 0, "\(migrate.stderr)")
-            let verify = try pachmigrate(["verify"] + user)
-            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         }
     }
 }
