@@ -5,11 +5,7 @@
 import CCurlShims
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import PlatformShim
 
 /// `curl_global_init` must run once per process before any other libcurl call; a lazily
 /// initialised global is guaranteed by Swift to run exactly once, thread-safely.

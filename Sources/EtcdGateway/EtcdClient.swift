@@ -11,11 +11,7 @@ import CCurlShims
 import Logging
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import PlatformShim
 
 public final class EtcdClient: KeyValueService, Sendable {
     public struct TLS: Sendable, Hashable {

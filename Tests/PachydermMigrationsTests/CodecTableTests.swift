@@ -1,6 +1,8 @@
 import EtcdGateway
+import EtcdTestSupport
 import Foundation
 import PachydermMigrations
+import PachydermPatchSchemas
 import PachydermSchema
 import SwiftProtobuf
 import Testing

@@ -1,10 +1,6 @@
 import EtcdGateway
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import PlatformShim
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

@@ -9,9 +9,7 @@ import FoundationEssentials
 import Foundation
 #endif
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlatformShim
 
 /// Who holds the lock, as stored (JSON) in the lock key. Operators read it with
 /// `pachmigrate lock show` or `etcdctl get pachmigrate/lock`.

@@ -5,9 +5,7 @@ import Logging
 import MigrationEngine
 import PachydermMigrations
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlatformShim
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
