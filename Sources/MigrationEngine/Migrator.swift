@@ -88,7 +88,7 @@ public struct Migrator: Sendable {
     ) throws(MigrationError) -> MigrationResult {
         let journal = JournalReader(store: store, namespace: namespace)
         let stamped = try journal.stampedVersion()
-        let existing = try journal.state()?.0
+        let existing = try journal.state()
         if let stamped, existing?.status != .running && existing?.status != .failed {
             if stamped == migration.toVersion {
                 return MigrationResult(outcome: .nothingToDo("the cluster is already migrated to \(stamped)"))
@@ -145,11 +145,11 @@ public struct Migrator: Sendable {
         let journal = JournalReader(store: store, namespace: namespace)
         // Re-read under the lock: another migrator may have finished while we waited.
         if let stamped = try journal.stampedVersion(), stamped == migration.toVersion,
-            try journal.state()?.0.status == .done
+            try journal.state()?.status == .done
         {
             return MigrationResult(outcome: .nothingToDo("the cluster is already migrated to \(stamped)"))
         }
-        var state = try journal.state()?.0
+        var state = try journal.state()
         if let s = state, s.status == .done || s.status == .idle { state = nil }
         if let s = state, s.from != migration.fromVersion || s.to != migration.toVersion {
             throw MigrationError(
@@ -224,15 +224,16 @@ public struct Migrator: Sendable {
         let cursors = try journal.laneCursors()
         var counts: [String: Int] = [:]
         for (lane, cursor) in cursors {
-            counts[ClusterScan.kind(ofLane: lane), default: 0] += cursor.written
-            if let kept = cursor.keptInOrder, kept > 0 { counts["kept-in-order-\(ClusterScan.kind(ofLane: lane))", default: 0] += kept }
+            let kind = ClusterScan.kind(ofLane: lane)
+            counts[HistoryCount(.written, kind: kind).key, default: 0] += cursor.written
+            if let kept = cursor.keptInOrder, kept > 0 { counts[HistoryCount(.keptInOrder, kind: kind).key, default: 0] += kept }
         }
-        for (kind, n) in scan.alreadyMigrated { counts["already-migrated-\(kind)", default: 0] += n }
+        for (kind, n) in scan.alreadyMigrated { counts[HistoryCount(.alreadyMigrated, kind: kind).key, default: 0] += n }
         current.status = .done
         current.step = "done"
         current.updatedAt = timestamp()
         let entry = HistoryEntry(
-            event: "migrate", at: current.updatedAt, who: holder.who, from: migration.fromVersion, to: migration.toVersion,
+            event: .migrate, at: current.updatedAt, who: holder.who, from: migration.fromVersion, to: migration.toVersion,
             counts: counts, backupPath: current.backupPath, backupSHA256: current.backupSHA256,
             detail: "run \(current.runID), started \(current.startedAt) at revision \(current.startRevision)")
         let txn = TxnRequest(
@@ -461,7 +462,7 @@ public struct Migrator: Sendable {
     /// Records why the run stopped, so `status` can say so. Best effort: the run is
     /// resumable from the cursors whether or not this lands.
     private func recordFailure(_ error: MigrationError, lock: MigrationLock) {
-        guard let (state, _) = try? JournalReader(store: store, namespace: namespace).state(), state.status == .running
+        guard let state = try? JournalReader(store: store, namespace: namespace).state(), state.status == .running
         else { return }
         var failed = state
         failed.status = .failed

@@ -173,7 +173,7 @@ struct EngineTests {
             }
         }
         #expect(error?.code == .interrupted)
-        let state = try JournalReader(store: store, namespace: Namespace()).state()?.0
+        let state = try JournalReader(store: store, namespace: Namespace()).state()
         #expect(state?.status == .failed)
         let resumed = try migrator(store).run(options: options)
         #expect(resumed.resumed)

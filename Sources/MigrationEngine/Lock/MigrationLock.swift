@@ -269,7 +269,7 @@ extension MigrationLock {
         if held.lease != 0 { _ = try? store.leaseRevoke(id: held.lease) }
         let journal = JournalReader(store: store, namespace: namespace)
         let entry = HistoryEntry(
-            event: "lock-break", at: timestamp(), who: who, from: holder.from, to: holder.to, detail: detail)
+            event: .lockBreak, at: timestamp(), who: who, from: holder.from, to: holder.to, detail: detail)
         _ = try etcd("breaking the lock") { () throws(EtcdError) in
             try store.txn(
                 TxnRequest(

@@ -44,49 +44,6 @@ struct SpaceOptions: ParsableArguments {
     }
 }
 
-/// What a migration command needs once flags are resolved against the cluster.
-struct ResolvedMigration {
-    var detected: DetectedVersion
-    var plan: MigrationPlan?
-    var migration: PachydermRecordMigration?
-    /// Set when there is nothing to do, with the reason.
-    var nothingToDo: String?
-}
-
-func resolveMigration(
-    store: any KeyValueService, connection: ConnectionOptions, versions: VersionOptions, allowOpenCommits: Bool
-) throws -> ResolvedMigration {
-    let detected = try ClusterInspection.detectVersion(store: store, layout: connection.layout, namespace: connection.namespace)
-    let to = versions.to ?? "1.5.0"
-    if detected.source == "stamp", let stamped = detected.version {
-        guard PachydermVersion(parsing: stamped).map({ VersionStepRegistry.known14.contains($0) || VersionStepRegistry.known15.contains($0) }) == true else {
-            throw CLIError(
-                .unsupportedVersion,
-                "the cluster is stamped \(stamped), a version this pachmigrate (\(toolVersion)) does not know; use a newer pachmigrate")
-        }
-    }
-    guard let from = versions.from ?? detected.version else {
-        return ResolvedMigration(detected: detected, nothingToDo: "the cluster holds no Pachyderm records (\(detected.detail))")
-    }
-    // 1.5 records no pachmigrate run stamped may be what another migration left half done
-    // (Pachyderm's own routine, or a 1.5 pachd on 1.4 data): check every one, and repair.
-    let stamped = detected.source == "stamp"
-    let plan =
-        if !stamped, let version = PachydermVersion(parsing: from), version.major == 1, version.minor == 5 {
-            try VersionPlanner.repairPlan(at: from, to: to)
-        } else {
-            try VersionPlanner.plan(from: from, to: to)
-        }
-    if !plan.needsRewrite {
-        return ResolvedMigration(detected: detected, plan: plan, nothingToDo: plan.summary)
-    }
-    let entries = try ClusterInspection.openCommitEntries(store: store, layout: connection.layout)
-    return ResolvedMigration(
-        detected: detected, plan: plan,
-        migration: PachydermRecordMigration(
-            layout: connection.layout, plan: plan, allowOpenCommits: allowOpenCommits, openCommitEntries: entries))
-}
-
 /// The parts of a scan an operator reads, for text and JSON.
 struct ScanSummary: Encodable {
     var revision: Int64
