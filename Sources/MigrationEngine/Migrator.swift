@@ -26,7 +26,7 @@ public struct MigrationOptions: Sendable {
     /// memory bound); small values exercise the merge in tests.
     public var sortChunk = 20_000
     /// For the lock holder record and the history.
-    public var command = "pachmigrate migrate"
+    public var command = "migrate"
     public var toolVersion = "dev"
     /// etcd's space quota, and whether to compact behind the writes.
     public var space = SpacePolicy()
@@ -154,7 +154,7 @@ public struct Migrator: Sendable {
         if let s = state, s.from != migration.fromVersion || s.to != migration.toVersion {
             throw MigrationError(
                 .invalidState,
-                "an unfinished migration from \(s.from) to \(s.to) (run \(s.runID), started \(s.startedAt)) is recorded; resume it with --from \(s.from) --to \(s.to), or `pachmigrate restore` its backup \(s.backupPath ?? "(none)")")
+                "an unfinished migration from \(s.from) to \(s.to) (run \(s.runID), started \(s.startedAt)) is recorded; resume it (from \(s.from) to \(s.to)), or restore its backup \(s.backupPath ?? "(none)")")
         }
         let resuming = state != nil
         try requireWritePermission()
@@ -280,7 +280,7 @@ public struct Migrator: Sendable {
                 foreign ? .foreignWrite : .notAtRest,
                 foreign
                     ? "records were changed by someone else since this migration started; nothing of theirs was overwritten"
-                    : "the cluster is not at rest; nothing was written. Stop pachd, let running jobs finish, finish open commits (or pass --allow-open-commits), then run again (README: \"Upgrading a cluster\")",
+                    : "the cluster is not at rest; nothing was written",
                 keys: blocking.map { "\($0.key): \($0.kind.rawValue): \($0.detail)" })
         }
 
@@ -376,7 +376,7 @@ public struct Migrator: Sendable {
         guard foreign.isEmpty else {
             throw MigrationError(
                 .foreignWrite,
-                "someone else wrote to the cluster during the migration; every record was migrated, fenced, and nothing of theirs was overwritten, but their writes happened while the cluster was meant to be at rest. Find the writer (pachd, a pipeline), then check these keys and run `pachmigrate verify`",
+                "someone else wrote to the cluster during the migration; every record was migrated, fenced, and nothing of theirs was overwritten, but their writes happened while the cluster was meant to be at rest. Find the writer, then check these keys and verify the cluster",
                 keys: foreign)
         }
     }

@@ -8,20 +8,17 @@ public protocol RecordMigration: Sendable {
     /// Version the cluster is migrated from and to (for the journal and history).
     var fromVersion: String { get }
     var toVersion: String { get }
-    /// Whole roots backed up before the first write and restored by `restore`.
+    /// Whole roots scanned, backed up before the first write and restored by `restore`.
     var backupPrefixes: [[UInt8]] { get }
-    /// Collections scanned for records (each with its trailing slash), in scan order.
-    var recordPrefixes: [[UInt8]] { get }
     /// The ordering group of a record key, or nil for a key to leave untouched (index
     /// keys, counters, scratch …). Records in one lane keep their relative mod-revision order.
     func lane(of key: [UInt8]) -> String?
     /// Converts one record. Throws with the key named when it cannot.
     func convert(_ record: KeyValue) throws(RecordConversionError) -> RecordConversion
     /// The scan's view of one record: its conversion, plus what it shows about the cluster
-    /// being at rest (a running job, an open commit). One call, so the value is decoded once.
+    /// being at rest (e.g. work in progress). One call, so the value is decoded once.
     func examine(_ record: KeyValue, findings: inout [AtRestFinding]) throws(RecordConversionError) -> RecordConversion
-    /// Adds what makes the cluster not at rest, as seen in a key that is not a record
-    /// (an in-flight put-file, a worker registration).
+    /// Adds what makes the cluster not at rest, as seen in a key that is not a record.
     func inspect(_ kv: KeyValue, findings: inout [AtRestFinding])
 }
 
@@ -74,12 +71,15 @@ public struct RecordConversionError: Error, Sendable, Hashable, CustomStringConv
 
 /// One reason the cluster is not at rest.
 public struct AtRestFinding: Sendable, Hashable, Codable {
-    public enum Kind: String, Sendable, Hashable, Codable {
-        case runningJob = "running-job"
-        case openCommit = "open-commit"
-        case inFlightPutFile = "in-flight-put-file"
-        case liveWorker = "live-worker"
-        case foreignWrite = "foreign-write"
+    /// What was found, as a stable code. The engine finds only `foreignWrite`; a
+    /// `RecordMigration` defines its product's own kinds (`extension AtRestFinding.Kind`).
+    public struct Kind: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// A record someone else changed since the run started.
+        public static let foreignWrite = Kind(rawValue: "foreign-write")
     }
     public var kind: Kind
     public var key: String

@@ -99,6 +99,9 @@ struct ScanSummary: Encodable {
         if !blocking.isEmpty {
             lines.append("Not at rest (\(blocking.count)):")
             lines += blocking.map { "  - \($0.key): \($0.detail)" }
+            if blocking.contains(where: { $0.kind != .foreignWrite }), let remedy = remedy(for: .notAtRest) {
+                lines.append("  \(remedy).")
+            }
         }
         if !warnings.isEmpty {
             lines.append("Warnings (\(warnings.count)):")

@@ -27,7 +27,6 @@ public struct PachydermRecordMigration: RecordMigration {
     public var fromVersion: String { plan.from.description }
     public var toVersion: String { plan.to.description }
     public var backupPrefixes: [[UInt8]] { [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)] }
-    public var recordPrefixes: [[UInt8]] { RecordKind.allCases.map(layout.collectionPrefix) }
 
     public func lane(of key: [UInt8]) -> String? {
         if case .record(_, let group) = layout.classify(key) { return group }
@@ -57,7 +56,7 @@ public struct PachydermRecordMigration: RecordMigration {
                 kind: .openCommit, key: record.key.printable,
                 detail: allowOpenCommits
                     ? "open commit \(info.repoName)@\(info.commitID): migrated open, with its openCommits entry"
-                    : "commit \(info.repoName)@\(info.commitID) is open (not finished) and has no openCommits entry; finish it, or pass --allow-open-commits",
+                    : "commit \(info.repoName)@\(info.commitID) is open (not finished) and has no openCommits entry",
                 blocking: !allowOpenCommits))
         default:
             break
@@ -129,6 +128,14 @@ public struct PachydermRecordMigration: RecordMigration {
             return
         }
     }
+}
+
+/// What keeps a Pachyderm cluster from being at rest.
+extension AtRestFinding.Kind {
+    public static let runningJob = Self(rawValue: "running-job")
+    public static let openCommit = Self(rawValue: "open-commit")
+    public static let inFlightPutFile = Self(rawValue: "in-flight-put-file")
+    public static let liveWorker = Self(rawValue: "live-worker")
 }
 
 extension ConversionNote {
