@@ -55,12 +55,12 @@ public struct ConversionReport: Sendable, Hashable, CustomStringConvertible {
 /// the same cluster at 1.5.0, without etcd. Records are converted in mod-revision order;
 /// keys the migration does not rewrite are copied unchanged; the output is ordered by mod
 /// revision ascending (stable: equal revisions keep their input order), so loading it in
-/// order keeps each collection's relative order (spec §5).
+/// order keeps each collection's relative order.
 public struct OfflineConverter: Sendable {
     public var layout: PachydermLayout
     public var plan: MigrationPlan
-    /// Write the `openCommits/<id>` entry 1.5.0 needs for each open commit (spec §5: only
-    /// on explicit request; otherwise each open commit is reported as a warning).
+    /// Write the `openCommits/<id>` entry 1.5.0 needs for each open commit (only on
+    /// explicit request; otherwise each open commit is reported as a warning).
     public var writeOpenCommits: Bool
     public var logger: Logger
 

@@ -95,28 +95,6 @@ public struct AtRestFinding: Sendable, Hashable, Codable {
     }
 }
 
-extension Array where Element == UInt8 {
-    /// The key as text for messages; bytes that are not UTF-8 are shown as `\xNN`.
-    public var printable: String {
-        if let s = String(validating: self, as: UTF8.self), !s.unicodeScalars.contains(where: { $0.value < 0x20 }) {
-            return s
-        }
-        var out = ""
-        for b in self {
-            if b >= 0x20 && b < 0x7f && b != UInt8(ascii: "\\") {
-                out.unicodeScalars.append(Unicode.Scalar(b))
-            } else {
-                out += "\\x" + String(b, radix: 16, uppercase: false).leftPadded(to: 2)
-            }
-        }
-        return out
-    }
-}
-
 extension String {
     var bytes: [UInt8] { Array(utf8) }
-
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
 }
