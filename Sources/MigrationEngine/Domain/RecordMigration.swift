@@ -44,29 +44,49 @@ public struct RecordConversion: Sendable {
 
 /// Something a conversion did that the operator should hear about: a dropped field, a
 /// normalized value, a disagreement in the source data.
-public struct ConversionNote: Sendable, Hashable, Codable {
-    public enum Kind: String, Sendable, Hashable, Codable { case dropped, normalized, warning }
+public struct ConversionNote: Sendable, Hashable, Codable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Hashable, Codable { case dropped, normalized, disagreement, warning }
     public var kind: Kind
     public var key: String
+    /// The field the note is about, when it is about one.
+    public var field: String?
     public var message: String
 
-    public init(kind: Kind, key: String, message: String) {
+    public init(kind: Kind, key: String, field: String? = nil, message: String) {
         self.kind = kind
         self.key = key
+        self.field = field
         self.message = message
     }
+
+    public var description: String { "[\(kind.rawValue)] \(key)\(field.map { " [\($0)]" } ?? ""): \(message)" }
 }
 
-public struct RecordConversionError: Error, Sendable, Hashable, CustomStringConvertible {
+/// Why one record cannot be converted: the key, and where in its value and why when known.
+public struct RecordConversionError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
     public var key: String
+    /// A stable code for the reason (the product's), when there is one.
+    public var code: String?
+    /// The field path inside the value, when known.
+    public var field: String?
+    /// Offset in the value's bytes where the problem starts, when known.
+    public var byteOffset: Int?
     public var message: String
 
-    public init(key: String, message: String) {
+    public init(key: String, message: String, code: String? = nil, field: String? = nil, byteOffset: Int? = nil) {
         self.key = key
+        self.code = code
+        self.field = field
+        self.byteOffset = byteOffset
         self.message = message
     }
 
-    public var description: String { "\(key): \(message)" }
+    public var description: String {
+        var place = ""
+        if let field { place += " field `\(field)`" }
+        if let byteOffset { place += " at byte \(byteOffset)" }
+        return "\(key):\(place.isEmpty ? "" : place + ":") \(message)\(code.map { " [\($0)]" } ?? "")"
+    }
 }
 
 /// One reason the cluster is not at rest.

@@ -59,7 +59,8 @@ struct ScanSummary: Encodable {
     var notes: [ConversionNote]
     /// All notes per kind; `notes` holds the first ClusterScan.noteLimit of them.
     var noteCounts: [String: Int]
-    var failures: [String]
+    /// Every record that cannot be converted, as `convert` reports them.
+    var failures: [RecordConversionError]
 
     init(_ scan: ClusterScan) {
         revision = scan.revision
@@ -73,7 +74,7 @@ struct ScanSummary: Encodable {
         findings = scan.findings
         notes = scan.notes
         noteCounts = Dictionary(uniqueKeysWithValues: scan.noteCounts.map { ($0.key.rawValue, $0.value) })
-        failures = scan.failures.map(\.description)
+        failures = scan.failures
     }
 
     var status: ExitStatus {
@@ -111,7 +112,7 @@ struct ScanSummary: Encodable {
             let total = noteCounts.values.reduce(0, +)
             lines.append("Conversion notes: " + noteCounts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
             let shown = verbose ? notes : Array(notes.prefix(20))
-            lines += shown.map { "  - [\($0.kind.rawValue)] \($0.key): \($0.message)" }
+            lines += shown.map { "  - \($0)" }
             if shown.count < total {
                 lines.append("  … \(total - shown.count) more" + (verbose ? " (only the first \(notes.count) are kept; `pachmigrate convert` on a backup lists them all)" : " (--verbose, or --output json)"))
             }
