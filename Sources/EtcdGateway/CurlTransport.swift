@@ -5,11 +5,7 @@
 import CCurlShims
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import PlatformShim
 
 /// `curl_global_init` must run once per process before any other libcurl call; a lazily
 /// initialised global is guaranteed by Swift to run exactly once, thread-safely.
@@ -137,7 +133,9 @@ final class CurlHandle {
             _ = pm_curl_getinfo_off_t(handle, CURLINFO_PRETRANSFER_TIME_T, &preTransferMicroseconds)
             let curlText = String(cString: curl_easy_strerror(code))
             let bufferText = String(cString: errorBuffer)
-            let detail = bufferText.isEmpty ? curlText : "\(curlText): \(bufferText)"
+            // libcurl's buffer often ends with its code's text already: say it once.
+            let detail =
+                bufferText.isEmpty ? curlText : bufferText.contains(curlText) ? bufferText : "\(curlText): \(bufferText)"
             let notSent = preTransferMicroseconds == 0 || code == CURLE_COULDNT_CONNECT
                 || code == CURLE_COULDNT_RESOLVE_HOST
             return .failure(TransferFailure(curlCode: code, detail: detail, requestNotSent: notSent))

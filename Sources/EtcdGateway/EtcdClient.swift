@@ -11,11 +11,7 @@ import CCurlShims
 import Logging
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import PlatformShim
 
 public final class EtcdClient: KeyValueService, Sendable {
     public struct TLS: Sendable, Hashable {
@@ -345,10 +341,10 @@ public final class EtcdClient: KeyValueService, Sendable {
     }
 
     static func describeKey(_ key: [UInt8], rangeEnd: [UInt8] = []) -> String {
-        let text = String(decoding: key, as: UTF8.self)
+        let text = key.printable
         if rangeEnd.isEmpty { return "key \"\(text)\"" }
         if rangeEnd == prefixRangeEnd(key) { return "prefix \"\(text)\"" }
-        return "range [\"\(text)\", \"\(String(decoding: rangeEnd, as: UTF8.self))\")"
+        return "range [\"\(text)\", \"\(rangeEnd.printable)\")"
     }
 
     static func describeLease(_ id: Int64) -> String {

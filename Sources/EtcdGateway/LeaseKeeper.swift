@@ -5,11 +5,7 @@
 import Logging
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import PlatformShim
 
 public final class LeaseKeeper: Sendable {
     public let leaseID: Int64
@@ -17,7 +13,7 @@ public final class LeaseKeeper: Sendable {
 
     private let stopRequested = Atomic<Bool>(false)
     private let lost = Atomic<Bool>(false)
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread = Mutex<OSThread?>(nil)
 
     /// True once the lease is known or presumed gone; `onLost` has then been called once.
     public var isLost: Bool { lost.load(ordering: .acquiring) }
@@ -31,20 +27,13 @@ public final class LeaseKeeper: Sendable {
         client: EtcdClient, leaseID: Int64, ttl: Int64, onLost: @escaping @Sendable (EtcdError) -> Void
     ) -> LeaseKeeper {
         let keeper = LeaseKeeper(leaseID: leaseID, ttl: max(ttl, 1))
-        let box = Unmanaged.passRetained(ThreadBody { keeper.run(client: client, onLost: onLost) })
-        var handle = pthread_t()
-        let rc = pthread_create(&handle, nil, { raw in
-            let body = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
-            body.run()
-            return nil
-        }, box.toOpaque())
-        if rc != 0 {
-            box.release()
+        switch OSThread.start({ keeper.run(client: client, onLost: onLost) }) {
+        case .success(let thread):
+            keeper.thread.withLock { $0 = thread }
+        case .failure(let error):
             keeper.markLost(
-                EtcdError(.invalidConfiguration, "Could not start the keep-alive thread for lease \(leaseID) (pthread_create error \(rc))."),
+                EtcdError(.invalidConfiguration, "Could not start the keep-alive thread for lease \(leaseID) (pthread_create error \(error.errorNumber))."),
                 onLost: onLost)
-        } else {
-            keeper.thread.withLock { $0 = handle }
         }
         return keeper
     }
@@ -53,20 +42,20 @@ public final class LeaseKeeper: Sendable {
     /// Waits for the keeper thread to finish, unless called from that thread (e.g. in `onLost`).
     public func stop() {
         stopRequested.store(true, ordering: .releasing)
-        guard let handle = thread.withLock({ current -> pthread_t? in
+        guard let thread = thread.withLock({ current -> OSThread? in
             defer { current = nil }
             return current
         }) else { return }
-        if pthread_equal(handle, pthread_self()) != 0 {
-            pthread_detach(handle)
+        if thread.isCurrent {
+            thread.detach()
         } else {
-            pthread_join(handle, nil)
+            thread.join()
         }
     }
 
     deinit {
         stopRequested.store(true, ordering: .releasing)
-        if let handle = thread.withLock({ $0 }) { pthread_detach(handle) }
+        thread.withLock { $0 }?.detach()
     }
 
     private func markLost(_ error: EtcdError, onLost: @Sendable (EtcdError) -> Void) {
@@ -125,7 +114,3 @@ public final class LeaseKeeper: Sendable {
     }
 }
 
-private final class ThreadBody {
-    let run: () -> Void
-    init(_ run: @escaping () -> Void) { self.run = run }
-}

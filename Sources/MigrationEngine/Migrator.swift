@@ -26,7 +26,7 @@ public struct MigrationOptions: Sendable {
     /// memory bound); small values exercise the merge in tests.
     public var sortChunk = 20_000
     /// For the lock holder record and the history.
-    public var command = "pachmigrate migrate"
+    public var command = "migrate"
     public var toolVersion = "dev"
     /// etcd's space quota, and whether to compact behind the writes.
     public var space = SpacePolicy()
@@ -88,7 +88,7 @@ public struct Migrator: Sendable {
     ) throws(MigrationError) -> MigrationResult {
         let journal = JournalReader(store: store, namespace: namespace)
         let stamped = try journal.stampedVersion()
-        let existing = try journal.state()?.0
+        let existing = try journal.state()
         if let stamped, existing?.status != .running && existing?.status != .failed {
             if stamped == migration.toVersion {
                 return MigrationResult(outcome: .nothingToDo("the cluster is already migrated to \(stamped)"))
@@ -145,16 +145,16 @@ public struct Migrator: Sendable {
         let journal = JournalReader(store: store, namespace: namespace)
         // Re-read under the lock: another migrator may have finished while we waited.
         if let stamped = try journal.stampedVersion(), stamped == migration.toVersion,
-            try journal.state()?.0.status == .done
+            try journal.state()?.status == .done
         {
             return MigrationResult(outcome: .nothingToDo("the cluster is already migrated to \(stamped)"))
         }
-        var state = try journal.state()?.0
+        var state = try journal.state()
         if let s = state, s.status == .done || s.status == .idle { state = nil }
         if let s = state, s.from != migration.fromVersion || s.to != migration.toVersion {
             throw MigrationError(
                 .invalidState,
-                "an unfinished migration from \(s.from) to \(s.to) (run \(s.runID), started \(s.startedAt)) is recorded; resume it with --from \(s.from) --to \(s.to), or `pachmigrate restore` its backup \(s.backupPath ?? "(none)")")
+                "an unfinished migration from \(s.from) to \(s.to) (run \(s.runID), started \(s.startedAt)) is recorded; resume it (from \(s.from) to \(s.to)), or restore its backup \(s.backupPath ?? "(none)")")
         }
         let resuming = state != nil
         try requireWritePermission()
@@ -224,15 +224,16 @@ public struct Migrator: Sendable {
         let cursors = try journal.laneCursors()
         var counts: [String: Int] = [:]
         for (lane, cursor) in cursors {
-            counts[ClusterScan.kind(ofLane: lane), default: 0] += cursor.written
-            if let kept = cursor.keptInOrder, kept > 0 { counts["kept-in-order-\(ClusterScan.kind(ofLane: lane))", default: 0] += kept }
+            let kind = ClusterScan.kind(ofLane: lane)
+            counts[HistoryCount(.written, kind: kind).key, default: 0] += cursor.written
+            if let kept = cursor.keptInOrder, kept > 0 { counts[HistoryCount(.keptInOrder, kind: kind).key, default: 0] += kept }
         }
-        for (kind, n) in scan.alreadyMigrated { counts["already-migrated-\(kind)", default: 0] += n }
+        for (kind, n) in scan.alreadyMigrated { counts[HistoryCount(.alreadyMigrated, kind: kind).key, default: 0] += n }
         current.status = .done
         current.step = "done"
         current.updatedAt = timestamp()
         let entry = HistoryEntry(
-            event: "migrate", at: current.updatedAt, who: holder.who, from: migration.fromVersion, to: migration.toVersion,
+            event: .migrate, at: current.updatedAt, who: holder.who, from: migration.fromVersion, to: migration.toVersion,
             counts: counts, backupPath: current.backupPath, backupSHA256: current.backupSHA256,
             detail: "run \(current.runID), started \(current.startedAt) at revision \(current.startRevision)")
         let txn = TxnRequest(
@@ -284,7 +285,7 @@ public struct Migrator: Sendable {
                 foreign ? .foreignWrite : .notAtRest,
                 foreign
                     ? "records were changed by someone else since this migration started; nothing of theirs was overwritten"
-                    : "the cluster is not at rest; nothing was written. Stop pachd, let running jobs finish, finish open commits (or pass --allow-open-commits), then run again (README: \"Upgrading a cluster\")",
+                    : "the cluster is not at rest; nothing was written",
                 keys: blocking.map { "\($0.key): \($0.kind.rawValue): \($0.detail)" })
         }
 
@@ -380,7 +381,7 @@ public struct Migrator: Sendable {
         guard foreign.isEmpty else {
             throw MigrationError(
                 .foreignWrite,
-                "someone else wrote to the cluster during the migration; every record was migrated, fenced, and nothing of theirs was overwritten, but their writes happened while the cluster was meant to be at rest. Find the writer (pachd, a pipeline), then check these keys and run `pachmigrate verify`",
+                "someone else wrote to the cluster during the migration; every record was migrated, fenced, and nothing of theirs was overwritten, but their writes happened while the cluster was meant to be at rest. Find the writer, then check these keys and verify the cluster",
                 keys: foreign)
         }
     }
@@ -466,7 +467,7 @@ public struct Migrator: Sendable {
     /// Records why the run stopped, so `status` can say so. Best effort: the run is
     /// resumable from the cursors whether or not this lands.
     private func recordFailure(_ error: MigrationError, lock: MigrationLock) {
-        guard let (state, _) = try? JournalReader(store: store, namespace: namespace).state(), state.status == .running
+        guard let state = try? JournalReader(store: store, namespace: namespace).state(), state.status == .running
         else { return }
         var failed = state
         failed.status = .failed

@@ -3,9 +3,7 @@ import EtcdGateway
 import Logging
 import MigrationEngine
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlatformShim
 
 /// A failure of the bench itself (not of the tool it measures).
 struct BenchError: Error, Sendable, CustomStringConvertible {

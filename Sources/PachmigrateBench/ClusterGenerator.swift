@@ -1,20 +1,15 @@
 import EtcdGateway
 import MigrationEngine
+import SeededRandom
 
-/// A small, fast, seedable generator (SplitMix64): the same seed gives the same cluster
-/// on every machine, so dumps of two commits can be compared byte for byte.
+/// SplitMix64 with the draws the generator needs: the same seed gives the same cluster on
+/// every machine, so dumps of two commits can be compared byte for byte.
 struct SeededRandom {
-    private var state: UInt64
+    private var base: SplitMix64
 
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    init(seed: UInt64) { base = SplitMix64(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { base.next() }
 
     mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
 

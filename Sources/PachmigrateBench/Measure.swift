@@ -1,8 +1,6 @@
 import ArgumentParser
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlatformShim
 
 /// `measure`: runs a command, then prints its wall time and peak RSS (from `wait4`'s
 /// rusage, which covers exactly that child) as one `key=value` line on stdout, the

@@ -1,8 +1,6 @@
 import ArgumentParser
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlatformShim
 
 /// `report`: turns the raw measurement lines Scripts/bench collected (one `key=value …`
 /// line per run) into medians, a table on stdout and a JSON document, and checks the

@@ -1,8 +1,6 @@
 import ArgumentParser
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlatformShim
 
 public struct Pachmigrate: ParsableCommand {
     public static let configuration = CommandConfiguration(
@@ -38,16 +36,16 @@ public struct Pachmigrate: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
-            Glibc.exit(0)
+            Platform.exit(0)
         } catch {
-            if let code = error as? ExitCode { Glibc.exit(code.rawValue) }
+            if let code = error as? ExitCode { Platform.exit(code.rawValue) }
             let code = exitCode(for: error)
             if code == .success {
                 print(fullMessage(for: error))
-                Glibc.exit(0)
+                Platform.exit(0)
             }
             writeStderr(fullMessage(for: error) + "\n" + "Run `pachmigrate help` (or add --help) for usage.")
-            Glibc.exit(code == .validationFailure ? ExitStatus.usage.rawValue : ExitStatus.failure.rawValue)
+            Platform.exit(code == .validationFailure ? ExitStatus.usage.rawValue : ExitStatus.failure.rawValue)
         }
     }
 }

@@ -6,7 +6,7 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// Decoding of gogo-protobuf compact text (spec §2, §6) with swift-protobuf's text-format
+/// Decoding of gogo-protobuf compact text with swift-protobuf's text-format
 /// decoder, plus the diagnostics swift-protobuf does not give: which field, which byte.
 enum GogoText {
     /// Deep `Input` cross/union trees exceed swift-protobuf's default of 100. Bounded all

@@ -18,7 +18,7 @@ public struct MigrationNote: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var kind: Kind
-    /// The etcd key, rendered as UTF-8.
+    /// The etcd key, as `printable` shows it.
     public var key: String
     /// Dotted proto field path, when the note is about one field.
     public var field: String?

@@ -1,7 +1,6 @@
 import EtcdGateway
 import Logging
 import MigrationEngine
-import PachydermSchema
 
 /// What an offline conversion did, per kind, with every note and every failure.
 public struct ConversionReport: Sendable, Hashable, CustomStringConvertible {
@@ -55,12 +54,12 @@ public struct ConversionReport: Sendable, Hashable, CustomStringConvertible {
 /// the same cluster at 1.5.0, without etcd. Records are converted in mod-revision order;
 /// keys the migration does not rewrite are copied unchanged; the output is ordered by mod
 /// revision ascending (stable: equal revisions keep their input order), so loading it in
-/// order keeps each collection's relative order (spec §5).
+/// order keeps each collection's relative order.
 public struct OfflineConverter: Sendable {
     public var layout: PachydermLayout
     public var plan: MigrationPlan
-    /// Write the `openCommits/<id>` entry 1.5.0 needs for each open commit (spec §5: only
-    /// on explicit request; otherwise each open commit is reported as a warning).
+    /// Write the `openCommits/<id>` entry 1.5.0 needs for each open commit (only on
+    /// explicit request; otherwise each open commit is reported as a warning).
     public var writeOpenCommits: Bool
     public var logger: Logger
 
@@ -102,55 +101,40 @@ public struct OfflineConverter: Sendable {
     /// one (1.5 binary a 1.5 pachd wrote) needs none written.
     func convertOne(_ kv: KeyValue, existingEntries: Set<[UInt8]>, report: inout ConversionReport) -> ConvertedKey {
         report.keysRead += 1
-        guard case .record(let kind, _) = layout.classify(kv.key), !plan.steps.isEmpty else {
-            report.copiedUnchanged += 1
-            return ConvertedKey(value: kv)
-        }
-        report.recordsRead += 1
-        var value = kv.value
-        var encoding = StoredEncoding.text14
-        var openCommit: Read14_Commit? = nil
-        do throws(RecordCodecError) {
-            for step in plan.steps where step.kinds.contains(kind) {
-                let converted = try step.transform(kind, kv.key, value)
-                value = converted.value
-                if converted.sourceEncoding == .binary15 { encoding = .binary15 }
-                if let commit = converted.openCommit { openCommit = commit }
-                report.notes.append(contentsOf: converted.notes)
+        let converter = RecordConverter(layout: layout, plan: plan, writeOpenCommits: writeOpenCommits)
+        let converted: RecordConverter.Converted?
+        do {
+            converted = try converter.convert(key: kv.key, value: kv.value) {
+                existingEntries.contains(layout.openCommitKey(forOpen: $0))
             }
-            var result = ConvertedKey(value: kv.replacingValue(value))
-            if let openCommit, !existingEntries.contains(layout.openCommitKey(forOpen: openCommit)) {
-                let keyText = String(decoding: kv.key, as: UTF8.self)
-                if writeOpenCommits {
-                    let entry = try layout.openCommitEntry(forOpen: openCommit)
-                    // Right after its commit, same revision: loading the dump in order
-                    // recreates what 1.5.0's StartCommit would have written.
-                    result.openCommitEntry = KeyValue(
-                        key: entry.key, value: entry.value, createRevision: kv.modRevision,
-                        modRevision: kv.modRevision, version: 1)
-                    report.openCommitsWritten += 1
-                    report.notes.append(MigrationNote(
-                        kind: .warning, key: keyText,
-                        message: "open commit: wrote \(String(decoding: entry.key, as: UTF8.self)) so 1.5.0 can put files into it and finish it"))
-                } else {
-                    report.notes.append(MigrationNote(
-                        kind: .warning, key: keyText,
-                        message: "open commit (no `finished`): 1.5.0 can neither put files into it nor finish it without "
-                            + "an openCommits entry; convert with --write-open-commits, or finish it on 1.4 first"))
-                }
-            }
-            tally(kind, encoding, &report)
-            return result
         } catch {
+            report.recordsRead += 1
             logger.error("cannot convert record", metadata: ["key": "\(error.key)", "error": "\(error.message)"])
             report.failures.append(.init(key: error.key, error: error))
             // Keep the original so the output is still a complete picture of the input.
             return ConvertedKey(value: kv)
         }
-    }
-
-    private func tally(_ kind: RecordKind, _ encoding: StoredEncoding, _ report: inout ConversionReport) {
-        if encoding == .binary15 { report.alreadyBinary[kind, default: 0] += 1 } else { report.converted[kind, default: 0] += 1 }
+        guard let converted else {
+            report.copiedUnchanged += 1
+            return ConvertedKey(value: kv)
+        }
+        report.recordsRead += 1
+        report.notes.append(contentsOf: converted.notes)
+        if converted.read.sourceEncoding == .binary15 {
+            report.alreadyBinary[converted.kind, default: 0] += 1
+        } else {
+            report.converted[converted.kind, default: 0] += 1
+        }
+        var result = ConvertedKey(value: kv)
+        if case .rewrite(let value) = converted.action { result.value.value = value }
+        if let entry = converted.openCommitEntry {
+            // Right after its commit, same revision: loading the dump in order recreates
+            // what 1.5.0's StartCommit would have written.
+            result.openCommitEntry = KeyValue(
+                key: entry.key, value: entry.value, createRevision: kv.modRevision, modRevision: kv.modRevision, version: 1)
+            report.openCommitsWritten += 1
+        }
+        return result
     }
 
     /// Reads the dump at `inputPath`, converts it, writes `outputPath` (+ `.sha256`).
@@ -168,13 +152,12 @@ public struct OfflineConverter: Sendable {
         var reader = try DumpReader(path: inputPath)
         var lastRevision = Int64.min
         var ordered = true
-        // Entries sort after the commits: find them first (only when they would be written).
+        // Entries sort after the commits: find them first (an open commit with its entry
+        // needs neither a new one nor a warning, as in `convert(_:)` and the live scan).
         var entries: Set<[UInt8]> = []
-        if writeOpenCommits {
-            let scan = try DumpReader(path: inputPath)
-            while let kv = try scan.read() {
-                if layout.classify(kv.key) == .openCommit { entries.insert(kv.key) }
-            }
+        let scan = try DumpReader(path: inputPath)
+        while let kv = try scan.read() {
+            if layout.classify(kv.key) == .openCommit { entries.insert(kv.key) }
         }
         do throws(DumpError) {
             while let kv = try reader.read() {
@@ -210,13 +193,5 @@ public struct OfflineConverter: Sendable {
             throw error
         }
         return sortedReport
-    }
-}
-
-extension KeyValue {
-    fileprivate func replacingValue(_ value: [UInt8]) -> KeyValue {
-        var copy = self
-        copy.value = value
-        return copy
     }
 }

@@ -1,3 +1,4 @@
+import EtcdGateway
 import PachydermSchema
 import SwiftProtobuf
 
@@ -28,7 +29,7 @@ public struct ConvertedValue: Sendable, Hashable {
     }
 }
 
-/// Pachyderm 1.4.x → 1.5.0 for one record (spec §5): decode any 1.4.x record whatever the
+/// Pachyderm 1.4.x → 1.5.0 for one record: decode any 1.4.x record whatever the
 /// cluster's patch level, drop what 1.5.0 has no place for, normalize ParallelismSpec,
 /// rename enums and `Branch`→`BranchInfo` (same numbers), encode deterministic binary.
 public enum Pachyderm14To15Step {
@@ -37,7 +38,7 @@ public enum Pachyderm14To15Step {
     {
         let (record, encoding) = try RecordCodec.decode(kind: kind, key: key, value: value)
         var notes: [MigrationNote] = []
-        let keyText = String(decoding: key, as: UTF8.self)
+        let keyText = key.printable
         if value.isEmpty {
             notes.append(MigrationNote(kind: .warning, key: keyText, message: "empty value: an all-default \(kind) record; written as an empty 1.5.0 value"))
         }
@@ -144,7 +145,7 @@ public enum Pachyderm14To15Step {
         }
     }
 
-    /// Keeps the number of workers 1.4.8 would start (spec §5). 1.5.0 has no strategy and
+    /// Keeps the number of workers 1.4.8 would start. 1.5.0 has no strategy and
     /// rejects a spec with both constant and coefficient set.
     /// `fourteenSemantics`: the spec is 1.4 text, or binary Pachyderm's routine wrote with the
     /// 1.4.8 messages (it still carries stopped or strategy), where an absent strategy is

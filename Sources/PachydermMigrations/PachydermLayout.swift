@@ -2,9 +2,26 @@
 public enum RecordKind: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case repo, commit, branch, pipeline, job
     public var description: String { rawValue }
+
+    /// The collection's name in etcd (`repos`), also the kind of its lanes
+    /// (`ClusterScan.kind(ofLane:)`) and of its counts in the history.
+    public var collection: String {
+        switch self {
+        case .repo: "repos"
+        case .commit: "commits"
+        case .branch: "branches"
+        case .pipeline: "pipelines"
+        case .job: "jobs"
+        }
+    }
+
+    public init?(collection: String) {
+        guard let kind = Self.allCases.first(where: { $0.collection == collection }) else { return nil }
+        self = kind
+    }
 }
 
-/// What a key in Pachyderm's etcd is, as far as the migration is concerned (spec §1).
+/// What a key in Pachyderm's etcd is, as far as the migration is concerned.
 public enum PachydermKeyClass: Sendable, Hashable {
     /// A protobuf record. `orderingGroup` is the set of records whose relative mod-revision
     /// order users can see and the migration must keep: `repos`, `pipelines`, `jobs`,
@@ -41,11 +58,8 @@ public struct PachydermLayout: Sendable, Hashable {
     /// `…/jobs` also returns the `…/jobs__index_…` keys.
     public func collectionPrefix(_ kind: RecordKind) -> [UInt8] {
         switch kind {
-        case .repo: Array("\(pfsPrefix)/repos/".utf8)
-        case .commit: Array("\(pfsPrefix)/commits/".utf8)
-        case .branch: Array("\(pfsPrefix)/branches/".utf8)
-        case .pipeline: Array("\(ppsPrefix)/pipelines/".utf8)
-        case .job: Array("\(ppsPrefix)/jobs/".utf8)
+        case .repo, .commit, .branch: Array("\(pfsPrefix)/\(kind.collection)/".utf8)
+        case .pipeline, .job: Array("\(ppsPrefix)/\(kind.collection)/".utf8)
         }
     }
 

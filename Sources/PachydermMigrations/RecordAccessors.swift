@@ -8,7 +8,7 @@ import Foundation
 #endif
 
 // Small typed views on decoded 1.4 records, for the engine's at-rest checks (open commits,
-// starting/running jobs) and the CLI's reprocessing forecast (pipelines with env, spec §5).
+// starting/running jobs) and the CLI's reprocessing forecast (pipelines with env).
 
 extension Read14_JobInfo {
     /// The 1.4 state name (`JOB_RUNNING`…), or the number when unknown.

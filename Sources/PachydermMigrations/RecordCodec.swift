@@ -1,3 +1,4 @@
+import EtcdGateway
 import PachydermSchema
 import SwiftProtobuf
 
@@ -8,7 +9,7 @@ import Foundation
 #endif
 
 /// A record decoded with the 1.4 read schema (which knows every 1.4.x field name).
-/// Branch values are the head `Commit` (spec §1), not a `Branch` message.
+/// Branch values are the head `Commit`, not a `Branch` message.
 public enum Decoded14Record: Sendable, Hashable {
     case repo(Read14_RepoInfo)
     case commit(Read14_CommitInfo)
@@ -48,7 +49,7 @@ public enum RecordCodec {
     public static func decode(kind: RecordKind, key: [UInt8], value: [UInt8]) throws(RecordCodecError)
         -> (record: Decoded14Record, encoding: StoredEncoding)
     {
-        let keyText = String(decoding: key, as: UTF8.self)
+        let keyText = key.printable
         if value.isEmpty || GogoText.looksLikeText(value) {
             if let offset = GogoText.firstNonTextByte(value) {
                 // A value can start like text and still be binary only by accident; try it.
@@ -153,7 +154,7 @@ public enum RecordCodec {
             return try message.serializedBytes(options: options)
         } catch {
             throw RecordCodecError(
-                code: .encodingFailed, key: String(decoding: key, as: UTF8.self),
+                code: .encodingFailed, key: key.printable,
                 message: "1.5.0 binary encoding failed (\(error)); this is a bug in pachmigrate, please report it.")
         }
     }

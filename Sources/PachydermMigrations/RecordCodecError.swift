@@ -31,7 +31,7 @@ public struct RecordCodecError: Error, Sendable, Hashable, CustomStringConvertib
     }
 
     public var code: Code
-    /// The etcd key, rendered as UTF-8 (invalid bytes become U+FFFD).
+    /// The etcd key, as `printable` shows it (bytes that are not printable UTF-8 as `\xNN`).
     public var key: String
     /// Dotted proto field path inside the value, e.g. `transform.env.key`, when known.
     public var field: String?

@@ -81,6 +81,13 @@ public struct VersionStepRegistry: Sendable {
     /// Releases the planner accepts, newest patch last.
     public static let known14 = (0...9).map { PachydermVersion(1, 4, $0) }
     public static let known15 = (0...3).map { PachydermVersion(1, 5, $0) }
+    /// What `--to` defaults to.
+    public static let defaultTarget = PachydermVersion(1, 5, 0)
+
+    /// Whether `version` (a stamp, so with its patch level) is a release this tool knows.
+    public static func knows(_ version: String) -> Bool {
+        PachydermVersion(parsing: version).map { known14.contains($0) || known15.contains($0) } ?? false
+    }
 }
 
 /// What `--from X --to Y` will do.

@@ -1,6 +1,7 @@
 import EtcdGateway
 import Foundation
 import PachydermMigrations
+import SeededRandom
 import Testing
 
 #if canImport(Glibc)
@@ -210,18 +211,8 @@ public func lostRecords(expected: [[UInt8]: [UInt8]], after: [KeyValue]) -> Int 
     return expected.filter { actual[$0.key] != $0.value }.count
 }
 
-/// SplitMix64: a small deterministic generator, so a failing seed can be replayed.
-public struct SeededGenerator: RandomNumberGenerator {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The tests' deterministic generator, so a failing seed can be replayed.
+public typealias SeededGenerator = SplitMix64
 
 /// Reads pachmigrate's journal keys directly, as an operator with etcdctl would.
 public struct JournalFacts {

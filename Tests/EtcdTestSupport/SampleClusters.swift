@@ -9,7 +9,24 @@ public enum SampleData {
             .appendingPathComponent("testdata/pachyderm-1.4.8-sample").path
     }
 
-    public static func before(_ sample: String) -> String { "\(root)/\(sample)/before.etcd.jsonl" }
+    public static func before(_ sample: String) -> String { path(sample, "before.etcd.jsonl") }
+
+    public static func path(_ sample: String, _ file: String) -> String { "\(root)/\(sample)/\(file)" }
+
+    /// The sample as Pachyderm 1.4.8 left it, in file (mod-revision) order.
+    public static func keyValues(before sample: String) throws -> [KeyValue] { try keyValues(before(sample)) }
+
+    /// Pachyderm 1.5.0's own result: key → exact value bytes (records only, no index keys).
+    public static func pachydermAfter(_ sample: String) throws -> [String: [UInt8]] {
+        let text = try String(contentsOfFile: path(sample, "after-pachyderm-1.5.0.decoded.jsonl"), encoding: .utf8)
+        var out: [String: [UInt8]] = [:]
+        for line in text.split(separator: "\n") {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            if object["index"] as? Bool == true { continue }
+            out[object["key"] as! String] = [UInt8](Data(base64Encoded: object["value_b64"] as! String)!)
+        }
+        return out
+    }
 
     public static func keyValues(_ path: String) throws -> [KeyValue] {
         let reader = try DumpReader(path: path)

@@ -13,7 +13,6 @@ struct ToyMigration: RecordMigration {
     /// Attach a note to every rewritten record.
     var noteEach = false
     var backupPrefixes: [[UInt8]] { [Array("app/".utf8)] }
-    var recordPrefixes: [[UInt8]] { [Array("app/c/".utf8)] }
 
     func lane(of key: [UInt8]) -> String? {
         let parts = String(decoding: key, as: UTF8.self).split(separator: "/")
@@ -37,7 +36,7 @@ struct ToyMigration: RecordMigration {
 
     func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
         if kv.key.starts(with: Array("app/busy/".utf8)) {
-            findings.append(AtRestFinding(kind: .runningJob, key: kv.key.printable, detail: "busy", blocking: true))
+            findings.append(AtRestFinding(kind: AtRestFinding.Kind(rawValue: "busy"), key: kv.key.printable, detail: "busy", blocking: true))
         }
     }
 }
@@ -173,7 +172,7 @@ struct EngineTests {
             }
         }
         #expect(error?.code == .interrupted)
-        let state = try JournalReader(store: store, namespace: Namespace()).state()?.0
+        let state = try JournalReader(store: store, namespace: Namespace()).state()
         #expect(state?.status == .failed)
         let resumed = try migrator(store).run(options: options)
         #expect(resumed.resumed)

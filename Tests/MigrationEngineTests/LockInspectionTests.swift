@@ -33,7 +33,7 @@ struct LockInspectionTests {
         let lock = try MigrationLock.acquire(
             store: store, namespace: Namespace(), holder: holder(), options: LockOptions(ttl: 30), logger: testLogger)
         defer { lock.release() }
-        let (inspection, _) = try #require(try LockInspection.read(store: store, namespace: Namespace()))
+        let inspection = try #require(try LockInspection.read(store: store, namespace: Namespace()))
         #expect(inspection.leaseRemainingSource == .etcd)
         #expect(inspection.leaseRemainingSeconds == 30)
         #expect(inspection.leaseTimeUnavailable == nil)
@@ -48,8 +48,8 @@ struct LockInspectionTests {
             store: base, namespace: Namespace(), holder: holder(), options: LockOptions(ttl: 30), logger: testLogger)
         defer { lock.release() }
         let store = NoTimeToLive(base: base)
-        let heartbeat = try #require(try JournalReader(store: store, namespace: Namespace()).lockHolder()).0.heartbeatEpoch
-        let (inspection, _) = try #require(try LockInspection.read(store: store, namespace: Namespace(), now: heartbeat + age))
+        let heartbeat = try #require(try JournalReader(store: store, namespace: Namespace()).lockHolder()).holder.heartbeatEpoch
+        let inspection = try #require(try LockInspection.read(store: store, namespace: Namespace(), now: heartbeat + age))
         #expect(inspection.leaseRemainingSource == .holderHeartbeat)
         #expect(inspection.leaseRemainingSeconds == expected)
         #expect(inspection.leaseTimeUnavailable?.contains("cannot report") == true)
@@ -62,9 +62,9 @@ struct LockInspectionTests {
         let lock = try MigrationLock.acquire(
             store: store, namespace: Namespace(), holder: holder(pid: Int32.max - 1), logger: testLogger)
         defer { lock.release() }
-        let (here, _) = try #require(try LockInspection.read(store: store, namespace: Namespace()))
+        let here = try #require(try LockInspection.read(store: store, namespace: Namespace()))
         #expect(here.holderProcessGone == true)
-        let (elsewhere, _) = try #require(try LockInspection.read(store: store, namespace: Namespace(), hostName: "another-pod"))
+        let elsewhere = try #require(try LockInspection.read(store: store, namespace: Namespace(), hostName: "another-pod"))
         #expect(elsewhere.holderProcessGone == nil)
     }
 }

@@ -1,6 +1,8 @@
 import EtcdGateway
+import EtcdTestSupport
 import Foundation
 import PachydermMigrations
+import PachydermPatchSchemas
 import PachydermSchema
 import SwiftProtobuf
 import Testing
@@ -130,7 +132,7 @@ struct PolicyTests {
         let converted = try convertText(.job, "state:\(name) " + (stopped ? "stopped:true " : ""))
         #expect(try Pach150_JobInfo(serializedBytes: converted.value).state == expected)
         #expect(converted.notes.isEmpty)
-        // A bare number parses too (spec §6).
+        // A bare number parses too.
         let numeric = try convertText(.job, "state:\(expected.rawValue) " + (stopped ? "stopped:true " : ""))
         #expect(numeric.value == converted.value)
     }

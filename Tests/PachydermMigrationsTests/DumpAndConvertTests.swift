@@ -1,5 +1,6 @@
 import ArgumentParser
 import EtcdGateway
+import EtcdTestSupport
 import Foundation
 import MigrationEngine
 import PachmigrateCLI
@@ -7,10 +8,8 @@ import PachydermMigrations
 import PachydermSchema
 import Testing
 
-func temporaryDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("pachmigrate-codecs-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
+func temporaryDirectoryURL() throws -> URL {
+    URL(fileURLWithPath: try temporaryDirectory())
 }
 
 func run(_ executable: String, _ arguments: [String], in directory: URL) throws -> String {
@@ -77,7 +76,7 @@ struct DumpTests {
 
     @Test("writer → reader round trip; mode 0600; .sha256 equals sha256sum's output")
     func roundTrip() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryDirectoryURL()
         let path = dir.appendingPathComponent("dump.jsonl").path
         let kvs = [
             KeyValue(key: Array("a".utf8), value: Array("1".utf8), createRevision: 2, modRevision: 3, version: 1),
@@ -102,12 +101,12 @@ struct DumpTests {
 
     @Test("rewriting a sample reproduces etcd's JSON byte for byte", arguments: ["at-rest", "busy"])
     func sampleShape(sample: String) throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryDirectoryURL()
         let path = dir.appendingPathComponent("copy.jsonl").path
         let writer = try DumpWriter(path: path)
-        try writer.write(contentsOf: Fixtures.before(sample))
+        try writer.write(contentsOf: SampleData.keyValues(before: sample))
         try writer.finish()
-        let original = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path(sample, "before.etcd.jsonl")))
+        let original = try Data(contentsOf: URL(fileURLWithPath: SampleData.path(sample, "before.etcd.jsonl")))
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == original)
     }
 
@@ -120,7 +119,7 @@ struct DumpTests {
             ("not json", "expected `{`"),
           ])
     func badLine(line: String, says: String) throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryDirectoryURL()
         let path = dir.appendingPathComponent("bad.jsonl").path
         try (#"{"key":"YQ==","mod_revision":"2"}"# + "\n\n" + line + "\n").write(toFile: path, atomically: true, encoding: .utf8)
         let reader = try DumpReader(path: path)
@@ -134,7 +133,7 @@ struct DumpTests {
 
     @Test("checksum verification catches tampering and a missing .sha256")
     func checksumFailures() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryDirectoryURL()
         let path = dir.appendingPathComponent("d.jsonl").path
         let writer = try DumpWriter(path: path)
         try writer.write(KeyValue(key: Array("a".utf8), value: Array("b".utf8)))
@@ -152,20 +151,20 @@ struct DumpTests {
 struct ConvertTests {
     @Test("at-rest sample: every record converted, the rest copied, ordered by mod revision")
     func atRest() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryDirectoryURL()
         let output = dir.appendingPathComponent("out.jsonl").path
         let converter = OfflineConverter(plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0"))
-        let report = try converter.convertDump(inputPath: Fixtures.path("at-rest", "before.etcd.jsonl"), outputPath: output)
+        let report = try converter.convertDump(inputPath: SampleData.path("at-rest", "before.etcd.jsonl"), outputPath: output)
         #expect(report.succeeded)
         #expect(report.converted == [.repo: 11, .commit: 273, .branch: 18, .pipeline: 6, .job: 200])
         #expect(report.copiedUnchanged == 1029 && report.keysRead == 1537 && report.notes.isEmpty)
         try verifyDumpChecksum(path: output)
 
-        let before = try Fixtures.before("at-rest")
+        let before = try SampleData.keyValues(before: "at-rest")
         let after = try readAll(output)
         #expect(after.count == before.count)
         #expect(after.map(\.modRevision) == after.map(\.modRevision).sorted())
-        let theirs = try Fixtures.pachydermAfter("at-rest")
+        let theirs = try SampleData.pachydermAfter("at-rest")
         for (old, new) in zip(before, after) {
             #expect(old.key == new.key && old.modRevision == new.modRevision && old.createRevision == new.createRevision)
             if case .record(let kind, _) = layout.classify(old.key) {
@@ -178,9 +177,9 @@ struct ConvertTests {
 
     @Test("an unordered dump gives the same output as the ordered one")
     func unorderedInput() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryDirectoryURL()
         let plan = try VersionPlanner.plan(from: "1.4.8", to: "1.5.0")
-        var kvs = try Fixtures.before("busy")
+        var kvs = try SampleData.keyValues(before: "busy")
         let expected = OfflineConverter(plan: plan).convert(kvs)
         var generator = SystemRandomNumberGenerator()
         kvs.shuffle(using: &generator)
@@ -200,7 +199,7 @@ struct ConvertTests {
     @Test("busy sample: open commits are reported, or given openCommits entries on request")
     func busyOpenCommits() throws {
         let plan = try VersionPlanner.plan(from: "1.4.x", to: "1.5.0")
-        let kvs = try Fixtures.before("busy")
+        let kvs = try SampleData.keyValues(before: "busy")
         let (_, warned) = OfflineConverter(plan: plan).convert(kvs)
         #expect(warned.succeeded && warned.warnings.count == 2 && warned.openCommitsWritten == 0)
         let (output, written) = OfflineConverter(plan: plan, writeOpenCommits: true).convert(kvs)
@@ -212,7 +211,7 @@ struct ConvertTests {
 
     @Test("every failed key is reported, not only the first; the others still convert")
     func allFailuresListed() throws {
-        var kvs = try Array(Fixtures.before("at-rest").prefix(200))
+        var kvs = try Array(SampleData.keyValues(before: "at-rest").prefix(200))
         let broken = kvs.indices.filter { if case .record = layout.classify(kvs[$0].key) { true } else { false } }.prefix(3)
         for i in broken { kvs[i].value = Array("bogus:1 ".utf8) }
         let (output, report) = OfflineConverter(plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0")).convert(kvs)
@@ -225,9 +224,9 @@ struct ConvertTests {
 
     @Test("convert command: exit 0, 8 naming failures, 5 for unsupported versions")
     func command() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryDirectoryURL()
         let good = dir.appendingPathComponent("good.jsonl").path
-        var command = try ConvertCommand.parse(["--from", "1.4.8", Fixtures.path("at-rest", "before.etcd.jsonl"), good])
+        var command = try ConvertCommand.parse(["--from", "1.4.8", SampleData.path("at-rest", "before.etcd.jsonl"), good])
         try command.run()
         try verifyDumpChecksum(path: good)
 
@@ -251,7 +250,7 @@ struct OfflineRepairTests {
     /// The busy sample's open commits, as Pachyderm's routine left them (binary, no entry),
     /// get their `openCommits` entry; converting the result again writes none twice.
     @Test func openCommitsGetOneEntryEach() throws {
-        let theirs = try Fixtures.pachydermAfter("busy").sorted { $0.key < $1.key }.enumerated().map { i, record in
+        let theirs = try SampleData.pachydermAfter("busy").sorted { $0.key < $1.key }.enumerated().map { i, record in
             KeyValue(key: Array(record.key.utf8), value: record.value, createRevision: Int64(i + 2), modRevision: Int64(i + 2), version: 1)
         }
         let converter = OfflineConverter(plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0"), writeOpenCommits: true)

@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdTestSupport
 import MigrationEngine
 import Foundation
 import PachydermMigrations
@@ -47,7 +48,7 @@ struct LayoutTests {
     @Test("every sample key classifies as its meta.json counts say", arguments: ["at-rest", "busy"])
     func sampleCounts(sample: String) throws {
         var records = 0, index = 0, refCounts = 0, other = 0
-        for kv in try Fixtures.before(sample) {
+        for kv in try SampleData.keyValues(before: sample) {
             switch layout.classify(kv.key) {
             case .record: records += 1
             case .indexKey: index += 1
@@ -109,7 +110,7 @@ struct AccessorTests {
     func busySample() throws {
         var openCommits: [String] = [], active: [String] = [], envPipelines: [String: [String]] = [:]
         var dataTotals: [String: Int64] = [:]
-        for kv in try Fixtures.before("busy") {
+        for kv in try SampleData.keyValues(before: "busy") {
             guard case .record(let kind, _) = layout.classify(kv.key) else { continue }
             let record = try RecordCodec.decode(kind: kind, key: kv.key, value: kv.value).record
             if let commit = record.commit, commit.isOpen {
@@ -143,7 +144,7 @@ struct AccessorTests {
     func busySampleExamined() throws {
         let migration = PachydermRecordMigration(layout: layout, plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0"))
         var findings: [AtRestFinding] = []
-        for kv in try Fixtures.before("busy") {
+        for kv in try SampleData.keyValues(before: "busy") {
             if migration.lane(of: kv.key) != nil {
                 _ = try migration.examine(kv, findings: &findings)
             } else {

@@ -1,6 +1,8 @@
 import EtcdGateway
+import EtcdTestSupport
 import Foundation
 import PachydermMigrations
+import PachydermPatchSchemas
 import PachydermSchema
 import SwiftProtobuf
 import Testing
@@ -9,9 +11,9 @@ import Testing
 struct SampleConversionTests {
     @Test("every record converts and equals Pachyderm 1.5.0's result semantically", arguments: ["at-rest", "busy"])
     func everyRecordMatchesPachyderm(sample: String) throws {
-        let theirs = try Fixtures.pachydermAfter(sample)
+        let theirs = try SampleData.pachydermAfter(sample)
         var compared = 0
-        for kv in try Fixtures.before(sample) {
+        for kv in try SampleData.keyValues(before: sample) {
             guard case .record(let kind, _) = layout.classify(kv.key) else { continue }
             let converted = try Pachyderm14To15Step.convert(kind: kind, key: kv.key, value: kv.value)
             #expect(converted.sourceEncoding == .text14)
@@ -32,9 +34,9 @@ struct SampleConversionTests {
     /// those removed (and map entries sorted), the bytes are identical.
     @Test("differences from Pachyderm's bytes are exactly the removed fields", arguments: ["at-rest", "busy"])
     func differencesAreTheRemovedFields(sample: String) throws {
-        let theirs = try Fixtures.pachydermAfter(sample)
+        let theirs = try SampleData.pachydermAfter(sample)
         var differences: [String: Int] = [:]
-        for kv in try Fixtures.before(sample) {
+        for kv in try SampleData.keyValues(before: sample) {
             guard case .record(let kind, _) = layout.classify(kv.key) else { continue }
             let ours = try Pachyderm14To15Step.convert(kind: kind, key: kv.key, value: kv.value).value
             let their = try #require(theirs[kv.keyText])
@@ -84,7 +86,7 @@ struct SampleConversionTests {
     /// numbers: a field forgotten in a copy fails here.
     @Test("field copies equal the binary round trip", arguments: ["at-rest", "busy"])
     func copiesEqualBinaryRoundTrip(sample: String) throws {
-        for kv in try Fixtures.before(sample) {
+        for kv in try SampleData.keyValues(before: sample) {
             guard case .record(let kind, _) = layout.classify(kv.key) else { continue }
             try expectCopyEqualsRoundTrip(kind: kind, key: kv.key, text: kv.value)
         }

@@ -32,7 +32,8 @@ struct SecurityTests {
             // The limited user starts with no permission on anything the tool touches.
             let sample = try LimitedUserSample(authPrefix: "unrelated/")
             defer { sample.stop() }
-            let ctl = ["--endpoints=\(sample.server.endpoint)", "--user=root:root-secret"]
+            // Each call authenticates root (bcrypt): seconds on a loaded machine.
+            let ctl = ["--endpoints=\(sample.server.endpoint)", "--user=root:root-secret", "--command-timeout=60s"]
             func role(_ name: String, _ grants: [(String, String)]) throws {
                 try runCommand(EtcdBinaries.etcdctl, ctl + ["role", "add", name])
                 for (permission, prefix) in grants {

@@ -114,7 +114,7 @@ public struct Restorer: Sendable {
         // Reset the journal; keep the history and add this restore to it.
         let journal = JournalReader(store: store, namespace: namespace)
         let entry = HistoryEntry(
-            event: "restore", at: timestamp(), who: holder.who, backupPath: path, backupSHA256: sha,
+            event: .restore, at: timestamp(), who: holder.who, backupPath: path, backupSHA256: sha,
             detail: "\(restored) keys restored, \(extra.count) removed")
         try fenced(
             lock,

@@ -8,20 +8,17 @@ public protocol RecordMigration: Sendable {
     /// Version the cluster is migrated from and to (for the journal and history).
     var fromVersion: String { get }
     var toVersion: String { get }
-    /// Whole roots backed up before the first write and restored by `restore`.
+    /// Whole roots scanned, backed up before the first write and restored by `restore`.
     var backupPrefixes: [[UInt8]] { get }
-    /// Collections scanned for records (each with its trailing slash), in scan order.
-    var recordPrefixes: [[UInt8]] { get }
     /// The ordering group of a record key, or nil for a key to leave untouched (index
     /// keys, counters, scratch …). Records in one lane keep their relative mod-revision order.
     func lane(of key: [UInt8]) -> String?
     /// Converts one record. Throws with the key named when it cannot.
     func convert(_ record: KeyValue) throws(RecordConversionError) -> RecordConversion
     /// The scan's view of one record: its conversion, plus what it shows about the cluster
-    /// being at rest (a running job, an open commit). One call, so the value is decoded once.
+    /// being at rest (e.g. work in progress). One call, so the value is decoded once.
     func examine(_ record: KeyValue, findings: inout [AtRestFinding]) throws(RecordConversionError) -> RecordConversion
-    /// Adds what makes the cluster not at rest, as seen in a key that is not a record
-    /// (an in-flight put-file, a worker registration).
+    /// Adds what makes the cluster not at rest, as seen in a key that is not a record.
     func inspect(_ kv: KeyValue, findings: inout [AtRestFinding])
 }
 
@@ -47,39 +44,62 @@ public struct RecordConversion: Sendable {
 
 /// Something a conversion did that the operator should hear about: a dropped field, a
 /// normalized value, a disagreement in the source data.
-public struct ConversionNote: Sendable, Hashable, Codable {
-    public enum Kind: String, Sendable, Hashable, Codable { case dropped, normalized, warning }
+public struct ConversionNote: Sendable, Hashable, Codable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Hashable, Codable { case dropped, normalized, disagreement, warning }
     public var kind: Kind
     public var key: String
+    /// The field the note is about, when it is about one.
+    public var field: String?
     public var message: String
 
-    public init(kind: Kind, key: String, message: String) {
+    public init(kind: Kind, key: String, field: String? = nil, message: String) {
         self.kind = kind
         self.key = key
+        self.field = field
         self.message = message
     }
+
+    public var description: String { "[\(kind.rawValue)] \(key)\(field.map { " [\($0)]" } ?? ""): \(message)" }
 }
 
-public struct RecordConversionError: Error, Sendable, Hashable, CustomStringConvertible {
+/// Why one record cannot be converted: the key, and where in its value and why when known.
+public struct RecordConversionError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
     public var key: String
+    /// A stable code for the reason (the product's), when there is one.
+    public var code: String?
+    /// The field path inside the value, when known.
+    public var field: String?
+    /// Offset in the value's bytes where the problem starts, when known.
+    public var byteOffset: Int?
     public var message: String
 
-    public init(key: String, message: String) {
+    public init(key: String, message: String, code: String? = nil, field: String? = nil, byteOffset: Int? = nil) {
         self.key = key
+        self.code = code
+        self.field = field
+        self.byteOffset = byteOffset
         self.message = message
     }
 
-    public var description: String { "\(key): \(message)" }
+    public var description: String {
+        var place = ""
+        if let field { place += " field `\(field)`" }
+        if let byteOffset { place += " at byte \(byteOffset)" }
+        return "\(key):\(place.isEmpty ? "" : place + ":") \(message)\(code.map { " [\($0)]" } ?? "")"
+    }
 }
 
 /// One reason the cluster is not at rest.
 public struct AtRestFinding: Sendable, Hashable, Codable {
-    public enum Kind: String, Sendable, Hashable, Codable {
-        case runningJob = "running-job"
-        case openCommit = "open-commit"
-        case inFlightPutFile = "in-flight-put-file"
-        case liveWorker = "live-worker"
-        case foreignWrite = "foreign-write"
+    /// What was found, as a stable code. The engine finds only `foreignWrite`; a
+    /// `RecordMigration` defines its product's own kinds (`extension AtRestFinding.Kind`).
+    public struct Kind: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// A record someone else changed since the run started.
+        public static let foreignWrite = Kind(rawValue: "foreign-write")
     }
     public var kind: Kind
     public var key: String
@@ -95,28 +115,6 @@ public struct AtRestFinding: Sendable, Hashable, Codable {
     }
 }
 
-extension Array where Element == UInt8 {
-    /// The key as text for messages; bytes that are not UTF-8 are shown as `\xNN`.
-    public var printable: String {
-        if let s = String(validating: self, as: UTF8.self), !s.unicodeScalars.contains(where: { $0.value < 0x20 }) {
-            return s
-        }
-        var out = ""
-        for b in self {
-            if b >= 0x20 && b < 0x7f && b != UInt8(ascii: "\\") {
-                out.unicodeScalars.append(Unicode.Scalar(b))
-            } else {
-                out += "\\x" + String(b, radix: 16, uppercase: false).leftPadded(to: 2)
-            }
-        }
-        return out
-    }
-}
-
 extension String {
     var bytes: [UInt8] { Array(utf8) }
-
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
 }

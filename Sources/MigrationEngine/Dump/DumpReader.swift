@@ -1,12 +1,6 @@
 import EtcdGateway
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import PlatformShim
 
 /// Reads a dump written by `DumpWriter` (or etcd's own JSON `KeyValue` lines) one line at a
 /// time through a fixed buffer: memory stays constant whatever the dump's size.

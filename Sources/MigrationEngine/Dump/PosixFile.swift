@@ -1,10 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import PlatformShim
 
 /// Thin wrappers over POSIX I/O: the dump code needs exact file modes (0600), fsync and
 /// streaming reads, which FoundationEssentials does not offer.

@@ -66,9 +66,54 @@ public struct LaneCursor: Codable, Sendable, Hashable {
     }
 }
 
+/// What a history entry records. A string on the wire; an entry a newer tool wrote with an
+/// event this one does not know still decodes.
+public struct HistoryEvent: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    /// A completed migration (its `counts` are `HistoryCount`s).
+    public static let migrate = HistoryEvent(rawValue: "migrate")
+    public static let restore = HistoryEvent(rawValue: "restore")
+    public static let lockBreak = HistoryEvent(rawValue: "lock-break")
+}
+
+/// One key of a migration's history `counts`: records of a kind written by the run
+/// (`repos`), re-put unchanged only to keep their group's order (`kept-in-order-repos`),
+/// or found already migrated (`already-migrated-repos`). The kind is the lane's first
+/// component (`ClusterScan.kind(ofLane:)`).
+public struct HistoryCount: Sendable, Hashable, CustomStringConvertible {
+    public enum Category: String, Sendable, Hashable, CaseIterable {
+        case written = ""
+        case keptInOrder = "kept-in-order-"
+        case alreadyMigrated = "already-migrated-"
+    }
+    public var category: Category
+    public var kind: String
+
+    public init(_ category: Category, kind: String) {
+        self.category = category
+        self.kind = kind
+    }
+
+    /// The key as written in the history.
+    public var key: String { category.rawValue + kind }
+    public var description: String { key }
+
+    /// Parses a history counts key; every key parses (a bare kind is `written`).
+    public init(parsing key: String) {
+        for category in Category.allCases where category != .written && key.hasPrefix(category.rawValue) {
+            self.init(category, kind: String(key.dropFirst(category.rawValue.count)))
+            return
+        }
+        self.init(.written, kind: key)
+    }
+}
+
 /// One line of the history: a completed migration, a restore or a lock break.
 public struct HistoryEntry: Codable, Sendable, Hashable {
-    public var event: String
+    public var event: HistoryEvent
     public var at: String
     public var who: String
     public var from: String?
@@ -79,7 +124,7 @@ public struct HistoryEntry: Codable, Sendable, Hashable {
     public var detail: String?
 
     public init(
-        event: String, at: String, who: String, from: String? = nil, to: String? = nil,
+        event: HistoryEvent, at: String, who: String, from: String? = nil, to: String? = nil,
         counts: [String: Int]? = nil, backupPath: String? = nil, backupSHA256: String? = nil,
         detail: String? = nil
     ) {
@@ -119,6 +164,13 @@ func timestamp(_ date: Date = Date()) -> String {
     date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false))
 }
 
+/// The lock as read: its holder, and the key-value it was read from (its lease and create
+/// revision, which a lock break compares).
+public struct HeldLock: Sendable, Hashable {
+    public var holder: LockHolder
+    public var record: KeyValue
+}
+
 /// Reads the journal records of a namespace. Writes go through the fenced writer.
 public struct JournalReader: Sendable {
     public let store: any KeyValueService
@@ -129,9 +181,9 @@ public struct JournalReader: Sendable {
         self.namespace = namespace
     }
 
-    public func state() throws(MigrationError) -> (RunState, KeyValue)? {
+    public func state() throws(MigrationError) -> RunState? {
         guard let kv = try get(namespace.stateKey) else { return nil }
-        return (try JSONCoding.decode(RunState.self, kv.value, key: kv.key), kv)
+        return try JSONCoding.decode(RunState.self, kv.value, key: kv.key)
     }
 
     public func stampedVersion() throws(MigrationError) -> String? {
@@ -166,9 +218,9 @@ public struct JournalReader: Sendable {
         return entries
     }
 
-    public func lockHolder() throws(MigrationError) -> (LockHolder, KeyValue)? {
+    public func lockHolder() throws(MigrationError) -> HeldLock? {
         guard let kv = try get(namespace.lockKey) else { return nil }
-        return (try JSONCoding.decode(LockHolder.self, kv.value, key: kv.key), kv)
+        return HeldLock(holder: try JSONCoding.decode(LockHolder.self, kv.value, key: kv.key), record: kv)
     }
 
     func get(_ key: [UInt8]) throws(MigrationError) -> KeyValue? {

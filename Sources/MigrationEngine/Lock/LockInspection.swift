@@ -1,10 +1,6 @@
 import EtcdGateway
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import PlatformShim
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -43,6 +39,13 @@ public struct LockInspection: Sendable, Encodable {
     public var journalStep: String?
     public var journalWritten: Int?
     public var journalRecords: Int?
+    /// The lock key as read (its lease and create revision, which a lock break compares).
+    public var record: KeyValue
+
+    enum CodingKeys: String, CodingKey {
+        case holder, heartbeatAgeSeconds, leaseRemainingSeconds, leaseRemainingSource, leaseTimeUnavailable, stale,
+            holderProcessGone, journalStep, journalWritten, journalRecords
+    }
 
     /// The heartbeat age after which a holder counts as stale: twice its TTL, at least 60 s.
     public static func staleThreshold(ttl: Int64) -> Double { Double(max(ttl * 2, 60)) }
@@ -51,9 +54,10 @@ public struct LockInspection: Sendable, Encodable {
     public static func read(
         store: any KeyValueService, namespace: Namespace, staleAfter: Double? = nil,
         now: Double = Date().timeIntervalSince1970, hostName: String = ProcessInfo.processInfo.hostName
-    ) throws(MigrationError) -> (LockInspection, KeyValue)? {
+    ) throws(MigrationError) -> LockInspection? {
         let journal = JournalReader(store: store, namespace: namespace)
-        guard let (holder, kv) = try journal.lockHolder() else { return nil }
+        guard let held = try journal.lockHolder() else { return nil }
+        let (holder, kv) = (held.holder, held.record)
         let age = max(0, now - holder.heartbeatEpoch)
         var source = LeaseTimeSource.etcd
         var remaining: Int64 = -1
@@ -75,12 +79,12 @@ public struct LockInspection: Sendable, Encodable {
         var inspection = LockInspection(
             holder: holder, heartbeatAgeSeconds: Int(age), leaseRemainingSeconds: remaining, leaseRemainingSource: source,
             leaseTimeUnavailable: unavailable, stale: age > (staleAfter ?? staleThreshold(ttl: holder.ttl)),
-            holderProcessGone: gone)
-        if let state = try journal.state()?.0, state.status == .running {
+            holderProcessGone: gone, record: kv)
+        if let state = try journal.state(), state.status == .running {
             inspection.journalStep = state.step
             inspection.journalRecords = state.records
             inspection.journalWritten = try journal.laneCursors().values.reduce(0) { $0 + $1.written }
         }
-        return (inspection, kv)
+        return inspection
     }
 }

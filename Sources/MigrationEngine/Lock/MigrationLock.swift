@@ -9,9 +9,7 @@ import FoundationEssentials
 import Foundation
 #endif
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlatformShim
 
 /// Who holds the lock, as stored (JSON) in the lock key. Operators read it with
 /// `pachmigrate lock show` or `etcdctl get pachmigrate/lock`.
@@ -145,13 +143,12 @@ public final class MigrationLock: Sendable {
 
     static func heldMessage(_ holder: LockHolder?, namespace: Namespace) -> String {
         guard let holder else {
-            return "the migration lock \(namespace.lockKey.printable) is held by an unreadable record; inspect it with `pachmigrate lock show`"
+            return "the migration lock \(namespace.lockKey.printable) is held by a record this tool cannot read"
         }
         return """
             the migration lock is held by \(holder.who), holder \(holder.holderID), running `\(holder.command)` \
             \(holder.from.map { "from \($0) " } ?? "")\(holder.to.map { "to \($0) " } ?? "")since \(holder.startedAt), \
-            step \(holder.step) (\(holder.done)/\(holder.total)), last heartbeat \(holder.heartbeat). \
-            Wait for it (--wait-lock), or if it is stuck, see `pachmigrate lock show` and `pachmigrate lock break`.
+            step \(holder.step) (\(holder.done)/\(holder.total)), last heartbeat \(holder.heartbeat).
             """
     }
 
@@ -271,7 +268,7 @@ extension MigrationLock {
         if held.lease != 0 { _ = try? store.leaseRevoke(id: held.lease) }
         let journal = JournalReader(store: store, namespace: namespace)
         let entry = HistoryEntry(
-            event: "lock-break", at: timestamp(), who: who, from: holder.from, to: holder.to, detail: detail)
+            event: .lockBreak, at: timestamp(), who: who, from: holder.from, to: holder.to, detail: detail)
         _ = try etcd("breaking the lock") { () throws(EtcdError) in
             try store.txn(
                 TxnRequest(

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlatformShim
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

@@ -5,9 +5,16 @@ import MigrationEngine
 import PachydermMigrations
 
 struct MigrationReport: CommandReport {
+    /// What the command did; `outcome` in JSON.
+    enum Outcome: String, Encodable {
+        case migrated
+        case nothingToDo = "nothing-to-do"
+        case dryRun = "dry-run"
+        case plan
+    }
     /// Which etcd the run talks to.
     var etcd: EtcdSummary?
-    var outcome: String
+    var outcome: Outcome
     var from: String?
     var to: String?
     var detected: DetectedVersion
@@ -30,7 +37,7 @@ struct MigrationReport: CommandReport {
     var verbose: Bool
 
     var exitStatus: ExitStatus {
-        if outcome == "migrated" || outcome == "nothing-to-do" { return .ok }
+        if outcome == .migrated || outcome == .nothingToDo { return .ok }
         let status = scan?.status ?? .ok
         if status == .ok, let space, !space.fits { return .outOfSpace }
         return status
@@ -47,13 +54,13 @@ struct MigrationReport: CommandReport {
         connection: ConnectionOptions, versions: VersionOptions, allowOpenCommits: Bool, verbose: Bool, logger: Logger
     ) throws -> (EtcdClient, MigrationReport, PachydermRecordMigration?) {
         // Before the client: a path the flags alone rule out exits 5 even with etcd unreachable.
-        let explicitPlan = try versions.explicitPlan()
+        _ = try versions.explicitPlan()
         let client = try connection.makeClient(logger: logger)
-        let resolved = try resolveMigration(
-            store: client, connection: connection, versions: versions, explicitPlan: explicitPlan,
+        let resolved = try ResolvedMigration.resolve(
+            store: client, layout: connection.layout, namespace: connection.namespace, from: versions.from, to: versions.to,
             allowOpenCommits: allowOpenCommits)
         var report = MigrationReport(
-            outcome: "nothing-to-do", from: resolved.plan?.from.description, to: resolved.plan?.to.description,
+            outcome: .nothingToDo, from: resolved.plan?.from.description, to: resolved.plan?.to.description,
             detected: resolved.detected, plan: resolved.plan?.summary, resumed: false, written: 0, verbose: verbose)
         report.etcd = EtcdSummary(client)
         if resolved.migration == nil { report.message = "Nothing to do: \(resolved.nothingToDo ?? "")" }
@@ -78,10 +85,10 @@ struct MigrationReport: CommandReport {
         if let backup { lines.append("Backup: \(backup.path) (\(backup.keys) keys, sha256 \(backup.sha256))") }
         if let snapshot { lines.append("etcd snapshot: \(snapshot)") }
         switch outcome {
-        case "migrated":
+        case .migrated:
             let kept = keptInOrder > 0 ? ", \(keptInOrder) of them re-put unchanged only to keep their group's order" : ""
             lines.append("Migrated: \(written) record(s) written\(kept)\(resumed ? " (resumed an interrupted run)" : ""). Check with `pachmigrate verify`.")
-        case "dry-run", "plan":
+        case .dryRun, .plan:
             switch exitStatus {
             case .ok:
                 let kept = scan?.keptInOrder.values.reduce(0, +) ?? 0
@@ -92,7 +99,7 @@ struct MigrationReport: CommandReport {
             case .outOfSpace: lines.append("A migration would refuse: etcd would run out of space. Nothing was written.")
             default: lines.append("A migration would fail: some records cannot be converted. Nothing was written.")
             }
-        default:
+        case .nothingToDo:
             break
         }
         return lines.joined(separator: "\n")
@@ -191,13 +198,13 @@ struct MigrateCommand: ParsableCommand {
             case .nothingToDo(let why):
                 report.message = "Nothing to do: \(why)"
             case .dryRun:
-                report.outcome = "dry-run"
+                report.outcome = .dryRun
                 report.forecast = migration.forecast.pipelines
             case .migrated where migration.plan.purpose == .repair && result.written == 0 && !result.resumed:
                 // Every record was read and found clean; the cluster is now stamped.
                 report.message = "Nothing to do: every record is clean 1.5.0 binary; the cluster is now stamped \(migration.toVersion)"
             case .migrated:
-                report.outcome = "migrated"
+                report.outcome = .migrated
                 report.forecast = migration.forecast.pipelines
             }
             return report
@@ -247,7 +254,7 @@ struct PlanCommand: ParsableCommand {
                 report.message = "Nothing to do: \(why)"
                 return report
             }
-            report.outcome = "plan"
+            report.outcome = .plan
             report.scan = result.scan.map(ScanSummary.init)
             report.state = LeftoverSummary(migration.census.result)
             report.forecast = migration.forecast.pipelines

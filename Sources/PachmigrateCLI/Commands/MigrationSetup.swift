@@ -56,49 +56,6 @@ struct SpaceOptions: ParsableArguments {
     }
 }
 
-/// What a migration command needs once flags are resolved against the cluster.
-struct ResolvedMigration {
-    var detected: DetectedVersion
-    var plan: MigrationPlan?
-    var migration: PachydermRecordMigration?
-    /// Set when there is nothing to do, with the reason.
-    var nothingToDo: String?
-}
-
-func resolveMigration(
-    store: any KeyValueService, connection: ConnectionOptions, versions: VersionOptions, explicitPlan: MigrationPlan?,
-    allowOpenCommits: Bool
-) throws -> ResolvedMigration {
-    let detected = try ClusterInspection.detectVersion(store: store, layout: connection.layout, namespace: connection.namespace)
-    if detected.source == "stamp", let stamped = detected.version {
-        guard PachydermVersion(parsing: stamped).map({ VersionStepRegistry.known14.contains($0) || VersionStepRegistry.known15.contains($0) }) == true else {
-            throw CLIError(
-                .unsupportedVersion,
-                "the cluster is stamped \(stamped), a version this pachmigrate (\(toolVersion)) does not know; use a newer pachmigrate")
-        }
-    }
-    guard let from = versions.from ?? detected.version else {
-        return ResolvedMigration(detected: detected, nothingToDo: "the cluster holds no Pachyderm records (\(detected.detail))")
-    }
-    // 1.5 records no pachmigrate run stamped may be what another migration left half done
-    // (Pachyderm's own routine, or a 1.5 pachd on 1.4 data): check every one, and repair.
-    let stamped = detected.source == "stamp"
-    let plan =
-        if !stamped, let version = PachydermVersion(parsing: from), version.major == 1, version.minor == 5 {
-            try VersionPlanner.repairPlan(at: from, to: versions.target)
-        } else {
-            try explicitPlan ?? VersionPlanner.plan(from: from, to: versions.target)
-        }
-    if !plan.needsRewrite {
-        return ResolvedMigration(detected: detected, plan: plan, nothingToDo: plan.summary)
-    }
-    let entries = try ClusterInspection.openCommitEntries(store: store, layout: connection.layout)
-    return ResolvedMigration(
-        detected: detected, plan: plan,
-        migration: PachydermRecordMigration(
-            layout: connection.layout, plan: plan, allowOpenCommits: allowOpenCommits, openCommitEntries: entries))
-}
-
 /// The parts of a scan an operator reads, for text and JSON.
 struct ScanSummary: Encodable {
     var revision: Int64
@@ -114,7 +71,8 @@ struct ScanSummary: Encodable {
     var notes: [ConversionNote]
     /// All notes per kind; `notes` holds the first ClusterScan.noteLimit of them.
     var noteCounts: [String: Int]
-    var failures: [String]
+    /// Every record that cannot be converted, as `convert` reports them.
+    var failures: [RecordConversionError]
 
     init(_ scan: ClusterScan) {
         revision = scan.revision
@@ -128,7 +86,7 @@ struct ScanSummary: Encodable {
         findings = scan.findings
         notes = scan.notes
         noteCounts = Dictionary(uniqueKeysWithValues: scan.noteCounts.map { ($0.key.rawValue, $0.value) })
-        failures = scan.failures.map(\.description)
+        failures = scan.failures
     }
 
     var status: ExitStatus {
@@ -154,6 +112,9 @@ struct ScanSummary: Encodable {
         if !blocking.isEmpty {
             lines.append("Not at rest (\(blocking.count)):")
             lines += blocking.map { "  - \($0.key): \($0.detail)" }
+            if blocking.contains(where: { $0.kind != .foreignWrite }), let remedy = remedy(for: .notAtRest) {
+                lines.append("  \(remedy).")
+            }
         }
         if !warnings.isEmpty {
             lines.append("Warnings (\(warnings.count)):")
@@ -163,7 +124,7 @@ struct ScanSummary: Encodable {
             let total = noteCounts.values.reduce(0, +)
             lines.append("Conversion notes: " + noteCounts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
             let shown = verbose ? notes : Array(notes.prefix(20))
-            lines += shown.map { "  - [\($0.kind.rawValue)] \($0.key): \($0.message)" }
+            lines += shown.map { "  - \($0)" }
             if shown.count < total {
                 lines.append("  … \(total - shown.count) more" + (verbose ? " (only the first \(notes.count) are kept; `pachmigrate convert` on a backup lists them all)" : " (--verbose, or --output json)"))
             }

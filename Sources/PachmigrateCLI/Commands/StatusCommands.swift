@@ -5,9 +5,7 @@ import Logging
 import MigrationEngine
 import PachydermMigrations
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlatformShim
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -113,8 +111,8 @@ struct StatusCommand: ParsableCommand {
             case .failure(let error): alarmsUnavailable = error.message
             }
             return StatusReport(
-                etcd: EtcdSummary(client), alarms: alarms, alarmsUnavailable: alarmsUnavailable, stampedVersion: try journal.stampedVersion(), state: try journal.state()?.0, lanes: try journal.laneCursors(),
-                lock: try LockInspection.read(store: client, namespace: connection.namespace)?.0, history: try journal.history(limit: history))
+                etcd: EtcdSummary(client), alarms: alarms, alarmsUnavailable: alarmsUnavailable, stampedVersion: try journal.stampedVersion(), state: try journal.state(), lanes: try journal.laneCursors(),
+                lock: try LockInspection.read(store: client, namespace: connection.namespace), history: try journal.history(limit: history))
         }
     }
 }
@@ -145,7 +143,7 @@ struct LockShowCommand: ParsableCommand {
     func run() throws {
         try runCommand("lock show", output) { context in
             let client = try connection.makeClient(logger: context.logger)
-            return LockReport(lock: try LockInspection.read(store: client, namespace: connection.namespace)?.0)
+            return LockReport(lock: try LockInspection.read(store: client, namespace: connection.namespace))
         }
     }
 }
@@ -177,7 +175,7 @@ struct LockBreakCommand: ParsableCommand {
         try runCommand("lock break", output) { context in
             let client = try connection.makeClient(logger: context.logger)
             let namespace = connection.namespace
-            guard let (view, kv) = try LockInspection.read(store: client, namespace: namespace, staleAfter: staleAfter?.seconds) else {
+            guard let view = try LockInspection.read(store: client, namespace: namespace, staleAfter: staleAfter?.seconds) else {
                 return LockReport(lock: nil, broken: false, message: "Nothing to break: the lock is free.")
             }
             if !view.stale && !force {
@@ -188,7 +186,7 @@ struct LockBreakCommand: ParsableCommand {
             let env = ProcessInfo.processInfo.environment
             let who = by ?? "\(env["USER"] ?? "unknown")@\(ProcessInfo.processInfo.hostName)"
             try MigrationLock.breakLock(
-                store: client, namespace: namespace, held: kv, holder: view.holder, by: who,
+                store: client, namespace: namespace, held: view.record, holder: view.holder, by: who,
                 detail: "broke the lock of \(view.holder.who) (holder \(view.holder.holderID), heartbeat \(view.heartbeatAgeSeconds)s old\(force ? ", forced" : ""))",
                 logger: context.logger)
             return LockReport(
@@ -232,22 +230,14 @@ struct WaitCommand: ParsableCommand {
             let start = ContinuousClock.now
             var lastReason = ""
             while true {
-                var reason: String?
-                do {
-                    let stamped = try journal.stampedVersion()
-                    let state = try journal.state()?.0
-                    if stamped != version {
-                        reason = "stamped \(stamped ?? "nothing"), waiting for \(version)"
-                    } else if let state, state.status == .running || state.status == .failed {
-                        reason = "a migration is \(state.status.rawValue)"
-                    } else if try journal.lockHolder() != nil {
-                        reason = "the migration lock is held"
-                    }
-                } catch {
-                    reason = "etcd: \(error)"
-                }
-                guard let reason else {
+                let reason: String
+                switch Result(catching: { () throws(MigrationError) in try journal.readiness(for: version) }) {
+                case .success(.ready):
                     return WaitReport(version: version, waitedSeconds: Int((ContinuousClock.now - start).components.seconds))
+                case .success(.stampedOther(let stamped)): reason = "stamped \(stamped ?? "nothing"), waiting for \(version)"
+                case .success(.runUnfinished(let status)): reason = "a migration is \(status.rawValue)"
+                case .success(.locked(let holder)): reason = "the migration lock is held by \(holder.who)"
+                case .failure(let error): reason = "etcd: \(error)"
                 }
                 if reason != lastReason {
                     context.logger.notice("waiting: \(reason)")

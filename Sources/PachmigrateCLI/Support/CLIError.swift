@@ -86,13 +86,25 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
         }
         // An etcd failure keeps etcd's own code, so scripts can tell "unreachable" from "denied".
         let kind = error.underlying.map { "etcd-\($0.code)" } ?? error.code.description
-        return (status, kind, error.message, error.keys)
+        return (status, kind, error.message + (remedy(for: error.code).map { (error.message.hasSuffix(".") ? " " : ". ") + $0 + "." } ?? ""), error.keys)
     case let error as EtcdError:
         return (.failure, "etcd-\(error.code)", error.description, [])
     case let error as VersionPlanError:
         return (.unsupportedVersion, "unsupported-version", error.message, [])
     default:
         return (.failure, "error", "\(error)", [])
+    }
+}
+
+/// What the operator does next, for the engine's refusals that leave it to the product to say.
+func remedy(for code: MigrationError.Code) -> String? {
+    switch code {
+    case .notAtRest:
+        "Stop pachd, let running jobs finish, finish open commits (or pass --allow-open-commits), then run again (README: \"Upgrading a cluster\")"
+    case .lockHeld:
+        "Wait for it (--wait-lock), or if it is stuck, see `pachmigrate lock show` and `pachmigrate lock break`"
+    default:
+        nil
     }
 }
 

@@ -7,9 +7,7 @@ import FoundationEssentials
 import Foundation
 #endif
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlatformShim
 
 /// Writes a line to stderr in one write(2), so lines of several threads do not interleave.
 func writeStderr(_ line: String) {

@@ -2,9 +2,7 @@ import Logging
 import MigrationEngine
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlatformShim
 
 /// Shows long work: a bar with rate and ETA on a terminal, a log line every few seconds
 /// otherwise (Kubernetes logs; JSON lines with `--log-format json`). Always on stderr, so

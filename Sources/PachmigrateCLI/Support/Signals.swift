@@ -1,9 +1,7 @@
 import Dispatch
 import MigrationEngine
 
-#if canImport(Glibc)
-import Glibc
-#endif
+import PlatformShim
 
 /// SIGTERM and SIGINT ask the run to stop after the record in flight; the engine then
 /// records its state, revokes the lease and the command exits 7 (resumable).

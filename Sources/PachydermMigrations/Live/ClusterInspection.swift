@@ -6,8 +6,17 @@ import Synchronization
 public struct DetectedVersion: Sendable, Hashable, Codable {
     /// `1.5.0`, `1.4.x` (records are 1.4 text; the patch level cannot be told from etcd), or nil for an empty cluster.
     public var version: String?
-    /// `journal` (an unfinished run's `from`), `stamp` (pachmigrate recorded it), `records` (sampled), or `empty`.
-    public var source: String
+    public enum Source: String, Sendable, Hashable, Codable {
+        /// An unfinished run's `from`.
+        case journal
+        /// A completed migration stamped it.
+        case stamp
+        /// Sampled records.
+        case records
+        /// No records.
+        case empty
+    }
+    public var source: Source
     public var detail: String
 }
 
@@ -20,13 +29,13 @@ public enum ClusterInspection {
         store: any KeyValueService, layout: PachydermLayout, namespace: Namespace, sample: Int = 100
     ) throws(MigrationError) -> DetectedVersion {
         let journal = JournalReader(store: store, namespace: namespace)
-        if let (run, _) = try journal.state(), run.status == .running || run.status == .failed {
+        if let run = try journal.state(), run.status == .running || run.status == .failed {
             return DetectedVersion(
-                version: run.from, source: "journal",
+                version: run.from, source: .journal,
                 detail: "an unfinished migration from \(run.from) to \(run.to) is recorded (run \(run.runID), \(run.status.rawValue)); migrate resumes it")
         }
         if let stamped = try journal.stampedVersion() {
-            return DetectedVersion(version: stamped, source: "stamp", detail: "stamped by pachmigrate at \(namespace.versionKey.printable)")
+            return DetectedVersion(version: stamped, source: .stamp, detail: "stamped by pachmigrate at \(namespace.versionKey.printable)")
         }
         var text = 0
         var binary = 0
@@ -44,15 +53,15 @@ public enum ClusterInspection {
         }
         if text > 0 {
             return DetectedVersion(
-                version: "1.4.x", source: "records",
+                version: "1.4.x", source: .records,
                 detail: "\(text) sampled record(s) are 1.4 text\(binary > 0 ? ", \(binary) already 1.5 binary (a partly migrated cluster)" : "")")
         }
         if binary > 0 {
             return DetectedVersion(
-                version: "1.5.0", source: "records",
+                version: "1.5.0", source: .records,
                 detail: "every sampled record is 1.5 binary, and no pachmigrate run stamped the cluster: every record is checked for what another migration left behind")
         }
-        return DetectedVersion(version: nil, source: "empty", detail: "no Pachyderm records under \(layout.pfsPrefix)/ and \(layout.ppsPrefix)/")
+        return DetectedVersion(version: nil, source: .empty, detail: "no Pachyderm records under \(layout.pfsPrefix)/ and \(layout.ppsPrefix)/")
     }
 
     /// The `openCommits/<id>` keys that exist: 1.5.0 needs one for every open commit.

@@ -27,93 +27,56 @@ public struct PachydermRecordMigration: RecordMigration {
     public var fromVersion: String { plan.from.description }
     public var toVersion: String { plan.to.description }
     public var backupPrefixes: [[UInt8]] { [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)] }
-    public var recordPrefixes: [[UInt8]] { RecordKind.allCases.map(layout.collectionPrefix) }
 
     public func lane(of key: [UInt8]) -> String? {
         if case .record(_, let group) = layout.classify(key) { return group }
         return nil
     }
 
+    /// The converter `convert` uses offline too, with this migration's policy.
+    public var converter: RecordConverter { RecordConverter(layout: layout, plan: plan, writeOpenCommits: allowOpenCommits) }
+
     public func convert(_ record: KeyValue) throws(RecordConversionError) -> RecordConversion {
-        try convertAlongThePlan(record).conversion
+        RecordConversion(try converted(record))
     }
 
     public func examine(_ record: KeyValue, findings: inout [AtRestFinding]) throws(RecordConversionError) -> RecordConversion {
-        let (conversion, first) = try convertAlongThePlan(record)
-        guard let first else { return conversion }
-        forecast.observe(first.source)
-        let problems = problems(of: first)
-        census.count(first, problems: problems, changes: { if case .rewrite = conversion.action { true } else { false } }())
-        let fromText = first.sourceEncoding == .text14
-        switch first.source {
-        case .job(let info) where fromText && info.isStartingOrRunning:
+        let converted = try converted(record)
+        guard let converted else { return RecordConversion(nil) }
+        let read = converted.read
+        forecast.observe(read.source)
+        census.count(read, problems: converted.problems, changes: converted.action != .alreadyMigrated)
+        switch read.source {
+        case .job(let info) where read.sourceEncoding == .text14 && info.isStartingOrRunning:
             findings.append(AtRestFinding(
                 kind: .runningJob, key: record.key.printable,
                 detail: "job \(info.jobID ?? "?") of pipeline \(info.pipelineName ?? "?") is \(info.stateName)", blocking: true))
-        // A binary open commit without its entry (Pachyderm's routine wrote none) is handled
-        // as an open 1.4 commit is; one with its entry is 1.5.0's own, in use.
-        case .commit(let info) where fromText ? info.isOpen : problems.contains(.openCommitWithoutEntry):
+        // An open commit without its entry (a 1.4 one, or binary Pachyderm's routine wrote
+        // without one) is migrated open only when allowed; one with its entry is 1.5.0's own, in use.
+        case .commit(let info) where converted.openCommitLacksEntry:
             findings.append(AtRestFinding(
                 kind: .openCommit, key: record.key.printable,
                 detail: allowOpenCommits
                     ? "open commit \(info.repoName)@\(info.commitID): migrated open, with its openCommits entry"
-                    : "commit \(info.repoName)@\(info.commitID) is open (not finished) and has no openCommits entry; finish it, or pass --allow-open-commits",
+                    : "commit \(info.repoName)@\(info.commitID) is open (not finished) and has no openCommits entry",
                 blocking: !allowOpenCommits))
         default:
             break
         }
-        return conversion
+        return RecordConversion(converted)
     }
 
-    /// The record through every step of the plan; also the first step's result, which
-    /// holds the record as it was read (nil when the plan has no steps).
-    private func convertAlongThePlan(_ record: KeyValue) throws(RecordConversionError) -> (conversion: RecordConversion, first: ConvertedValue?) {
-        guard case .record(let kind, _) = layout.classify(record.key) else {
+    private func converted(_ record: KeyValue) throws(RecordConversionError) -> RecordConverter.Converted? {
+        guard case .record = layout.classify(record.key) else {
             throw RecordConversionError(key: record.key.printable, message: "not a record key")
         }
-        guard !plan.steps.isEmpty else { return (RecordConversion(action: .alreadyMigrated), nil) }
-        var value = record.value
-        var notes: [ConversionNote] = []
-        var first: ConvertedValue?
-        for step in plan.steps {
-            let converted: ConvertedValue
-            do {
-                converted = try step.transform(kind, record.key, value)
-            } catch {
-                throw RecordConversionError(key: record.key.printable, message: error.description)
+        do {
+            return try converter.convert(key: record.key, value: record.value) {
+                openCommitEntries.contains(layout.openCommitKey(forOpen: $0))
             }
-            if first == nil { first = converted }
-            value = converted.value
-            notes += converted.notes.map(ConversionNote.init)
+        } catch {
+            throw RecordConversionError(error)
         }
-        // 1.5 binary that already means what the policy makes of it (our own earlier output,
-        // or a clean 1.5 record): nothing to do. Another tool's 1.5 binary (e.g. Pachyderm's own
-        // routine, which keeps removed fields) is repaired, and so is an open binary commit
-        // without its entry (when open commits are allowed; otherwise the scan refuses it).
-        let needsEntry = first.map { $0.sourceEncoding == .text14 || problems(of: $0).contains(.openCommitWithoutEntry) } ?? false
-        if let first, first.sourceEncoding == .binary15, !first.changesRecord, !(allowOpenCommits && needsEntry) {
-            return (RecordConversion(action: .alreadyMigrated), first)
-        }
-        var companions: [(key: [UInt8], value: [UInt8])] = []
-        if allowOpenCommits, needsEntry, let open = first?.openCommit {
-            do {
-                let entry = try layout.openCommitEntry(forOpen: open)
-                companions.append(entry)
-                notes.append(ConversionNote(
-                    kind: .normalized, key: record.key.printable,
-                    message: "open commit: writes \(entry.key.printable) so 1.5.0 can put files into and finish it"))
-            } catch {
-                throw RecordConversionError(key: record.key.printable, message: error.description)
-            }
-        }
-        return (RecordConversion(action: .rewrite(value), companions: companions, notes: notes), first)
-    }
-
-    /// What another migration left in the record as read: the classification `verify` uses,
-    /// with open commits checked against the entries that exist.
-    private func problems(of converted: ConvertedValue) -> Set<LeftoverProblem> {
-        guard converted.sourceEncoding == .binary15 else { return [] }
-        return LeftoverProblem.found(in: converted.source) { openCommitEntries.contains(layout.openCommitKey(forOpen: $0)) }
     }
 
     public func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
@@ -131,10 +94,42 @@ public struct PachydermRecordMigration: RecordMigration {
     }
 }
 
+/// What keeps a Pachyderm cluster from being at rest.
+extension AtRestFinding.Kind {
+    public static let runningJob = Self(rawValue: "running-job")
+    public static let openCommit = Self(rawValue: "open-commit")
+    public static let inFlightPutFile = Self(rawValue: "in-flight-put-file")
+    public static let liveWorker = Self(rawValue: "live-worker")
+}
+
+extension RecordConversion {
+    /// The engine's view of a conversion (nil: no step applies, nothing to do).
+    init(_ converted: RecordConverter.Converted?) {
+        guard let converted, case .rewrite(let value) = converted.action else {
+            self.init(action: .alreadyMigrated)
+            return
+        }
+        self.init(
+            action: .rewrite(value), companions: converted.openCommitEntry.map { [$0] } ?? [],
+            notes: converted.notes.map(ConversionNote.init))
+    }
+}
+
+extension RecordConversionError {
+    init(_ error: RecordCodecError) {
+        self.init(key: error.key, message: error.message, code: error.code.description, field: error.field, byteOffset: error.byteOffset)
+    }
+}
+
 extension ConversionNote {
     init(_ note: MigrationNote) {
         let kind: ConversionNote.Kind =
-            note.kind == .droppedField ? .dropped : note.kind == .normalized ? .normalized : .warning
-        self.init(kind: kind, key: note.key, message: (note.field.map { "\($0): " } ?? "") + note.message)
+            switch note.kind {
+            case .droppedField: .dropped
+            case .normalized: .normalized
+            case .disagreement: .disagreement
+            default: .warning
+            }
+        self.init(kind: kind, key: note.key, field: note.field, message: note.message)
     }
 }

@@ -118,11 +118,12 @@ public struct PachydermVerifier: Sendable {
         }
 
         if let journalCounts {
-            for (kind, expected) in journalCounts where !kind.hasPrefix("already-") && !kind.hasPrefix("kept-in-order-") {
-                let recordKind = ["repos": "repo", "commits": "commit", "branches": "branch", "pipelines": "pipeline", "jobs": "job"][kind] ?? kind
-                let found = report.counts[recordKind] ?? 0
+            for (key, expected) in journalCounts {
+                let count = HistoryCount(parsing: key)
+                guard count.category == .written else { continue }
+                let found = RecordKind(collection: count.kind).map { report.counts[$0.rawValue] ?? 0 } ?? 0
                 if found < expected {
-                    report.problems.append("the journal records \(expected) \(kind) migrated, but only \(found) exist now")
+                    report.problems.append("the journal records \(expected) \(count.kind) migrated, but only \(found) exist now")
                 }
             }
         }

@@ -1,0 +1,47 @@
+import EtcdGateway
+import MigrationEngine
+
+/// What `plan` and `migrate` do once `--from` and `--to` are resolved against the cluster.
+public struct ResolvedMigration: Sendable {
+    public var detected: DetectedVersion
+    /// Nil when the cluster holds no Pachyderm records.
+    public var plan: MigrationPlan?
+    /// The migration to run; nil when there is nothing to do (`nothingToDo` says why).
+    public var migration: PachydermRecordMigration?
+    public var nothingToDo: String?
+
+    /// Chooses the migration: `from` defaults to the detected version, `to` to 1.5.0. A
+    /// cluster pachmigrate stamped with a version it does not know is refused; 1.5 records
+    /// no pachmigrate run stamped are planned as a repair (they may be what another
+    /// migration left half done: Pachyderm's own routine, or a 1.5 pachd on 1.4 data).
+    public static func resolve(
+        store: any KeyValueService, layout: PachydermLayout, namespace: Namespace, from: String? = nil, to: String? = nil,
+        allowOpenCommits: Bool = false
+    ) throws -> ResolvedMigration {
+        let detected = try ClusterInspection.detectVersion(store: store, layout: layout, namespace: namespace)
+        let to = to ?? VersionStepRegistry.defaultTarget.description
+        let stamped = detected.source == .stamp
+        if stamped, let version = detected.version, !VersionStepRegistry.knows(version) {
+            throw MigrationError(
+                .unsupportedVersion,
+                "the cluster is stamped \(version), a version this pachmigrate does not know; use a newer pachmigrate")
+        }
+        guard let from = from ?? detected.version else {
+            return ResolvedMigration(detected: detected, nothingToDo: "the cluster holds no Pachyderm records (\(detected.detail))")
+        }
+        let plan =
+            if !stamped, let version = PachydermVersion(parsing: from), version.major == 1, version.minor == 5 {
+                try VersionPlanner.repairPlan(at: from, to: to)
+            } else {
+                try VersionPlanner.plan(from: from, to: to)
+            }
+        if !plan.needsRewrite {
+            return ResolvedMigration(detected: detected, plan: plan, nothingToDo: plan.summary)
+        }
+        let entries = try ClusterInspection.openCommitEntries(store: store, layout: layout)
+        return ResolvedMigration(
+            detected: detected, plan: plan,
+            migration: PachydermRecordMigration(
+                layout: layout, plan: plan, allowOpenCommits: allowOpenCommits, openCommitEntries: entries))
+    }
+}

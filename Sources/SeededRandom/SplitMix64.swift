@@ -1,0 +1,16 @@
+/// SplitMix64: a small, fast, seedable generator. The same seed gives the same sequence on
+/// every machine, so a generated cluster can be compared byte for byte and a failing test
+/// seed replayed. For the bench and the tests; not part of the shipped tool.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public private(set) var state: UInt64
+
+    public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
