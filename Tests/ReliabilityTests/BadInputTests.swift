@@ -92,7 +92,7 @@ struct BadInputTests {
                     _ = try Pachyderm14To15Step.convert(kind: kind, key: key, value: value)
                     converted += 1
                 } catch {
-                    if error.key != String(decoding: key, as: UTF8.self) || error.message.isEmpty {
+                    if error.key != key.printable || error.message.isEmpty {
                         unnamed.append("\(error)")
                     }
                 }

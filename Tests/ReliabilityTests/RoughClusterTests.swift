@@ -94,6 +94,14 @@ struct RoughClusterTests {
             let wrongKind = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
             #expect(wrongKind.status == 8, "\(wrongKind.stderr)")
             #expect(wrongKind.stderr.contains("pachyderm_pfs/repos/not-a-repo"))
+            // plan reports the failure structured, as convert does.
+            let plan = try pachmigrate(["plan", "--output", "json"] + sample.endpoint)
+            #expect(plan.status == 8, "\(plan.stderr)")
+            let scan = (plan.json["result"] as? [String: Any])?["scan"] as? [String: Any]
+            let failures = scan?["failures"] as? [[String: Any]] ?? []
+            #expect(failures.map { $0["key"] as? String } == ["pachyderm_pfs/repos/not-a-repo"])
+            #expect(failures.first?["code"] as? String == "unknownField" && failures.first?["field"] is String)
+            #expect((failures.first?["message"] as? String)?.isEmpty == false)
             #expect(try pachydermState(sample.client) == state)
             #expect(try JournalFacts(sample.client).state() == nil)
         }

@@ -1,0 +1,28 @@
+import MigrationEngine
+import Testing
+
+@testable import PachmigrateCLI
+
+/// The engine's refusals carry codes and keys; the CLI adds what pachmigrate's operator
+/// does next (flags, pachd, subcommands), once.
+@Suite("CLI wording of engine errors")
+struct CLIWordingTests {
+    @Test func notAtRestGetsPachydermsRemedy() {
+        let described = describe(MigrationError(.notAtRest, "the cluster is not at rest; nothing was written", keys: ["k: running-job: x"]))
+        #expect(described.status == .notAtRest && described.kind == "notAtRest")
+        #expect(described.message.hasPrefix("the cluster is not at rest; nothing was written. Stop pachd"))
+        #expect(described.message.contains("--allow-open-commits"))
+        #expect(described.keys == ["k: running-job: x"])
+    }
+
+    @Test func lockHeldGetsTheLockCommands() {
+        let described = describe(MigrationError(.lockHeld, "the migration lock is held by someone."))
+        #expect(described.status == .lockHeld)
+        #expect(described.message == "the migration lock is held by someone. Wait for it (--wait-lock), or if it is stuck, see `pachmigrate lock show` and `pachmigrate lock break`.")
+    }
+
+    @Test(arguments: [MigrationError.Code.conversionFailed, .interrupted, .backupFailed])
+    func otherCodesAreLeftAsTheEngineSaidThem(code: MigrationError.Code) {
+        #expect(describe(MigrationError(code, "as said")).message == "as said")
+    }
+}
