@@ -29,7 +29,8 @@ public struct ClusterScan: Sendable {
     /// each read back in (mod revision, key) order.
     public let order: RevisionOrderSpill
     static let backupGroup = "\u{0}backup"
-    /// Every key under the roots, in mod-revision order (ties by key), for backups.
+    /// Every key under the roots with its value as read (`KeyValue(spilled:)`), in
+    /// mod-revision order (ties by key), for backups.
     public func allKeys() -> SpillReader { order.reader(for: Self.backupGroup) }
     public var allKeysCount: Int { order.count(of: Self.backupGroup) }
     /// How many keys the scan read under the roots (whether or not `allKeys` kept them).
