@@ -123,6 +123,34 @@ struct ReadinessTests {
     }
 }
 
+@Suite("Waiting for readiness")
+struct ReadinessWaitTests {
+    @Test func aReadyClusterEndsTheWaitAtOnce() throws {
+        let store = InMemoryKeyValueService()
+        try stamp(store, "1.5.0")
+        var heard = 0
+        let wait = JournalReader(store: store, namespace: Namespace())
+            .waitUntilReady(for: "1.5.0", timeout: .seconds(5), interval: .seconds(1)) { _ in heard += 1 }
+        #expect(wait.isReady)
+        #expect(wait.waited < .seconds(1))
+        #expect(heard == 0)
+    }
+
+    @Test func aTimeoutEndsTheWaitWithTheLastReasonHeardOnce() throws {
+        var heard: [Result<Readiness, MigrationError>] = []
+        let wait = JournalReader(store: InMemoryKeyValueService(), namespace: Namespace())
+            .waitUntilReady(for: "1.5.0", timeout: .milliseconds(300), interval: .milliseconds(50)) { heard.append($0) }
+        #expect(!wait.isReady)
+        #expect(wait.waited >= .milliseconds(300))
+        guard case .success(.stampedOther(nil)) = wait.last else {
+            Issue.record("expected the missing stamp as the reason, got \(wait.last)")
+            return
+        }
+        // Several looks, one change heard.
+        #expect(heard.count == 1)
+    }
+}
+
 @Suite("History counts")
 struct HistoryCountTests {
     @Test(arguments: [

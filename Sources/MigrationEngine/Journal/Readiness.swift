@@ -27,3 +27,36 @@ extension JournalReader {
         return .ready
     }
 }
+
+/// How a wait for readiness ended.
+public struct ReadinessWait: Sendable {
+    /// The last look: `.success(.ready)` when the wait succeeded.
+    public var last: Result<Readiness, MigrationError>
+    public var waited: Duration
+    public var isReady: Bool { if case .success(.ready) = last { true } else { false } }
+}
+
+extension JournalReader {
+    /// Looks every `interval` until the cluster is ready for `version` or `timeout` passes
+    /// (nil: never). An etcd failure counts as not ready yet. `changed` hears every look
+    /// whose outcome differs from the one before.
+    public func waitUntilReady(
+        for version: String, timeout: Duration?, interval: Duration,
+        changed: (Result<Readiness, MigrationError>) -> Void = { _ in }
+    ) -> ReadinessWait {
+        let start = ContinuousClock.now
+        var previous: String?
+        while true {
+            let look = Result { () throws(MigrationError) in try readiness(for: version) }
+            let waited = ContinuousClock.now - start
+            if case .success(.ready) = look { return ReadinessWait(last: look, waited: waited) }
+            let summary = "\(look)"
+            if summary != previous {
+                changed(look)
+                previous = summary
+            }
+            if let timeout, waited >= timeout { return ReadinessWait(last: look, waited: waited) }
+            ContinuousClockSleep.sleep(for: min(interval, timeout.map { $0 - waited } ?? interval))
+        }
+    }
+}

@@ -196,6 +196,17 @@ struct LockBreakCommand: ParsableCommand {
     }
 }
 
+/// Why the cluster is not ready yet, for the log and the timeout message.
+private func reason(_ look: Result<Readiness, MigrationError>) -> String {
+    switch look {
+    case .success(.ready): "ready"
+    case .success(.stampedOther(let stamped)): "stamped \(stamped ?? "nothing")"
+    case .success(.runUnfinished(let status)): "a migration is \(status.rawValue)"
+    case .success(.locked(let holder)): "the migration lock is held by \(holder.who)"
+    case .failure(let error): "etcd: \(error)"
+    }
+}
+
 struct WaitReport: CommandReport {
     var version: String
     var waitedSeconds: Int
@@ -227,27 +238,13 @@ struct WaitCommand: ParsableCommand {
         try runCommand("wait", output) { context in
             let client = try connection.makeClient(logger: context.logger)
             let journal = JournalReader(store: client, namespace: connection.namespace)
-            let start = ContinuousClock.now
-            var lastReason = ""
-            while true {
-                let reason: String
-                switch Result(catching: { () throws(MigrationError) in try journal.readiness(for: version) }) {
-                case .success(.ready):
-                    return WaitReport(version: version, waitedSeconds: Int((ContinuousClock.now - start).components.seconds))
-                case .success(.stampedOther(let stamped)): reason = "stamped \(stamped ?? "nothing"), waiting for \(version)"
-                case .success(.runUnfinished(let status)): reason = "a migration is \(status.rawValue)"
-                case .success(.locked(let holder)): reason = "the migration lock is held by \(holder.who)"
-                case .failure(let error): reason = "etcd: \(error)"
-                }
-                if reason != lastReason {
-                    context.logger.notice("waiting: \(reason)")
-                    lastReason = reason
-                }
-                if let timeout, ContinuousClock.now - start >= timeout.duration {
-                    throw CLIError(.failure, "timed out after \(timeout.duration) waiting for version \(version): \(reason)")
-                }
-                usleep(UInt32(min(interval.seconds, 60) * 1_000_000))
+            let wait = journal.waitUntilReady(
+                for: version, timeout: timeout?.duration, interval: min(interval.duration, .seconds(60))
+            ) { context.logger.notice("waiting: \(reason($0))") }
+            guard wait.isReady else {
+                throw CLIError(.failure, "timed out after \(timeout?.duration ?? wait.waited) waiting for version \(version): \(reason(wait.last))")
             }
+            return WaitReport(version: version, waitedSeconds: Int(wait.waited.components.seconds))
         }
     }
 }
