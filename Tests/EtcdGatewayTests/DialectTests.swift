@@ -93,6 +93,23 @@ struct DialectTests {
         }
     }
 
+    /// Asking a member its version must not outlast the caller's own deadline: the lease
+    /// keeper's keep-alives are short, and a version question at the client's full request
+    /// timeout made it notice a dead etcd only after the lease could have expired.
+    @Test func versionQuestionKeepsTheCallersDeadline() async throws {
+        try await onOwnThread {
+            let stalled = try ScriptedHTTPServer { request in
+                if request.path == "/version" { usleep(5_000_000) }
+                return .init(404, "404 page not found\n")
+            }
+            defer { stalled.stop() }
+            let client = try EtcdClient(configuration: .init(endpoints: [stalled.endpoint], requestTimeout: .seconds(5)), logger: testLogger)
+            let started = Date()
+            #expect(throws: EtcdError.self) { _ = try client.leaseKeepAliveOnce(id: 1, timeout: .milliseconds(300)) }
+            #expect(Date().timeIntervalSince(started) < 2, "the version question took the client's 5 s timeout")
+        }
+    }
+
     @Test func leaseTimeToLiveMissingFromTheGatewayIsUnsupported() async throws {
         try await onOwnThread {
             let member = try ScriptedHTTPServer(script: ScriptedHTTPServer.etcdScript(version: "3.1.4", prefix: "/v3alpha"))

@@ -104,7 +104,10 @@ struct LeaseTests {
             let pausedAt = Date()
             // Without answers, the keeper must give up before the TTL is over.
             #expect(eventually(timeout: 5) { keeper.isLost })
-            #expect(Date().timeIntervalSince(pausedAt) < 3.2)
+            // TTL − margin after the last confirmed keep-alive, which came before the pause,
+            // plus scheduling slack: a machine under a load of 70 has delayed it by 1.3 s. (That
+            // no call waits past the keeper's deadline is DialectTests' precise check.)
+            #expect(Date().timeIntervalSince(pausedAt) < 4)
             #expect(recorder.reported.count == 1)
             #expect(recorder.reported.first?.message.contains("presumed expired") == true)
         }
