@@ -33,7 +33,7 @@ struct SecurityTests {
             let sample = try LimitedUserSample(authPrefix: "unrelated/")
             defer { sample.stop() }
             // Each call authenticates root (bcrypt): seconds on a loaded machine.
-            let ctl = ["--endpoints=\(sample.server.endpoint)", "--user=root:root-secret", "--command-timeout=60s"]
+            let ctl = ["--endpoints=\(sample.server.endpoint)", "--user=root:root-secret", "--dial-timeout=30s", "--command-timeout=60s"]
             func role(_ name: String, _ grants: [(String, String)]) throws {
                 try runCommand(EtcdBinaries.etcdctl, ctl + ["role", "add", name])
                 for (permission, prefix) in grants {
