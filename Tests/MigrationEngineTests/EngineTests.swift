@@ -159,7 +159,9 @@ struct EngineTests {
         #expect(values(store) == before)
     }
 
-    @Test(arguments: [1, 7, 30, 59])
+    // A txn carries one record of each of a writer's groups (here up to two of the 60), so
+    // the latest stop that surely leaves records to resume is a few records before the end.
+    @Test(arguments: [1, 7, 30, 57])
     func interruptedRunResumesToTheSameResult(stopAfter: Int) throws {
         let reference = toyCluster()
         _ = try migrator(reference).run(options: MigrationOptions(backup: .none))
