@@ -159,9 +159,7 @@ struct EngineTests {
         #expect(values(store) == before)
     }
 
-    // A txn carries one record of each of a writer's groups (here up to two of the 60), so
-    // the latest stop that surely leaves records to resume is a few records before the end.
-    @Test(arguments: [1, 7, 30, 57])
+    @Test(arguments: [1, 7, 30, 59])
     func interruptedRunResumesToTheSameResult(stopAfter: Int) throws {
         let reference = toyCluster()
         _ = try migrator(reference).run(options: MigrationOptions(backup: .none))
