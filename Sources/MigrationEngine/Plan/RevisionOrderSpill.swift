@@ -45,7 +45,7 @@ public final class RevisionOrderSpill: @unchecked Sendable {
     let chunk: Int
     let byteBudget: Int
 
-    public init(chunk: Int = 20_000, byteBudget: Int = 4 << 20) throws(MigrationError) {
+    public init(chunk: Int = 20_000, byteBudget: Int = 8 << 20) throws(MigrationError) {
         self.chunk = max(1, chunk)
         self.byteBudget = max(1, byteBudget)
         var template = Array((FileManager.default.temporaryDirectory.path + "/pachmigrate-order.XXXXXX").utf8CString)
@@ -81,44 +81,33 @@ public final class RevisionOrderSpill: @unchecked Sendable {
     }
 
     private func flushAll() throws(MigrationError) {
-        // Encoded and written in pieces of about `piece` bytes: a whole run's copy would double
-        // the memory the budget allows.
-        let piece = 1 << 20
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(piece + 64 * 1024)
         for (group, var entries) in buffers where !entries.isEmpty {
             entries.sort(by: ClusterScan.revisionOrder)
-            let start = end
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(entries.count * 64)
             for entry in entries {
                 withUnsafeBytes(of: entry.modRevision.littleEndian) { bytes.append(contentsOf: $0) }
                 withUnsafeBytes(of: UInt32(entry.key.count).littleEndian) { bytes.append(contentsOf: $0) }
                 withUnsafeBytes(of: UInt32(entry.payload.count).littleEndian) { bytes.append(contentsOf: $0) }
                 bytes.append(contentsOf: entry.key)
                 bytes.append(contentsOf: entry.payload)
-                if bytes.count >= piece { try write(&bytes) }
             }
-            try write(&bytes)
-            runs[group, default: []].append((start, entries.count))
+            var written = 0
+            while written < bytes.count {
+                let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + written, $0.count - written, off_t(end) + off_t(written)) }
+                guard n > 0 else {
+                    throw MigrationError(
+                        .invalidState,
+                        "cannot write the scan's temporary sort file in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno))). Nothing was written to etcd; free space there or set TMPDIR to another directory.")
+                }
+                written += n
+            }
+            runs[group, default: []].append((end, entries.count))
+            end += Int64(bytes.count)
         }
         buffers.removeAll(keepingCapacity: false)
         buffered = 0
         bufferedBytes = 0
-    }
-
-    /// Appends `bytes` to the file at `end`, and empties it.
-    private func write(_ bytes: inout [UInt8]) throws(MigrationError) {
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + written, $0.count - written, off_t(end) + off_t(written)) }
-            guard n > 0 else {
-                throw MigrationError(
-                    .invalidState,
-                    "cannot write the scan's temporary sort file in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno))). Nothing was written to etcd; free space there or set TMPDIR to another directory.")
-            }
-            written += n
-        }
-        end += Int64(bytes.count)
-        bytes.removeAll(keepingCapacity: true)
     }
 }
 
