@@ -41,11 +41,13 @@ struct LockInspectionTests {
         #expect(inspection.holderProcessGone == false)
     }
 
-    @Test(arguments: [(0.0, Int64(30), false), (12.0, 18, false), (45.0, 0, false), (61.0, 0, true)])
+    // TTL 300: the holder's heartbeat (every TTL/3) cannot move between reading it and the
+    // inspection, as it could with 30 on a loaded machine.
+    @Test(arguments: [(0.0, Int64(300), false), (120.0, 180, false), (299.5, 1, false), (601.0, 0, true)])
     func withoutTimeToLiveTheLeaseIsEstimatedFromTheHeartbeat(age: Double, expected: Int64, stale: Bool) throws {
         let base = InMemoryKeyValueService()
         let lock = try MigrationLock.acquire(
-            store: base, namespace: Namespace(), holder: holder(), options: LockOptions(ttl: 30), logger: testLogger)
+            store: base, namespace: Namespace(), holder: holder(), options: LockOptions(ttl: 300), logger: testLogger)
         defer { lock.release() }
         let store = NoTimeToLive(base: base)
         let heartbeat = try #require(try JournalReader(store: store, namespace: Namespace()).lockHolder()).holder.heartbeatEpoch
