@@ -66,7 +66,9 @@ struct LockInspectionTests {
         defer { lock.release() }
         let here = try #require(try LockInspection.read(store: store, namespace: Namespace()))
         #expect(here.holderProcessGone == true)
+        #expect(here.stale, "a fresh heartbeat from a holder known to be gone")
         let elsewhere = try #require(try LockInspection.read(store: store, namespace: Namespace(), hostName: "another-pod"))
         #expect(elsewhere.holderProcessGone == nil)
+        #expect(!elsewhere.stale)
     }
 }

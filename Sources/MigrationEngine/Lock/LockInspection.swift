@@ -78,7 +78,9 @@ public struct LockInspection: Sendable, Encodable {
         }
         var inspection = LockInspection(
             holder: holder, heartbeatAgeSeconds: Int(age), leaseRemainingSeconds: remaining, leaseRemainingSource: source,
-            leaseTimeUnavailable: unavailable, stale: age > (staleAfter ?? staleThreshold(ttl: holder.ttl)),
+            // A holder known to be gone is stale whatever its last heartbeat says: `lock break`
+            // then needs no --force for a migrator that was killed on this host.
+            leaseTimeUnavailable: unavailable, stale: gone == true || age > (staleAfter ?? staleThreshold(ttl: holder.ttl)),
             holderProcessGone: gone, record: kv)
         if let state = try journal.state(), state.status == .running {
             inspection.journalStep = state.step
