@@ -195,7 +195,6 @@ public final class EtcdClient: KeyValueService, Sendable {
         try leaseKeepAliveOnce(id: id, timeout: configuration.requestTimeout)
     }
 
-    /// One keep-alive round trip with its own timeout (the keeper uses one shorter than the TTL).
     public func leaseKeepAliveOnce(id: Int64, timeout: Duration) throws(EtcdError) -> Int64? {
         // The keep-alive is a stream: one result line (or an error line) per request sent.
         let line: WireStreamLine<WireLeaseKeepAliveResponse> = try call(
@@ -231,7 +230,7 @@ public final class EtcdClient: KeyValueService, Sendable {
     public func startKeepAlive(
         leaseID: Int64, ttl: Int64, onLost: @escaping @Sendable (EtcdError) -> Void
     ) -> LeaseKeeper {
-        LeaseKeeper.start(client: self, leaseID: leaseID, ttl: ttl, onLost: onLost)
+        LeaseKeeper.start(store: self, leaseID: leaseID, ttl: ttl, logger: logger, onLost: onLost)
     }
 
     // MARK: Maintenance

@@ -305,6 +305,8 @@ public protocol KeyValueService: Sendable {
     func leaseRevoke(id: Int64) throws(EtcdError)
     /// One keep-alive round trip; returns the new TTL, or nil when the lease is gone.
     func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64?
+    /// The same with its own timeout (a keeper uses one shorter than the TTL).
+    func leaseKeepAliveOnce(id: Int64, timeout: Duration) throws(EtcdError) -> Int64?
     func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse
     /// The member's status: backend size (and size in use, 3.4+), the current revision.
     func status() throws(EtcdError) -> StatusResponse
@@ -313,6 +315,11 @@ public protocol KeyValueService: Sendable {
 }
 
 extension KeyValueService {
+    /// Stores without timeouts of their own (test doubles) ignore it.
+    public func leaseKeepAliveOnce(id: Int64, timeout: Duration) throws(EtcdError) -> Int64? {
+        try leaseKeepAliveOnce(id: id)
+    }
+
     /// Stores without maintenance calls (test doubles) say so; callers degrade.
     public func status() throws(EtcdError) -> StatusResponse {
         throw EtcdError(.unsupported, "this store reports no status")

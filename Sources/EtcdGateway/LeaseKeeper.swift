@@ -23,11 +23,15 @@ public final class LeaseKeeper: Sendable {
         self.ttl = ttl
     }
 
-    static func start(
-        client: EtcdClient, leaseID: Int64, ttl: Int64, onLost: @escaping @Sendable (EtcdError) -> Void
+    /// Starts keeping `leaseID` (just granted with `ttl` seconds) alive. `onKeptAlive` runs on
+    /// the keeper's thread after each confirmed keep-alive (the migration lock publishes its
+    /// heartbeat there); `onLost` once, when the lease is known or presumed gone.
+    public static func start(
+        store: any KeyValueService, leaseID: Int64, ttl: Int64, logger: Logger,
+        onKeptAlive: @escaping @Sendable () -> Void = {}, onLost: @escaping @Sendable (EtcdError) -> Void
     ) -> LeaseKeeper {
         let keeper = LeaseKeeper(leaseID: leaseID, ttl: max(ttl, 1))
-        switch OSThread.start({ keeper.run(client: client, onLost: onLost) }) {
+        switch OSThread.start({ keeper.run(store: store, logger: logger, onKeptAlive: onKeptAlive, onLost: onLost) }) {
         case .success(let thread):
             keeper.thread.withLock { $0 = thread }
         case .failure(let error):
@@ -62,7 +66,9 @@ public final class LeaseKeeper: Sendable {
         if !lost.exchange(true, ordering: .acquiringAndReleasing) { onLost(error) }
     }
 
-    private func run(client: EtcdClient, onLost: @Sendable (EtcdError) -> Void) {
+    private func run(
+        store: any KeyValueService, logger: Logger, onKeptAlive: @Sendable () -> Void, onLost: @Sendable (EtcdError) -> Void
+    ) {
         let clock = ContinuousClock()
         let ttlDuration = Duration.seconds(ttl)
         let interval = ttlDuration / 3
@@ -73,7 +79,6 @@ public final class LeaseKeeper: Sendable {
         var lastConfirmedSend = clock.now
         var nextSend = clock.now
         let description = EtcdClient.describeLease(leaseID)
-        let logger = client.logger
 
         while !stopRequested.load(ordering: .acquiring) && !isLost {
             let now = clock.now
@@ -83,10 +88,11 @@ public final class LeaseKeeper: Sendable {
                 let deadline = lastConfirmedSend + ttlDuration - margin
                 let timeout = max(.milliseconds(200), min(interval, deadline - sentAt))
                 do {
-                    if let newTTL = try client.leaseKeepAliveOnce(id: leaseID, timeout: timeout) {
+                    if let newTTL = try store.leaseKeepAliveOnce(id: leaseID, timeout: timeout) {
                         lastConfirmedSend = sentAt
                         nextSend = sentAt + interval
                         logger.trace("lease kept alive", metadata: ["lease": "\(description)", "ttl": "\(newTTL)"])
+                        onKeptAlive()
                     } else {
                         markLost(
                             EtcdError(.leaseNotFound, "The \(description) has expired or was revoked; etcd no longer knows it, so anything held under it (locks, keys) is gone."),

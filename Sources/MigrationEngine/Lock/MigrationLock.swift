@@ -1,4 +1,3 @@
-import Dispatch
 import EtcdGateway
 import Logging
 import Synchronization
@@ -77,7 +76,7 @@ public final class MigrationLock: Sendable {
     private let holder: Mutex<LockHolder>
     private let lostError: Mutex<EtcdError?> = Mutex(nil)
     private let stopped = Atomic<Bool>(false)
-    private let heartbeatDone = DispatchSemaphore(value: 0)
+    private let keeper = Mutex<LeaseKeeper?>(nil)
     private let onLost: @Sendable (EtcdError) -> Void
 
     /// The fence as a txn compare.
@@ -173,7 +172,7 @@ public final class MigrationLock: Sendable {
     /// Stops the heartbeat and revokes the lease, which deletes the lock key.
     public func release() {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        heartbeatDone.wait()
+        keeper.withLock { $0 }?.stop()
         do {
             try store.leaseRevoke(id: leaseID)
             logger.info("lock released")
@@ -182,37 +181,22 @@ public final class MigrationLock: Sendable {
         }
     }
 
+    /// The heartbeat: the lease kept alive from its own thread (`LeaseKeeper`, which retries
+    /// a failed keep-alive within half a second and counts the lease lost once none succeeded
+    /// for nearly its TTL), and after each keep-alive the holder record (step, progress,
+    /// time) published under the fence.
     private func startHeartbeat(ttl: Int64) {
-        let interval = Duration.milliseconds(max(300, ttl * 1000 / 3))
-        // Lost when no keep-alive sent in the last (TTL - margin) succeeded.
-        let margin = Duration.milliseconds(min(2000, ttl * 1000 / 4))
-        let lifetime = Duration.seconds(ttl) - margin
-        DispatchQueue.global().async { [self] in
-            var lastGood = ContinuousClock.now
-            while !stopped.load(ordering: .acquiring) {
-                let sent = ContinuousClock.now
+        let started = LeaseKeeper.start(
+            store: store, leaseID: leaseID, ttl: ttl, logger: logger,
+            onKeptAlive: { [self] in
                 do throws(EtcdError) {
-                    if try store.leaseKeepAliveOnce(id: leaseID) == nil {
-                        markLost(EtcdError(.leaseNotFound, "etcd says lease \(String(leaseID, radix: 16)) no longer exists"))
-                        break
-                    }
-                    lastGood = sent
                     try publishHeartbeat()
                 } catch {
                     logger.warning("lock heartbeat failed", metadata: ["error": "\(error)"])
-                    if ContinuousClock.now - lastGood >= lifetime {
-                        markLost(EtcdError(.timeout, "no keep-alive succeeded for \(lifetime); last error: \(error.message)"))
-                        break
-                    }
                 }
-                // Sleep in small steps so release() returns promptly.
-                let wake = ContinuousClock.now + interval
-                while ContinuousClock.now < wake && !stopped.load(ordering: .acquiring) {
-                    ContinuousClockSleep.sleep(for: .milliseconds(50))
-                }
-            }
-            heartbeatDone.signal()
-        }
+            },
+            onLost: { [self] in markLost($0) })
+        keeper.withLock { $0 = started }
     }
 
     private func publishHeartbeat() throws(EtcdError) {
@@ -230,6 +214,7 @@ public final class MigrationLock: Sendable {
                 success: [.put(PutRequest(key: namespace.lockKey, value: JSONCoding.encode(record), lease: leaseID))]))
         if !response.succeeded {
             markLost(EtcdError(.leaseNotFound, "the lock key was deleted or re-created by someone else"))
+            keeper.withLock { $0 }?.stop()
         }
     }
 
