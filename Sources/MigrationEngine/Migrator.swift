@@ -19,7 +19,8 @@ public struct MigrationOptions: Sendable {
     public var dryRun = false
     public var backup: BackupChoice
     public var lock = LockOptions()
-    /// Lanes written at the same time (each over its own connection).
+    /// Writers at the same time, each over its own connection and with its own share of the
+    /// lanes, whose next records it packs into shared txns.
     public var concurrency = 4
     public var pageSize = 1000
     /// Entries sorted in memory at a time before they go to the on-disk sort (the scan's
@@ -58,6 +59,9 @@ public struct MigrationResult: Sendable {
     public var written = 0
     /// Of `written`, records re-put unchanged only to keep their group's order.
     public var keptInOrder = 0
+    /// The txns that wrote them: records of different ordering groups share txns, so as few
+    /// as the longest group has records (`ClusterScan.longestLane`).
+    public var txns = 0
     /// The run's revision fence: the revision it first read the cluster at.
     public var startRevision: Int64 = 0
     /// The space preflight; nil where etcd would not report its size (`spaceUnavailable` says why).
@@ -180,9 +184,9 @@ public struct Migrator: Sendable {
                 let total = scan.allKeysCount
                 lock.report(step: "backup", done: 0, total: total)
                 progress(ProgressEvent(step: "backup", done: 0, total: total))
-                result.backup = try Backup.write(
-                    store: store, keys: scan.allKeys(), count: total, revision: scan.revision, to: path, logger: logger
-                ) { progress(ProgressEvent(step: "backup", done: $0, total: total)) }
+                result.backup = try Backup.write(records: scan.allKeys(), revision: scan.revision, to: path, logger: logger) {
+                    progress(ProgressEvent(step: "backup", done: $0, total: total))
+                }
             }
             return scan
         }
@@ -211,11 +215,13 @@ public struct Migrator: Sendable {
         // The first compaction, before the first record: it proves the user may compact
         // (a refusal then stops the run with nothing rewritten).
         try compactor?.compactNow(to: scan.revision)
-        let (ourRevisions, keptInOrder) = try writeLanes(
+        let writes = try writeLanes(
             scan: scan, startRevision: current.startRevision, options: options, lock: lock, stop: stop,
             compactor: compactor, progress: progress)
-        result.written = ourRevisions.count
-        result.keptInOrder = keptInOrder
+        let ourRevisions = writes.revisions
+        result.written = writes.written
+        result.keptInOrder = writes.keptInOrder
+        result.txns = writes.txns
         result.compactions = compactor?.count ?? 0
         lock.report(step: "check")
         try checkForForeignWrites(startRevision: current.startRevision, ourRevisions: ourRevisions, resumed: resuming)
@@ -357,6 +363,8 @@ public struct Migrator: Sendable {
     /// `openCommits/…`) must have changed in the same txn as one of our records.
     private func checkForForeignWrites(startRevision: Int64, ourRevisions: RevisionBitmap, resumed: Bool) throws(MigrationError) {
         // Streamed page by page (keys only); revisions held as bits, not a set that grows with the cluster.
+        // Records written in one txn share its revision: the bitmap holds the txns', and a
+        // record at any of them is ours.
         var recordRevisions = RevisionBitmap(above: startRevision)
         var changedOthers: [KeyRevision] = []
         var foreign: [String] = []
@@ -386,49 +394,53 @@ public struct Migrator: Sendable {
         }
     }
 
-    /// Writes every lane, largest first, `options.concurrency` at a time. Returns the
-    /// revisions of the writes (all above `startRevision`) and how many of them re-put a
-    /// record unchanged only to keep its lane's order.
+    /// Writes every lane. The lanes are dealt to `options.concurrency` writers (longest
+    /// first, each to the writer with the fewest records so far), each writer over its own
+    /// connection, packing its lanes' next records into shared txns (`LaneWriter`): the
+    /// longest lane gets a writer of its own and sets the floor, the others finish beside
+    /// it. Returns the revisions of the writes (all above `startRevision`; records of one
+    /// txn share one), how many records they wrote, how many of them re-put a record
+    /// unchanged only to keep its lane's order, and the txns.
     private func writeLanes(
         scan: ClusterScan, startRevision: Int64, options: MigrationOptions, lock: MigrationLock, stop: StopSignal,
         compactor: HistoryCompactor?, progress: @escaping @Sendable (ProgressEvent) -> Void
-    ) throws(MigrationError) -> (RevisionBitmap, keptInOrder: Int) {
+    ) throws(MigrationError) -> (revisions: RevisionBitmap, written: Int, keptInOrder: Int, txns: Int) {
         let cursors = try JournalReader(store: store, namespace: namespace).laneCursors()
-        let lanes = scan.pendingCounts.sorted { $0.value > $1.value }.map(\.key)
+        let lanes = scan.pendingCounts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+        var dealt = Array(repeating: (lanes: [String](), records: 0), count: max(1, min(options.concurrency, lanes.count)))
+        for (lane, count) in lanes {
+            let least = dealt.indices.min { dealt[$0].records < dealt[$1].records }!
+            dealt[least].lanes.append(lane)
+            dealt[least].records += count
+        }
+        let shares = dealt.map(\.lanes)
         let total = scan.pendingCount
-        let next = Atomic<Int>(0)
         let done = Atomic<Int>(0)
         let kept = Atomic<Int>(0)
+        let txns = Atomic<Int>(0)
         let revisions = Mutex(RevisionBitmap(above: startRevision))
         let firstError = Mutex<MigrationError?>(nil)
-        // A private stop shared by the lanes: the first failure stops the others.
+        // A private stop shared by the writers: the first failure stops the others.
         let laneStop = StopSignal()
         lock.report(step: "rewrite", done: 0, total: total)
         progress(ProgressEvent(step: "rewrite", done: 0, total: total))
-        let writer = LaneWriter(
-            store: store, lock: lock, namespace: namespace, migration: migration, stop: laneStop, logger: logger)
-        let workers = max(1, min(options.concurrency, lanes.count))
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            while true {
-                let index = next.add(1, ordering: .relaxed).oldValue
-                guard index < lanes.count, !laneStop.isStopped else { return }
-                let lane = lanes[index]
-                let entries = scan.pending(lane)
-                do throws(MigrationError) {
-                    _ = try writer.write(lane: lane, entries: entries, cursor: cursors[lane]) { revision, keptInOrder in
-                        revisions.withLock { _ = $0.insert(revision) }
-                        compactor?.wrote(revision: revision)
-                        if keptInOrder { kept.add(1, ordering: .relaxed) }
-                        let n = done.add(1, ordering: .relaxed).newValue
-                        lock.report(done: n)
-                        progress(ProgressEvent(step: "rewrite", done: n, total: total))
-                        if stop.isStopped { laneStop.stop() }
-                    }
-                } catch {
-                    firstError.withLock { if $0 == nil { $0 = error } }
-                    laneStop.stop()
-                    return
+        let writer = LaneWriter(store: store, lock: lock, namespace: namespace, stop: laneStop, logger: logger)
+        DispatchQueue.concurrentPerform(iterations: shares.count) { index in
+            guard !shares[index].isEmpty else { return }
+            do throws(MigrationError) {
+                _ = try writer.write(lanes: shares[index], scan: scan, cursors: cursors) { landed in
+                    revisions.withLock { _ = $0.insert(landed.revision) }
+                    compactor?.wrote(revision: landed.revision, records: landed.records)
+                    kept.add(landed.keptInOrder, ordering: .relaxed)
+                    txns.add(1, ordering: .relaxed)
+                    let n = done.add(landed.records, ordering: .relaxed).newValue
+                    lock.report(done: n)
+                    progress(ProgressEvent(step: "rewrite", done: n, total: total))
+                    if stop.isStopped { laneStop.stop() }
                 }
+            } catch {
+                firstError.withLock { if $0 == nil { $0 = error } }
+                laneStop.stop()
             }
         }
         if let error = firstError.withLock({ $0 }) {
@@ -438,7 +450,9 @@ public struct Migrator: Sendable {
         if stop.isStopped && done.load(ordering: .relaxed) < total {
             throw MigrationError(.interrupted, "stopped on request; run the same command again to resume")
         }
-        return (revisions.withLock { $0 }, kept.load(ordering: .relaxed))
+        return (
+            revisions.withLock { $0 }, done.load(ordering: .relaxed), kept.load(ordering: .relaxed), txns.load(ordering: .relaxed)
+        )
     }
 
     /// A transient etcd failure (etcd restarting, a member gone, no leader) once the lock

@@ -24,7 +24,7 @@ struct PachmigrateBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pachmigrate-bench",
         abstract: "Pieces of Scripts/bench: generate clusters, seed etcd, measure the write limit, time a command, report.",
-        subcommands: [Generate.self, Seed.self, WriteLimit.self, Measure.self, Report.self])
+        subcommands: [Generate.self, Seed.self, WriteLimit.self, ReadAll.self, Measure.self, Report.self])
 }
 
 /// `generate`: a deterministic 1.4.8 cluster of about N keys, as a dump.
@@ -143,6 +143,30 @@ struct WriteLimit: ParsableCommand {
         let elapsed = clock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         print("records=\(writes.count) write_seconds=\(seconds)")
+    }
+}
+
+/// `read-all`: the floor for `plan`. Reads every key under the roots once, with its value,
+/// at one revision, paged as the scan pages (windowed), over one keep-alive connection, and
+/// does nothing with them: what any tool must pay to look at the whole cluster.
+struct ReadAll: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Time one paged read of every key with its value.")
+
+    @Option(help: "etcd client URL.")
+    var endpoint: String
+
+    func run() throws {
+        let client = try makeClient(endpoint)
+        let clock = ContinuousClock()
+        let started = clock.now
+        var keys = 0
+        var revision: Int64 = 0
+        for root in ["pachyderm_pfs/", "pachyderm_pps/"] {
+            revision = try client.scanPrefix(Array(root.utf8), revision: revision) { page in keys += page.count }
+        }
+        let elapsed = clock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        print("keys_read=\(keys) read_seconds=\(seconds)")
     }
 }
 

@@ -159,7 +159,9 @@ struct EngineTests {
         #expect(values(store) == before)
     }
 
-    @Test(arguments: [1, 7, 30, 59])
+    // A txn carries one record of each of a writer's groups (here up to two of the 60), so
+    // the latest stop that surely leaves records to resume is a few records before the end.
+    @Test(arguments: [1, 7, 30, 57])
     func interruptedRunResumesToTheSameResult(stopAfter: Int) throws {
         let reference = toyCluster()
         _ = try migrator(reference).run(options: MigrationOptions(backup: .none))
@@ -261,14 +263,19 @@ struct EngineTests {
 
 @Suite("On-disk sort of the scan's order")
 struct RevisionOrderSpillTests {
-    @Test(arguments: [1, 3, 7, 1000])
-    func groupsReadBackInRevisionOrderWhateverTheChunk(chunk: Int) throws {
-        let spill = try RevisionOrderSpill(chunk: chunk)
+    /// `byteBudget`: payloads carry values, so a run also ends at a size (here, 2 kB: every
+    /// few entries), whatever the chunk.
+    @Test(arguments: [(1, 8 << 20), (3, 8 << 20), (7, 8 << 20), (1000, 8 << 20), (1000, 2000)])
+    func groupsReadBackInRevisionOrderWhateverTheChunk(chunk: Int, byteBudget: Int) throws {
+        let spill = try RevisionOrderSpill(chunk: chunk, byteBudget: byteBudget)
         var expected: [String: [KeyRevision]] = [:]
         var generator = SystemRandomNumberGenerator()
         for i in 0..<200 {
             let group = ["a", "b", "c"][i % 3]
-            let entry = KeyRevision(key: Array("k\(Int.random(in: 0..<50, using: &generator))-\(i)".utf8), modRevision: Int64.random(in: 1...40, using: &generator))
+            let payload = (0..<Int.random(in: 0..<600, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let entry = KeyRevision(
+                key: Array("k\(Int.random(in: 0..<50, using: &generator))-\(i)".utf8), modRevision: Int64.random(in: 1...40, using: &generator),
+                payload: payload)
             expected[group, default: []].append(entry)
             try spill.append(entry, to: group)
         }

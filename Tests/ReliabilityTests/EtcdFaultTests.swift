@@ -166,9 +166,10 @@ struct EtcdFaultTests {
         }
     }
 
-    /// The backup's disk fills up (a 512 KiB file size limit: the scan's sort file fits, the
-    /// ~940 KiB backup does not; writes fail as on a full
-    /// disk, without root): refused before anything is written to etcd, partial file removed.
+    /// The disk fills up before the first write (a 512 KiB file size limit, so writes fail as
+    /// on a full disk, without root: the scan's sort file, which holds every value for the
+    /// backup and every new value for the writer, or the ~940 KiB backup, whichever passes it
+    /// first): refused before anything is written to etcd, partial backup file removed.
     /// `/dev/full` as the path is refused too (it exists: backups never overwrite).
     @Test func backupOnAFullDiskIsRefusedBeforeAnyEtcdWrite() async throws {
         try await onOwnThread {

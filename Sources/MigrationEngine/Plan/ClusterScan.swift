@@ -1,16 +1,20 @@
 import EtcdGateway
 import Logging
 
-/// A key and the revision it was last written at: the unit of ordering. Values are not
-/// kept in memory; they are fetched again, in batches, when needed.
+/// A key and the revision it was last written at: the unit of ordering, with what the
+/// step that reads it back needs (`payload`, opaque to the sort): the value to write
+/// (`PendingWrite`) for a lane, the whole record as read (`KeyValue.spilled`) for the
+/// backup. The scan converts and reads each record once; nothing reads it from etcd again.
 public struct KeyRevision: Sendable, Hashable {
-    public init(key: [UInt8], modRevision: Int64) {
+    public init(key: [UInt8], modRevision: Int64, payload: [UInt8] = []) {
         self.key = key
         self.modRevision = modRevision
+        self.payload = payload
     }
 
     public var key: [UInt8]
     public var modRevision: Int64
+    public var payload: [UInt8]
 }
 
 /// One pass over everything under the migration's roots at one pinned revision: what
@@ -19,12 +23,14 @@ public struct KeyRevision: Sendable, Hashable {
 public struct ClusterScan: Sendable {
     /// The pinned revision the scan read.
     public var revision: Int64
-    /// The order of things, held on disk: every key under the roots (group `backupGroup`,
-    /// only when the scan was asked to keep them, for a backup) and, per lane, the records
-    /// still to rewrite; each read back in (mod revision, key) order.
+    /// The order of things, held on disk: every key under the roots with its value as read
+    /// (group `backupGroup`, only when the scan was asked to keep them, for a backup) and,
+    /// per lane, the records still to rewrite with the value to write (`PendingWrite`);
+    /// each read back in (mod revision, key) order.
     public let order: RevisionOrderSpill
     static let backupGroup = "\u{0}backup"
-    /// Every key under the roots, in mod-revision order (ties by key), for backups.
+    /// Every key under the roots with its value as read (`KeyValue(spilled:)`), in
+    /// mod-revision order (ties by key), for backups.
     public func allKeys() -> SpillReader { order.reader(for: Self.backupGroup) }
     public var allKeysCount: Int { order.count(of: Self.backupGroup) }
     /// How many keys the scan read under the roots (whether or not `allKeys` kept them).
@@ -32,8 +38,8 @@ public struct ClusterScan: Sendable {
     /// Per lane, how many records are still to write (those that change, and every record
     /// after the first of them: the order rule); `pending(lane)` reads them in order.
     public var pendingCounts: [String: Int]
-    public func pending(_ lane: String) -> LaneTail {
-        LaneTail(order.reader(for: lane), from: orderThresholds[lane] ?? Int64.max)
+    public func pending(_ lane: String, readBudget: Int = 256 * 1024) -> LaneTail {
+        LaneTail(order.reader(for: lane, budget: readBudget), from: orderThresholds[lane] ?? Int64.max)
     }
     /// Per lane, the mod revision from which every record is written (see `pendingCounts`).
     public var orderThresholds: [String: Int64] = [:]
@@ -62,6 +68,9 @@ public struct ClusterScan: Sendable {
     public var writeBytes: Int64 = 0
 
     public var pendingCount: Int { pendingCounts.values.reduce(0, +) }
+    /// The most records any one lane has to write: the floor on the write phase's txns
+    /// (records of one lane need one txn each; records of different lanes share them).
+    public var longestLane: Int { pendingCounts.values.max() ?? 0 }
     public var blockingFindings: [AtRestFinding] { findings.filter(\.blocking) }
 
     /// The kind of a lane: its name up to the first `/` (`commits/images` → `commits`).
@@ -70,8 +79,8 @@ public struct ClusterScan: Sendable {
     }
 
     /// Scans `migration.backupPrefixes` at the current revision (or `revision`).
-    /// `keepAllKeys`: fill `allKeys` (only a backup needs them; without one, memory then grows
-    /// with the records to rewrite, not with every index key).
+    /// `keepAllKeys`: fill `allKeys`, every key with its value as read at the pinned
+    /// revision (only a backup needs them; without one, the temp file holds only the records).
     /// `runStartRevision`: when resuming, the revision the interrupted run started at;
     /// records rewritten after it are counted as this run's, and any record still in the
     /// old form but modified after it was written by someone else.
@@ -153,7 +162,8 @@ public struct ClusterScan: Sendable {
         _ kv: KeyValue, migration: any RecordMigration, runStartRevision: Int64?, keepKey: Bool, lanes: inout LaneTally
     ) throws(MigrationError) {
         keysScanned += 1
-        if keepKey { try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision), to: Self.backupGroup) }
+        // The backup is written from these reads: no second read of the cluster.
+        if keepKey { try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision, payload: kv.spilled), to: Self.backupGroup) }
         guard let lane = migration.lane(of: kv.key) else {
             migration.inspect(kv, findings: &findings)
             untouched += 1
@@ -168,6 +178,7 @@ public struct ClusterScan: Sendable {
             return
         }
         let writtenSinceStart = runStartRevision.map { kv.modRevision > $0 } ?? false
+        let pending: PendingWrite
         switch conversion.action {
         case .alreadyMigrated:
             if writtenSinceStart {
@@ -177,7 +188,11 @@ public struct ClusterScan: Sendable {
             alreadyMigrated[kind, default: 0] += 1
             lanes.unchangedBytes += Int64(kv.key.count + kv.value.count)
             lanes.unchangedCount += 1
+            pending = PendingWrite(value: kv.value, lease: kv.lease, keptInOrder: true, companions: [])
         case .rewrite(let value):
+            pending = PendingWrite(
+                value: value, lease: kv.lease, keptInOrder: false,
+                companions: conversion.companions.map { PendingWrite.Companion(key: $0.key, value: $0.value) })
             writeBytes += Int64(kv.key.count + value.count)
             for companion in conversion.companions { writeBytes += Int64(companion.key.count + companion.value.count) }
             if writtenSinceStart {
@@ -196,9 +211,10 @@ public struct ClusterScan: Sendable {
             lanes.firstChange[lane] = min(lanes.firstChange[lane] ?? Int64.max, kv.modRevision)
             lanes.changes[lane, default: 0] += 1
         }
-        // Every record not yet written by this run goes into its lane's order, changed or not:
-        // which of them must be written is known only once the lane's first change is.
-        try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision), to: lane)
+        // Every record not yet written by this run goes into its lane's order, changed or not,
+        // with what the writer will put: which of them must be written is known only once the
+        // lane's first change is.
+        try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision, payload: pending.encoded), to: lane)
     }
 }
 

@@ -26,11 +26,12 @@ public struct KeyRevisionArray: KeyRevisionBatches {
     }
 }
 
-/// Keys and their mod revisions, in named groups (one per lane, one for the backup), each
-/// read back in (mod revision, key) order — held on disk, not in memory, so a scan of a
-/// cluster of any size needs the same memory. An external merge sort: entries are buffered
-/// up to `chunk`, sorted and written as runs to an unlinked temp file; a group is read by
-/// merging its runs.
+/// Keys and their mod revisions (with their payloads), in named groups (one per lane, one
+/// for the backup), each read back in (mod revision, key) order — held on disk, not in
+/// memory, so a scan of a cluster of any size needs the same memory. An external merge
+/// sort: entries are buffered up to `chunk` entries or `byteBudget` bytes (payloads carry
+/// values, so the count alone would not bound memory), sorted and written as runs to an
+/// unlinked temp file; a group is read by merging its runs.
 public final class RevisionOrderSpill: @unchecked Sendable {
     // Appends happen during the (single-threaded) scan; reads only after `finish()`, each
     // reader with its own cursor and pread(2), so readers on several threads are safe.
@@ -38,12 +39,15 @@ public final class RevisionOrderSpill: @unchecked Sendable {
     private var end: Int64 = 0
     private var buffers: [String: [KeyRevision]] = [:]
     private var buffered = 0
+    private var bufferedBytes = 0
     private var runs: [String: [(offset: Int64, count: Int)]] = [:]
     public private(set) var counts: [String: Int] = [:]
     let chunk: Int
+    let byteBudget: Int
 
-    public init(chunk: Int = 20_000) throws(MigrationError) {
+    public init(chunk: Int = 20_000, byteBudget: Int = 4 << 20) throws(MigrationError) {
         self.chunk = max(1, chunk)
+        self.byteBudget = max(1, byteBudget)
         var template = Array((FileManager.default.temporaryDirectory.path + "/pachmigrate-order.XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
@@ -61,7 +65,8 @@ public final class RevisionOrderSpill: @unchecked Sendable {
         buffers[group, default: []].append(entry)
         counts[group, default: 0] += 1
         buffered += 1
-        if buffered >= chunk { try flushAll() }
+        bufferedBytes += entry.key.count + entry.payload.count + 48
+        if buffered >= chunk || bufferedBytes >= byteBudget { try flushAll() }
     }
 
     /// Writes what is buffered; call once all entries are appended.
@@ -69,36 +74,51 @@ public final class RevisionOrderSpill: @unchecked Sendable {
 
     public func count(of group: String) -> Int { counts[group] ?? 0 }
 
-    /// The group's entries in (mod revision, key) order.
-    public func reader(for group: String) -> SpillReader {
-        SpillReader(fd: fd, runs: runs[group] ?? [], owner: self)
+    /// The group's entries in (mod revision, key) order. `budget`: bytes its read buffers
+    /// share (the writer, holding a reader per lane, gives each a share of its own).
+    public func reader(for group: String, budget: Int = 256 * 1024) -> SpillReader {
+        SpillReader(fd: fd, runs: runs[group] ?? [], budget: budget, owner: self)
     }
 
     private func flushAll() throws(MigrationError) {
+        // Encoded and written in pieces of about `piece` bytes: a whole run's copy would double
+        // the memory the budget allows.
+        let piece = 1 << 20
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(piece + 64 * 1024)
         for (group, var entries) in buffers where !entries.isEmpty {
             entries.sort(by: ClusterScan.revisionOrder)
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(entries.count * 64)
+            let start = end
             for entry in entries {
                 withUnsafeBytes(of: entry.modRevision.littleEndian) { bytes.append(contentsOf: $0) }
                 withUnsafeBytes(of: UInt32(entry.key.count).littleEndian) { bytes.append(contentsOf: $0) }
+                withUnsafeBytes(of: UInt32(entry.payload.count).littleEndian) { bytes.append(contentsOf: $0) }
                 bytes.append(contentsOf: entry.key)
+                bytes.append(contentsOf: entry.payload)
+                if bytes.count >= piece { try write(&bytes) }
             }
-            var written = 0
-            while written < bytes.count {
-                let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + written, $0.count - written, off_t(end) + off_t(written)) }
-                guard n > 0 else {
-                    throw MigrationError(
-                        .invalidState,
-                        "cannot write the scan's temporary sort file in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno))). Nothing was written to etcd; free space there or set TMPDIR to another directory.")
-                }
-                written += n
-            }
-            runs[group, default: []].append((end, entries.count))
-            end += Int64(bytes.count)
+            try write(&bytes)
+            runs[group, default: []].append((start, entries.count))
         }
         buffers.removeAll(keepingCapacity: false)
         buffered = 0
+        bufferedBytes = 0
+    }
+
+    /// Appends `bytes` to the file at `end`, and empties it.
+    private func write(_ bytes: inout [UInt8]) throws(MigrationError) {
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + written, $0.count - written, off_t(end) + off_t(written)) }
+            guard n > 0 else {
+                throw MigrationError(
+                    .invalidState,
+                    "cannot write the scan's temporary sort file in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno))). Nothing was written to etcd; free space there or set TMPDIR to another directory.")
+            }
+            written += n
+        }
+        end += Int64(bytes.count)
+        bytes.removeAll(keepingCapacity: true)
     }
 }
 
@@ -117,13 +137,13 @@ public struct SpillReader: KeyRevisionBatches {
 
     private let readSize: Int
 
-    init(fd: Int32, runs: [(offset: Int64, count: Int)], owner: RevisionOrderSpill) {
+    init(fd: Int32, runs: [(offset: Int64, count: Int)], budget: Int, owner: RevisionOrderSpill) {
         self.fd = fd
         self.owner = owner
         self.runs = runs.map { Run(offset: $0.offset, remaining: $0.count) }
         // A bigger cluster has more runs; the reader's buffers share a fixed budget, so its
         // memory does not grow with the cluster (16 KiB each up to 16 runs, then less).
-        readSize = max(1024, min(16 * 1024, 256 * 1024 / max(1, runs.count)))
+        readSize = max(1024, min(16 * 1024, budget / max(1, runs.count)))
     }
 
     public mutating func next(max: Int) throws(MigrationError) -> [KeyRevision] {
@@ -150,14 +170,17 @@ public struct SpillReader: KeyRevisionBatches {
             runs[i].head = nil
             return
         }
-        try ensure(i, bytes: 12)
+        try ensure(i, bytes: 16)
         let revision = readInteger(i, Int64.self)
         let length = Int(readInteger(i, UInt32.self))
-        try ensure(i, bytes: length)
-        let key = Array(runs[i].buffer[runs[i].position..<runs[i].position + length])
-        runs[i].position += length
+        let payloadLength = Int(readInteger(i, UInt32.self))
+        try ensure(i, bytes: length + payloadLength)
+        let start = runs[i].position
+        let key = Array(runs[i].buffer[start..<start + length])
+        let payload = Array(runs[i].buffer[start + length..<start + length + payloadLength])
+        runs[i].position += length + payloadLength
         runs[i].remaining -= 1
-        runs[i].head = KeyRevision(key: key, modRevision: Int64(littleEndian: revision))
+        runs[i].head = KeyRevision(key: key, modRevision: revision, payload: payload)
     }
 
     private mutating func readInteger<T: FixedWidthInteger>(_ i: Int, _: T.Type) -> T {

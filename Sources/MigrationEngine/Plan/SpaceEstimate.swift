@@ -26,7 +26,11 @@ public struct SpaceEstimate: Sendable, Hashable, Encodable {
     /// What one record write costs the backend beyond the record's key and value: the lane
     /// cursor written in the same txn, the revision keys, the `mvccpb.KeyValue` framing and
     /// bbolt's page overhead. Measured on generated 1.4.8 clusters (docs/performance.md,
-    /// "Space"): 367 bytes a record on etcd 3.1.4 and on 3.4.23 at 30k keys, 372 at 80k.
+    /// "Space"): 367 bytes a record on etcd 3.1.4 and on 3.4.23 at 30k keys, 372 at 80k,
+    /// when every record had a txn of its own. Records now share txns across ordering
+    /// groups, but each still writes its own cursor put, and every put in a txn is its own
+    /// backend key (revision main.sub), so the cost per record is counted as before; not
+    /// re-measured with shared txns (one txn's header is shared, so it can only be less).
     public static let perWriteOverheadBytes: Int64 = 380
     /// Margin over the measured growth, so the estimate errs on the side of refusing.
     public static let margin: Double = 1.25
@@ -35,7 +39,7 @@ public struct SpaceEstimate: Sendable, Hashable, Encodable {
         Int64(Double(writeBytes + Int64(writes) * perWriteOverheadBytes) * margin)
     }
 
-    /// `writes`: txns' worth of record writes ahead (each also writes its lane's cursor).
+    /// `writes`: record writes ahead (each also writes its lane's cursor, in whatever txn it shares).
     public init(
         currentBytes: Int64, inUseBytes: Int64?, writeBytes: Int64, writes: Int, quotaBytes: Int64, compactEvery: Int?
     ) {

@@ -1,4 +1,3 @@
-import Dispatch
 import EtcdGateway
 import Logging
 import Synchronization
@@ -11,182 +10,218 @@ public final class StopSignal: Sendable {
     public var isStopped: Bool { flag.load(ordering: .acquiring) }
 }
 
-/// Reads the values of many single keys in one round trip: a txn of range ops. With
-/// `lock`, transient etcd failures are retried while the lock holds (see `etcdRetrying`).
-func fetchValues(
-    store: any KeyValueService, keys: ArraySlice<KeyRevision>, revision: Int64 = 0,
-    retryingWhileHolding lock: MigrationLock? = nil, logger: Logger? = nil
-) throws(MigrationError) -> [KeyValue?] {
-    let txn = TxnRequest(success: keys.map { .range(RangeRequest(key: $0.key, revision: revision)) })
-    let doing = "reading \(keys.count) records"
-    let read = { () throws(EtcdError) in try store.txn(txn) }
-    let response =
-        if let lock, let logger { try etcdRetrying(doing, lock: lock, logger: logger, read) } else { try etcd(doing, read) }
-    return response.responses.map { op -> KeyValue? in
-        if case .range(let r) = op { return r.kvs.first }
-        return nil
-    }
-}
-
-/// Writes one lane's records back, in their original mod-revision order, each in its
-/// own txn fenced on the lock and on the record's mod revision, together with the lane's
-/// cursor. One txn per record is what keeps the relative order: records written in one
-/// txn would share a revision. The lane's entries are its tail from the first record that
-/// changes (`ClusterScan.pending`): a record whose value does not change is re-put as it is,
-/// so that it still sorts after the changed records before it.
+/// Writes lanes' records back, strictly in their original mod-revision order inside each
+/// lane, with no etcd read and no conversion: the scan spilled each record's new value
+/// (`PendingWrite`). The lanes' entries are their tails from the first record that changes
+/// (`ClusterScan.pending`): a record whose value does not change is re-put as it is, so that
+/// it still sorts after the changed records before it.
+///
+/// **Txns across groups.** Only records of one lane (ordering group) must land at distinct,
+/// increasing revisions; records of different groups may share one. So each txn carries the
+/// next record of as many lanes as fit — never two of one lane — and the lanes need only as
+/// many txns as the longest of them. Lanes with the most records left go first, so the
+/// longest lane is in every txn and the floor is reached. Each txn compares the lock's fence
+/// once and every record's mod revision (and every companion's absence), and puts each
+/// lane's cursor beside its record: the journal never disagrees with the data.
 struct LaneWriter {
     let store: any KeyValueService
     let lock: MigrationLock
     let namespace: Namespace
-    let migration: any RecordMigration
     let stop: StopSignal
     let logger: Logger
-    /// Records fetched per round trip; bounded by etcd's ops-per-txn limit.
-    var batchSize = 64
+    /// etcd's limit on each of a txn's compare, success and failure lists: 128, fixed on
+    /// 3.1 and the default since.
+    var maxOps = 128
+    /// Keys and values per txn: etcd 3.1 refuses requests over 1.5 MiB (protobuf, fixed);
+    /// 1 MiB of payload leaves room for the framing. A record bigger than this goes alone.
+    var maxBytes = 1 << 20
+    /// Read buffers and read-ahead shared by all lanes of one writer, so memory does not
+    /// grow with the number of lanes.
+    var readBudget = 4 << 20
+    var readAhead = 2048
 
-    /// Returns the number of records written. `onWritten` is called after each one with
-    /// the revision the write landed at, and whether the record was re-put unchanged only
-    /// to keep its lane's order.
-    func write<Entries: KeyRevisionBatches>(
-        lane: String, entries: Entries, cursor: LaneCursor?, onWritten: (_ revision: Int64, _ keptInOrder: Bool) -> Void
-    ) throws(MigrationError) -> Int {
-        var cursor = cursor ?? LaneCursor(written: 0, lastKey: "", lastRevision: 0)
-        let cursorKey = namespace.laneKey(lane)
-        var written = 0
-        var source = entries
-        var batch = try source.next(max: batchSize)
-        // Reading and converting batch k+1 runs on another thread while batch k is written:
-        // a lane's sequential txns are the bound (docs/performance.md), so they should not
-        // also wait for reads and decoding.
-        var upcoming = batch.isEmpty ? nil : PreparedBatch.start(self, batch)
-        while !batch.isEmpty {
-            let prepared = upcoming!.wait()
-            let following = try source.next(max: batchSize)
-            upcoming = following.isEmpty ? nil : PreparedBatch.start(self, following)
-            defer { _ = upcoming?.wait() }  // never leave a prefetch running past an error
-            let values = try prepared.values.get()
-            for ((entry, current), converted) in zip(zip(batch, values), prepared.conversions) {
-                if stop.isStopped {
-                    throw MigrationError(
-                        .interrupted, "stopped on request after \(written) records of lane \(lane); run the same command again to resume")
-                }
-                try lock.checkHeld()
-                guard let kv = current, kv.modRevision == entry.modRevision else {
-                    throw foreignWrite(entry.key, current == nil ? "deleted" : "rewritten at revision \(current!.modRevision)")
-                }
-                let conversion: RecordConversion
-                switch converted {
-                case .success(let value)?: conversion = value
-                case .failure(let error)?:
-                    throw MigrationError(.conversionFailed, "a record stopped converting during the run", keys: [error.description])
-                case nil:
-                    // Prefetched before it turned out to be current; convert now.
-                    do {
-                        conversion = try migration.convert(kv)
-                    } catch {
-                        throw MigrationError(.conversionFailed, "a record stopped converting during the run", keys: [error.description])
-                    }
-                }
-                let value: [UInt8]
-                let keptInOrder: Bool
-                switch conversion.action {
-                case .rewrite(let converted): (value, keptInOrder) = (converted, false)
-                case .alreadyMigrated: (value, keptInOrder) = (kv.value, true)
-                }
-                cursor.written += 1
-                if keptInOrder { cursor.keptInOrder = (cursor.keptInOrder ?? 0) + 1 }
-                cursor.lastKey = kv.key.printable
-                cursor.lastRevision = kv.modRevision
-                var compares = [lock.fenceCompare, Compare(key: kv.key, .equal, .modRevision(kv.modRevision))]
-                var ops: [RequestOp] = [.put(PutRequest(key: kv.key, value: value, lease: kv.lease))]
-                for companion in conversion.companions {
-                    compares.append(Compare(key: companion.key, .equal, .createRevision(0)))
-                    ops.append(.put(PutRequest(key: companion.key, value: companion.value)))
-                }
-                let cursorValue = JSONCoding.encode(cursor)
-                ops.append(.put(PutRequest(key: cursorKey, value: cursorValue)))
-                let txn = TxnRequest(
-                    compare: compares, success: ops,
-                    failure: [.range(RangeRequest(key: namespace.lockKey)), .range(RangeRequest(key: kv.key)), .range(RangeRequest(key: cursorKey))])
-                // Retried after a dropped connection or a timeout, this txn may have landed the
-                // first time: the failure branch below recognizes our own write.
-                let response = try etcdRetrying("writing \(kv.key.printable)", lock: lock, logger: logger) { () throws(EtcdError) in
-                    try store.txn(txn)
-                }
-                if !response.succeeded {
-                    let found = response.responses.map { op -> KeyValue? in
-                        if case .range(let r) = op { return r.kvs.first }
-                        return nil
-                    }
-                    // After a failover the client may have sent this txn twice; if the first
-                    // one landed, the record and the cursor hold exactly what we wrote.
-                    if found.count == 3, found[0]?.createRevision == lock.fence, found[1]?.value == value,
-                        found[2]?.value == cursorValue
-                    {
-                        written += 1
-                        onWritten(found[1]!.modRevision, keptInOrder)
-                        continue
-                    }
-                    if found.first??.createRevision == lock.fence {
-                        let companions = conversion.companions.map { $0.key.printable }
-                        throw foreignWrite(kv.key, "changed while being migrated" + (companions.isEmpty ? "" : " (or \(companions.joined(separator: ", ")) was created)"))
-                    }
-                    throw MigrationError(
-                        .leaseLost,
-                        "the lock was lost before \(kv.key.printable) could be written; nothing more was written. Run the same command again to resume.")
-                }
-                written += 1
-                onWritten(response.header.revision, keptInOrder)
-            }
-            batch = following
+    /// One landed txn: its revision, the records it wrote and how many of them were re-put
+    /// unchanged only to keep their lane's order.
+    typealias Landed = (revision: Int64, records: Int, keptInOrder: Int)
+
+    /// Writes every record of `lanes`; returns how many records and txns. `onLanded` is
+    /// called after each txn.
+    func write(
+        lanes: [String], scan: ClusterScan, cursors: [String: LaneCursor], onLanded: (Landed) -> Void
+    ) throws(MigrationError) -> (records: Int, txns: Int) {
+        let perLane = max(1, readAhead / max(1, lanes.count))
+        var open = lanes.map { lane in
+            OpenLane(
+                name: lane, cursorKey: namespace.laneKey(lane),
+                cursor: cursors[lane] ?? LaneCursor(written: 0, lastKey: "", lastRevision: 0),
+                source: scan.pending(lane, readBudget: max(16 * 1024, readBudget / max(1, lanes.count))),
+                remaining: scan.pendingCounts[lane] ?? 0)
         }
-        return written
-    }
-
-    /// One batch's current values and, for each value still at the scanned revision, its
-    /// conversion, computed on a background thread. Only reads: the writing thread checks
-    /// everything again (stop, lock, revision) before each write.
-    final class PreparedBatch: @unchecked Sendable {
-        // Written once by the background thread before `done` is signalled, read after.
-        private(set) var values: Result<[KeyValue?], MigrationError> = .success([])
-        private(set) var conversions: [Result<RecordConversion, RecordConversionError>?] = []
-        private let done = DispatchSemaphore(value: 0)
-
-        static func start(_ writer: LaneWriter, _ batch: [KeyRevision]) -> PreparedBatch {
-            let prepared = PreparedBatch()
-            let store = writer.store, migration = writer.migration, lock = writer.lock, logger = writer.logger
-            let keys = batch
-            DispatchQueue.global().async {
-                do throws(MigrationError) {
-                    let values = try fetchValues(store: store, keys: keys[...], retryingWhileHolding: lock, logger: logger)
-                    prepared.values = .success(values)
-                    prepared.conversions = zip(keys, values).map { entry, current in
-                        guard let kv = current, kv.modRevision == entry.modRevision else { return nil }
-                        return Result { () throws(RecordConversionError) in try migration.convert(kv) }
-                    }
-                } catch {
-                    prepared.values = .failure(error)
-                    prepared.conversions = Array(repeating: nil, count: keys.count)
-                }
-                prepared.done.signal()
+        var records = 0
+        var txns = 0
+        while true {
+            for i in open.indices where open[i].next == nil { try open[i].refill(perLane) }
+            open.removeAll { $0.next == nil }
+            if open.isEmpty { return (records, txns) }
+            if stop.isStopped {
+                throw MigrationError(
+                    .interrupted, "stopped on request after \(records) records; run the same command again to resume")
             }
-            return prepared
-        }
-
-        /// Waits for the batch; safe to call more than once.
-        @discardableResult
-        func wait() -> PreparedBatch {
-            done.wait()
-            done.signal()
-            return self
+            try lock.checkHeld()
+            let chosen = pack(open)
+            let landed = try send(chosen.map { open[$0] })
+            for (i, cursor) in zip(chosen, landed.cursors) {
+                open[i].cursor = cursor
+                open[i].advance()
+            }
+            records += chosen.count
+            txns += 1
+            onLanded(landed.landed)
         }
     }
 
-    private func foreignWrite(_ key: [UInt8], _ what: String) -> MigrationError {
-        MigrationError(
+    /// A lane being written: its cursor as last landed and its next records, read ahead.
+    private struct OpenLane {
+        let name: String
+        let cursorKey: [UInt8]
+        var cursor: LaneCursor
+        var source: LaneTail
+        var remaining: Int
+        private var queue: [(entry: KeyRevision, write: PendingWrite)] = []
+        private var head = 0
+
+        init(name: String, cursorKey: [UInt8], cursor: LaneCursor, source: LaneTail, remaining: Int) {
+            self.name = name
+            self.cursorKey = cursorKey
+            self.cursor = cursor
+            self.source = source
+            self.remaining = remaining
+        }
+
+        /// The lane's next record, nil once it is written (after `refill`, when it is done).
+        var next: (entry: KeyRevision, write: PendingWrite)? { head < queue.count ? queue[head] : nil }
+
+        mutating func advance() {
+            head += 1
+            remaining -= 1
+        }
+
+        mutating func refill(_ count: Int) throws(MigrationError) {
+            queue.removeAll(keepingCapacity: true)
+            head = 0
+            for entry in try source.next(max: count) { queue.append((entry, try PendingWrite(decoding: entry.payload))) }
+        }
+    }
+
+    /// The lanes whose next records go into the next txn: most records left first (so the
+    /// longest lane is in every txn), as many as etcd's limits allow, at least one.
+    private func pack(_ open: [OpenLane]) -> [Int] {
+        let order = open.indices.sorted {
+            open[$0].remaining != open[$1].remaining ? open[$0].remaining > open[$1].remaining : open[$0].name < open[$1].name
+        }
+        // The fence compare; the lock's and the first cursor's reads in the failure branch.
+        var compares = 1, puts = 0, reads = 2, bytes = 0
+        var chosen: [Int] = []
+        for i in order {
+            let (entry, write) = open[i].next!
+            let companions = write.companions.count
+            let size = entry.key.count + write.value.count + open[i].cursorKey.count + 256
+                + write.companions.reduce(0) { $0 + $1.key.count + $1.value.count }
+            let fits = compares + 1 + companions <= maxOps && puts + 2 + companions <= maxOps
+                && reads + 1 + companions <= maxOps && bytes + size <= maxBytes
+            guard fits || chosen.isEmpty else { continue }
+            chosen.append(i)
+            compares += 1 + companions
+            puts += 2 + companions
+            reads += 1 + companions
+            bytes += size
+        }
+        return chosen
+    }
+
+    /// Sends one txn of each lane's next record; returns the lanes' new cursors.
+    private func send(_ lanes: [OpenLane]) throws(MigrationError) -> (cursors: [LaneCursor], landed: Landed) {
+        let records = lanes.map { $0.next! }
+        var compares = [lock.fenceCompare]
+        var puts: [RequestOp] = []
+        var reads: [RequestOp] = [.range(RangeRequest(key: namespace.lockKey))]
+        var cursors: [LaneCursor] = []
+        var cursorValues: [[UInt8]] = []
+        var kept = 0
+        for (lane, (entry, write)) in zip(lanes, records) {
+            compares.append(Compare(key: entry.key, .equal, .modRevision(entry.modRevision)))
+            puts.append(.put(PutRequest(key: entry.key, value: write.value, lease: write.lease)))
+            reads.append(.range(RangeRequest(key: entry.key)))
+            for companion in write.companions {
+                compares.append(Compare(key: companion.key, .equal, .createRevision(0)))
+                puts.append(.put(PutRequest(key: companion.key, value: companion.value)))
+                reads.append(.range(RangeRequest(key: companion.key)))
+            }
+            var cursor = lane.cursor
+            cursor.written += 1
+            if write.keptInOrder {
+                cursor.keptInOrder = (cursor.keptInOrder ?? 0) + 1
+                kept += 1
+            }
+            cursor.lastKey = entry.key.printable
+            cursor.lastRevision = entry.modRevision
+            let value = JSONCoding.encode(cursor)
+            puts.append(.put(PutRequest(key: lane.cursorKey, value: value)))
+            cursors.append(cursor)
+            cursorValues.append(value)
+        }
+        reads.append(.range(RangeRequest(key: lanes[0].cursorKey)))
+        let txn = TxnRequest(compare: compares, success: puts, failure: reads)
+        let what = records.count == 1 ? records[0].entry.key.printable : "\(records.count) records"
+        // Retried after a dropped connection or a timeout, this txn may have landed the first
+        // time: the failure branch below recognizes our own write.
+        let response = try etcdRetrying("writing \(what)", lock: lock, logger: logger) { () throws(EtcdError) in
+            try store.txn(txn)
+        }
+        if response.succeeded { return (cursors, (response.header.revision, records.count, kept)) }
+        let found = response.responses.map { op -> KeyValue? in
+            if case .range(let r) = op { return r.kvs.first }
+            return nil
+        }
+        guard found.count == reads.count, found[0]?.createRevision == lock.fence else {
+            throw MigrationError(
+                .leaseLost,
+                "the lock was lost before \(what) could be written; nothing more was written. Run the same command again to resume.")
+        }
+        // After a failover the client may have sent this txn twice. Its ops landed together,
+        // so a cursor holding exactly what we wrote says the first one landed.
+        if let cursor = found.last!, cursor.value == cursorValues[0] {
+            return (cursors, (cursor.modRevision, records.count, kept))
+        }
+        // Someone else wrote: name every key of this txn whose compare failed.
+        var position = 1
+        var foreign: [(key: String, what: String)] = []
+        for (entry, write) in records {
+            let current = found[position]
+            position += 1
+            if current?.modRevision != entry.modRevision {
+                foreign.append((
+                    entry.key.printable,
+                    current.map { "rewritten at revision \($0.modRevision) (read at \(entry.modRevision))" } ?? "deleted"
+                ))
+            }
+            for companion in write.companions {
+                if let created = found[position] { foreign.append((companion.key.printable, "created at revision \(created.createRevision)")) }
+                position += 1
+            }
+        }
+        if foreign.isEmpty { foreign = records.map { ($0.entry.key.printable, "changed while being migrated") } }
+        // What tells our own landed write from theirs, for whoever must tell them apart later.
+        logger.error(
+            "a record changed under the writer",
+            metadata: [
+                "lanes": "\(lanes.map(\.name))", "cursor": "\(found.last!.map { String(decoding: $0.value, as: UTF8.self) } ?? "none")",
+                "ours": "\(String(decoding: cursorValues[0], as: UTF8.self))", "revision": "\(response.header.revision)",
+            ])
+        throw MigrationError(
             .foreignWrite,
-            "someone else wrote to the cluster during the migration: \(key.printable) was \(what). Nothing of theirs was overwritten. Stop whatever writes (pachd, pipelines), then run the same command again to resume.",
-            keys: [key.printable])
+            "someone else wrote to the cluster during the migration: \(foreign.map { "\($0.key) was \($0.what)" }.joined(separator: ", ")). Nothing of theirs was overwritten. Stop whatever writes (pachd, pipelines), then run the same command again to resume.",
+            keys: foreign.map(\.key))
     }
 }
 

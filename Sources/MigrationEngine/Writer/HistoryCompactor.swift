@@ -40,13 +40,14 @@ final class HistoryCompactor: Sendable {
         state.withLock { $0.count += 1 }
     }
 
-    /// Called after each landed write; every `every` writes, the caller's lane compacts up
-    /// to the latest revision seen while the other lanes go on. A failure is logged, not
-    /// fatal: NOSPACE remains the backstop and stops the run resumably.
-    func wrote(revision: Int64) {
+    /// Called after each landed txn with the records it wrote; every `every` records (record
+    /// writes, not txns: what grows the backend), the caller's writer compacts up to the
+    /// latest revision seen while the other writers go on. A failure is logged, not fatal:
+    /// NOSPACE remains the backstop and stops the run resumably.
+    func wrote(revision: Int64, records: Int = 1) {
         let due: Int64? = state.withLock { s in
             s.latest = max(s.latest, revision)
-            s.sinceLast += 1
+            s.sinceLast += records
             guard s.sinceLast >= every, !s.busy else { return nil }
             s.sinceLast = 0
             s.busy = true

@@ -33,6 +33,10 @@ struct MigrationReport: CommandReport {
     var written: Int
     /// Of `written`, records re-put unchanged only to keep their group's order.
     var keptInOrder = 0
+    /// The txns that wrote them, and the floor on that number: the records of the longest
+    /// ordering group (records of different groups share txns).
+    var txns: Int?
+    var longestGroup: Int?
     var message: String?
     var verbose: Bool
 
@@ -45,7 +49,7 @@ struct MigrationReport: CommandReport {
 
     enum CodingKeys: String, CodingKey {
         case etcd, outcome, from, to, detected, plan, state, scan, forecast, space, spaceUnavailable, compactions, backup, snapshot,
-            resumed, written, keptInOrder, message
+            resumed, written, keptInOrder, txns, longestGroup, message
     }
 
     /// Connects and resolves the versions against the cluster; the migration is nil when
@@ -87,7 +91,8 @@ struct MigrationReport: CommandReport {
         switch outcome {
         case .migrated:
             let kept = keptInOrder > 0 ? ", \(keptInOrder) of them re-put unchanged only to keep their group's order" : ""
-            lines.append("Migrated: \(written) record(s) written\(kept)\(resumed ? " (resumed an interrupted run)" : ""). Check with `pachmigrate verify`.")
+            let txnText = txns.map { t in " in \(t) txn(s)" + (longestGroup.map { " (the longest ordering group has \($0) records: the floor)" } ?? "") } ?? ""
+            lines.append("Migrated: \(written) record(s) written\(txnText)\(kept)\(resumed ? " (resumed an interrupted run)" : ""). Check with `pachmigrate verify`.")
         case .dryRun, .plan:
             switch exitStatus {
             case .ok:
@@ -149,7 +154,7 @@ struct MigrateCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds the lock outlives this process if it dies.", valueName: "seconds"))
     var lockTTL: Int64 = 30
 
-    @Option(name: .long, help: ArgumentHelp("Ordering groups written at the same time.", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("Writers at the same time, each over its own connection, each packing the next record of each of its ordering groups into shared txns.", valueName: "n"))
     var concurrency = 4
 
     @Flag(name: .long, help: "List every conversion note, not the first 20.")
@@ -194,6 +199,10 @@ struct MigrateCommand: ParsableCommand {
             report.spaceUnavailable = result.spaceUnavailable
             report.compactions = result.compactions
             report.keptInOrder = result.keptInOrder
+            if result.written > 0 {
+                report.txns = result.txns
+                report.longestGroup = result.scan?.longestLane
+            }
             switch result.outcome {
             case .nothingToDo(let why):
                 report.message = "Nothing to do: \(why)"
