@@ -1,7 +1,8 @@
-import Dispatch
 import EtcdGateway
 import Logging
 import Synchronization
+
+import PlatformShim
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -425,7 +426,7 @@ public struct Migrator: Sendable {
         lock.report(step: "rewrite", done: 0, total: total)
         progress(ProgressEvent(step: "rewrite", done: 0, total: total))
         let writer = LaneWriter(store: store, lock: lock, namespace: namespace, stop: laneStop, logger: logger)
-        DispatchQueue.concurrentPerform(iterations: shares.count) { index in
+        OSThread.forkJoin(shares.count) { index in
             guard !shares[index].isEmpty else { return }
             do throws(MigrationError) {
                 _ = try writer.write(lanes: shares[index], scan: scan, cursors: cursors) { landed in

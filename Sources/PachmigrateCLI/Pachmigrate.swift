@@ -33,6 +33,7 @@ public struct Pachmigrate: ParsableCommand {
     /// Runs the command line with pachmigrate's exit codes: usage errors exit 2 (not
     /// ArgumentParser's 64), everything else as the command decided.
     public static func runMain() -> Never {
+        TerminationSignals.start()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -3,6 +3,8 @@
 // libcurl, etcd and the tests' process handling are Linux-specific); Package.swift
 // declares no other platform, and any other fails here, at compile time.
 
+import Synchronization
+
 #if canImport(Glibc)
 @_exported import Glibc
 #else
@@ -16,8 +18,12 @@ public enum Platform {
     }
 }
 
-/// An OS thread for blocking work that must keep its rhythm whatever Swift's cooperative
-/// pool is doing (a lease keep-alive).
+/// pachmigrate's one concurrency model: blocking work (every libcurl call blocks) runs on OS
+/// threads of its own, started and joined explicitly. Not Dispatch: its pool is sized to the
+/// cores, so `--concurrency 4` would get two writers on a 2-core machine, each blocked on
+/// etcd's answer while the CPU idles. Not Swift concurrency: a blocking call would hold one
+/// of its few cooperative threads. Used for the lease keeper, the lane writers and the
+/// signal watcher.
 public struct OSThread: Sendable, Equatable {
     private let handle: pthread_t
 
@@ -45,6 +51,25 @@ public struct OSThread: Sendable, Equatable {
     /// Lets the thread end on its own; its resources are freed then.
     public func detach() { pthread_detach(handle) }
 
+    /// Runs `body(0)` … `body(count - 1)` at once, each on a thread of its own (index 0 on
+    /// the caller's), and returns when all have returned. A thread that cannot be started
+    /// leaves its index to the caller's thread.
+    public static func forkJoin(_ count: Int, _ body: @Sendable (Int) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            var threads: [OSThread] = []
+            var inline: [Int] = [0]
+            for index in 1..<max(1, count) {
+                switch start({ body(index) }) {
+                case .success(let thread): threads.append(thread)
+                case .failure: inline.append(index)
+                }
+            }
+            for index in inline { body(index) }
+            // Joined before returning: `body` does not outlive this call.
+            for thread in threads { thread.join() }
+        }
+    }
+
     private final class Body: @unchecked Sendable {
         let run: @Sendable () -> Void
         init(_ run: @escaping @Sendable () -> Void) { self.run = run }
@@ -53,4 +78,42 @@ public struct OSThread: Sendable, Equatable {
 
 public struct ThreadStartError: Error, Sendable, Hashable {
     public var errorNumber: Int32
+}
+
+/// SIGINT and SIGTERM, taken by a thread of their own with sigwait(3) rather than by a
+/// signal handler (which may run only async-signal-safe code): `start()` blocks them in the
+/// calling thread, so it must run first thing in `main`, before any other thread exists
+/// (threads inherit the mask). Until a command sets a handler, a signal ends the process
+/// as the shell expects (exit 128 + the signal's number).
+public enum TerminationSignals {
+    private static let handler = Mutex<(@Sendable (Int32) -> Void)?>(nil)
+
+    public static func start() {
+        var set = signals()
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        if case .success(let thread) = OSThread.start(watch) { thread.detach() }
+    }
+
+    /// Calls `body` (on the watcher's thread) for every SIGINT or SIGTERM from now on.
+    public static func onSignal(_ body: @escaping @Sendable (Int32) -> Void) {
+        handler.withLock { $0 = body }
+    }
+
+    private static func signals() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        return set
+    }
+
+    @Sendable private static func watch() {
+        var set = signals()
+        while true {
+            var number: Int32 = 0
+            guard sigwait(&set, &number) == 0 else { continue }
+            guard let body = handler.withLock({ $0 }) else { Platform.exit(128 + number) }
+            body(number)
+        }
+    }
 }

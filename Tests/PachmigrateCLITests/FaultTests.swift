@@ -72,6 +72,24 @@ struct FaultTests {
         }
     }
 
+    /// Outside a migration, Ctrl-C and SIGTERM end a command as the shell expects, at once.
+    @Test(arguments: [SIGINT, SIGTERM])
+    func signalEndsACommandThatIsNotMigrating(signal: Int32) async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            // Not migrated: `wait` polls until its timeout.
+            let waiting = try PachmigrateProcess(["wait", "--version", "1.5.0", "--timeout", "60s"] + sample.endpoint)
+            usleep(1_000_000)
+            #expect(waiting.process.isRunning)
+            waiting.signal(signal)
+            let started = Date()
+            let ended = waiting.wait(timeout: 10)
+            #expect(ended.status == 128 + signal, "\(ended.stderr)")
+            #expect(Date().timeIntervalSince(started) < 5)
+        }
+    }
+
     @Test func fiveMigratorsAtOnceExactlyOneMigrates() async throws {
         try await onOwnThread {
             let sample = try SampleServer()

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import EtcdGateway
 import Logging
 import MigrationEngine

@@ -1,24 +1,17 @@
-import Dispatch
 import MigrationEngine
 
 import PlatformShim
 
 /// SIGTERM and SIGINT ask the run to stop after the record in flight; the engine then
-/// records its state, revokes the lease and the command exits 7 (resumable).
+/// records its state, revokes the lease and the command exits 7 (resumable). Delivered by
+/// the watcher thread `Pachmigrate.runMain` starts (`TerminationSignals`).
 final class SignalHandlers: Sendable {
     let stop = StopSignal()
-    nonisolated(unsafe) private var sources: [DispatchSourceSignal] = []
 
     init(onSignal: @escaping @Sendable (Int32) -> Void) {
-        for number in [SIGTERM, SIGINT] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [stop] in
-                stop.stop()
-                onSignal(number)
-            }
-            source.resume()
-            sources.append(source)
+        TerminationSignals.onSignal { [stop] number in
+            stop.stop()
+            onSignal(number)
         }
     }
 }
