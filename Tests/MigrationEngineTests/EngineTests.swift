@@ -352,7 +352,9 @@ struct OrderRuleTests {
 
     /// Stopped anywhere, including right after a lane re-put a clean record: the resumed run
     /// finishes every lane tail it started, so the order is that of an uninterrupted run.
-    @Test(arguments: [1, 2, 5, 13, 29, 53])
+    /// (The last stop leaves room for the txns in flight: one writer's carry two records,
+    /// the other's one, so a stop at 50 of 54 still interrupts.)
+    @Test(arguments: [1, 2, 5, 13, 29, 50])
     func resumedRunKeepsTheOrderRule(stopAfter: Int) throws {
         let reference = partlyMigratedCluster()
         _ = try migrator(reference).run(options: MigrationOptions(backup: .none))
