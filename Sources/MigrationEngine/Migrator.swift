@@ -101,7 +101,8 @@ public struct Migrator: Sendable {
             if stamped != migration.fromVersion {
                 throw MigrationError(
                     .unsupportedVersion,
-                    "the cluster is stamped \(stamped) by an earlier migration, not \(migration.fromVersion); refusing to migrate it from \(migration.fromVersion)")
+                    "the cluster is stamped \(stamped) by an earlier migration, not \(migration.fromVersion); refusing to migrate it from \(migration.fromVersion)"
+                )
             }
         }
 
@@ -159,7 +160,8 @@ public struct Migrator: Sendable {
         if let s = state, s.from != migration.fromVersion || s.to != migration.toVersion {
             throw MigrationError(
                 .invalidState,
-                "an unfinished migration from \(s.from) to \(s.to) (run \(s.runID), started \(s.startedAt)) is recorded; resume it (from \(s.from) to \(s.to)), or restore its backup \(s.backupPath ?? "(none)")")
+                "an unfinished migration from \(s.from) to \(s.to) (run \(s.runID), started \(s.startedAt)) is recorded; resume it (from \(s.from) to \(s.to)), or restore its backup \(s.backupPath ?? "(none)")"
+            )
         }
         let resuming = state != nil
         try requireWritePermission()
@@ -304,7 +306,8 @@ public struct Migrator: Sendable {
         if !space.fits {
             var error = MigrationError(
                 .outOfSpace,
-                "etcd would run out of space: rewriting \(scan.pendingCount) records would grow its backend from \(space.currentBytes) to about \(space.projectedBytes) bytes, past its quota of \(space.quotaBytes) bytes; nothing was written")
+                "etcd would run out of space: rewriting \(scan.pendingCount) records would grow its backend from \(space.currentBytes) to about \(space.projectedBytes) bytes, past its quota of \(space.quotaBytes) bytes; nothing was written"
+            )
             error.space = OutOfSpace(estimate: space)
             throw error
         }

@@ -125,9 +125,11 @@ struct LaneWriter {
         for i in order {
             let (entry, write) = open[i].next!
             let companions = write.companions.count
-            let size = entry.key.count + write.value.count + open[i].cursorKey.count + 256
+            let size =
+                entry.key.count + write.value.count + open[i].cursorKey.count + 256
                 + write.companions.reduce(0) { $0 + $1.key.count + $1.value.count }
-            let fits = compares + 1 + companions <= maxOps && puts + 2 + companions <= maxOps
+            let fits =
+                compares + 1 + companions <= maxOps && puts + 2 + companions <= maxOps
                 && reads + 1 + companions <= maxOps && bytes + size <= maxBytes
             guard fits || chosen.isEmpty else { continue }
             chosen.append(i)
@@ -200,10 +202,11 @@ struct LaneWriter {
             let current = found[position]
             position += 1
             if current?.modRevision != entry.modRevision {
-                foreign.append((
-                    entry.key.printable,
-                    current.map { "rewritten at revision \($0.modRevision) (read at \(entry.modRevision))" } ?? "deleted"
-                ))
+                foreign.append(
+                    (
+                        entry.key.printable,
+                        current.map { "rewritten at revision \($0.modRevision) (read at \(entry.modRevision))" } ?? "deleted"
+                    ))
             }
             for companion in write.companions {
                 if let created = found[position] { foreign.append((companion.key.printable, "created at revision \(created.createRevision)")) }

@@ -86,7 +86,9 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
         }
         // An etcd failure keeps etcd's own code, so scripts can tell "unreachable" from "denied".
         let kind = error.underlying.map { "etcd-\($0.code)" } ?? error.code.description
-        return (status, kind, error.message + (remedy(for: error.code).map { (error.message.hasSuffix(".") ? " " : ". ") + $0 + "." } ?? ""), error.keys)
+        return (
+            status, kind, error.message + (remedy(for: error.code).map { (error.message.hasSuffix(".") ? " " : ". ") + $0 + "." } ?? ""), error.keys
+        )
     case let error as EtcdError:
         return (.failure, "etcd-\(error.code)", error.description, [])
     case let error as VersionPlanError:
