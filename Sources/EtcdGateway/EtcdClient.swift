@@ -154,7 +154,8 @@ public final class EtcdClient: KeyValueService, Sendable {
         where count > configuration.maxTxnOps {
             throw EtcdError(
                 .limitExceeded,
-                "The txn has \(count) \(name) entries, over the limit of \(configuration.maxTxnOps) per list (etcd's --max-txn-ops). Split it into several txns, or if the server runs with a larger --max-txn-ops, raise Configuration.maxTxnOps to match."
+                "The txn has \(count) \(name) entries, over the limit of \(configuration.maxTxnOps) per list (etcd's --max-txn-ops). "
+                    + "Split it into several txns, or if the server runs with a larger --max-txn-ops, raise Configuration.maxTxnOps to match."
             )
         }
         let keys = (request.compare.map(\.key) + request.success.map(Self.opKey) + request.failure.map(Self.opKey))
@@ -369,7 +370,10 @@ public final class EtcdClient: KeyValueService, Sendable {
         if body.count > limit {
             throw EtcdError(
                 .limitExceeded,
-                "The request for \(subject) is \(body.count) bytes of JSON, over the client limit of \(limit) bytes (maxRequestBytes \(configuration.maxRequestBytes) × \(Self.jsonOverheadFactor) for JSON overhead; etcd's --max-request-bytes). Write fewer or smaller values per request, or if the server runs with a larger --max-request-bytes, raise Configuration.maxRequestBytes to match."
+                "The request for \(subject) is \(body.count) bytes of JSON, over the client limit of \(limit) bytes "
+                    + "(maxRequestBytes \(configuration.maxRequestBytes) × \(Self.jsonOverheadFactor) for JSON overhead; "
+                    + "etcd's --max-request-bytes). Write fewer or smaller values per request, "
+                    + "or if the server runs with a larger --max-request-bytes, raise Configuration.maxRequestBytes to match."
             )
         }
         let (http, endpoint) = try authorizedPost(
@@ -513,7 +517,8 @@ public final class EtcdClient: KeyValueService, Sendable {
                         if failure.curlCode == CURLE_OPERATION_TIMEDOUT {
                             throw EtcdError(
                                 .timeout,
-                                "etcd at \(endpoint) accepted the request to \(path) but did not answer within \(timeout); if it was a write, its outcome is unknown: read the keys again before retrying.",
+                                "etcd at \(endpoint) accepted the request to \(path) but did not answer within \(timeout); "
+                                    + "if it was a write, its outcome is unknown: read the keys again before retrying.",
                                 endpoint: endpoint)
                         }
                         throw EtcdError(.transport, "The request to \(endpoint)\(path) failed: \(failure.detail).", endpoint: endpoint)
@@ -530,7 +535,8 @@ public final class EtcdClient: KeyValueService, Sendable {
         }
         throw EtcdError(
             .transport,
-            "Could not reach etcd: \(failures.map(\.error.message).joined(separator: "; ")). Check that etcd runs and the endpoints, ports and TLS settings are right.",
+            "Could not reach etcd: \(failures.map(\.error.message).joined(separator: "; ")). "
+                + "Check that etcd runs and the endpoints, ports and TLS settings are right.",
             endpoint: last?.endpoint)
     }
 
@@ -568,7 +574,8 @@ public final class EtcdClient: KeyValueService, Sendable {
             let serverText = answer.etcdserver
         else {
             return incompatible(
-                "is not an etcd client URL: it answered GET /version with HTTP \(http.status)\(excerpt.isEmpty ? "" : " (\(excerpt))"); give etcd's client URL (port 2379 by default, not the peer port 2380)"
+                "is not an etcd client URL: it answered GET /version with HTTP \(http.status)\(excerpt.isEmpty ? "" : " (\(excerpt))"); "
+                    + "give etcd's client URL (port 2379 by default, not the peer port 2380)"
             )
         }
         guard let server = EtcdVersion(serverText) else {
@@ -587,7 +594,8 @@ public final class EtcdClient: KeyValueService, Sendable {
         switch failure.curlCode {
         case CURLE_PEER_FAILED_VERIFICATION:
             return
-                "\(endpoint): the server certificate could not be verified against the CA file '\(configuration.tls?.caFile ?? "(system CAs)")' (\(failure.detail)); check that the CA file is the one that signed the server's certificate"
+                "\(endpoint): the server certificate could not be verified against the CA file '\(configuration.tls?.caFile ?? "(system CAs)")' "
+                + "(\(failure.detail)); check that the CA file is the one that signed the server's certificate"
         case CURLE_SSL_CACERT_BADFILE:
             return "\(endpoint): the CA file '\(configuration.tls?.caFile ?? "")' could not be loaded (\(failure.detail))"
         case CURLE_SSL_CERTPROBLEM:
@@ -600,7 +608,8 @@ public final class EtcdClient: KeyValueService, Sendable {
             // TLS 1.3 servers (Go's included) send one alert for every reason they reject a
             // client certificate, so name the likely ones.
             return
-                "\(endpoint): etcd rejected the client certificate '\(configuration.tls?.certFile ?? "(none)")' (\(failure.detail)); check that it has not expired (openssl x509 -noout -dates -in FILE) and is signed by a CA etcd trusts (its --trusted-ca-file)"
+                "\(endpoint): etcd rejected the client certificate '\(configuration.tls?.certFile ?? "(none)")' (\(failure.detail)); "
+                + "check that it has not expired (openssl x509 -noout -dates -in FILE) and is signed by a CA etcd trusts (its --trusted-ca-file)"
         case CURLE_OPERATION_TIMEDOUT:
             return "\(endpoint): no connection within \(configuration.connectTimeout) (\(failure.detail))"
         default:
@@ -642,7 +651,8 @@ public final class EtcdClient: KeyValueService, Sendable {
         case 8 where message.contains("space exceeded"):
             code = .noSpace
             text =
-                "etcd refused \(subject): \(message). Its backend reached its space quota and raised the NOSPACE alarm: every write fails until it is compacted, defragmented and the alarm disarmed."
+                "etcd refused \(subject): \(message). Its backend reached its space quota and raised the NOSPACE alarm: "
+                + "every write fails until it is compacted, defragmented and the alarm disarmed."
         case 8:
             code = .limitExceeded
             text = "etcd rejected \(subject) as too large: \(message). Use smaller requests."
@@ -665,7 +675,8 @@ public final class EtcdClient: KeyValueService, Sendable {
             // ("grpc: the client connection is closing"). As transient as code 14.
             code = .unavailable
             text =
-                "etcd is going away (shutting down or restarting) while serving \(subject): \(message). If this was a write its outcome is unknown: read again before retrying."
+                "etcd is going away (shutting down or restarting) while serving \(subject): \(message). "
+                + "If this was a write its outcome is unknown: read again before retrying."
         case 14:
             code = .unavailable
             text = "etcd is unavailable for \(subject): \(message). If this was a write its outcome is unknown: read again before retrying."

@@ -100,7 +100,8 @@ public final class LeaseKeeper: Sendable {
                         markLost(
                             EtcdError(
                                 .leaseNotFound,
-                                "The \(description) has expired or was revoked; etcd no longer knows it, so anything held under it (locks, keys) is gone."
+                                "The \(description) has expired or was revoked; "
+                                    + "etcd no longer knows it, so anything held under it (locks, keys) is gone."
                             ),
                             onLost: onLost)
                         return

@@ -232,7 +232,8 @@ struct ClusterGenerator {
         for atom in atoms {
             try emit(
                 writer,
-                "pachyderm_pfs/commits/\(pipeline.name)__index_{Provenance %!s(bool=true)}/repo:<name:\"\(atom.name)\" > id:\"\(atom.commit)\" /\(outputID)",
+                "pachyderm_pfs/commits/\(pipeline.name)__index_{Provenance %!s(bool=true)}/"
+                    + "repo:<name:\"\(atom.name)\" > id:\"\(atom.commit)\" /\(outputID)",
                 outputID, kind: .index, sameRevision: true)
         }
         pipeline.outputHead = outputID
@@ -262,7 +263,8 @@ struct ClusterGenerator {
             for _ in 0..<(1 + random.below(3)) {
                 job += "worker_status:<worker_id:\"pipeline-\(pipeline.name)-v\(pipeline.version)-\(random.hex(5))\" job_id:\"\(jobID)\" "
                 job +=
-                    "data:<path:\"/file-\(random.below(1000)).png\" hash:\"\\000\\377\\\"\\\"\\\\\\177\\200\\2\(random.below(8))\(random.below(8))\" > "
+                    "data:<path:\"/file-\(random.below(1000)).png\" "
+                    + "hash:\"\\000\\377\\\"\\\"\\\\\\177\\200\\2\(random.below(8))\(random.below(8))\" > "
                 job += "started:\(timestamp()) > "
             }
         }

@@ -152,7 +152,8 @@ struct Report: ParsableCommand {
 
     private func table(_ rows: [Row]) -> String {
         var lines = [
-            "| keys | kind | runs | records | median s (wall) | median s (CPU) | records/s | keys/s | MB/s text | ratio to limit | longest group (floor on txns) | txns (× floor) | peak RSS MiB |",
+            "| keys | kind | runs | records | median s (wall) | median s (CPU) | records/s | keys/s | MB/s text | ratio to limit | "
+                + "longest group (floor on txns) | txns (× floor) | peak RSS MiB |",
             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in rows {
@@ -163,7 +164,9 @@ struct Report: ParsableCommand {
             let floor = row.longestGroup.map { "\($0) (\(fixed(100 * Double($0) / Double(max(1, row.records)), 1))%)" } ?? ""
             let txns = row.txns.map { t in "\(t)" + (row.longestGroup.map { " (\(fixed(Double(t) / Double(max(1, $0)), 2))×)" } ?? "") } ?? ""
             lines.append(
-                "| \(row.keys) | \(row.kind) | \(row.runs) | \(row.records) | \(fixed(row.seconds, 2)) | \(fixed(row.cpuSeconds, 2)) | \(Int(row.recordsPerSecond)) | \(Int(row.keysPerSecond)) | \(mbps) | \(ratio) | \(floor) | \(txns) | \(fixed(Double(row.rssKiB) / 1024, 1)) |"
+                "| \(row.keys) | \(row.kind) | \(row.runs) | \(row.records) | \(fixed(row.seconds, 2)) | \(fixed(row.cpuSeconds, 2)) | "
+                    + "\(Int(row.recordsPerSecond)) | \(Int(row.keysPerSecond)) | \(mbps) | \(ratio) | \(floor) | \(txns) | "
+                    + "\(fixed(Double(row.rssKiB) / 1024, 1)) |"
             )
         }
         return lines.joined(separator: "\n")

@@ -38,7 +38,8 @@ public enum LeftoverProblem: String, Sendable, Hashable, Codable, CodingKeyRepre
         switch self {
         case .removedFields: "re-encoded without them (stopped is derived from state; strategy is folded into the spec)"
         case .staleParallelismSpec, .strategyDependentParallelismSpec:
-            "normalized by the strategy the record carries (absent: CONSTANT): CONSTANT n → {constant: n}, CONSTANT 0 → {}, COEFFICIENT c → {coefficient: c}"
+            "normalized by the strategy the record carries (absent: CONSTANT): CONSTANT n → {constant: n}, CONSTANT 0 → {}, "
+                + "COEFFICIENT c → {coefficient: c}"
         case .leftoverText: "converted like any 1.4 record"
         case .openCommitWithoutEntry:
             "refused as not at rest, or with --allow-open-commits its openCommits entry is written with the commit"

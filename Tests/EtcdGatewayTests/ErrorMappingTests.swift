@@ -21,7 +21,8 @@ struct ErrorMappingTests {
             ),
             (
                 400,
-                #"{"error":"etcdserver: mvcc: required revision has been compacted","message":"etcdserver: mvcc: required revision has been compacted","code":11}"#,
+                #"{"error":"etcdserver: mvcc: required revision has been compacted","#
+                    + #""message":"etcdserver: mvcc: required revision has been compacted","code":11}"#,
                 .compacted, 11
             ),
             (

@@ -20,7 +20,8 @@ struct CLIWordingTests {
         #expect(described.status == .lockHeld)
         #expect(
             described.message
-                == "the migration lock is held by someone. Wait for it (--wait-lock), or if it is stuck, see `pachmigrate lock show` and `pachmigrate lock break`."
+                == "the migration lock is held by someone. "
+                + "Wait for it (--wait-lock), or if it is stuck, see `pachmigrate lock show` and `pachmigrate lock break`."
         )
     }
 

@@ -94,10 +94,12 @@ struct PatchLevelTests {
         PatchLevelCase(
             name: "1.4.x PipelineInput inputs, outputBranch, scaleDownThreshold, PIPELINE_STOPPED", kind: .pipeline,
             text:
-                #"pipeline:<name:"p" > inputs:<name:"in" repo:<name:"r" > branch:"master" glob:"/*" from:<repo:<name:"r" > id:"c1" > > state:PIPELINE_STOPPED stopped:true outputBranch:"out" scaleDownThreshold:<seconds:600 > "#,
+                #"pipeline:<name:"p" > inputs:<name:"in" repo:<name:"r" > branch:"master" glob:"/*" from:<repo:<name:"r" > id:"c1" > > "#
+                + #"state:PIPELINE_STOPPED stopped:true outputBranch:"out" scaleDownThreshold:<seconds:600 > "#,
             parsesWith: ["1.4.0", "1.4.2", "1.4.3", "1.4.8"], failsWith: [], notes: [],
             expected:
-                #"pipeline { name: "p" } inputs { name: "in" repo { name: "r" } branch: "master" glob: "/*" from { repo { name: "r" } id: "c1" } } state: PIPELINE_PAUSED output_branch: "out" scale_down_threshold { seconds: 600 }"#
+                #"pipeline { name: "p" } inputs { name: "in" repo { name: "r" } branch: "master" glob: "/*" from { repo { name: "r" } id: "c1" } } "#
+                + #"state: PIPELINE_PAUSED output_branch: "out" scale_down_threshold { seconds: 600 }"#
         ),
         PatchLevelCase(
             name: "1.4.6+ RepoInfo.description", kind: .repo,
@@ -107,10 +109,13 @@ struct PatchLevelTests {
         PatchLevelCase(
             name: "1.4.8 new_branch (Branch → BranchInfo), incremental, JobInput, outputRepo", kind: .job,
             text:
-                #"job:<id:"j4" > inputs:<name:"in" commit:<repo:<name:"r" > id:"c" > glob:"/" lazy:true > state:JOB_RUNNING outputRepo:<name:"o" > outputBranch:"master" new_branch:<name:"master" head:<repo:<name:"r" > id:"c" > > incremental:true "#,
+                #"job:<id:"j4" > inputs:<name:"in" commit:<repo:<name:"r" > id:"c" > glob:"/" lazy:true > state:JOB_RUNNING outputRepo:<name:"o" > "#
+                + #"outputBranch:"master" new_branch:<name:"master" head:<repo:<name:"r" > id:"c" > > incremental:true "#,
             parsesWith: ["1.4.8"], failsWith: ["1.4.3"], notes: [],
             expected:
-                #"job { id: "j4" } inputs { name: "in" commit { repo { name: "r" } id: "c" } glob: "/" lazy: true } state: JOB_RUNNING output_repo { name: "o" } output_branch: "master" new_branch { name: "master" head { repo { name: "r" } id: "c" } } incremental: true"#
+                #"job { id: "j4" } inputs { name: "in" commit { repo { name: "r" } id: "c" } glob: "/" lazy: true } "#
+                + #"state: JOB_RUNNING output_repo { name: "o" } "#
+                + #"output_branch: "master" new_branch { name: "master" head { repo { name: "r" } id: "c" } } incremental: true"#
         ),
     ]
 
@@ -248,7 +253,8 @@ struct ValueFormTests {
         let job = try Pach150_JobInfo(
             serializedBytes: convertText(
                 .job,
-                "state:JOB_RUNNING data_processed:-9223372036854775808 data_total:9223372036854775807 pipeline_version:18446744073709551615 resource_spec:<cpu:inf gpu:-1 > "
+                "state:JOB_RUNNING data_processed:-9223372036854775808 data_total:9223372036854775807 pipeline_version:18446744073709551615 "
+                    + "resource_spec:<cpu:inf gpu:-1 > "
             ).value)
         #expect(job.dataProcessed == .min && job.dataTotal == .max && job.pipelineVersion == .max)
         #expect(job.resourceSpec.cpu == .infinity && job.resourceSpec.gpu == -1)
@@ -285,7 +291,8 @@ struct ValueFormTests {
             case .commit: #"commit:<repo:<name:"r" > id:"c" > started:<seconds:1 > "#
             case .branch: #"repo:<name:"r" > id:"c" "#
             case .pipeline:
-                #"pipeline:<name:"p" > transform:<env:<key:"A" value:"" > > state:PIPELINE_STOPPED stopped:true parallelism_spec:<strategy:COEFFICIENT coefficient:1 > "#
+                #"pipeline:<name:"p" > transform:<env:<key:"A" value:"" > > state:PIPELINE_STOPPED stopped:true "#
+                    + #"parallelism_spec:<strategy:COEFFICIENT coefficient:1 > "#
             case .job: #"job:<id:"j" > state:JOB_SUCCESS stopped:true parallelism_spec:<constant:2 > "#
             }
         let once = try convertText(kind, text)

@@ -127,7 +127,8 @@ public func verifyDumpChecksum(path: String) throws(DumpError) -> String {
         throw DumpError(
             code: .checksumMismatch, path: path,
             message:
-                "SHA-256 is \(actual) but \(PosixFile.basename(checksumPath)) says \(expected): the dump was altered or truncated; do not restore from it"
+                "SHA-256 is \(actual) but \(PosixFile.basename(checksumPath)) says \(expected): the dump was altered or truncated; "
+                + "do not restore from it"
         )
     }
     return actual

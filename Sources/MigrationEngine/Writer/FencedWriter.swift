@@ -223,7 +223,8 @@ struct LaneWriter {
             ])
         throw MigrationError(
             .foreignWrite,
-            "someone else wrote to the cluster during the migration: \(foreign.map { "\($0.key) was \($0.what)" }.joined(separator: ", ")). Nothing of theirs was overwritten. Stop whatever writes (pachd, pipelines), then run the same command again to resume.",
+            "someone else wrote to the cluster during the migration: \(foreign.map { "\($0.key) was \($0.what)" }.joined(separator: ", ")). "
+                + "Nothing of theirs was overwritten. Stop whatever writes (pachd, pipelines), then run the same command again to resume.",
             keys: foreign.map(\.key))
     }
 }
@@ -254,7 +255,8 @@ func etcdRetrying<T>(
             guard ContinuousClock.now + delay < deadline else {
                 throw MigrationError(
                     .interrupted,
-                    "etcd stayed unavailable for \(patience) while \(doing()) (\(error)); everything written so far is recorded. Run the same command again to resume once etcd is back.",
+                    "etcd stayed unavailable for \(patience) while \(doing()) (\(error)); everything written so far is recorded. "
+                        + "Run the same command again to resume once etcd is back.",
                     underlying: error)
             }
             logger.warning("etcd unavailable; retrying", metadata: ["while": "\(doing())", "error": "\(error.message)"])

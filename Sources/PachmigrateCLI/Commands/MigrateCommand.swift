@@ -81,7 +81,10 @@ struct MigrationReport: CommandReport {
         if let forecast { lines.append(renderForecast(forecast)) }
         if let space {
             lines.append(
-                "etcd space: backend \(ByteSize.describe(space.currentBytes))\(space.inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""), expected growth \(ByteSize.describe(space.expectedGrowthBytes))\(space.compacting ? " with --compact" : ""), projected \(ByteSize.describe(space.projectedBytes)) of a \(ByteSize.describe(space.quotaBytes)) quota: \(space.fits ? "fits" : "DOES NOT FIT")"
+                "etcd space: backend \(ByteSize.describe(space.currentBytes))\(space.inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""), "
+                    + "expected growth \(ByteSize.describe(space.expectedGrowthBytes))\(space.compacting ? " with --compact" : ""), "
+                    + "projected \(ByteSize.describe(space.projectedBytes)) of a \(ByteSize.describe(space.quotaBytes)) quota: "
+                    + "\(space.fits ? "fits" : "DOES NOT FIT")"
             )
             if !space.fits { lines.append(spaceRemedy(OutOfSpace(estimate: space))) }
         }
@@ -95,7 +98,8 @@ struct MigrationReport: CommandReport {
             let txnText =
                 txns.map { t in " in \(t) txn(s)" + (longestGroup.map { " (the longest ordering group has \($0) records: the floor)" } ?? "") } ?? ""
             lines.append(
-                "Migrated: \(written) record(s) written\(txnText)\(kept)\(resumed ? " (resumed an interrupted run)" : ""). Check with `pachmigrate verify`."
+                "Migrated: \(written) record(s) written\(txnText)\(kept)\(resumed ? " (resumed an interrupted run)" : ""). "
+                    + "Check with `pachmigrate verify`."
             )
         case .dryRun, .plan:
             switch exitStatus {

@@ -42,14 +42,18 @@ struct SpaceOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "etcd's --quota-backend-bytes (2GiB, 8GiB, …; etcd's default is 2GiB). etcd does not tell its quota, so say it: the run refuses (exit 9) before writing if it would not fit.",
+            "etcd's --quota-backend-bytes (2GiB, 8GiB, …; etcd's default is 2GiB). "
+                + "etcd does not tell its quota, so say it: the run refuses (exit 9) before writing if it would not fit.",
             valueName: "size"))
     var etcdQuota = ByteSize(bytes: SpacePolicy().quotaBytes)
 
     @Flag(
         name: .long,
         help:
-            "Compact etcd's history behind the run (physical, every 500 writes), so that it fits where the quota leaves room for less than a second copy of the records. History from before the run is lost (the backup keeps every original value)."
+            """
+            Compact etcd's history behind the run (physical, every 500 writes), so that it fits where the quota leaves room for less than \
+            a second copy of the records. History from before the run is lost (the backup keeps every original value).
+            """
     )
     var compact = false
 

@@ -21,12 +21,14 @@ extension LockInspection {
         case (let seconds, .etcd): lease = "\(seconds)s left (etcd's count); it expires by itself then if nobody keeps it alive"
         case (let seconds, .holderHeartbeat):
             lease =
-                "about \(seconds)s left (estimated from the heartbeat: \(leaseTimeUnavailable ?? "etcd did not say")); it expires by itself then if nobody keeps it alive"
+                "about \(seconds)s left (estimated from the heartbeat: \(leaseTimeUnavailable ?? "etcd did not say")); "
+                + "it expires by itself then if nobody keeps it alive"
         }
         var lines = [
             "Lock held by \(holder.who)",
             "  holder id:  \(holder.holderID)",
-            "  command:    \(holder.command) (pachmigrate \(holder.toolVersion))\(holder.from.map { " from \($0)" } ?? "")\(holder.to.map { " to \($0)" } ?? "")",
+            "  command:    \(holder.command) (pachmigrate \(holder.toolVersion))"
+                + "\(holder.from.map { " from \($0)" } ?? "")\(holder.to.map { " to \($0)" } ?? "")",
             "  started:    \(holder.startedAt)",
             "  step:       \(holder.step) \(holder.done)/\(holder.total) (as of its last heartbeat)",
             "  heartbeat:  \(holder.heartbeat) (\(heartbeatAgeSeconds)s ago\(stale ? ", STALE" : ""))",
@@ -37,7 +39,8 @@ extension LockInspection {
         }
         if holderProcessGone == true {
             lines.append(
-                "  process:    pid \(holder.pid) no longer runs on this host: the holder is gone. Wait for the lease to expire, or `pachmigrate lock break`."
+                "  process:    pid \(holder.pid) no longer runs on this host: the holder is gone. "
+                    + "Wait for the lease to expire, or `pachmigrate lock break`."
             )
         }
         return lines.joined(separator: "\n")
@@ -187,7 +190,8 @@ struct LockBreakCommand: ParsableCommand {
             if !view.stale && !force {
                 throw CLIError(
                     .lockHeld,
-                    "refusing to break the lock: its holder \(view.holder.who) sent a heartbeat \(view.heartbeatAgeSeconds)s ago and may still be running. Stop it first, wait until the heartbeat is stale, or pass --force."
+                    "refusing to break the lock: its holder \(view.holder.who) sent a heartbeat \(view.heartbeatAgeSeconds)s ago "
+                        + "and may still be running. Stop it first, wait until the heartbeat is stale, or pass --force."
                 )
             }
             let env = ProcessInfo.processInfo.environment
@@ -195,7 +199,8 @@ struct LockBreakCommand: ParsableCommand {
             try MigrationLock.breakLock(
                 store: client, namespace: namespace, held: view.record, holder: view.holder, by: who,
                 detail:
-                    "broke the lock of \(view.holder.who) (holder \(view.holder.holderID), heartbeat \(view.heartbeatAgeSeconds)s old\(force ? ", forced" : ""))",
+                    "broke the lock of \(view.holder.who) (holder \(view.holder.holderID), "
+                    + "heartbeat \(view.heartbeatAgeSeconds)s old\(force ? ", forced" : ""))",
                 logger: context.logger)
             return LockReport(
                 lock: view, broken: true,

@@ -118,7 +118,8 @@ func spaceRemedy(_ space: OutOfSpace) -> String {
             expected growth \(ByteSize.describe(estimate.expectedGrowthBytes)), projected \(ByteSize.describe(estimate.projectedBytes)), \
             quota \(ByteSize.describe(estimate.quotaBytes)) (--etcd-quota; etcd's --quota-backend-bytes).
             Ways out:
-              - run with --compact: the migration compacts etcd's history behind itself (history before the run is lost; the backup keeps every original value);
+              - run with --compact: the migration compacts etcd's history behind itself (history before the run is lost; \
+            the backup keeps every original value);
               - or compact and defragment etcd first: etcdctl compact <current revision> --physical, then etcdctl defrag on every member;
               - or raise etcd's --quota-backend-bytes (and pass the new value as --etcd-quota).
             """

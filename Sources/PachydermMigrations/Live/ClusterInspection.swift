@@ -62,7 +62,8 @@ public enum ClusterInspection {
             return DetectedVersion(
                 version: "1.5.0", source: .records,
                 detail:
-                    "every sampled record is 1.5 binary, and no pachmigrate run stamped the cluster: every record is checked for what another migration left behind"
+                    "every sampled record is 1.5 binary, and no pachmigrate run stamped the cluster: "
+                    + "every record is checked for what another migration left behind"
             )
         }
         return DetectedVersion(version: nil, source: .empty, detail: "no Pachyderm records under \(layout.pfsPrefix)/ and \(layout.ppsPrefix)/")
