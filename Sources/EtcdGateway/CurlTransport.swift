@@ -136,7 +136,8 @@ final class CurlHandle {
             // libcurl's buffer often ends with its code's text already: say it once.
             let detail =
                 bufferText.isEmpty ? curlText : bufferText.contains(curlText) ? bufferText : "\(curlText): \(bufferText)"
-            let notSent = preTransferMicroseconds == 0 || code == CURLE_COULDNT_CONNECT
+            let notSent =
+                preTransferMicroseconds == 0 || code == CURLE_COULDNT_CONNECT
                 || code == CURLE_COULDNT_RESOLVE_HOST
             return .failure(TransferFailure(curlCode: code, detail: detail, requestNotSent: notSent))
         }

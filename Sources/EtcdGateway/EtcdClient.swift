@@ -154,7 +154,9 @@ public final class EtcdClient: KeyValueService, Sendable {
         where count > configuration.maxTxnOps {
             throw EtcdError(
                 .limitExceeded,
-                "The txn has \(count) \(name) entries, over the limit of \(configuration.maxTxnOps) per list (etcd's --max-txn-ops). Split it into several txns, or if the server runs with a larger --max-txn-ops, raise Configuration.maxTxnOps to match.")
+                "The txn has \(count) \(name) entries, over the limit of \(configuration.maxTxnOps) per list (etcd's --max-txn-ops). "
+                    + "Split it into several txns, or if the server runs with a larger --max-txn-ops, raise Configuration.maxTxnOps to match."
+            )
         }
         let keys = (request.compare.map(\.key) + request.success.map(Self.opKey) + request.failure.map(Self.opKey))
         let subject = keys.first.map { "txn touching \(Self.describeKey($0))" + (keys.count > 1 ? " and \(keys.count - 1) more" : "") } ?? "txn"
@@ -213,11 +215,11 @@ public final class EtcdClient: KeyValueService, Sendable {
             wire = try call(
                 .leaseTimeToLive, WireLeaseTimeToLiveRequest(ID: WireInt64(id), keys: keys ? true : nil),
                 subject: Self.describeLease(id))
-        } catch where error.code == .httpStatus && error.httpStatus == 404 {
+        } catch  where error.code == .httpStatus && error.httpStatus == 404 {
             throw EtcdError(
                 .unsupported, "etcd's gateway at \(error.endpoint ?? currentEndpoint) has no lease time-to-live (404).",
                 endpoint: error.endpoint, httpStatus: 404)
-        } catch where error.code == .leaseNotFound {
+        } catch  where error.code == .leaseNotFound {
             // 3.1–3.3 answer an unknown lease with an error, 3.4 with TTL -1: speak as 3.4 does.
             return LeaseTimeToLiveResponse(header: ResponseHeader(), id: id, ttl: -1, grantedTTL: 0, keys: [])
         }
@@ -314,7 +316,8 @@ public final class EtcdClient: KeyValueService, Sendable {
                 throw EtcdError(.transport, "Writing the snapshot file '\(path)' failed when closing it; check free disk space.")
             }
             guard writer.sawLastChunk else {
-                throw EtcdError(.transport, "The snapshot stream ended before its last chunk; the file '\(path)' is incomplete. Try again.", endpoint: endpoint)
+                throw EtcdError(
+                    .transport, "The snapshot stream ended before its last chunk; the file '\(path)' is incomplete. Try again.", endpoint: endpoint)
             }
             logger.debug("snapshot saved", metadata: ["path": "\(path)", "bytes": "\(writer.bytesWritten)"])
             return writer.bytesWritten
@@ -367,7 +370,11 @@ public final class EtcdClient: KeyValueService, Sendable {
         if body.count > limit {
             throw EtcdError(
                 .limitExceeded,
-                "The request for \(subject) is \(body.count) bytes of JSON, over the client limit of \(limit) bytes (maxRequestBytes \(configuration.maxRequestBytes) × \(Self.jsonOverheadFactor) for JSON overhead; etcd's --max-request-bytes). Write fewer or smaller values per request, or if the server runs with a larger --max-request-bytes, raise Configuration.maxRequestBytes to match.")
+                "The request for \(subject) is \(body.count) bytes of JSON, over the client limit of \(limit) bytes "
+                    + "(maxRequestBytes \(configuration.maxRequestBytes) × \(Self.jsonOverheadFactor) for JSON overhead; "
+                    + "etcd's --max-request-bytes). Write fewer or smaller values per request, "
+                    + "or if the server runs with a larger --max-request-bytes, raise Configuration.maxRequestBytes to match."
+            )
         }
         let (http, endpoint) = try authorizedPost(
             route, body: body, timeout: timeout ?? configuration.requestTimeout, subject: subject, needs: feature,
@@ -380,7 +387,9 @@ public final class EtcdClient: KeyValueService, Sendable {
             return try JSONDecoder().decode(Response.self, from: Data(http.body))
         } catch {
             let excerpt = String(decoding: http.body.prefix(200), as: UTF8.self)
-            throw EtcdError(.decode, "Could not decode etcd's answer to \(subject) (\(error)); the answer began: \(excerpt)", endpoint: endpoint, httpStatus: http.status)
+            throw EtcdError(
+                .decode, "Could not decode etcd's answer to \(subject) (\(error)); the answer began: \(excerpt)", endpoint: endpoint,
+                httpStatus: http.status)
         }
     }
 
@@ -440,7 +449,9 @@ public final class EtcdClient: KeyValueService, Sendable {
             throw EtcdError(.decode, "Could not decode etcd's answer to authenticate: \(error)", endpoint: endpoint)
         }
         guard let token = decoded.token, !token.isEmpty else {
-            throw EtcdError(.authentication, "etcd authenticated user '\(credentials.user)' but returned no token; is auth enabled on the server?", endpoint: endpoint)
+            throw EtcdError(
+                .authentication, "etcd authenticated user '\(credentials.user)' but returned no token; is auth enabled on the server?",
+                endpoint: endpoint)
         }
         authToken.withLock { $0 = token }
         return token
@@ -506,7 +517,8 @@ public final class EtcdClient: KeyValueService, Sendable {
                         if failure.curlCode == CURLE_OPERATION_TIMEDOUT {
                             throw EtcdError(
                                 .timeout,
-                                "etcd at \(endpoint) accepted the request to \(path) but did not answer within \(timeout); if it was a write, its outcome is unknown: read the keys again before retrying.",
+                                "etcd at \(endpoint) accepted the request to \(path) but did not answer within \(timeout); "
+                                    + "if it was a write, its outcome is unknown: read the keys again before retrying.",
                                 endpoint: endpoint)
                         }
                         throw EtcdError(.transport, "The request to \(endpoint)\(path) failed: \(failure.detail).", endpoint: endpoint)
@@ -523,7 +535,8 @@ public final class EtcdClient: KeyValueService, Sendable {
         }
         throw EtcdError(
             .transport,
-            "Could not reach etcd: \(failures.map(\.error.message).joined(separator: "; ")). Check that etcd runs and the endpoints, ports and TLS settings are right.",
+            "Could not reach etcd: \(failures.map(\.error.message).joined(separator: "; ")). "
+                + "Check that etcd runs and the endpoints, ports and TLS settings are right.",
             endpoint: last?.endpoint)
     }
 
@@ -561,7 +574,9 @@ public final class EtcdClient: KeyValueService, Sendable {
             let serverText = answer.etcdserver
         else {
             return incompatible(
-                "is not an etcd client URL: it answered GET /version with HTTP \(http.status)\(excerpt.isEmpty ? "" : " (\(excerpt))"); give etcd's client URL (port 2379 by default, not the peer port 2380)")
+                "is not an etcd client URL: it answered GET /version with HTTP \(http.status)\(excerpt.isEmpty ? "" : " (\(excerpt))"); "
+                    + "give etcd's client URL (port 2379 by default, not the peer port 2380)"
+            )
         }
         guard let server = EtcdVersion(serverText) else {
             return incompatible("answered GET /version with an etcd version this client cannot read: \(excerpt)")
@@ -578,18 +593,23 @@ public final class EtcdClient: KeyValueService, Sendable {
     private func explain(_ failure: TransferFailure, endpoint: String) -> String {
         switch failure.curlCode {
         case CURLE_PEER_FAILED_VERIFICATION:
-            return "\(endpoint): the server certificate could not be verified against the CA file '\(configuration.tls?.caFile ?? "(system CAs)")' (\(failure.detail)); check that the CA file is the one that signed the server's certificate"
+            return
+                "\(endpoint): the server certificate could not be verified against the CA file '\(configuration.tls?.caFile ?? "(system CAs)")' "
+                + "(\(failure.detail)); check that the CA file is the one that signed the server's certificate"
         case CURLE_SSL_CACERT_BADFILE:
             return "\(endpoint): the CA file '\(configuration.tls?.caFile ?? "")' could not be loaded (\(failure.detail))"
         case CURLE_SSL_CERTPROBLEM:
             return "\(endpoint): the client certificate or key could not be used (\(failure.detail))"
         case _ where failure.detail.contains("alert certificate required"):
             return "\(endpoint): etcd requires a client certificate (\(failure.detail)); give one with its key"
-        case _ where failure.detail.contains("alert bad certificate") || failure.detail.contains("alert certificate")
+        case _
+        where failure.detail.contains("alert bad certificate") || failure.detail.contains("alert certificate")
             || failure.detail.contains("alert unknown ca"):
             // TLS 1.3 servers (Go's included) send one alert for every reason they reject a
             // client certificate, so name the likely ones.
-            return "\(endpoint): etcd rejected the client certificate '\(configuration.tls?.certFile ?? "(none)")' (\(failure.detail)); check that it has not expired (openssl x509 -noout -dates -in FILE) and is signed by a CA etcd trusts (its --trusted-ca-file)"
+            return
+                "\(endpoint): etcd rejected the client certificate '\(configuration.tls?.certFile ?? "(none)")' (\(failure.detail)); "
+                + "check that it has not expired (openssl x509 -noout -dates -in FILE) and is signed by a CA etcd trusts (its --trusted-ca-file)"
         case CURLE_OPERATION_TIMEDOUT:
             return "\(endpoint): no connection within \(configuration.connectTimeout) (\(failure.detail))"
         default:
@@ -630,7 +650,9 @@ public final class EtcdClient: KeyValueService, Sendable {
             text = "etcd rejected \(subject): \(message). Split the work into smaller requests (etcd's --max-txn-ops / --max-request-bytes)."
         case 8 where message.contains("space exceeded"):
             code = .noSpace
-            text = "etcd refused \(subject): \(message). Its backend reached its space quota and raised the NOSPACE alarm: every write fails until it is compacted, defragmented and the alarm disarmed."
+            text =
+                "etcd refused \(subject): \(message). Its backend reached its space quota and raised the NOSPACE alarm: "
+                + "every write fails until it is compacted, defragmented and the alarm disarmed."
         case 8:
             code = .limitExceeded
             text = "etcd rejected \(subject) as too large: \(message). Use smaller requests."
@@ -652,7 +674,9 @@ public final class EtcdClient: KeyValueService, Sendable {
             // The gateway's own connection to etcd was cancelled: etcd is shutting down
             // ("grpc: the client connection is closing"). As transient as code 14.
             code = .unavailable
-            text = "etcd is going away (shutting down or restarting) while serving \(subject): \(message). If this was a write its outcome is unknown: read again before retrying."
+            text =
+                "etcd is going away (shutting down or restarting) while serving \(subject): \(message). "
+                + "If this was a write its outcome is unknown: read again before retrying."
         case 14:
             code = .unavailable
             text = "etcd is unavailable for \(subject): \(message). If this was a write its outcome is unknown: read again before retrying."

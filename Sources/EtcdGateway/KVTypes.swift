@@ -24,9 +24,17 @@ public struct KeyValue: Sendable, Hashable {
 }
 
 public struct RangeRequest: Sendable, Hashable {
-    public enum SortOrder: String, Sendable { case none = "NONE", ascend = "ASCEND", descend = "DESCEND" }
+    public enum SortOrder: String, Sendable {
+        case none = "NONE"
+        case ascend = "ASCEND"
+        case descend = "DESCEND"
+    }
     public enum SortTarget: String, Sendable {
-        case key = "KEY", version = "VERSION", create = "CREATE", mod = "MOD", value = "VALUE"
+        case key = "KEY"
+        case version = "VERSION"
+        case create = "CREATE"
+        case mod = "MOD"
+        case value = "VALUE"
     }
 
     public var key: [UInt8]
@@ -166,7 +174,12 @@ public struct DeleteRangeResponse: Sendable, Hashable {
 
 /// A txn guard. A compare on an absent key compares against zeros (and an empty value).
 public struct Compare: Sendable, Hashable {
-    public enum Result: String, Sendable { case equal = "EQUAL", greater = "GREATER", less = "LESS", notEqual = "NOT_EQUAL" }
+    public enum Result: String, Sendable {
+        case equal = "EQUAL"
+        case greater = "GREATER"
+        case less = "LESS"
+        case notEqual = "NOT_EQUAL"
+    }
     public enum Target: Sendable, Hashable {
         case version(Int64)
         case createRevision(Int64)

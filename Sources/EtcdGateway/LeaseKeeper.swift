@@ -36,7 +36,8 @@ public final class LeaseKeeper: Sendable {
             keeper.thread.withLock { $0 = thread }
         case .failure(let error):
             keeper.markLost(
-                EtcdError(.invalidConfiguration, "Could not start the keep-alive thread for lease \(leaseID) (pthread_create error \(error.errorNumber))."),
+                EtcdError(
+                    .invalidConfiguration, "Could not start the keep-alive thread for lease \(leaseID) (pthread_create error \(error.errorNumber))."),
                 onLost: onLost)
         }
         return keeper
@@ -46,10 +47,12 @@ public final class LeaseKeeper: Sendable {
     /// Waits for the keeper thread to finish, unless called from that thread (e.g. in `onLost`).
     public func stop() {
         stopRequested.store(true, ordering: .releasing)
-        guard let thread = thread.withLock({ current -> OSThread? in
-            defer { current = nil }
-            return current
-        }) else { return }
+        guard
+            let thread = thread.withLock({ current -> OSThread? in
+                defer { current = nil }
+                return current
+            })
+        else { return }
         if thread.isCurrent {
             thread.detach()
         } else {
@@ -95,7 +98,11 @@ public final class LeaseKeeper: Sendable {
                         onKeptAlive()
                     } else {
                         markLost(
-                            EtcdError(.leaseNotFound, "The \(description) has expired or was revoked; etcd no longer knows it, so anything held under it (locks, keys) is gone."),
+                            EtcdError(
+                                .leaseNotFound,
+                                "The \(description) has expired or was revoked; "
+                                    + "etcd no longer knows it, so anything held under it (locks, keys) is gone."
+                            ),
                             onLost: onLost)
                         return
                     }
@@ -110,7 +117,9 @@ public final class LeaseKeeper: Sendable {
             }
             if clock.now - lastConfirmedSend >= ttlDuration - margin {
                 markLost(
-                    EtcdError(.leaseNotFound, "No keep-alive for \(description) succeeded for \(ttlDuration - margin) (TTL \(ttl) s); the lease must be presumed expired."),
+                    EtcdError(
+                        .leaseNotFound,
+                        "No keep-alive for \(description) succeeded for \(ttlDuration - margin) (TTL \(ttl) s); the lease must be presumed expired."),
                     onLost: onLost)
                 return
             }
@@ -119,4 +128,3 @@ public final class LeaseKeeper: Sendable {
         }
     }
 }
-

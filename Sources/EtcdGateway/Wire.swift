@@ -1,5 +1,7 @@
 // JSON shapes of the etcd v3 gateway. The gateway omits zero values and spells 64-bit
 // integers as strings, so every field decodes as optional and integers accept both forms.
+// Field names are the gateway's own (snake_case, `ID`, `TTL`): the synthesized Codable uses them as keys.
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials

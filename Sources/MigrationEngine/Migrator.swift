@@ -101,7 +101,9 @@ public struct Migrator: Sendable {
             if stamped != migration.fromVersion {
                 throw MigrationError(
                     .unsupportedVersion,
-                    "the cluster is stamped \(stamped) by an earlier migration, not \(migration.fromVersion); refusing to migrate it from \(migration.fromVersion)")
+                    "the cluster is stamped \(stamped) by an earlier migration, not \(migration.fromVersion); "
+                        + "refusing to migrate it from \(migration.fromVersion)"
+                )
             }
         }
 
@@ -159,7 +161,9 @@ public struct Migrator: Sendable {
         if let s = state, s.from != migration.fromVersion || s.to != migration.toVersion {
             throw MigrationError(
                 .invalidState,
-                "an unfinished migration from \(s.from) to \(s.to) (run \(s.runID), started \(s.startedAt)) is recorded; resume it (from \(s.from) to \(s.to)), or restore its backup \(s.backupPath ?? "(none)")")
+                "an unfinished migration from \(s.from) to \(s.to) (run \(s.runID), started \(s.startedAt)) is recorded; "
+                    + "resume it (from \(s.from) to \(s.to)), or restore its backup \(s.backupPath ?? "(none)")"
+            )
         }
         let resuming = state != nil
         try requireWritePermission()
@@ -304,7 +308,10 @@ public struct Migrator: Sendable {
         if !space.fits {
             var error = MigrationError(
                 .outOfSpace,
-                "etcd would run out of space: rewriting \(scan.pendingCount) records would grow its backend from \(space.currentBytes) to about \(space.projectedBytes) bytes, past its quota of \(space.quotaBytes) bytes; nothing was written")
+                "etcd would run out of space: rewriting \(scan.pendingCount) records would grow its backend "
+                    + "from \(space.currentBytes) to about \(space.projectedBytes) bytes, past its quota of \(space.quotaBytes) bytes; "
+                    + "nothing was written"
+            )
             error.space = OutOfSpace(estimate: space)
             throw error
         }
@@ -325,7 +332,8 @@ public struct Migrator: Sendable {
             guard error.code == .permissionDenied else { throw MigrationError.store(error, while: "checking write permission") }
             throw MigrationError(
                 .store,
-                "the etcd user has no write permission under \(migration.backupPrefixes.map(\.printable).joined(separator: " and ")); nothing was written. Grant its role readwrite on those prefixes (README: \"Least privilege\")",
+                "the etcd user has no write permission under \(migration.backupPrefixes.map(\.printable).joined(separator: " and ")); "
+                    + "nothing was written. Grant its role readwrite on those prefixes (README: \"Least privilege\")",
                 underlying: error)
         }
     }
@@ -390,7 +398,9 @@ public struct Migrator: Sendable {
         guard foreign.isEmpty else {
             throw MigrationError(
                 .foreignWrite,
-                "someone else wrote to the cluster during the migration; every record was migrated, fenced, and nothing of theirs was overwritten, but their writes happened while the cluster was meant to be at rest. Find the writer, then check these keys and verify the cluster",
+                "someone else wrote to the cluster during the migration; every record was migrated, fenced, and nothing of theirs was overwritten, "
+                    + "but their writes happened while the cluster was meant to be at rest. "
+                    + "Find the writer, then check these keys and verify the cluster",
                 keys: foreign)
         }
     }

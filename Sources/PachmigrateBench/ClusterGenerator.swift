@@ -232,7 +232,8 @@ struct ClusterGenerator {
         for atom in atoms {
             try emit(
                 writer,
-                "pachyderm_pfs/commits/\(pipeline.name)__index_{Provenance %!s(bool=true)}/repo:<name:\"\(atom.name)\" > id:\"\(atom.commit)\" /\(outputID)",
+                "pachyderm_pfs/commits/\(pipeline.name)__index_{Provenance %!s(bool=true)}/"
+                    + "repo:<name:\"\(atom.name)\" > id:\"\(atom.commit)\" /\(outputID)",
                 outputID, kind: .index, sameRevision: true)
         }
         pipeline.outputHead = outputID
@@ -247,7 +248,8 @@ struct ClusterGenerator {
         }
         job += "stdin:\"set -e\" stdin:\"echo \\\"processing $(ls /pfs)\\\"\" stdin:\"cp -r /pfs/\(atoms[0].name)/* /pfs/out/ || true\" > "
         job += "pipeline_id:\"\(pipeline.id)\" pipeline:<name:\"\(pipeline.name)\" > pipeline_version:\(pipeline.version) "
-        job += pipeline.coefficient ? "parallelism_spec:<strategy:COEFFICIENT coefficient:2 > " : "parallelism_spec:<constant:\(1 + random.below(4)) > "
+        job +=
+            pipeline.coefficient ? "parallelism_spec:<strategy:COEFFICIENT coefficient:2 > " : "parallelism_spec:<constant:\(1 + random.below(4)) > "
         if random.chance(10) { job += "egress:<URL:\"s3://pachyderm-out/\(pipeline.name)?region=us-west-2\" > " }
         if let parent = pipeline.lastJob { job += "parent_job:<id:\"\(parent)\" > " }
         job += "started:\(timestamp()) finished:\(timestamp()) "
@@ -260,7 +262,9 @@ struct ClusterGenerator {
             summary.jobsWithWorkerStatus += 1
             for _ in 0..<(1 + random.below(3)) {
                 job += "worker_status:<worker_id:\"pipeline-\(pipeline.name)-v\(pipeline.version)-\(random.hex(5))\" job_id:\"\(jobID)\" "
-                job += "data:<path:\"/file-\(random.below(1000)).png\" hash:\"\\000\\377\\\"\\\"\\\\\\177\\200\\2\(random.below(8))\(random.below(8))\" > "
+                job +=
+                    "data:<path:\"/file-\(random.below(1000)).png\" "
+                    + "hash:\"\\000\\377\\\"\\\"\\\\\\177\\200\\2\(random.below(8))\(random.below(8))\" > "
                 job += "started:\(timestamp()) > "
             }
         }

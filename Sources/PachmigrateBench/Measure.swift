@@ -41,7 +41,8 @@ struct Measure: ParsableCommand {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         // Linux reports ru_maxrss in KiB.
-        let cpu = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        let cpu =
+            Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
             + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
         print("seconds=\(seconds) cpu_seconds=\(cpu) max_rss_kib=\(usage.ru_maxrss) status=\(exitStatus)")
         if exitStatus != 0 { throw ExitCode(exitStatus) }

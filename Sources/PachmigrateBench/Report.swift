@@ -142,7 +142,8 @@ struct Report: ParsableCommand {
                 if let a = row(base, kind), let b = row(big, kind), a.rssKiB > 0 {
                     let growth = Double(b.rssKiB) / Double(a.rssKiB) - 1
                     checks.append(
-                        Check(name: "\(kind) RSS at \(big) keys <= 110% of \(base)", met: growth <= 0.10, measured: "+" + fixed(growth * 100, 1) + "%"))
+                        Check(
+                            name: "\(kind) RSS at \(big) keys <= 110% of \(base)", met: growth <= 0.10, measured: "+" + fixed(growth * 100, 1) + "%"))
                 }
             }
         }
@@ -151,7 +152,8 @@ struct Report: ParsableCommand {
 
     private func table(_ rows: [Row]) -> String {
         var lines = [
-            "| keys | kind | runs | records | median s (wall) | median s (CPU) | records/s | keys/s | MB/s text | ratio to limit | longest group (floor on txns) | txns (× floor) | peak RSS MiB |",
+            "| keys | kind | runs | records | median s (wall) | median s (CPU) | records/s | keys/s | MB/s text | ratio to limit | "
+                + "longest group (floor on txns) | txns (× floor) | peak RSS MiB |",
             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in rows {
@@ -162,7 +164,10 @@ struct Report: ParsableCommand {
             let floor = row.longestGroup.map { "\($0) (\(fixed(100 * Double($0) / Double(max(1, row.records)), 1))%)" } ?? ""
             let txns = row.txns.map { t in "\(t)" + (row.longestGroup.map { " (\(fixed(Double(t) / Double(max(1, $0)), 2))×)" } ?? "") } ?? ""
             lines.append(
-                "| \(row.keys) | \(row.kind) | \(row.runs) | \(row.records) | \(fixed(row.seconds, 2)) | \(fixed(row.cpuSeconds, 2)) | \(Int(row.recordsPerSecond)) | \(Int(row.keysPerSecond)) | \(mbps) | \(ratio) | \(floor) | \(txns) | \(fixed(Double(row.rssKiB) / 1024, 1)) |")
+                "| \(row.keys) | \(row.kind) | \(row.runs) | \(row.records) | \(fixed(row.seconds, 2)) | \(fixed(row.cpuSeconds, 2)) | "
+                    + "\(Int(row.recordsPerSecond)) | \(Int(row.keysPerSecond)) | \(mbps) | \(ratio) | \(floor) | \(txns) | "
+                    + "\(fixed(Double(row.rssKiB) / 1024, 1)) |"
+            )
         }
         return lines.joined(separator: "\n")
     }

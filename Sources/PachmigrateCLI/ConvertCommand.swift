@@ -104,7 +104,8 @@ struct ConvertReport: CommandReport {
             openCommitsWritten: report.openCommitsWritten,
             notes: report.notes.map { Note(kind: $0.kind.description, key: $0.key, field: $0.field, message: $0.message) },
             failures: report.failures.map {
-                Failure(key: $0.key, code: $0.error.code.description, field: $0.error.field, byteOffset: $0.error.byteOffset, message: $0.error.message)
+                Failure(
+                    key: $0.key, code: $0.error.code.description, field: $0.error.field, byteOffset: $0.error.byteOffset, message: $0.error.message)
             }
         ).encode(to: encoder)
     }

@@ -237,7 +237,8 @@ enum GogoText {
                 let opener = value[stack.removeLast()]
                 let expected = opener == UInt8(ascii: "<") ? UInt8(ascii: ">") : UInt8(ascii: "}")
                 if b != expected {
-                    throw ScanProblem(code: .unbalancedNesting, offset: i, message: "`\(Character(Unicode.Scalar(b)))` does not match its opening bracket")
+                    throw ScanProblem(
+                        code: .unbalancedNesting, offset: i, message: "`\(Character(Unicode.Scalar(b)))` does not match its opening bracket")
                 }
                 if stack.isEmpty { return i }
             }

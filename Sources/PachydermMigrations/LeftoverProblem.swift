@@ -38,7 +38,8 @@ public enum LeftoverProblem: String, Sendable, Hashable, Codable, CodingKeyRepre
         switch self {
         case .removedFields: "re-encoded without them (stopped is derived from state; strategy is folded into the spec)"
         case .staleParallelismSpec, .strategyDependentParallelismSpec:
-            "normalized by the strategy the record carries (absent: CONSTANT): CONSTANT n → {constant: n}, CONSTANT 0 → {}, COEFFICIENT c → {coefficient: c}"
+            "normalized by the strategy the record carries (absent: CONSTANT): CONSTANT n → {constant: n}, CONSTANT 0 → {}, "
+                + "COEFFICIENT c → {coefficient: c}"
         case .leftoverText: "converted like any 1.4 record"
         case .openCommitWithoutEntry:
             "refused as not at rest, or with --allow-open-commits its openCommits entry is written with the commit"
@@ -112,7 +113,8 @@ public enum ClusterCondition: String, Sendable, Hashable, Codable {
         switch self {
         case .empty: "no Pachyderm records"
         case .release14: "every record is 1.4 text: an ordinary upgrade"
-        case .partlyMigrated: "1.4 text and 1.5 binary side by side: another migration (Pachyderm's own, or a 1.5 pachd on 1.4 data) left it half done"
+        case .partlyMigrated:
+            "1.4 text and 1.5 binary side by side: another migration (Pachyderm's own, or a 1.5 pachd on 1.4 data) left it half done"
         case .halfDone15: "every record is 1.5 binary, but some still carry what Pachyderm's own migration left behind"
         case .clean15: "every record is clean 1.5.0 binary: nothing to repair"
         }

@@ -39,8 +39,9 @@ public struct ConversionReport: Sendable, Hashable, CustomStringConvertible {
             if c + b > 0 { lines.append("  \(kind): \(c) converted from 1.4 text" + (b > 0 ? ", \(b) already 1.5 binary" : "")) }
         }
         if openCommitsWritten > 0 { lines.append("openCommits entries written: \(openCommitsWritten)") }
-        lines.append("dropped fields: \(dropped.count); normalizations: \(normalizations.count); "
-            + "disagreements: \(disagreements.count); warnings: \(warnings.count); failures: \(failures.count)")
+        lines.append(
+            "dropped fields: \(dropped.count); normalizations: \(normalizations.count); "
+                + "disagreements: \(disagreements.count); warnings: \(warnings.count); failures: \(failures.count)")
         for note in notes { lines.append("  \(note)") }
         if !failures.isEmpty {
             lines.append("FAILED keys (\(failures.count)):")

@@ -40,7 +40,8 @@ public enum Pachyderm14To15Step {
         var notes: [MigrationNote] = []
         let keyText = key.printable
         if value.isEmpty {
-            notes.append(MigrationNote(kind: .warning, key: keyText, message: "empty value: an all-default \(kind) record; written as an empty 1.5.0 value"))
+            notes.append(
+                MigrationNote(kind: .warning, key: keyText, message: "empty value: an all-default \(kind) record; written as an empty 1.5.0 value"))
         }
         let bytes = try convert(record, key: key, keyText: keyText, source: encoding, notes: &notes)
         var converted = ConvertedValue(value: bytes, sourceEncoding: encoding, notes: notes, source: record)
@@ -51,9 +52,10 @@ public enum Pachyderm14To15Step {
                 // Open commits aside: whether their entry exists is the live migration's to say.
                 let problems = LeftoverProblem.found(in: record) { _ in true }
                 let what = problems.isEmpty ? "" : " (" + problems.sorted().map(\.rawValue).joined(separator: ", ") + ")"
-                converted.notes.append(MigrationNote(
-                    kind: .warning, key: keyText,
-                    message: "1.5.0 binary left by another migration\(what): repaired by the same policy"))
+                converted.notes.append(
+                    MigrationNote(
+                        kind: .warning, key: keyText,
+                        message: "1.5.0 binary left by another migration\(what): repaired by the same policy"))
             }
         }
         return converted
@@ -79,9 +81,10 @@ public enum Pachyderm14To15Step {
         case .pipeline(let info):
             var out = Pach150_PipelineInfo(copying: info)
             if info.hasGcPolicy {
-                notes.append(MigrationNote(
-                    kind: .droppedField, key: keyText, field: "gc_policy",
-                    message: "dropped ≤1.4.3 gc_policy (\(info.gcPolicy.textFormatString().trimmed)); 1.5.0 has no such field"))
+                notes.append(
+                    MigrationNote(
+                        kind: .droppedField, key: keyText, field: "gc_policy",
+                        message: "dropped ≤1.4.3 gc_policy (\(info.gcPolicy.textFormatString().trimmed)); 1.5.0 has no such field"))
             }
             noteStopped(
                 info.stopped, expected: expectedStopped(info.state), state: "pipeline state \(info.state)", fromText: fromText,
@@ -95,9 +98,10 @@ public enum Pachyderm14To15Step {
         case .job(let info):
             var out = Pach150_JobInfo(copying: info)
             if !info.error.isEmpty {
-                notes.append(MigrationNote(
-                    kind: .droppedField, key: keyText, field: "error",
-                    message: "dropped 1.4.0–1.4.1 error (\(info.error.count) bytes, the log of the last failed datum); 1.5.0 has no such field"))
+                notes.append(
+                    MigrationNote(
+                        kind: .droppedField, key: keyText, field: "error",
+                        message: "dropped 1.4.0–1.4.1 error (\(info.error.count) bytes, the log of the last failed datum); 1.5.0 has no such field"))
             }
             noteStopped(
                 info.stopped, expected: expectedStopped(info.state), state: "job state \(info.state)", fromText: fromText,
@@ -117,10 +121,11 @@ public enum Pachyderm14To15Step {
         _ stopped: Bool, expected: Bool?, state: String, fromText: Bool, keyText: String, notes: inout [MigrationNote]
     ) {
         if let expected, expected != stopped, fromText || stopped {
-            notes.append(MigrationNote(
-                kind: .disagreement, key: keyText, field: "stopped",
-                message: "stopped=\(stopped) disagrees with \(state) (1.4.8 derives stopped=\(expected)); "
-                    + "stopped is dropped, 1.5.0 goes by state"))
+            notes.append(
+                MigrationNote(
+                    kind: .disagreement, key: keyText, field: "stopped",
+                    message: "stopped=\(stopped) disagrees with \(state) (1.4.8 derives stopped=\(expected)); "
+                        + "stopped is dropped, 1.5.0 goes by state"))
         } else if expected == nil {
             notes.append(MigrationNote(kind: .warning, key: keyText, field: "state", message: "unknown \(state), copied as is"))
         }
@@ -165,19 +170,21 @@ public enum Pachyderm14To15Step {
                 out.constant = spec.constant
             }
             if spec.coefficient != 0 {
-                notes.append(MigrationNote(
-                    kind: .normalized, key: key, field: "parallelism_spec",
-                    message: "CONSTANT strategy with constant \(spec.constant) and a stale coefficient \(spec.coefficient): "
-                        + "coefficient cleared, as 1.4.8 ignored it"
-                        + (spec.constant == 0 ? " (constant 0: one worker per node, as in 1.4.8)" : "")))
+                notes.append(
+                    MigrationNote(
+                        kind: .normalized, key: key, field: "parallelism_spec",
+                        message: "CONSTANT strategy with constant \(spec.constant) and a stale coefficient \(spec.coefficient): "
+                            + "coefficient cleared, as 1.4.8 ignored it"
+                            + (spec.constant == 0 ? " (constant 0: one worker per node, as in 1.4.8)" : "")))
             }
         case .coefficient:
             out.coefficient = spec.coefficient
             if spec.constant != 0 {
-                notes.append(MigrationNote(
-                    kind: .normalized, key: key, field: "parallelism_spec",
-                    message: "COEFFICIENT strategy with a stale constant \(spec.constant): constant cleared, as 1.4.8 "
-                        + "ignored it (1.5.0 rejects a spec with both set)"))
+                notes.append(
+                    MigrationNote(
+                        kind: .normalized, key: key, field: "parallelism_spec",
+                        message: "COEFFICIENT strategy with a stale constant \(spec.constant): constant cleared, as 1.4.8 "
+                            + "ignored it (1.5.0 rejects a spec with both set)"))
             }
         case .UNRECOGNIZED(let raw):
             throw RecordCodecError(

@@ -49,9 +49,9 @@ public struct RecordCodecError: Error, Sendable, Hashable, CustomStringConvertib
     }
 
     public var description: String {
-        var where_ = ""
-        if let field { where_ += " field `\(field)`" }
-        if let byteOffset { where_ += " at byte \(byteOffset)" }
-        return "\(key):\(where_.isEmpty ? "" : where_ + ":") \(message) [\(code)]"
+        var location = ""
+        if let field { location += " field `\(field)`" }
+        if let byteOffset { location += " at byte \(byteOffset)" }
+        return "\(key):\(location.isEmpty ? "" : location + ":") \(message) [\(code)]"
     }
 }

@@ -64,14 +64,16 @@ public struct RecordConverter: Sendable {
         if let open {
             if writeOpenCommits {
                 entry = try layout.openCommitEntry(forOpen: open)
-                notes.append(MigrationNote(
-                    kind: .normalized, key: key.printable,
-                    message: "open commit: writes \(entry!.key.printable) so 1.5.0 can put files into it and finish it"))
+                notes.append(
+                    MigrationNote(
+                        kind: .normalized, key: key.printable,
+                        message: "open commit: writes \(entry!.key.printable) so 1.5.0 can put files into it and finish it"))
             } else {
-                notes.append(MigrationNote(
-                    kind: .warning, key: key.printable,
-                    message: "open commit (no `finished`) without its openCommits entry: 1.5.0 can neither put files into it "
-                        + "nor finish it; finish it first, or migrate it with its entry written"))
+                notes.append(
+                    MigrationNote(
+                        kind: .warning, key: key.printable,
+                        message: "open commit (no `finished`) without its openCommits entry: 1.5.0 can neither put files into it "
+                            + "nor finish it; finish it first, or migrate it with its entry written"))
             }
         }
         let unchanged = read.sourceEncoding == .binary15 && !read.changesRecord && entry == nil

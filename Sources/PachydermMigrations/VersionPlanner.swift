@@ -141,7 +141,8 @@ public enum VersionPlanner {
         }
         plan.steps = [step]
         plan.purpose = .repair
-        plan.summary = "\(plan.from) → \(plan.to), repair: the records are 1.5 binary but no pachmigrate run stamped the cluster, "
+        plan.summary =
+            "\(plan.from) → \(plan.to), repair: the records are 1.5 binary but no pachmigrate run stamped the cluster, "
             + "so every record is checked for what another migration (Pachyderm's own, or a 1.5 pachd on 1.4 data) left "
             + "behind, and repaired by step \(step.name) with the same policy as 1.4 records."
         return plan
@@ -169,13 +170,16 @@ public enum VersionPlanner {
             v.patch == nil ? known.contains { $0.major == v.major && $0.minor == v.minor } : known.contains(v)
         }
         guard isKnown(from) else {
-            throw VersionPlanError(code: .unknownVersion, message: "--from \(from) is not a release pachmigrate knows (it knows 1.4.0–1.4.9 and 1.5.0–1.5.3)")
+            throw VersionPlanError(
+                code: .unknownVersion, message: "--from \(from) is not a release pachmigrate knows (it knows 1.4.0–1.4.9 and 1.5.0–1.5.3)")
         }
         guard isKnown(to) else {
             throw VersionPlanError(code: .unknownVersion, message: "--to \(to) is not a release pachmigrate knows (it migrates to 1.5.0–1.5.3)")
         }
         if to.major == 1 && to.minor == 4 {
-            throw VersionPlanError(code: .unsupportedPath, message: "--to \(to): 1.4 patch releases share one format; there is nothing to migrate. pachmigrate upgrades to 1.5.")
+            throw VersionPlanError(
+                code: .unsupportedPath,
+                message: "--to \(to): 1.4 patch releases share one format; there is nothing to migrate. pachmigrate upgrades to 1.5.")
         }
         if from.minor == 5 {
             // 1.5 patch levels (up or down) store the same binary messages.

@@ -31,10 +31,12 @@ public struct OSThread: Sendable, Equatable {
     public static func start(_ body: @escaping @Sendable () -> Void) -> Result<OSThread, ThreadStartError> {
         let box = Unmanaged.passRetained(Body(body))
         var handle = pthread_t()
-        let rc = pthread_create(&handle, nil, { raw in
-            Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
-            return nil
-        }, box.toOpaque())
+        let rc = pthread_create(
+            &handle, nil,
+            { raw in
+                Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
+                return nil
+            }, box.toOpaque())
         guard rc == 0 else {
             box.release()
             return .failure(ThreadStartError(errorNumber: rc))

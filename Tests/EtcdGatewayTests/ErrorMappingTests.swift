@@ -7,25 +7,48 @@ import Testing
 @Suite("Error mapping and concurrency")
 struct ErrorMappingTests {
     // Bodies as etcd 3.4's gateway sends them (see the gateway notes).
-    @Test(arguments: [
-        (400, #"{"error":"etcdserver: too many operations in txn request","message":"etcdserver: too many operations in txn request","code":3}"#, EtcdError.Code.limitExceeded, 3),
-        (400, #"{"error":"etcdserver: request is too large","message":"etcdserver: request is too large","code":3}"#, .limitExceeded, 3),
-        (429, #"{"error":"grpc: received message larger than max","message":"grpc: received message larger than max","code":8}"#, .limitExceeded, 8),
-        (400, #"{"error":"etcdserver: mvcc: required revision has been compacted","message":"etcdserver: mvcc: required revision has been compacted","code":11}"#, .compacted, 11),
-        (404, #"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#, .leaseNotFound, 5),
-        (503, #"{"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14}"#, .unavailable, 14),
-        // While etcd shuts down (seen in ReliabilityTests' etcd restart): transient.
-        (408, #"{"error":"grpc: the client connection is closing","message":"grpc: the client connection is closing","code":1}"#, .unavailable, 1),
-        (401, #"{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}"#, .authentication, 16),
-        (403, #"{"error":"etcdserver: permission denied","message":"etcdserver: permission denied","code":7}"#, .permissionDenied, 7),
-        (400, #"{"error":"etcdserver: duplicate key given in txn request","message":"etcdserver: duplicate key given in txn request","code":3}"#, .server, 3),
-        // etcd 3.1's bodies have no "message", and some codes differ.
-        (400, #"{"error":"auth: user name is empty","code":2}"#, .authentication, 2),
-        (403, #"{"error":"etcdserver: mvcc: database space exceeded","code":8}"#, .noSpace, 8),
-        (400, #"{"error":"etcdserver: mvcc: required revision has been compacted","code":11}"#, .compacted, 11),
-        (404, "404 page not found\n", .httpStatus, nil),
-        (405, "Method Not Allowed\n", .httpStatus, nil),
-    ] as [(Int, String, EtcdError.Code, Int?)])
+    @Test(
+        arguments: [
+            (
+                400,
+                #"{"error":"etcdserver: too many operations in txn request","message":"etcdserver: too many operations in txn request","code":3}"#,
+                EtcdError.Code.limitExceeded, 3
+            ),
+            (400, #"{"error":"etcdserver: request is too large","message":"etcdserver: request is too large","code":3}"#, .limitExceeded, 3),
+            (
+                429, #"{"error":"grpc: received message larger than max","message":"grpc: received message larger than max","code":8}"#,
+                .limitExceeded, 8
+            ),
+            (
+                400,
+                #"{"error":"etcdserver: mvcc: required revision has been compacted","#
+                    + #""message":"etcdserver: mvcc: required revision has been compacted","code":11}"#,
+                .compacted, 11
+            ),
+            (
+                404, #"{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}"#, .leaseNotFound,
+                5
+            ),
+            (503, #"{"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14}"#, .unavailable, 14),
+            // While etcd shuts down (seen in ReliabilityTests' etcd restart): transient.
+            (
+                408, #"{"error":"grpc: the client connection is closing","message":"grpc: the client connection is closing","code":1}"#, .unavailable,
+                1
+            ),
+            (401, #"{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}"#, .authentication, 16),
+            (403, #"{"error":"etcdserver: permission denied","message":"etcdserver: permission denied","code":7}"#, .permissionDenied, 7),
+            (
+                400,
+                #"{"error":"etcdserver: duplicate key given in txn request","message":"etcdserver: duplicate key given in txn request","code":3}"#,
+                .server, 3
+            ),
+            // etcd 3.1's bodies have no "message", and some codes differ.
+            (400, #"{"error":"auth: user name is empty","code":2}"#, .authentication, 2),
+            (403, #"{"error":"etcdserver: mvcc: database space exceeded","code":8}"#, .noSpace, 8),
+            (400, #"{"error":"etcdserver: mvcc: required revision has been compacted","code":11}"#, .compacted, 11),
+            (404, "404 page not found\n", .httpStatus, nil),
+            (405, "Method Not Allowed\n", .httpStatus, nil),
+        ] as [(Int, String, EtcdError.Code, Int?)])
     func httpErrorsMapToCodes(status: Int, body: String, expected: EtcdError.Code, grpcCode: Int?) {
         let error = EtcdClient.mapHTTPError(status: status, body: Array(body.utf8), subject: "key \"/k\"", endpoint: "http://e:1")
         #expect(error.code == expected)

@@ -134,8 +134,10 @@ public struct TestCertificates: Sendable {
             try key("\(name).key")
             try runCommand(
                 openssl,
-                ["req", "-x509", "-new", "-key", "\(name).key", "-out", "\(name).pem", "-days", "2", "-subj", "/CN=\(cn)",
-                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                [
+                    "req", "-x509", "-new", "-key", "\(name).key", "-out", "\(name).pem", "-days", "2", "-subj", "/CN=\(cn)",
+                    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                ],
                 directory: directory)
         }
         func leaf(_ name: String, _ cn: String, _ extensions: String) throws {
@@ -144,8 +146,10 @@ public struct TestCertificates: Sendable {
             try extensions.write(toFile: "\(directory)/\(name).ext", atomically: true, encoding: .utf8)
             try runCommand(
                 openssl,
-                ["x509", "-req", "-in", "\(name).csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", "\(name).pem", "-days", "2", "-extfile", "\(name).ext"],
+                [
+                    "x509", "-req", "-in", "\(name).csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                    "-out", "\(name).pem", "-days", "2", "-extfile", "\(name).ext",
+                ],
                 directory: directory)
         }
         try selfSignedCA("ca", "pachmigrate test CA")
@@ -229,7 +233,7 @@ func waitUntilReady(_ endpoints: [String], processes: [EtcdProcess], tls: EtcdCl
             do {
                 _ = try client.status()
                 break
-            } catch where error.code == .authentication || error.code == .permissionDenied {
+            } catch  where error.code == .authentication || error.code == .permissionDenied {
                 break  // answered through the gateway; before 3.4, status needs a user once auth is on
             } catch {}
             if Date() > deadline {
@@ -261,8 +265,10 @@ public final class EtcdServer: @unchecked Sendable {
         certificates.map { EtcdClient.TLS(caFile: $0.caFile, certFile: $0.clientCertFile, keyFile: $0.clientKeyFile) }
     }
 
-    private init(endpoint: String, dataDir: String, workDir: String, process: EtcdProcess,
-                 rootCredentials: EtcdClient.Credentials?, credentials: EtcdClient.Credentials?, certificates: TestCertificates?) {
+    private init(
+        endpoint: String, dataDir: String, workDir: String, process: EtcdProcess,
+        rootCredentials: EtcdClient.Credentials?, credentials: EtcdClient.Credentials?, certificates: TestCertificates?
+    ) {
         self.endpoint = endpoint
         self.dataDir = dataDir
         self.workDir = workDir
@@ -291,12 +297,13 @@ public final class EtcdServer: @unchecked Sendable {
                 let endpoint = "\(scheme)://127.0.0.1:\(clientPort)"
                 let peer = "http://127.0.0.1:\(peerPort)"
                 let dataDir = workDir + "/data"
-                var arguments = [
-                    "--name", "n1", "--data-dir", dataDir,
-                    "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
-                    "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                    "--initial-cluster", "n1=\(peer)",
-                ] + EtcdBinaries.logArguments
+                var arguments =
+                    [
+                        "--name", "n1", "--data-dir", dataDir,
+                        "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
+                        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                        "--initial-cluster", "n1=\(peer)",
+                    ] + EtcdBinaries.logArguments
                 if let certificates {
                     arguments += [
                         "--cert-file", certificates.serverCertFile, "--key-file", certificates.serverKeyFile,
@@ -309,8 +316,10 @@ public final class EtcdServer: @unchecked Sendable {
                     if let snapshot {
                         try runCommand(
                             EtcdBinaries.etcdctl,
-                            ["snapshot", "restore", snapshot, "--name", "n1", "--data-dir", dataDir,
-                             "--initial-cluster", "n1=\(peer)", "--initial-advertise-peer-urls", peer])
+                            [
+                                "snapshot", "restore", snapshot, "--name", "n1", "--data-dir", dataDir,
+                                "--initial-cluster", "n1=\(peer)", "--initial-advertise-peer-urls", peer,
+                            ])
                     }
                     try process.launch()
                     let clientTLS = certificates.map { EtcdClient.TLS(caFile: $0.caFile, certFile: $0.clientCertFile, keyFile: $0.clientKeyFile) }

@@ -74,7 +74,7 @@ public func valuesByKey(_ kvs: [KeyValue]) -> [String: [UInt8]] {
 /// Per group (as `group` assigns it; nil = ignored), the keys in mod-revision order.
 public func orderByGroup(_ kvs: [KeyValue], group: ([UInt8]) -> String?) -> [String: [String]] {
     var result: [String: [String]] = [:]
-    for kv in kvs { // kvs are in mod-revision order
+    for kv in kvs {  // kvs are in mod-revision order
         if let g = group(kv.key) { result[g, default: []].append(String(decoding: kv.key, as: UTF8.self)) }
     }
     return result

@@ -96,11 +96,12 @@ public final class ScriptedHTTPServer: @unchecked Sendable {
             let lines = String(decoding: buffer[..<headEnd], as: UTF8.self).components(separatedBy: "\r\n")
             let requestLine = lines[0].split(separator: " ")
             let headers = Array(lines.dropFirst())
-            let contentLength = headers.lazy.compactMap { line -> Int? in
-                let parts = line.split(separator: ":", maxSplits: 1)
-                return parts.count == 2 && parts[0].lowercased() == "content-length"
-                    ? Int(parts[1].trimmingCharacters(in: .whitespaces)) : nil
-            }.first ?? 0
+            let contentLength =
+                headers.lazy.compactMap { line -> Int? in
+                    let parts = line.split(separator: ":", maxSplits: 1)
+                    return parts.count == 2 && parts[0].lowercased() == "content-length"
+                        ? Int(parts[1].trimmingCharacters(in: .whitespaces)) : nil
+                }.first ?? 0
             while buffer.count < headEnd + 4 + contentLength {
                 let count = read(connection, &chunk, chunk.count)
                 guard count > 0 else { return }

@@ -34,7 +34,11 @@ private final class CompactedUnderfoot: KeyValueService, @unchecked Sendable {
 
     func range(_ request: RangeRequest) throws(EtcdError) -> RangeResponse {
         let answer = try base.range(request)
-        if moment == .duringScan, request.revision != 0, pinnedReads.withLock({ $0 += 1; return $0 }) == 2 {
+        if moment == .duringScan, request.revision != 0,
+            pinnedReads.withLock({
+                $0 += 1; return $0
+            }) == 2
+        {
             compactPastPinnedReads()
         }
         return answer

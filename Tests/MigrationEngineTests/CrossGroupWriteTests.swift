@@ -130,7 +130,9 @@ struct CrossGroupWriteTests {
         let plainBase = plain.txnCount
         _ = try migrator(plain).run(options: MigrationOptions(backup: .none))
         let store = toyCluster(groups: 3, perGroup: 200)
-        let original = store.all(prefix: "app/").sorted { $0.modRevision != $1.modRevision ? $0.modRevision < $1.modRevision : $0.key.lexicographicallyPrecedes($1.key) }
+        let original = store.all(prefix: "app/").sorted {
+            $0.modRevision != $1.modRevision ? $0.modRevision < $1.modRevision : $0.key.lexicographicallyPrecedes($1.key)
+        }
         let base = store.txnCount
         let result = try migrator(store).run(options: MigrationOptions(backup: .file(path)))
         // The txns of the run without a backup, give or take a lock heartbeat: the backup read
@@ -160,7 +162,11 @@ final class LosesAnAnswer: KeyValueService, Sendable {
     func txn(_ request: TxnRequest) throws(EtcdError) -> TxnResponse {
         let response = try inner.txn(request)
         let writes = request.success.contains { if case .put = $0 { return true } else { return false } }
-        if writes, request.success.count > 2, inner.txnCount >= after, lost.withLock({ was in defer { was = true }; return !was }) {
+        if writes, request.success.count > 2, inner.txnCount >= after,
+            lost.withLock({ was in
+                defer { was = true }; return !was
+            })
+        {
             throw EtcdError(.transport, "connection dropped after the request was sent")
         }
         return response

@@ -65,9 +65,10 @@ func laneOrder(_ store: InMemoryKeyValueService) -> [String: [String]] {
 }
 
 func values(_ store: InMemoryKeyValueService, prefix: String = "app/") -> [String: String] {
-    Dictionary(uniqueKeysWithValues: store.all(prefix: prefix).map {
-        (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self))
-    })
+    Dictionary(
+        uniqueKeysWithValues: store.all(prefix: prefix).map {
+            (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self))
+        })
 }
 
 let testLogger = Logger(label: "test")
@@ -108,7 +109,10 @@ struct EngineTests {
     @Test func dryRunWritesNothing() throws {
         let store = toyCluster()
         let revision = store.revision
-        let result = try migrator(store).run(options: { var o = MigrationOptions(backup: .none); o.dryRun = true; return o }())
+        let result = try migrator(store).run(
+            options: {
+                var o = MigrationOptions(backup: .none); o.dryRun = true; return o
+            }())
         #expect(result.outcome == .dryRun)
         #expect(result.scan?.pendingCount == 60)
         #expect(result.scan?.untouched == 1)

@@ -58,7 +58,11 @@ final class InMemoryKeyValueService: KeyValueService {
             kvs = Array(kvs.prefix(Int(r.limit)))
             more = true
         }
-        if r.keysOnly { kvs = kvs.map { var k = $0; k.value = []; return k } }
+        if r.keysOnly {
+            kvs = kvs.map {
+                var k = $0; k.value = []; return k
+            }
+        }
         if r.countOnly { kvs = [] }
         return RangeResponse(header: ResponseHeader(revision: s.revision), kvs: kvs, more: more, count: count)
     }

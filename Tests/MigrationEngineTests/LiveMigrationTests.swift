@@ -125,10 +125,11 @@ struct LiveMigrationTests {
             let result = try migrator.run(options: MigrationOptions(backup: .none))
             #expect(result.outcome == .migrated)
             let open = try client.range(.prefix(Array("pachyderm_pfs/openCommits/".utf8))).kvs.map { text($0.key) }.sorted()
-            #expect(open == [
-                "pachyderm_pfs/openCommits/4c50bd522c444a33bfc9b21fb970738d",
-                "pachyderm_pfs/openCommits/fbb43e11970e40198b424b676ab17fb0",
-            ])
+            #expect(
+                open == [
+                    "pachyderm_pfs/openCommits/4c50bd522c444a33bfc9b21fb970738d",
+                    "pachyderm_pfs/openCommits/fbb43e11970e40198b424b676ab17fb0",
+                ])
         }
     }
 

@@ -302,7 +302,8 @@ struct CommandTests {
         try await onOwnThread {
             let sample = try SampleServer()
             defer { sample.server.stop() }
-            let result = try pachmigrate(["migrate", "--no-backup", "--log-format", "json", "--log-level", "info", "--output", "json"] + sample.endpoint)
+            let result = try pachmigrate(
+                ["migrate", "--no-backup", "--log-format", "json", "--log-level", "info", "--output", "json"] + sample.endpoint)
             #expect(result.status == 0, "\(result.stderr)")
             let lines = result.stderr.split(separator: "\n")
             #expect(!lines.isEmpty)
@@ -329,7 +330,9 @@ struct CommandTests {
             #expect(try verifyDumpChecksum(path: "\(dir)/out.jsonl").count == 64)
             let exists = try pachmigrate(["convert", "--from", "1.4.8", SampleData.before("at-rest"), "\(dir)/out.jsonl"])
             #expect(exists.status == 2)
-            let json = try pachmigrate(["convert", "--from", "1.4.8", "--overwrite", "--output", "json", SampleData.before("busy"), "\(dir)/out.jsonl"])
+            let json = try pachmigrate([
+                "convert", "--from", "1.4.8", "--overwrite", "--output", "json", SampleData.before("busy"), "\(dir)/out.jsonl",
+            ])
             #expect(json.status == 0)
             #expect(((json.json["result"] as? [String: Any])?["converted"] as? [String: Int])?["commit"] == 275)
             let old = try pachmigrate(["convert", "--from", "1.3.0", SampleData.before("busy"), "\(dir)/o2.jsonl"])

@@ -70,8 +70,9 @@ struct DeployManifestTests {
     @Test func everyContainerRunsTheDefaultImageAsNonRootWithWhatItNeeds() throws {
         let documents = try Self.documents()
         let secrets = documents.filter { $0.document["kind"] as? String == "Secret" }.map(\.document)
-        let claims = Set(documents.filter { $0.document["kind"] as? String == "PersistentVolumeClaim" }
-            .compactMap { ($0.document["metadata"] as? [String: Any])?["name"] as? String })
+        let claims = Set(
+            documents.filter { $0.document["kind"] as? String == "PersistentVolumeClaim" }
+                .compactMap { ($0.document["metadata"] as? [String: Any])?["name"] as? String })
         let pods = Self.podSpecs(documents)
         #expect(Set(pods.map(\.file)) == ["migration-job.yaml", "pachd-init-container.yaml"])
         #expect(secrets.count == 1 && !claims.isEmpty)
@@ -107,7 +108,8 @@ struct DeployManifestTests {
                 let secretKeys = Set(((secret?["stringData"] as? [String: Any]) ?? [:]).keys)
                 #expect(secret != nil, "\(name): secret \(secretName ?? "none") is not in deploy/")
                 let env = Self.env(container)
-                let files = ["ETCDCTL_CACERT", "ETCDCTL_CERT", "ETCDCTL_KEY"].compactMap { env[$0]?["value"] as? String }
+                let files =
+                    ["ETCDCTL_CACERT", "ETCDCTL_CERT", "ETCDCTL_KEY"].compactMap { env[$0]?["value"] as? String }
                     + [Self.argument("password-file", in: args)].compactMap { $0 }
                 #expect(files.count == 4, "\(name)")
                 for file in files {

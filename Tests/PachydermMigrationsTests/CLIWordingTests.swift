@@ -18,7 +18,11 @@ struct CLIWordingTests {
     @Test func lockHeldGetsTheLockCommands() {
         let described = describe(MigrationError(.lockHeld, "the migration lock is held by someone."))
         #expect(described.status == .lockHeld)
-        #expect(described.message == "the migration lock is held by someone. Wait for it (--wait-lock), or if it is stuck, see `pachmigrate lock show` and `pachmigrate lock break`.")
+        #expect(
+            described.message
+                == "the migration lock is held by someone. "
+                + "Wait for it (--wait-lock), or if it is stuck, see `pachmigrate lock show` and `pachmigrate lock break`."
+        )
     }
 
     @Test(arguments: [MigrationError.Code.conversionFailed, .interrupted, .backupFailed])

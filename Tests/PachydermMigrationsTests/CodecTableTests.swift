@@ -93,9 +93,14 @@ struct PatchLevelTests {
             expected: #"pipeline { name: "p" } state: PIPELINE_RUNNING"#),
         PatchLevelCase(
             name: "1.4.x PipelineInput inputs, outputBranch, scaleDownThreshold, PIPELINE_STOPPED", kind: .pipeline,
-            text: #"pipeline:<name:"p" > inputs:<name:"in" repo:<name:"r" > branch:"master" glob:"/*" from:<repo:<name:"r" > id:"c1" > > state:PIPELINE_STOPPED stopped:true outputBranch:"out" scaleDownThreshold:<seconds:600 > "#,
+            text:
+                #"pipeline:<name:"p" > inputs:<name:"in" repo:<name:"r" > branch:"master" glob:"/*" from:<repo:<name:"r" > id:"c1" > > "#
+                + #"state:PIPELINE_STOPPED stopped:true outputBranch:"out" scaleDownThreshold:<seconds:600 > "#,
             parsesWith: ["1.4.0", "1.4.2", "1.4.3", "1.4.8"], failsWith: [], notes: [],
-            expected: #"pipeline { name: "p" } inputs { name: "in" repo { name: "r" } branch: "master" glob: "/*" from { repo { name: "r" } id: "c1" } } state: PIPELINE_PAUSED output_branch: "out" scale_down_threshold { seconds: 600 }"#),
+            expected:
+                #"pipeline { name: "p" } inputs { name: "in" repo { name: "r" } branch: "master" glob: "/*" from { repo { name: "r" } id: "c1" } } "#
+                + #"state: PIPELINE_PAUSED output_branch: "out" scale_down_threshold { seconds: 600 }"#
+        ),
         PatchLevelCase(
             name: "1.4.6+ RepoInfo.description", kind: .repo,
             text: #"repo:<name:"r" > created:<seconds:1497000000 nanos:5 > size_bytes:42 provenance:<name:"a" > description:"d" "#,
@@ -103,9 +108,15 @@ struct PatchLevelTests {
             expected: #"repo { name: "r" } created { seconds: 1497000000 nanos: 5 } size_bytes: 42 provenance { name: "a" } description: "d""#),
         PatchLevelCase(
             name: "1.4.8 new_branch (Branch → BranchInfo), incremental, JobInput, outputRepo", kind: .job,
-            text: #"job:<id:"j4" > inputs:<name:"in" commit:<repo:<name:"r" > id:"c" > glob:"/" lazy:true > state:JOB_RUNNING outputRepo:<name:"o" > outputBranch:"master" new_branch:<name:"master" head:<repo:<name:"r" > id:"c" > > incremental:true "#,
+            text:
+                #"job:<id:"j4" > inputs:<name:"in" commit:<repo:<name:"r" > id:"c" > glob:"/" lazy:true > state:JOB_RUNNING outputRepo:<name:"o" > "#
+                + #"outputBranch:"master" new_branch:<name:"master" head:<repo:<name:"r" > id:"c" > > incremental:true "#,
             parsesWith: ["1.4.8"], failsWith: ["1.4.3"], notes: [],
-            expected: #"job { id: "j4" } inputs { name: "in" commit { repo { name: "r" } id: "c" } glob: "/" lazy: true } state: JOB_RUNNING output_repo { name: "o" } output_branch: "master" new_branch { name: "master" head { repo { name: "r" } id: "c" } } incremental: true"#),
+            expected:
+                #"job { id: "j4" } inputs { name: "in" commit { repo { name: "r" } id: "c" } glob: "/" lazy: true } "#
+                + #"state: JOB_RUNNING output_repo { name: "o" } "#
+                + #"output_branch: "master" new_branch { name: "master" head { repo { name: "r" } id: "c" } } incremental: true"#
+        ),
     ]
 
     @Test(arguments: cases)
@@ -239,10 +250,12 @@ struct ValueFormTests {
 
     @Test("extreme numbers and floats parse as gogo writes them")
     func extremes() throws {
-        let job = try Pach150_JobInfo(serializedBytes: convertText(
-            .job,
-            "state:JOB_RUNNING data_processed:-9223372036854775808 data_total:9223372036854775807 pipeline_version:18446744073709551615 resource_spec:<cpu:inf gpu:-1 > "
-        ).value)
+        let job = try Pach150_JobInfo(
+            serializedBytes: convertText(
+                .job,
+                "state:JOB_RUNNING data_processed:-9223372036854775808 data_total:9223372036854775807 pipeline_version:18446744073709551615 "
+                    + "resource_spec:<cpu:inf gpu:-1 > "
+            ).value)
         #expect(job.dataProcessed == .min && job.dataTotal == .max && job.pipelineVersion == .max)
         #expect(job.resourceSpec.cpu == .infinity && job.resourceSpec.gpu == -1)
         let nan = try Pach150_JobInfo(serializedBytes: convertText(.job, "resource_spec:<cpu:nan > ").value)
@@ -252,7 +265,8 @@ struct ValueFormTests {
     @Test("deeply nested Input trees exceed swift-protobuf's default depth and still parse")
     func deepInput() throws {
         let depth = 300
-        let text = "input:<" + String(repeating: "cross:<", count: depth) + #"atom:<name:"a" > "#
+        let text =
+            "input:<" + String(repeating: "cross:<", count: depth) + #"atom:<name:"a" > "#
             + String(repeating: "> ", count: depth) + "> "
         var deep = BinaryDecodingOptions()
         deep.messageDepthLimit = 1000
@@ -276,7 +290,9 @@ struct ValueFormTests {
             case .repo: #"repo:<name:"r" > description:"\351" "#
             case .commit: #"commit:<repo:<name:"r" > id:"c" > started:<seconds:1 > "#
             case .branch: #"repo:<name:"r" > id:"c" "#
-            case .pipeline: #"pipeline:<name:"p" > transform:<env:<key:"A" value:"" > > state:PIPELINE_STOPPED stopped:true parallelism_spec:<strategy:COEFFICIENT coefficient:1 > "#
+            case .pipeline:
+                #"pipeline:<name:"p" > transform:<env:<key:"A" value:"" > > state:PIPELINE_STOPPED stopped:true "#
+                    + #"parallelism_spec:<strategy:COEFFICIENT coefficient:1 > "#
             case .job: #"job:<id:"j" > state:JOB_SUCCESS stopped:true parallelism_spec:<constant:2 > "#
             }
         let once = try convertText(kind, text)
@@ -320,15 +336,22 @@ struct LeftoverRepairTests {
     }
 
     static let cases: [Case] = [
-        Case(description: "clean 1.5 coefficient", stopped: false, strategy: .constant, constant: 0, coefficient: 0.5, problems: [], repaired: (0, 0.5)),
+        Case(
+            description: "clean 1.5 coefficient", stopped: false, strategy: .constant, constant: 0, coefficient: 0.5, problems: [], repaired: (0, 0.5)
+        ),
         Case(description: "clean 1.5 constant", stopped: false, strategy: .constant, constant: 3, coefficient: 0, problems: [], repaired: (3, 0)),
-        Case(description: "COEFFICIENT carried", stopped: false, strategy: .coefficient, constant: 0, coefficient: 2, problems: [.removedFields], repaired: (0, 2)),
-        Case(description: "stale, COEFFICIENT", stopped: true, strategy: .coefficient, constant: 4, coefficient: 2,
-             problems: [.removedFields, .staleParallelismSpec], repaired: (0, 2)),
-        Case(description: "stale, CONSTANT absent", stopped: false, strategy: .constant, constant: 4, coefficient: 2,
-             problems: [.staleParallelismSpec], repaired: (4, 0)),
-        Case(description: "CONSTANT 0 with a coefficient, stopped carried", stopped: true, strategy: .constant, constant: 0, coefficient: 0.5,
-             problems: [.removedFields, .strategyDependentParallelismSpec], repaired: (0, 0)),
+        Case(
+            description: "COEFFICIENT carried", stopped: false, strategy: .coefficient, constant: 0, coefficient: 2, problems: [.removedFields],
+            repaired: (0, 2)),
+        Case(
+            description: "stale, COEFFICIENT", stopped: true, strategy: .coefficient, constant: 4, coefficient: 2,
+            problems: [.removedFields, .staleParallelismSpec], repaired: (0, 2)),
+        Case(
+            description: "stale, CONSTANT absent", stopped: false, strategy: .constant, constant: 4, coefficient: 2,
+            problems: [.staleParallelismSpec], repaired: (4, 0)),
+        Case(
+            description: "CONSTANT 0 with a coefficient, stopped carried", stopped: true, strategy: .constant, constant: 0, coefficient: 0.5,
+            problems: [.removedFields, .strategyDependentParallelismSpec], repaired: (0, 0)),
     ]
 
     @Test(arguments: cases)

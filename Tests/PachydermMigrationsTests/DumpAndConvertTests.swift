@@ -39,14 +39,17 @@ func readAll(_ path: String) throws -> [KeyValue] {
 
 @Suite("Dump files")
 struct DumpTests {
-    @Test("SHA-256 test vectors, in any chunking",
-          arguments: [
+    @Test(
+        "SHA-256 test vectors, in any chunking",
+        arguments: [
             ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
             ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
             ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
-            ("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
-             "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"),
-          ])
+            (
+                "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+                "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"
+            ),
+        ])
     func sha256(text: String, hex: String) {
         var whole = SHA256Digest()
         whole.update(Array(text.utf8))
@@ -78,11 +81,17 @@ struct DumpTests {
     func roundTrip() throws {
         let dir = try temporaryDirectoryURL()
         let path = dir.appendingPathComponent("dump.jsonl").path
-        let kvs = [
-            KeyValue(key: Array("a".utf8), value: Array("1".utf8), createRevision: 2, modRevision: 3, version: 1),
-            KeyValue(key: [0x00, 0xff, 0x80, 0x0a], value: [], createRevision: 0, modRevision: 0, version: 0, lease: 7_587_870_000_000_000_000),
-            KeyValue(key: Array("pachyderm_pps/workers/rc/10.0.0.1".utf8), value: [0xde, 0xad], createRevision: 9, modRevision: 9, version: 3, lease: -1),
-        ] + (0..<5000).map { KeyValue(key: Array("k\($0)".utf8), value: [UInt8](repeating: UInt8($0 & 0xff), count: $0 % 97), modRevision: Int64($0)) }
+        let kvs =
+            [
+                KeyValue(key: Array("a".utf8), value: Array("1".utf8), createRevision: 2, modRevision: 3, version: 1),
+                KeyValue(key: [0x00, 0xff, 0x80, 0x0a], value: [], createRevision: 0, modRevision: 0, version: 0, lease: 7_587_870_000_000_000_000),
+                KeyValue(
+                    key: Array("pachyderm_pps/workers/rc/10.0.0.1".utf8), value: [0xde, 0xad], createRevision: 9, modRevision: 9, version: 3,
+                    lease: -1),
+            ]
+            + (0..<5000).map {
+                KeyValue(key: Array("k\($0)".utf8), value: [UInt8](repeating: UInt8($0 & 0xff), count: $0 % 97), modRevision: Int64($0))
+            }
         let writer = try DumpWriter(path: path)
         try writer.write(contentsOf: kvs)
         let hex = try writer.finish()
@@ -110,14 +119,15 @@ struct DumpTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == original)
     }
 
-    @Test("a bad line fails with its line number",
-          arguments: [
+    @Test(
+        "a bad line fails with its line number",
+        arguments: [
             (#"{"key":"YQ==","value":"!!"}"#, "`value` is not standard base64"),
             (#"{"key":"YQ==","mod_revision":"x"}"#, "`mod_revision` is not a decimal int64"),
             (#"{"value":"YQ=="}"#, "no `key`"),
             (#"{"key":"YQ==""#, "missing `}`"),
             ("not json", "expected `{`"),
-          ])
+        ])
     func badLine(line: String, says: String) throws {
         let dir = try temporaryDirectoryURL()
         let path = dir.appendingPathComponent("bad.jsonl").path

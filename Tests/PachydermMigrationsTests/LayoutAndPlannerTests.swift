@@ -15,7 +15,10 @@ struct LayoutTests {
         ("pachyderm_pps/pipelines/edges", .record(.pipeline, orderingGroup: "pipelines")),
         ("pachyderm_pps/jobs/650af24c-56d0-400a-8691-332088a805bd", .record(.job, orderingGroup: "jobs")),
         ("pachyderm_pfs/repos__index_{Provenance %!s(bool=true)}/name:\"images\" /log-errors", .indexKey(collection: "repos")),
-        ("pachyderm_pfs/commits/edges__index_{Provenance %!s(bool=true)}/repo:<name:\"images\" > id:\"30\" /3d7f", .indexKey(collection: "commits/edges")),
+        (
+            "pachyderm_pfs/commits/edges__index_{Provenance %!s(bool=true)}/repo:<name:\"images\" > id:\"30\" /3d7f",
+            .indexKey(collection: "commits/edges")
+        ),
         ("pachyderm_pps/jobs__index_{Pipeline %!s(bool=false)}/name:\"p\" /j1", .indexKey(collection: "jobs")),
         ("pachyderm_pps/jobs__index_{Stopped %!s(bool=false)}/%!s(bool=true)/j1", .indexKey(collection: "jobs")),
         ("pachyderm_pps/pipelines__index_{Stopped %!s(bool=false)}/%!s(bool=false)/log-errors", .indexKey(collection: "pipelines")),
@@ -64,8 +67,9 @@ struct LayoutTests {
 
 @Suite("Version planner")
 struct PlannerTests {
-    @Test("every 1.4 patch level and the wildcard plan one step to 1.5.0",
-          arguments: (0...9).map { "1.4.\($0)" } + ["1.4.x", "v1.4.8", "1.4"])
+    @Test(
+        "every 1.4 patch level and the wildcard plan one step to 1.5.0",
+        arguments: (0...9).map { "1.4.\($0)" } + ["1.4.x", "v1.4.8", "1.4"])
     func from14(version: String) throws {
         let plan = try VersionPlanner.plan(from: version, to: "1.5.0")
         #expect(plan.needsRewrite)
@@ -87,8 +91,9 @@ struct PlannerTests {
         #expect(plan.summary.contains("1.5.0 → 1.5.3 needs no rewrite"))
     }
 
-    @Test("refused paths say why",
-          arguments: [
+    @Test(
+        "refused paths say why",
+        arguments: [
             ("1.3.0", "1.5.0", VersionPlanError.Code.unsupportedSource, "no migration script"),
             ("1.2.5", "1.5.0", .unsupportedSource, "1.3 and older"),
             ("1.4.10", "1.5.0", .unknownVersion, "not a release"),
@@ -96,7 +101,7 @@ struct PlannerTests {
             ("1.4.8", "1.6.0", .unknownVersion, "not a release"),
             ("banana", "1.5.0", .unknownVersion, "not a Pachyderm version"),
             ("1.4.8", "1.4.9", .unsupportedPath, "nothing to migrate"),
-          ])
+        ])
     func refused(from: String, to: String, code: VersionPlanError.Code, says: String) throws {
         let error = try #require(throws: VersionPlanError.self) { try VersionPlanner.plan(from: from, to: to) }
         #expect(error.code == code)
@@ -159,10 +164,11 @@ struct AccessorTests {
         #expect(forecast.map(\.pipeline) == ["edges", "join", "montage", "wordcount"])
         #expect(forecast.map(\.envNames) == [["EMPTY", "GREETING", "LOG_LEVEL"], ["AWS_REGION"], ["A", "Z", "Ω"], ["JSON", "PATH_EXTRA"]])
         // The newest finished job of each (2017-05-03 at 20:05:26, 18:23:34, 21:53:42, 18:21:45).
-        #expect(forecast.map(\.newestFinishedJob) == [
-            "8ec42918-6477-405b-aab0-4ddfc0977016", "a3cd31c2-7331-4492-ba65-c032d0d3b513",
-            "410bbc56-cf31-4b30-b2a8-7204d454542d", "7cc33d22-6cca-4ea2-83e5-e16399678895",
-        ])
+        #expect(
+            forecast.map(\.newestFinishedJob) == [
+                "8ec42918-6477-405b-aab0-4ddfc0977016", "a3cd31c2-7331-4492-ba65-c032d0d3b513",
+                "410bbc56-cf31-4b30-b2a8-7204d454542d", "7cc33d22-6cca-4ea2-83e5-e16399678895",
+            ])
         #expect(forecast.map(\.dataTotal) == [2, 2966, 59, 6])
     }
 
@@ -170,7 +176,8 @@ struct AccessorTests {
     func finishedCommit() throws {
         let record = try RecordCodec.decode(
             kind: .commit, key: Array("pachyderm_pfs/commits/r/c".utf8),
-            value: Array(#"commit:<repo:<name:"r" > id:"c" > finished:<seconds:2 > "#.utf8)).record
+            value: Array(#"commit:<repo:<name:"r" > id:"c" > finished:<seconds:2 > "#.utf8)
+        ).record
         let commit = try #require(record.commit)
         #expect(!commit.isOpen && commit.repoName == "r" && commit.commitID == "c")
         #expect(try layout.openCommitEntry(for: commit) == nil)
@@ -178,9 +185,12 @@ struct AccessorTests {
 
     @Test("job accessors")
     func job() throws {
-        let job = try #require(try RecordCodec.decode(
-            kind: .job, key: Array("pachyderm_pps/jobs/j".utf8),
-            value: Array(#"job:<id:"j" > pipeline:<name:"p" > finished:<seconds:1497000000 nanos:5 > state:JOB_STOPPED stopped:true data_total:42 "#.utf8)).record.job)
+        let job = try #require(
+            try RecordCodec.decode(
+                kind: .job, key: Array("pachyderm_pps/jobs/j".utf8),
+                value: Array(
+                    #"job:<id:"j" > pipeline:<name:"p" > finished:<seconds:1497000000 nanos:5 > state:JOB_STOPPED stopped:true data_total:42 "#.utf8)
+            ).record.job)
         #expect(job.stateName == "JOB_STOPPED" && !job.isStartingOrRunning)
         #expect(job.pipelineName == "p" && job.jobID == "j" && job.dataTotal == 42)
         #expect(job.finishedTime == Date(timeIntervalSince1970: 1_497_000_000.000000005))

@@ -32,11 +32,13 @@ struct MalformedInputTests {
         MalformedCase("mismatched brackets", .job, #"job:<id:"j1" } "#, .unbalancedNesting, field: nil, offset: 13),
         MalformedCase("unknown field", .job, #"job:<id:"j1" > bogus:1 "#, .unknownField, field: "bogus", offset: 15),
         MalformedCase("unknown nested field", .job, #"transform:<image:"x" colour:"red" > "#, .unknownField, field: "transform.colour", offset: 21),
-        MalformedCase("JSON name instead of the proto name", .pipeline, #"output_branch:"master" "#, .unknownField, field: "output_branch", offset: 0),
+        MalformedCase(
+            "JSON name instead of the proto name", .pipeline, #"output_branch:"master" "#, .unknownField, field: "output_branch", offset: 0),
         MalformedCase("string for an int64", .job, #"state:JOB_RUNNING data_total:"many" "#, .invalidFieldValue, field: "data_total", offset: 18),
         MalformedCase("number for bytes", .job, #"job:<id:1 > "#, .invalidFieldValue, field: "job.id", offset: 5),
         MalformedCase("1.5 enum name", .job, #"state:JOB_KILLED "#, .invalidFieldValue, field: "state", offset: 0),
-        MalformedCase("another kind's record under this key", .job, #"commit:<repo:<name:"r" > id:"c" > "#, .unknownField, field: "commit", offset: 0),
+        MalformedCase(
+            "another kind's record under this key", .job, #"commit:<repo:<name:"r" > id:"c" > "#, .unknownField, field: "commit", offset: 0),
         MalformedCase("field without a value", .job, #"state: "#, .malformedText, field: nil, offset: 0),
         MalformedCase("byte ≥ 0x80 (unescaped UTF-8)", .job, "job:<id:\"j\u{e9}\" > ", .nonTextByte, field: nil, offset: 10),
         MalformedCase("raw control byte", .job, "job:<id:\"j\n1\" > ", .nonTextByte, field: nil, offset: 10),

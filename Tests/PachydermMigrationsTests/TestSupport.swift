@@ -35,4 +35,3 @@ func canonical15(_ kind: RecordKind, _ bytes: [UInt8]) throws -> AnyHashable {
 extension KeyValue {
     var keyText: String { String(decoding: key, as: UTF8.self) }
 }
-

@@ -8,7 +8,8 @@ import Testing
 /// 1.5.0 binary as Pachyderm 1.5.0's own routine wrote it.
 let sampleRecords: [(kind: RecordKind, kv: KeyValue)] = {
     let root = SampleData.root + "/at-rest"
-    let kvs = ((try? SampleData.keyValues("\(root)/before.etcd.jsonl")) ?? [])
+    let kvs =
+        ((try? SampleData.keyValues("\(root)/before.etcd.jsonl")) ?? [])
         + ((try? SampleData.keyValues("\(root)/after-pachyderm-1.5.0.etcd.jsonl")) ?? [])
     return kvs.compactMap { kv in
         if case .record(let kind, _) = layout.classify(kv.key) { return (kind, kv) }

@@ -92,9 +92,10 @@ struct EtcdFaultTests {
             let sample = try SampleServer()
             defer { sample.server.stop() }
             let run = try PachmigrateProcess(["migrate", "--no-backup", "--lock-ttl", "5", "--request-timeout", "3"] + sample.endpoint)
-            #expect(eventually(timeout: 30) {
-                !run.process.isRunning || (try? sample.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.isEmpty) == false
-            })
+            #expect(
+                eventually(timeout: 30) {
+                    !run.process.isRunning || (try? sample.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.isEmpty) == false
+                })
             run.signal(SIGSTOP)
             sample.server.shutdown()
             run.signal(SIGCONT)

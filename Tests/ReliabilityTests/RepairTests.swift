@@ -71,7 +71,9 @@ struct RepairExpectation {
         for kv in after {
             guard case .record(let kind, _) = layout.classify(kv.key) else { continue }
             records += 1
-            #expect(try RecordCodec.canonical(kind: kind, key: kv.key, value: kv.value) == expected[kv.key], "\(text(kv.key)) \(comment.map { "\($0)" } ?? "")")
+            #expect(
+                try RecordCodec.canonical(kind: kind, key: kv.key, value: kv.value) == expected[kv.key],
+                "\(text(kv.key)) \(comment.map { "\($0)" } ?? "")")
         }
         #expect(records == expected.count, comment)
         #expect(orderByGroup(after, group: orderingGroup) == orderByGroup(start, group: orderingGroup), comment)

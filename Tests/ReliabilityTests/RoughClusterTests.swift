@@ -35,7 +35,9 @@ struct RoughClusterTests {
         // etcd refuses requests over 1,572,864 bytes; leave room for the key and framing.
         let filler = String(repeating: "x", count: 1_572_864 - job.value.count - 4096)
         for n in 1...3 {
-            add(bytes("pachyderm_pps/jobs/oversize-\(n)"), bytes(text(job.value).replacing(#"cmd:"sh""#, with: #"cmd:"sh" cmd:""# + filler + "\"", maxReplacements: 1)))
+            add(
+                bytes("pachyderm_pps/jobs/oversize-\(n)"),
+                bytes(text(job.value).replacing(#"cmd:"sh""#, with: #"cmd:"sh" cmd:""# + filler + "\"", maxReplacements: 1)))
         }
         add(bytes("pachyderm_pps/jobs/") + [0xff, 0xfe, 0x00] + bytes("job"), job.value)
         add(bytes("pachyderm_pfs/repos/new\nline"), repo.value)

@@ -43,7 +43,8 @@ struct ScaledClusterTests {
             var generator = SeededGenerator(seed: UInt64(1000 + seed))
             let killAfter = UInt32.random(in: 200_000...1_500_000, using: &generator)
             let restartAfter = UInt32.random(in: 0...1_000_000, using: &generator)
-            let replay = "seed \(seed), scale \(clusterScale): killed after \(killAfter / 1000) ms, etcd restarted \(restartAfter / 1000) ms into the rerun"
+            let replay =
+                "seed \(seed), scale \(clusterScale): killed after \(killAfter / 1000) ms, etcd restarted \(restartAfter / 1000) ms into the rerun"
 
             let first = try PachmigrateProcess(["migrate", "--no-backup", "--lock-ttl", "5", "--endpoints", server.endpoint])
             usleep(killAfter)

@@ -86,8 +86,10 @@ struct SecurityTests {
             #expect(asFlag.status == 2)
 
             let run = try PachmigrateProcess(
-                ["migrate", "--user", "pachmigrate", "--backup", "\(dir)/b.jsonl", "--concurrency", "1",
-                 "--log-level", "trace", "--log-format", "json", "--output", "json"] + sample.endpoint,
+                [
+                    "migrate", "--user", "pachmigrate", "--backup", "\(dir)/b.jsonl", "--concurrency", "1",
+                    "--log-level", "trace", "--log-format", "json", "--output", "json",
+                ] + sample.endpoint,
                 environment: ["ETCDCTL_PASSWORD": password])
             #expect(waitUntilWriting(sample.client, run))
             let lock = try sample.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.first
@@ -125,14 +127,18 @@ struct SecurityTests {
                 directory: dir)
             try runCommand(
                 "/usr/bin/openssl",
-                ["x509", "-req", "-in", "expired.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", "expired.pem", "-days", "-1", "-extfile", "client.ext"],
+                [
+                    "x509", "-req", "-in", "expired.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                    "-out", "expired.pem", "-days", "-1", "-extfile", "client.ext",
+                ],
                 directory: dir)
 
             func migrate(ca: String, cert: String, key: String) throws -> RunResult {
                 try pachmigrate(
-                    ["migrate", "--no-backup", "--endpoints", server.endpoint, "--cacert", ca, "--cert", cert, "--key", key,
-                     "--request-timeout", "5"])
+                    [
+                        "migrate", "--no-backup", "--endpoints", server.endpoint, "--cacert", ca, "--cert", cert, "--key", key,
+                        "--request-timeout", "5",
+                    ])
             }
             let wrongCA = try migrate(ca: certificates.unrelatedCAFile, cert: certificates.clientCertFile, key: certificates.clientKeyFile)
             #expect(wrongCA.status == 1, "\(wrongCA.stderr)")

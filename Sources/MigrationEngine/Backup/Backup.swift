@@ -22,7 +22,8 @@ public enum Backup {
         do {
             writer = try DumpWriter(path: path)
         } catch {
-            throw MigrationError(.backupFailed, "cannot create the backup file \(path): \(error). Nothing was written to etcd; choose another --backup path.")
+            throw MigrationError(
+                .backupFailed, "cannot create the backup file \(path): \(error). Nothing was written to etcd; choose another --backup path.")
         }
         var source = records
         var done = 0
@@ -40,7 +41,9 @@ public enum Backup {
             throw error
         } catch {
             writer.abandon()
-            throw MigrationError(.backupFailed, "writing the backup \(path) failed: \(error). Nothing was written to etcd; free some space or choose another --backup path.")
+            throw MigrationError(
+                .backupFailed,
+                "writing the backup \(path) failed: \(error). Nothing was written to etcd; free some space or choose another --backup path.")
         }
     }
 

@@ -43,7 +43,9 @@ public struct Restorer: Sendable {
                 guard prefixes.contains(where: { kv.key.starts(with: $0) }) else {
                     throw MigrationError(
                         .restoreFailed,
-                        "\(path) holds \(kv.key.printable), which is outside \(prefixes.map(\.printable).joined(separator: ", ")); is it a backup of this cluster's prefixes?")
+                        "\(path) holds \(kv.key.printable), which is outside \(prefixes.map(\.printable).joined(separator: ", ")); "
+                            + "is it a backup of this cluster's prefixes?"
+                    )
                 }
                 // Revision 0 for all: the spill's (revision, key) order is then key order.
                 try backupKeys.append(KeyRevision(key: kv.key, modRevision: 0), to: Self.keysGroup)

@@ -126,7 +126,10 @@ public func verifyDumpChecksum(path: String) throws(DumpError) -> String {
     guard actual == expected else {
         throw DumpError(
             code: .checksumMismatch, path: path,
-            message: "SHA-256 is \(actual) but \(PosixFile.basename(checksumPath)) says \(expected): the dump was altered or truncated; do not restore from it")
+            message:
+                "SHA-256 is \(actual) but \(PosixFile.basename(checksumPath)) says \(expected): the dump was altered or truncated; "
+                + "do not restore from it"
+        )
     }
     return actual
 }

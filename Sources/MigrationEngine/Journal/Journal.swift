@@ -154,7 +154,9 @@ enum JSONCoding {
         } catch {
             throw MigrationError(
                 .invalidState,
-                "the journal record \(key.printable) is not valid JSON of the expected shape (\(error)); inspect it with `etcdctl get \(key.printable)`")
+                "the journal record \(key.printable) is not valid JSON of the expected shape (\(error)); "
+                    + "inspect it with `etcdctl get \(key.printable)`"
+            )
         }
     }
 }

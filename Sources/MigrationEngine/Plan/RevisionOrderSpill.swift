@@ -53,7 +53,9 @@ public final class RevisionOrderSpill: @unchecked Sendable {
         guard fd >= 0 else {
             throw MigrationError(
                 .invalidState,
-                "cannot create a temporary file in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno))). Nothing was written to etcd; set TMPDIR to a writable directory.")
+                "cannot create a temporary file in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno))). "
+                    + "Nothing was written to etcd; set TMPDIR to a writable directory."
+            )
         }
         template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
         self.fd = fd
@@ -113,7 +115,9 @@ public final class RevisionOrderSpill: @unchecked Sendable {
             guard n > 0 else {
                 throw MigrationError(
                     .invalidState,
-                    "cannot write the scan's temporary sort file in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno))). Nothing was written to etcd; free space there or set TMPDIR to another directory.")
+                    "cannot write the scan's temporary sort file in \(FileManager.default.temporaryDirectory.path): "
+                        + "\(String(cString: strerror(errno))). Nothing was written to etcd; free space there or set TMPDIR to another directory."
+                )
             }
             written += n
         }

@@ -125,9 +125,11 @@ struct LaneWriter {
         for i in order {
             let (entry, write) = open[i].next!
             let companions = write.companions.count
-            let size = entry.key.count + write.value.count + open[i].cursorKey.count + 256
+            let size =
+                entry.key.count + write.value.count + open[i].cursorKey.count + 256
                 + write.companions.reduce(0) { $0 + $1.key.count + $1.value.count }
-            let fits = compares + 1 + companions <= maxOps && puts + 2 + companions <= maxOps
+            let fits =
+                compares + 1 + companions <= maxOps && puts + 2 + companions <= maxOps
                 && reads + 1 + companions <= maxOps && bytes + size <= maxBytes
             guard fits || chosen.isEmpty else { continue }
             chosen.append(i)
@@ -200,10 +202,11 @@ struct LaneWriter {
             let current = found[position]
             position += 1
             if current?.modRevision != entry.modRevision {
-                foreign.append((
-                    entry.key.printable,
-                    current.map { "rewritten at revision \($0.modRevision) (read at \(entry.modRevision))" } ?? "deleted"
-                ))
+                foreign.append(
+                    (
+                        entry.key.printable,
+                        current.map { "rewritten at revision \($0.modRevision) (read at \(entry.modRevision))" } ?? "deleted"
+                    ))
             }
             for companion in write.companions {
                 if let created = found[position] { foreign.append((companion.key.printable, "created at revision \(created.createRevision)")) }
@@ -220,7 +223,8 @@ struct LaneWriter {
             ])
         throw MigrationError(
             .foreignWrite,
-            "someone else wrote to the cluster during the migration: \(foreign.map { "\($0.key) was \($0.what)" }.joined(separator: ", ")). Nothing of theirs was overwritten. Stop whatever writes (pachd, pipelines), then run the same command again to resume.",
+            "someone else wrote to the cluster during the migration: \(foreign.map { "\($0.key) was \($0.what)" }.joined(separator: ", ")). "
+                + "Nothing of theirs was overwritten. Stop whatever writes (pachd, pipelines), then run the same command again to resume.",
             keys: foreign.map(\.key))
     }
 }
@@ -251,7 +255,8 @@ func etcdRetrying<T>(
             guard ContinuousClock.now + delay < deadline else {
                 throw MigrationError(
                     .interrupted,
-                    "etcd stayed unavailable for \(patience) while \(doing()) (\(error)); everything written so far is recorded. Run the same command again to resume once etcd is back.",
+                    "etcd stayed unavailable for \(patience) while \(doing()) (\(error)); everything written so far is recorded. "
+                        + "Run the same command again to resume once etcd is back.",
                     underlying: error)
             }
             logger.warning("etcd unavailable; retrying", metadata: ["while": "\(doing())", "error": "\(error.message)"])

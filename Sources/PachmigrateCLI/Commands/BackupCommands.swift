@@ -11,7 +11,9 @@ struct BackupReport: CommandReport {
 
     func renderText() -> String {
         var lines = ["Backup: \(backup.path) (\(backup.keys) keys at revision \(backup.revision), sha256 \(backup.sha256))"]
-        if let snapshot, let snapshotBytes { lines.append("etcd snapshot: \(snapshot) (\(snapshotBytes) bytes; restore with `etcdctl snapshot restore`)") }
+        if let snapshot, let snapshotBytes {
+            lines.append("etcd snapshot: \(snapshot) (\(snapshotBytes) bytes; restore with `etcdctl snapshot restore`)")
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -81,7 +81,11 @@ struct MigrationReport: CommandReport {
         if let forecast { lines.append(renderForecast(forecast)) }
         if let space {
             lines.append(
-                "etcd space: backend \(ByteSize.describe(space.currentBytes))\(space.inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""), expected growth \(ByteSize.describe(space.expectedGrowthBytes))\(space.compacting ? " with --compact" : ""), projected \(ByteSize.describe(space.projectedBytes)) of a \(ByteSize.describe(space.quotaBytes)) quota: \(space.fits ? "fits" : "DOES NOT FIT")")
+                "etcd space: backend \(ByteSize.describe(space.currentBytes))\(space.inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""), "
+                    + "expected growth \(ByteSize.describe(space.expectedGrowthBytes))\(space.compacting ? " with --compact" : ""), "
+                    + "projected \(ByteSize.describe(space.projectedBytes)) of a \(ByteSize.describe(space.quotaBytes)) quota: "
+                    + "\(space.fits ? "fits" : "DOES NOT FIT")"
+            )
             if !space.fits { lines.append(spaceRemedy(OutOfSpace(estimate: space))) }
         }
         if let spaceUnavailable { lines.append("etcd space: not checked (\(spaceUnavailable)); the quota could not be compared") }
@@ -91,8 +95,12 @@ struct MigrationReport: CommandReport {
         switch outcome {
         case .migrated:
             let kept = keptInOrder > 0 ? ", \(keptInOrder) of them re-put unchanged only to keep their group's order" : ""
-            let txnText = txns.map { t in " in \(t) txn(s)" + (longestGroup.map { " (the longest ordering group has \($0) records: the floor)" } ?? "") } ?? ""
-            lines.append("Migrated: \(written) record(s) written\(txnText)\(kept)\(resumed ? " (resumed an interrupted run)" : ""). Check with `pachmigrate verify`.")
+            let txnText =
+                txns.map { t in " in \(t) txn(s)" + (longestGroup.map { " (the longest ordering group has \($0) records: the floor)" } ?? "") } ?? ""
+            lines.append(
+                "Migrated: \(written) record(s) written\(txnText)\(kept)\(resumed ? " (resumed an interrupted run)" : ""). "
+                    + "Check with `pachmigrate verify`."
+            )
         case .dryRun, .plan:
             switch exitStatus {
             case .ok:
@@ -142,7 +150,9 @@ struct MigrateCommand: ParsableCommand {
     @Flag(name: .long, help: "Skip the backup. Must be said explicitly.")
     var noBackup = false
 
-    @Option(name: .long, help: ArgumentHelp("Also save etcd's own snapshot here before the first write (etcdctl snapshot restore reads it).", valueName: "path"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Also save etcd's own snapshot here before the first write (etcdctl snapshot restore reads it).", valueName: "path"))
     var snapshot: String?
 
     @Flag(name: .long, help: "Migrate open commits too, writing the openCommits entries 1.5.0 needs, instead of refusing.")
@@ -154,7 +164,11 @@ struct MigrateCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds the lock outlives this process if it dies.", valueName: "seconds"))
     var lockTTL: Int64 = 30
 
-    @Option(name: .long, help: ArgumentHelp("Writers at the same time, each over its own connection, each packing the next record of each of its ordering groups into shared txns.", valueName: "n"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Writers at the same time, each over its own connection, each packing the next record of each of its ordering groups into shared txns.",
+            valueName: "n"))
     var concurrency = 4
 
     @Flag(name: .long, help: "List every conversion note, not the first 20.")

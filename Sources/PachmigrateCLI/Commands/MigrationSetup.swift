@@ -42,13 +42,19 @@ struct SpaceOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "etcd's --quota-backend-bytes (2GiB, 8GiB, …; etcd's default is 2GiB). etcd does not tell its quota, so say it: the run refuses (exit 9) before writing if it would not fit.",
+            "etcd's --quota-backend-bytes (2GiB, 8GiB, …; etcd's default is 2GiB). "
+                + "etcd does not tell its quota, so say it: the run refuses (exit 9) before writing if it would not fit.",
             valueName: "size"))
     var etcdQuota = ByteSize(bytes: SpacePolicy().quotaBytes)
 
     @Flag(
         name: .long,
-        help: "Compact etcd's history behind the run (physical, every 500 writes), so that it fits where the quota leaves room for less than a second copy of the records. History from before the run is lost (the backup keeps every original value).")
+        help:
+            """
+            Compact etcd's history behind the run (physical, every 500 writes), so that it fits where the quota leaves room for less than \
+            a second copy of the records. History from before the run is lost (the backup keeps every original value).
+            """
+    )
     var compact = false
 
     var policy: SpacePolicy {
@@ -126,7 +132,11 @@ struct ScanSummary: Encodable {
             let shown = verbose ? notes : Array(notes.prefix(20))
             lines += shown.map { "  - \($0)" }
             if shown.count < total {
-                lines.append("  … \(total - shown.count) more" + (verbose ? " (only the first \(notes.count) are kept; `pachmigrate convert` on a backup lists them all)" : " (--verbose, or --output json)"))
+                lines.append(
+                    "  … \(total - shown.count) more"
+                        + (verbose
+                            ? " (only the first \(notes.count) are kept; `pachmigrate convert` on a backup lists them all)"
+                            : " (--verbose, or --output json)"))
             }
         }
         if !failures.isEmpty {
@@ -178,7 +188,9 @@ struct LeftoverSummary: Encodable {
 
 func renderForecast(_ forecast: [ReprocessingForecast]) -> String {
     guard !forecast.isEmpty else { return "Reprocessing forecast: no pipeline sets environment variables; nothing reprocesses." }
-    var lines = ["Reprocessing forecast: \(forecast.count) pipeline(s) set environment variables and will reprocess all their data on their first 1.5 job:"]
+    var lines = [
+        "Reprocessing forecast: \(forecast.count) pipeline(s) set environment variables and will reprocess all their data on their first 1.5 job:"
+    ]
     for f in forecast {
         let size = f.dataTotal.map { "\($0) datums (data_total of job \(f.newestFinishedJob ?? "?"))" } ?? "size unknown (no finished job)"
         lines.append("  - \(f.pipeline): env \(f.envNames.joined(separator: ", ")); \(size)")

@@ -20,12 +20,15 @@ extension LockInspection {
         case (..<0, _): lease = "gone"
         case (let seconds, .etcd): lease = "\(seconds)s left (etcd's count); it expires by itself then if nobody keeps it alive"
         case (let seconds, .holderHeartbeat):
-            lease = "about \(seconds)s left (estimated from the heartbeat: \(leaseTimeUnavailable ?? "etcd did not say")); it expires by itself then if nobody keeps it alive"
+            lease =
+                "about \(seconds)s left (estimated from the heartbeat: \(leaseTimeUnavailable ?? "etcd did not say")); "
+                + "it expires by itself then if nobody keeps it alive"
         }
         var lines = [
             "Lock held by \(holder.who)",
             "  holder id:  \(holder.holderID)",
-            "  command:    \(holder.command) (pachmigrate \(holder.toolVersion))\(holder.from.map { " from \($0)" } ?? "")\(holder.to.map { " to \($0)" } ?? "")",
+            "  command:    \(holder.command) (pachmigrate \(holder.toolVersion))"
+                + "\(holder.from.map { " from \($0)" } ?? "")\(holder.to.map { " to \($0)" } ?? "")",
             "  started:    \(holder.startedAt)",
             "  step:       \(holder.step) \(holder.done)/\(holder.total) (as of its last heartbeat)",
             "  heartbeat:  \(holder.heartbeat) (\(heartbeatAgeSeconds)s ago\(stale ? ", STALE" : ""))",
@@ -35,7 +38,10 @@ extension LockInspection {
             lines.append("  journal:    step \(journalStep), \(journalWritten ?? 0)/\(journalRecords ?? 0) records written")
         }
         if holderProcessGone == true {
-            lines.append("  process:    pid \(holder.pid) no longer runs on this host: the holder is gone. Wait for the lease to expire, or `pachmigrate lock break`.")
+            lines.append(
+                "  process:    pid \(holder.pid) no longer runs on this host: the holder is gone. "
+                    + "Wait for the lease to expire, or `pachmigrate lock break`."
+            )
         }
         return lines.joined(separator: "\n")
     }
@@ -56,7 +62,10 @@ struct StatusReport: CommandReport {
     func renderText() -> String {
         var lines = [etcd.text]
         if let alarms {
-            lines.append(alarms.isEmpty ? "etcd alarms: none" : "etcd alarms: \(alarms.joined(separator: ", ")): writes fail until they are cleared (README: \"etcd's space quota\")")
+            lines.append(
+                alarms.isEmpty
+                    ? "etcd alarms: none"
+                    : "etcd alarms: \(alarms.joined(separator: ", ")): writes fail until they are cleared (README: \"etcd's space quota\")")
         } else {
             lines.append("etcd alarms: unknown (\(alarmsUnavailable ?? "?"))")
         }
@@ -110,7 +119,8 @@ struct StatusCommand: ParsableCommand {
             case .failure(let error): alarmsUnavailable = error.message
             }
             return StatusReport(
-                etcd: EtcdSummary(client), alarms: alarms, alarmsUnavailable: alarmsUnavailable, stampedVersion: try journal.stampedVersion(), state: try journal.state(), lanes: try journal.laneCursors(),
+                etcd: EtcdSummary(client), alarms: alarms, alarmsUnavailable: alarmsUnavailable, stampedVersion: try journal.stampedVersion(),
+                state: try journal.state(), lanes: try journal.laneCursors(),
                 lock: try LockInspection.read(store: client, namespace: connection.namespace), history: try journal.history(limit: history))
         }
     }
@@ -180,13 +190,17 @@ struct LockBreakCommand: ParsableCommand {
             if !view.stale && !force {
                 throw CLIError(
                     .lockHeld,
-                    "refusing to break the lock: its holder \(view.holder.who) sent a heartbeat \(view.heartbeatAgeSeconds)s ago and may still be running. Stop it first, wait until the heartbeat is stale, or pass --force.")
+                    "refusing to break the lock: its holder \(view.holder.who) sent a heartbeat \(view.heartbeatAgeSeconds)s ago "
+                        + "and may still be running. Stop it first, wait until the heartbeat is stale, or pass --force."
+                )
             }
             let env = ProcessInfo.processInfo.environment
             let who = by ?? "\(env["USER"] ?? "unknown")@\(ProcessInfo.processInfo.hostName)"
             try MigrationLock.breakLock(
                 store: client, namespace: namespace, held: view.record, holder: view.holder, by: who,
-                detail: "broke the lock of \(view.holder.who) (holder \(view.holder.holderID), heartbeat \(view.heartbeatAgeSeconds)s old\(force ? ", forced" : ""))",
+                detail:
+                    "broke the lock of \(view.holder.who) (holder \(view.holder.holderID), "
+                    + "heartbeat \(view.heartbeatAgeSeconds)s old\(force ? ", forced" : ""))",
                 logger: context.logger)
             return LockReport(
                 lock: view, broken: true,

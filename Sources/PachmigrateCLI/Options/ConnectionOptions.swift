@@ -17,7 +17,9 @@ struct ConnectionOptions: ParsableArguments {
         name: .long,
         help: ArgumentHelp(
             "etcd client URLs, comma-separated (http:// or https://).",
-            discussion: "Default: $ETCD_ENDPOINTS, $ETCDCTL_ENDPOINTS, http://$ETCD_PORT_2379_TCP_ADDR:2379 (Kubernetes service env), else http://127.0.0.1:2379.",
+            discussion:
+                "Default: $ETCD_ENDPOINTS, $ETCDCTL_ENDPOINTS, http://$ETCD_PORT_2379_TCP_ADDR:2379 (Kubernetes service env), "
+                + "else http://127.0.0.1:2379.",
             valueName: "urls"))
     var endpoints: String?
 

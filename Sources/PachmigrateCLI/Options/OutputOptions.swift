@@ -9,6 +9,8 @@ enum LogFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json
 }
 
+// swift-format-ignore: AvoidRetroactiveConformances
+// Deliberate: ArgumentParser parses `--log-level` straight into swift-log's level.
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// How results and logs are shown. Results go to stdout; logs and progress to stderr.

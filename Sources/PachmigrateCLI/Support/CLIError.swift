@@ -86,7 +86,9 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
         }
         // An etcd failure keeps etcd's own code, so scripts can tell "unreachable" from "denied".
         let kind = error.underlying.map { "etcd-\($0.code)" } ?? error.code.description
-        return (status, kind, error.message + (remedy(for: error.code).map { (error.message.hasSuffix(".") ? " " : ". ") + $0 + "." } ?? ""), error.keys)
+        return (
+            status, kind, error.message + (remedy(for: error.code).map { (error.message.hasSuffix(".") ? " " : ". ") + $0 + "." } ?? ""), error.keys
+        )
     case let error as EtcdError:
         return (.failure, "etcd-\(error.code)", error.description, [])
     case let error as VersionPlanError:
@@ -116,7 +118,8 @@ func spaceRemedy(_ space: OutOfSpace) -> String {
             expected growth \(ByteSize.describe(estimate.expectedGrowthBytes)), projected \(ByteSize.describe(estimate.projectedBytes)), \
             quota \(ByteSize.describe(estimate.quotaBytes)) (--etcd-quota; etcd's --quota-backend-bytes).
             Ways out:
-              - run with --compact: the migration compacts etcd's history behind itself (history before the run is lost; the backup keeps every original value);
+              - run with --compact: the migration compacts etcd's history behind itself (history before the run is lost; \
+            the backup keeps every original value);
               - or compact and defragment etcd first: etcdctl compact <current revision> --physical, then etcdctl defrag on every member;
               - or raise etcd's --quota-backend-bytes (and pass the new value as --etcd-quota).
             """

@@ -25,8 +25,11 @@ struct EtcdSummary: Encodable {
 
     var text: String {
         endpoints.map { e in
-            if let server = e.server { "etcd: \(e.endpoint) runs etcd \(server) (cluster version \(e.cluster ?? "?"))" }
-            else { "etcd: \(e.endpoint) did not answer: \(e.error ?? "?")" }
+            if let server = e.server {
+                "etcd: \(e.endpoint) runs etcd \(server) (cluster version \(e.cluster ?? "?"))"
+            } else {
+                "etcd: \(e.endpoint) did not answer: \(e.error ?? "?")"
+            }
         }.joined(separator: "\n")
     }
 }

@@ -32,7 +32,9 @@ public enum ClusterInspection {
         if let run = try journal.state(), run.status == .running || run.status == .failed {
             return DetectedVersion(
                 version: run.from, source: .journal,
-                detail: "an unfinished migration from \(run.from) to \(run.to) is recorded (run \(run.runID), \(run.status.rawValue)); migrate resumes it")
+                detail:
+                    "an unfinished migration from \(run.from) to \(run.to) is recorded (run \(run.runID), \(run.status.rawValue)); migrate resumes it"
+            )
         }
         if let stamped = try journal.stampedVersion() {
             return DetectedVersion(version: stamped, source: .stamp, detail: "stamped by pachmigrate at \(namespace.versionKey.printable)")
@@ -59,7 +61,10 @@ public enum ClusterInspection {
         if binary > 0 {
             return DetectedVersion(
                 version: "1.5.0", source: .records,
-                detail: "every sampled record is 1.5 binary, and no pachmigrate run stamped the cluster: every record is checked for what another migration left behind")
+                detail:
+                    "every sampled record is 1.5 binary, and no pachmigrate run stamped the cluster: "
+                    + "every record is checked for what another migration left behind"
+            )
         }
         return DetectedVersion(version: nil, source: .empty, detail: "no Pachyderm records under \(layout.pfsPrefix)/ and \(layout.ppsPrefix)/")
     }

@@ -48,18 +48,20 @@ public struct PachydermRecordMigration: RecordMigration {
         census.count(read, problems: converted.problems, changes: converted.action != .alreadyMigrated)
         switch read.source {
         case .job(let info) where read.sourceEncoding == .text14 && info.isStartingOrRunning:
-            findings.append(AtRestFinding(
-                kind: .runningJob, key: record.key.printable,
-                detail: "job \(info.jobID ?? "?") of pipeline \(info.pipelineName ?? "?") is \(info.stateName)", blocking: true))
+            findings.append(
+                AtRestFinding(
+                    kind: .runningJob, key: record.key.printable,
+                    detail: "job \(info.jobID ?? "?") of pipeline \(info.pipelineName ?? "?") is \(info.stateName)", blocking: true))
         // An open commit without its entry (a 1.4 one, or binary Pachyderm's routine wrote
         // without one) is migrated open only when allowed; one with its entry is 1.5.0's own, in use.
         case .commit(let info) where converted.openCommitLacksEntry:
-            findings.append(AtRestFinding(
-                kind: .openCommit, key: record.key.printable,
-                detail: allowOpenCommits
-                    ? "open commit \(info.repoName)@\(info.commitID): migrated open, with its openCommits entry"
-                    : "commit \(info.repoName)@\(info.commitID) is open (not finished) and has no openCommits entry",
-                blocking: !allowOpenCommits))
+            findings.append(
+                AtRestFinding(
+                    kind: .openCommit, key: record.key.printable,
+                    detail: allowOpenCommits
+                        ? "open commit \(info.repoName)@\(info.commitID): migrated open, with its openCommits entry"
+                        : "commit \(info.repoName)@\(info.commitID) is open (not finished) and has no openCommits entry",
+                    blocking: !allowOpenCommits))
         default:
             break
         }
@@ -82,12 +84,14 @@ public struct PachydermRecordMigration: RecordMigration {
     public func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
         switch layout.classify(kv.key) {
         case .scratch:
-            findings.append(AtRestFinding(
-                kind: .inFlightPutFile, key: kv.key.printable, detail: "a put-file is in flight", blocking: true))
+            findings.append(
+                AtRestFinding(
+                    kind: .inFlightPutFile, key: kv.key.printable, detail: "a put-file is in flight", blocking: true))
         case .worker:
-            findings.append(AtRestFinding(
-                kind: .liveWorker, key: kv.key.printable,
-                detail: "a worker pod is registered; stop pipelines before upgrading", blocking: false))
+            findings.append(
+                AtRestFinding(
+                    kind: .liveWorker, key: kv.key.printable,
+                    detail: "a worker pod is registered; stop pipelines before upgrading", blocking: false))
         default:
             return
         }

@@ -96,7 +96,8 @@ public struct PachydermVerifier: Sendable {
                         report.problems.append("\(key): repo \(text(info.commit.repo.name)) does not exist")
                     }
                     if info.hasParentCommit && !commits.contains(commitRef(info.parentCommit.repo.name, info.parentCommit.id)) {
-                        report.problems.append("\(key): parent commit \(text(info.parentCommit.repo.name))@\(text(info.parentCommit.id)) does not exist")
+                        report.problems.append(
+                            "\(key): parent commit \(text(info.parentCommit.repo.name))@\(text(info.parentCommit.id)) does not exist")
                     }
                     for p in info.provenance where !commits.contains(commitRef(p.repo.name, p.id)) {
                         report.problems.append("\(key): provenance commit \(text(p.repo.name))@\(text(p.id)) does not exist")
