@@ -173,15 +173,24 @@ struct LaneWriter {
             cursorValues.append(value)
         }
         reads.append(.range(RangeRequest(key: lanes[0].cursorKey)))
-        let txn = TxnRequest(compare: compares, success: puts, failure: reads)
+        // No failure branch: etcd parses every op of a request, taken or not, and its CPU is
+        // what bounds the write phase (each record's ops cost more than the round trip). A
+        // failed compare is rare; what it needs is read then, in a txn of its own.
+        let txn = TxnRequest(compare: compares, success: puts)
         let what = records.count == 1 ? records[0].entry.key.printable : "\(records.count) records"
         // Retried after a dropped connection or a timeout, this txn may have landed the first
-        // time: the failure branch below recognizes our own write.
+        // time: the reads below recognize our own write.
         let response = try etcdRetrying("writing \(what)", lock: lock, logger: logger) { () throws(EtcdError) in
             try store.txn(txn)
         }
         if response.succeeded { return (cursors, (response.header.revision, records.count, kept)) }
-        let found = response.responses.map { op -> KeyValue? in
+        // Nothing of ours is in flight now, so what these reads find is what the failed
+        // compares saw, or a foreign writer's later work: either way not ours unless the
+        // cursor says so.
+        let read = try etcdRetrying("reading what changed under \(what)", lock: lock, logger: logger) { () throws(EtcdError) in
+            try store.txn(TxnRequest(success: reads))
+        }
+        let found = read.responses.map { op -> KeyValue? in
             if case .range(let r) = op { return r.kvs.first }
             return nil
         }
@@ -219,7 +228,7 @@ struct LaneWriter {
             "a record changed under the writer",
             metadata: [
                 "lanes": "\(lanes.map(\.name))", "cursor": "\(found.last!.map { String(decoding: $0.value, as: UTF8.self) } ?? "none")",
-                "ours": "\(String(decoding: cursorValues[0], as: UTF8.self))", "revision": "\(response.header.revision)",
+                "ours": "\(String(decoding: cursorValues[0], as: UTF8.self))", "revision": "\(read.header.revision)",
             ])
         throw MigrationError(
             .foreignWrite,
