@@ -72,7 +72,10 @@ public func runCommand(_ executable: String, _ arguments: [String], directory: S
     process.standardError = capture.handle
     process.standardInput = FileHandle.nullDevice
     try process.run()
-    process.waitUntilExit()
+    if !waitForExit(process, seconds: 120) {
+        kill(process.processIdentifier, SIGKILL)
+        throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) did not end within 120 s: \(capture.text())")
+    }
     let output = capture.text()
     guard process.terminationStatus == 0 else {
         throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(output)")
@@ -163,6 +166,13 @@ public struct TestCertificates: Sendable {
     }
 }
 
+/// Polls until `process` has exited; false if it still runs after `seconds`.
+public func waitForExit(_ process: Process, seconds: TimeInterval) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while process.isRunning && Date() < deadline { usleep(20_000) }
+    return !process.isRunning
+}
+
 /// One etcd member process.
 final class EtcdProcess: @unchecked Sendable {
     let name: String
@@ -204,17 +214,19 @@ final class EtcdProcess: @unchecked Sendable {
         if let pid, isRunning { kill(pid, signal) }
     }
 
-    /// Sends `signal` and waits for the process to exit (SIGKILL after 5 s).
+    /// Sends `signal` and waits for the process to exit (SIGKILL after 5 s). Every wait is
+    /// bounded: Foundation's `waitUntilExit` is never called, so a missed child exit cannot
+    /// hang the suite (CI once sat 85 minutes in a test run that never ended).
     func terminate(_ first: Int32 = SIGTERM) {
         guard let process = state.withLock({ $0 }) else { return }
         if process.isRunning {
             kill(process.processIdentifier, SIGCONT)
             kill(process.processIdentifier, first)
-            let deadline = Date().addingTimeInterval(5)
-            while process.isRunning && Date() < deadline { usleep(20_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            if !waitForExit(process, seconds: 5) {
+                kill(process.processIdentifier, SIGKILL)
+                _ = waitForExit(process, seconds: 10)
+            }
         }
-        process.waitUntilExit()
         state.withLock { $0 = nil }
     }
 }

@@ -65,15 +65,15 @@ public final class PachmigrateProcess: @unchecked Sendable {
     public var pid: Int32 { process.processIdentifier }
     public func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 
+    /// Waits for the run to end (SIGKILL after `timeout`); every wait is bounded (see
+    /// `waitForExit`). A process that outlives even SIGKILL reports status -1.
     public func wait(timeout: TimeInterval = 120) -> RunResult {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning {
+        if !waitForExit(process, seconds: timeout) {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            _ = waitForExit(process, seconds: 10)
         }
-        process.waitUntilExit()
-        return RunResult(status: process.terminationStatus, stdout: out.text(), stderr: err.text())
+        let status = process.isRunning ? -1 : process.terminationStatus
+        return RunResult(status: status, stdout: out.text(), stderr: err.text())
     }
 }
 

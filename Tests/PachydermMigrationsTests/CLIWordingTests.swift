@@ -25,7 +25,18 @@ struct CLIWordingTests {
         )
     }
 
-    @Test(arguments: [MigrationError.Code.conversionFailed, .interrupted, .backupFailed])
+    @Test(arguments: [
+        (
+            MigrationError.Code.foreignWrite,
+            "Stop whatever writes to the cluster (pachd, its pipelines and workers) before running pachmigrate again."
+        ),
+        (.backupFailed, "Free some space there or choose another path for the backup, then run again."),
+    ])
+    func writersAndBackupsGetTheirRemedies(code: MigrationError.Code, remedy: String) {
+        #expect(describe(MigrationError(code, "the engine's sentence.")).message == "the engine's sentence. " + remedy)
+    }
+
+    @Test(arguments: [MigrationError.Code.conversionFailed, .interrupted])
     func otherCodesAreLeftAsTheEngineSaidThem(code: MigrationError.Code) {
         #expect(describe(MigrationError(code, "as said")).message == "as said")
     }

@@ -24,7 +24,7 @@ func run(_ executable: String, _ arguments: [String], in directory: URL) throws 
     let handle = try FileHandle(forWritingTo: output)
     process.standardOutput = handle
     try process.run()
-    process.waitUntilExit()
+    if !waitForExit(process, seconds: 60) { kill(process.processIdentifier, SIGKILL) }
     try handle.close()
     defer { try? FileManager.default.removeItem(at: output) }
     return try String(contentsOf: output, encoding: .utf8)

@@ -23,7 +23,7 @@ public enum Backup {
             writer = try DumpWriter(path: path)
         } catch {
             throw MigrationError(
-                .backupFailed, "cannot create the backup file \(path): \(error). Nothing was written to etcd; choose another --backup path.")
+                .backupFailed, "cannot create the backup file \(path): \(error). Nothing was written to etcd.")
         }
         var source = records
         var done = 0
@@ -43,7 +43,7 @@ public enum Backup {
             writer.abandon()
             throw MigrationError(
                 .backupFailed,
-                "writing the backup \(path) failed: \(error). Nothing was written to etcd; free some space or choose another --backup path.")
+                "writing the backup \(path) failed: \(error). Nothing was written to etcd.")
         }
     }
 

@@ -45,7 +45,7 @@ public struct RecordConversion: Sendable {
 /// Something a conversion did that the operator should hear about: a dropped field, a
 /// normalized value, a disagreement in the source data.
 public struct ConversionNote: Sendable, Hashable, Codable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Hashable, Codable { case dropped, normalized, disagreement, warning }
+    public enum Kind: String, Sendable, Hashable, Codable { case droppedField, normalized, disagreement, warning }
     public var kind: Kind
     public var key: String
     /// The field the note is about, when it is about one.

@@ -233,7 +233,7 @@ struct LaneWriter {
         throw MigrationError(
             .foreignWrite,
             "someone else wrote to the cluster during the migration: \(foreign.map { "\($0.key) was \($0.what)" }.joined(separator: ", ")). "
-                + "Nothing of theirs was overwritten. Stop whatever writes (pachd, pipelines), then run the same command again to resume.",
+                + "Nothing of theirs was overwritten; once it stops, the same command resumes the run.",
             keys: foreign.map(\.key))
     }
 }

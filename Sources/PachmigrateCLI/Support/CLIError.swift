@@ -105,6 +105,10 @@ func remedy(for code: MigrationError.Code) -> String? {
         "Stop pachd, let running jobs finish, finish open commits (or pass --allow-open-commits), then run again (README: \"Upgrading a cluster\")"
     case .lockHeld:
         "Wait for it (--wait-lock), or if it is stuck, see `pachmigrate lock show` and `pachmigrate lock break`"
+    case .foreignWrite:
+        "Stop whatever writes to the cluster (pachd, its pipelines and workers) before running pachmigrate again"
+    case .backupFailed:
+        "Free some space there or choose another path for the backup, then run again"
     default:
         nil
     }

@@ -129,7 +129,7 @@ extension ConversionNote {
     init(_ note: MigrationNote) {
         let kind: ConversionNote.Kind =
             switch note.kind {
-            case .droppedField: .dropped
+            case .droppedField: .droppedField
             case .normalized: .normalized
             case .disagreement: .disagreement
             default: .warning
