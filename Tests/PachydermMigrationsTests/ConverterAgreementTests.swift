@@ -16,7 +16,7 @@ struct ConverterAgreementTests {
         let (output, report) = OfflineConverter(plan: plan, writeOpenCommits: openCommits).convert(kvs)
         let live = PachydermRecordMigration(layout: layout, plan: plan, allowOpenCommits: openCommits)
         let offlineValues = Dictionary(output.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
-        let offlineNotes = Dictionary(grouping: report.notes.map(ConversionNote.init), by: \.key)
+        let offlineNotes = Dictionary(grouping: report.notes, by: \.key)
         var records = 0
         var openCommitNotes = 0
         for kv in kvs where live.lane(of: kv.key) != nil {

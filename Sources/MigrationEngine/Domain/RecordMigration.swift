@@ -45,7 +45,18 @@ public struct RecordConversion: Sendable {
 /// Something a conversion did that the operator should hear about: a dropped field, a
 /// normalized value, a disagreement in the source data.
 public struct ConversionNote: Sendable, Hashable, Codable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Hashable, Codable { case droppedField, normalized, disagreement, warning }
+    public enum Kind: String, Sendable, Hashable, Codable, CustomStringConvertible {
+        /// A field the new release has no place for was dropped (the backup keeps the original).
+        case droppedField
+        /// A value was rewritten to the form the new release interprets the way the old one did.
+        case normalized
+        /// Two fields of the record contradict each other (e.g. `stopped` vs `state`).
+        case disagreement
+        /// Anything else worth a look (empty value, open commit, already migrated…).
+        case warning
+
+        public var description: String { rawValue }
+    }
     public var kind: Kind
     public var key: String
     /// The field the note is about, when it is about one.
@@ -59,7 +70,7 @@ public struct ConversionNote: Sendable, Hashable, Codable, CustomStringConvertib
         self.message = message
     }
 
-    public var description: String { "[\(kind.rawValue)] \(key)\(field.map { " [\($0)]" } ?? ""): \(message)" }
+    public var description: String { "\(kind) \(key)\(field.map { " [\($0)]" } ?? ""): \(message)" }
 }
 
 /// Why one record cannot be converted: the key, and where in its value and why when known.

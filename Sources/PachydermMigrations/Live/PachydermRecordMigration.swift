@@ -115,25 +115,12 @@ extension RecordConversion {
         }
         self.init(
             action: .rewrite(value), companions: converted.openCommitEntry.map { [$0] } ?? [],
-            notes: converted.notes.map(ConversionNote.init))
+            notes: converted.notes)
     }
 }
 
 extension RecordConversionError {
     init(_ error: RecordCodecError) {
         self.init(key: error.key, message: error.message, code: error.code.description, field: error.field, byteOffset: error.byteOffset)
-    }
-}
-
-extension ConversionNote {
-    init(_ note: MigrationNote) {
-        let kind: ConversionNote.Kind =
-            switch note.kind {
-            case .droppedField: .droppedField
-            case .normalized: .normalized
-            case .disagreement: .disagreement
-            default: .warning
-            }
-        self.init(kind: kind, key: note.key, field: note.field, message: note.message)
     }
 }
