@@ -108,7 +108,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MigrationEngineTests",
-            dependencies: ["MigrationEngine", "PachydermMigrations", "EtcdTestSupport"]
+            dependencies: ["MigrationEngine", "PachydermMigrations", "PlatformShim", "EtcdTestSupport"]
         ),
         .testTarget(
             name: "PachmigrateCLITests",

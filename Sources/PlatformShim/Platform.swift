@@ -59,7 +59,7 @@ public struct OSThread: Sendable, Equatable {
     public static func forkJoin(_ count: Int, _ body: @Sendable (Int) -> Void) {
         withoutActuallyEscaping(body) { body in
             var threads: [OSThread] = []
-            var inline: [Int] = [0]
+            var inline: [Int] = count > 0 ? [0] : []
             for index in 1..<max(1, count) {
                 switch start({ body(index) }) {
                 case .success(let thread): threads.append(thread)
