@@ -439,7 +439,7 @@ public struct Migrator: Sendable {
         OSThread.forkJoin(shares.count) { index in
             guard !shares[index].isEmpty else { return }
             do throws(MigrationError) {
-                _ = try writer.write(lanes: shares[index], scan: scan, cursors: cursors) { landed in
+                try writer.write(lanes: shares[index], scan: scan, cursors: cursors) { landed in
                     revisions.withLock { _ = $0.insert(landed.revision) }
                     compactor?.wrote(revision: landed.revision, records: landed.records)
                     kept.add(landed.keptInOrder, ordering: .relaxed)

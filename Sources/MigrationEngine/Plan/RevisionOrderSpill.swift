@@ -12,20 +12,6 @@ public protocol KeyRevisionBatches {
     mutating func next(max: Int) throws(MigrationError) -> [KeyRevision]
 }
 
-/// An in-memory list, already in order.
-public struct KeyRevisionArray: KeyRevisionBatches {
-    private let entries: [KeyRevision]
-    private var position = 0
-
-    public init(_ entries: [KeyRevision]) { self.entries = entries }
-
-    public mutating func next(max: Int) -> [KeyRevision] {
-        let end = min(position + max, entries.count)
-        defer { position = end }
-        return Array(entries[position..<end])
-    }
-}
-
 /// Keys and their mod revisions (with their payloads), in named groups (one per lane, one
 /// for the backup), each read back in (mod revision, key) order — held on disk, not in
 /// memory, so a scan of a cluster of any size needs the same memory. An external merge

@@ -44,11 +44,10 @@ struct LaneWriter {
     /// unchanged only to keep their lane's order.
     typealias Landed = (revision: Int64, records: Int, keptInOrder: Int)
 
-    /// Writes every record of `lanes`; returns how many records and txns. `onLanded` is
-    /// called after each txn.
+    /// Writes every record of `lanes`, calling `onLanded` after each txn (the caller counts).
     func write(
         lanes: [String], scan: ClusterScan, cursors: [String: LaneCursor], onLanded: (Landed) -> Void
-    ) throws(MigrationError) -> (records: Int, txns: Int) {
+    ) throws(MigrationError) {
         let perLane = max(1, readAhead / max(1, lanes.count))
         var open = lanes.map { lane in
             OpenLane(
@@ -58,11 +57,10 @@ struct LaneWriter {
                 remaining: scan.pendingCounts[lane] ?? 0)
         }
         var records = 0
-        var txns = 0
         while true {
             for i in open.indices where open[i].next == nil { try open[i].refill(perLane) }
             open.removeAll { $0.next == nil }
-            if open.isEmpty { return (records, txns) }
+            if open.isEmpty { return }
             if stop.isStopped {
                 throw MigrationError(
                     .interrupted, "stopped on request after \(records) records; run the same command again to resume")
@@ -75,7 +73,6 @@ struct LaneWriter {
                 open[i].advance()
             }
             records += chosen.count
-            txns += 1
             onLanded(landed.landed)
         }
     }
