@@ -38,8 +38,13 @@ public struct MigrationOptions: Sendable {
     }
 }
 
+/// What a run (or a restore) is doing; the lock's holder record publishes it as text.
+public enum MigrationStep: String, Sendable {
+    case starting, scan, backup, rewrite, check, done, restore
+}
+
 public struct ProgressEvent: Sendable {
-    public var step: String
+    public var step: MigrationStep
     public var done: Int
     public var total: Int
 }
@@ -169,7 +174,7 @@ public struct Migrator: Sendable {
         try requireWritePermission()
         if resuming { logger.info("resuming an interrupted migration", metadata: ["run": "\(state!.runID)"]) }
 
-        lock.report(step: "scan")
+        lock.report(step: .scan)
         // A backup is written only by a fresh run that asked for one; only it needs every key.
         let writesBackup = state == nil && options.backup != .none
         // A resumed run must finish every lane tail it started, changed or not (the order rule).
@@ -187,10 +192,10 @@ public struct Migrator: Sendable {
             }
             if writesBackup, case .file(let path) = options.backup {
                 let total = scan.allKeysCount
-                lock.report(step: "backup", done: 0, total: total)
-                progress(ProgressEvent(step: "backup", done: 0, total: total))
+                lock.report(step: .backup, done: 0, total: total)
+                progress(ProgressEvent(step: .backup, done: 0, total: total))
                 result.backup = try Backup.write(records: scan.allKeys(), revision: scan.revision, to: path, logger: logger) {
-                    progress(ProgressEvent(step: "backup", done: $0, total: total))
+                    progress(ProgressEvent(step: .backup, done: $0, total: total))
                 }
             }
             return scan
@@ -208,7 +213,7 @@ public struct Migrator: Sendable {
             let now = timestamp()
             current = RunState(
                 status: .running, runID: holder.holderID, from: migration.fromVersion, to: migration.toVersion,
-                startRevision: scan.revision, startedAt: now, updatedAt: now, step: "rewrite",
+                startRevision: scan.revision, startedAt: now, updatedAt: now, step: MigrationStep.rewrite.rawValue,
                 backupPath: result.backup?.path, backupSHA256: result.backup?.sha256,
                 records: scan.pendingCount)
         }
@@ -228,7 +233,7 @@ public struct Migrator: Sendable {
         result.keptInOrder = writes.keptInOrder
         result.txns = writes.txns
         result.compactions = compactor?.count ?? 0
-        lock.report(step: "check")
+        lock.report(step: .check)
         try checkForForeignWrites(startRevision: current.startRevision, ourRevisions: ourRevisions, resumed: resuming)
 
         // Done: stamp the version, append the history and clear the cursors in one txn.
@@ -260,7 +265,7 @@ public struct Migrator: Sendable {
             try store.txn(txn)
         }
         guard response.succeeded else { throw lostLock(doing: "recording the completed migration") }
-        lock.report(step: "done")
+        lock.report(step: .done)
         return result
     }
 
@@ -273,11 +278,11 @@ public struct Migrator: Sendable {
         for root in migration.backupPrefixes {
             total += Int((try? store.range(.prefix(root, countOnly: true)).count) ?? 0)
         }
-        progress(ProgressEvent(step: "scan", done: 0, total: total))
+        progress(ProgressEvent(step: .scan, done: 0, total: total))
         return try ClusterScan.scan(
             store: store, migration: migration, runStartRevision: runStartRevision, resumeCursors: resumeCursors,
             pageSize: options.pageSize, keepAllKeys: keepAllKeys, sortChunk: options.sortChunk, logger: logger
-        ) { progress(ProgressEvent(step: "scan", done: $0, total: max(total, $0))) }
+        ) { progress(ProgressEvent(step: .scan, done: $0, total: max(total, $0))) }
     }
 
     /// Refuses, before any write, when a record cannot convert, the cluster is not at rest,
@@ -433,8 +438,8 @@ public struct Migrator: Sendable {
         let firstError = Mutex<MigrationError?>(nil)
         // A private stop shared by the writers: the first failure stops the others.
         let laneStop = StopSignal()
-        lock.report(step: "rewrite", done: 0, total: total)
-        progress(ProgressEvent(step: "rewrite", done: 0, total: total))
+        lock.report(step: .rewrite, done: 0, total: total)
+        progress(ProgressEvent(step: .rewrite, done: 0, total: total))
         let writer = LaneWriter(store: store, lock: lock, namespace: namespace, stop: laneStop, logger: logger)
         OSThread.forkJoin(shares.count) { index in
             guard !shares[index].isEmpty else { return }
@@ -446,7 +451,7 @@ public struct Migrator: Sendable {
                     txns.add(1, ordering: .relaxed)
                     let n = done.add(landed.records, ordering: .relaxed).newValue
                     lock.report(done: n)
-                    progress(ProgressEvent(step: "rewrite", done: n, total: total))
+                    progress(ProgressEvent(step: .rewrite, done: n, total: total))
                     if stop.isStopped { laneStop.stop() }
                 }
             } catch {

@@ -176,7 +176,7 @@ struct EngineTests {
         options.concurrency = 2
         let error = #expect(throws: MigrationError.self) {
             try migrator(store).run(options: options, stop: stop) { event in
-                if event.step == "rewrite" && event.done >= stopAfter { stop.stop() }
+                if event.step == .rewrite && event.done >= stopAfter { stop.stop() }
             }
         }
         #expect(error?.code == .interrupted)
@@ -370,7 +370,7 @@ struct OrderRuleTests {
         options.concurrency = 2
         let error = #expect(throws: MigrationError.self) {
             try migrator(store).run(options: options, stop: stop) { event in
-                if event.step == "rewrite" && event.done >= stopAfter { stop.stop() }
+                if event.step == .rewrite && event.done >= stopAfter { stop.stop() }
             }
         }
         #expect(error?.code == .interrupted)

@@ -140,14 +140,21 @@ struct LiveMigrationTests {
             let seedClient = try server.makeClient()
             try seedClient.seed(dump: SampleData.before("at-rest"))
             let outcomes = Mutex<[String]>([])
+            // Whichever migrator takes the lock holds it (paused at its first write) until the
+            // other has answered, so the two overlap however slowly the machine starts them. Were
+            // both let in, each would wait out the deadline and both would write.
+            let deadline = ContinuousClock.now + .seconds(60)
+            let otherAnswered: @Sendable () -> Bool = { outcomes.withLock { !$0.isEmpty } || ContinuousClock.now > deadline }
             let group = DispatchGroup()
             for _ in 0..<2 {
                 DispatchQueue.global().async(group: group) {
                     do {
                         let client = try server.makeClient()
                         let migrator = Migrator(store: client, migration: try migration(), namespace: Namespace(), logger: testLogger)
-                        let result = try migrator.run(options: MigrationOptions(backup: .none))
-                        outcomes.withLock { $0.append(result.outcome == .migrated ? "migrated" : "other") }
+                        let result = try migrator.run(options: MigrationOptions(backup: .none)) { event in
+                            while event.step == .rewrite && event.done == 0 && !otherAnswered() { usleep(20_000) }
+                        }
+                        outcomes.withLock { $0.append(result.outcome == .migrated ? "migrated" : "\(result.outcome)") }
                     } catch let error as MigrationError {
                         outcomes.withLock { $0.append(error.code == .lockHeld ? "lockHeld" : "\(error)") }
                     } catch {
@@ -176,7 +183,7 @@ struct LiveMigrationTests {
             let wrote = Atomic<Bool>(false)
             let error = #expect(throws: MigrationError.self) {
                 try migrator.run(options: options) { event in
-                    if event.step == "rewrite" && event.done >= 5 && !wrote.exchange(true, ordering: .relaxed) {
+                    if event.step == .rewrite && event.done >= 5 && !wrote.exchange(true, ordering: .relaxed) {
                         _ = try? client.put(PutRequest(key: target.key, value: theirs))
                     }
                 }

@@ -285,7 +285,7 @@ struct RepairTests {
             let stop = StopSignal()
             let error = #expect(throws: MigrationError.self) {
                 try migrator().run(options: options, stop: stop) { event in
-                    if event.step == "rewrite" && event.done >= stopAfter { stop.stop() }
+                    if event.step == .rewrite && event.done >= stopAfter { stop.stop() }
                 }
             }
             // Stopped on request; on a swamped machine (load 100 seen with etcd 3.1.4) the lock's

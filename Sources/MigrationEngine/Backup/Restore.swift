@@ -61,7 +61,7 @@ public struct Restorer: Sendable {
         let holder = LockHolder.current(command: options.command, toolVersion: options.toolVersion, from: nil, to: nil)
         let lock = try MigrationLock.acquire(store: store, namespace: namespace, holder: holder, options: options.lock, logger: logger)
         defer { lock.release() }
-        lock.report(step: "restore", done: 0, total: lines)
+        lock.report(step: .restore, done: 0, total: lines)
 
         // Remove what the backup does not hold: etcd lists keys in byte order, so one walk
         // over both sorted lists finds them.
@@ -97,7 +97,7 @@ public struct Restorer: Sendable {
                 try fenced(lock, group.map { .put(PutRequest(key: $0.key, value: $0.value)) }, doing: "restoring values")
                 restored += group.count
                 lock.report(done: restored)
-                progress(ProgressEvent(step: "restore", done: restored, total: lines))
+                progress(ProgressEvent(step: .restore, done: restored, total: lines))
                 group.removeAll(keepingCapacity: true)
             }
             while let kv = try reader.read() {

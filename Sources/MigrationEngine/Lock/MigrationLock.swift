@@ -41,7 +41,7 @@ public struct LockHolder: Codable, Sendable, Hashable {
             pid: ProcessInfo.processInfo.processIdentifier,
             podName: env["POD_NAME"] ?? env["HOSTNAME"].flatMap { env["KUBERNETES_SERVICE_HOST"] != nil ? $0 : nil },
             podNamespace: env["POD_NAMESPACE"], toolVersion: toolVersion, command: command, from: from, to: to,
-            startedAt: timestamp(now), step: "starting", done: 0, total: 0, heartbeat: timestamp(now),
+            startedAt: timestamp(now), step: MigrationStep.starting.rawValue, done: 0, total: 0, heartbeat: timestamp(now),
             heartbeatEpoch: now.timeIntervalSince1970, leaseID: "", ttl: 0)
     }
 
@@ -152,9 +152,9 @@ public final class MigrationLock: Sendable {
     }
 
     /// Updates the step and progress the next heartbeat publishes.
-    public func report(step: String? = nil, done: Int? = nil, total: Int? = nil) {
+    public func report(step: MigrationStep? = nil, done: Int? = nil, total: Int? = nil) {
         holder.withLock {
-            if let step { $0.step = step }
+            if let step { $0.step = step.rawValue }
             if let done { $0.done = done }
             if let total { $0.total = total }
         }

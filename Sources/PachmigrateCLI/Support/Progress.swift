@@ -9,7 +9,7 @@ import PlatformShim
 /// stdout stays the result.
 final class ProgressDisplay: Sendable {
     private struct State {
-        var step = ""
+        var step: MigrationStep?
         var stepStart = ContinuousClock.now
         var lastDraw = ContinuousClock.now - .seconds(60)
         var drewBar = false
@@ -46,13 +46,13 @@ final class ProgressDisplay: Sendable {
             var eta: Double?
             if event.total > 0 && rate > 0 && !finished { eta = Double(event.total - event.done) / rate }
             guard isTerminal else {
-                var metadata: Logger.Metadata = ["step": "\(event.step)", "done": "\(event.done)", "rate": "\(Int(rate))/s"]
+                var metadata: Logger.Metadata = ["step": "\(event.step.rawValue)", "done": "\(event.done)", "rate": "\(Int(rate))/s"]
                 if event.total > 0 { metadata["total"] = "\(event.total)" }
                 if let eta { metadata["eta"] = "\(formatSeconds(eta))" }
                 logger.notice("progress", metadata: metadata)
                 return
             }
-            var text = "\(event.step): \(event.done)"
+            var text = "\(event.step.rawValue): \(event.done)"
             if event.total > 0 {
                 let fraction = min(1, Double(event.done) / Double(event.total))
                 text += "/\(event.total) (\(Int(fraction * 100))%)"
