@@ -217,7 +217,7 @@ public struct Migrator: Sendable {
                 backupPath: result.backup?.path, backupSHA256: result.backup?.sha256,
                 records: scan.pendingCount)
         }
-        current.step = "rewrite"
+        current.step = MigrationStep.rewrite.rawValue
         result.startRevision = current.startRevision
         try fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(current))], doing: "recording the run's state")
 
@@ -246,7 +246,7 @@ public struct Migrator: Sendable {
         }
         for (kind, n) in scan.alreadyMigrated { counts[HistoryCount(.alreadyMigrated, kind: kind).key, default: 0] += n }
         current.status = .done
-        current.step = "done"
+        current.step = MigrationStep.done.rawValue
         current.updatedAt = timestamp()
         let entry = HistoryEntry(
             event: .migrate, at: current.updatedAt, who: holder.who, from: migration.fromVersion, to: migration.toVersion,
@@ -441,7 +441,14 @@ public struct Migrator: Sendable {
         lock.report(step: .rewrite, done: 0, total: total)
         progress(ProgressEvent(step: .rewrite, done: 0, total: total))
         let writer = LaneWriter(store: store, lock: lock, namespace: namespace, stop: laneStop, logger: logger)
-        OSThread.forkJoin(shares.count) { index in
+        let writersLeft = Atomic<Int>(shares.count)
+        // One thread per writer, and the compactor's beside them.
+        OSThread.forkJoin(shares.count + (compactor == nil ? 0 : 1)) { index in
+            guard index < shares.count else {
+                compactor?.run(until: { writersLeft.load(ordering: .acquiring) == 0 })
+                return
+            }
+            defer { writersLeft.subtract(1, ordering: .releasing) }
             guard !shares[index].isEmpty else { return }
             do throws(MigrationError) {
                 try writer.write(lanes: shares[index], scan: scan, cursors: cursors) { landed in

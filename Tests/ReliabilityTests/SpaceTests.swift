@@ -48,6 +48,8 @@ struct SpaceTests {
 
             let planCompact = try pachmigrate(["plan", "--compact"] + quota + tight.endpoint)
             #expect(planCompact.status == 0, "\(planCompact.stdout)\(planCompact.stderr)")
+            // Were compaction to free nothing, a second copy would not fit: the plan says so.
+            #expect(planCompact.stdout.contains("fits only if compaction frees"), "\(planCompact.stdout)")
             let compacted = try pachmigrate(["migrate", "--no-backup", "--compact", "--output", "json"] + quota + tight.endpoint)
             #expect(compacted.status == 0, "\(compacted.stderr)")
             #expect(((compacted.json["result"] as? [String: Any])?["compactions"] as? Int ?? 0) > 1)

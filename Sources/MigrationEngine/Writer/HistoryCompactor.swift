@@ -2,15 +2,21 @@ import EtcdGateway
 import Logging
 import Synchronization
 
+import PlatformShim
+
 /// Compacts etcd's history behind the writes (`SpacePolicy.compactEvery`): physical
-/// compaction up to the run's latest write frees the old values it replaced, and bbolt
-/// reuses the freed pages, so the backend stops growing by a copy of every record. History
-/// before the run is gone with it (the backup keeps every original value).
+/// compaction up to the run's latest write frees the old values it replaced where bbolt can
+/// reuse their pages. History before the run is gone with it (the backup keeps every
+/// original value).
+///
+/// The compactions run on a thread of their own beside the writers (`run(until:)`): a
+/// physical compaction walks etcd's whole key index and waits for the deletion to reach
+/// the disk, a fraction of a second on a 100k-key cluster, which a writer waiting for it
+/// would add to the run once per interval.
 final class HistoryCompactor: Sendable {
     private struct State {
         var sinceLast = 0
         var latest: Int64 = 0
-        var busy = false
         var count = 0
     }
     private let store: any KeyValueService
@@ -40,25 +46,34 @@ final class HistoryCompactor: Sendable {
         state.withLock { $0.count += 1 }
     }
 
-    /// Called after each landed txn with the records it wrote; every `every` records (record
-    /// writes, not txns: what grows the backend), the caller's writer compacts up to the
-    /// latest revision seen while the other writers go on. A failure is logged, not fatal:
-    /// NOSPACE remains the backstop and stops the run resumably.
+    /// Called by the writers after each landed txn with the records it wrote (record writes,
+    /// not txns: what grows the backend). Only counts; `run(until:)` compacts.
     func wrote(revision: Int64, records: Int = 1) {
-        let due: Int64? = state.withLock { s in
+        state.withLock { s in
             s.latest = max(s.latest, revision)
             s.sinceLast += records
-            guard s.sinceLast >= every, !s.busy else { return nil }
-            s.sinceLast = 0
-            s.busy = true
-            return s.latest
         }
-        guard let due else { return }
-        defer { state.withLock { $0.busy = false } }
-        do {
-            try compactNow(to: due)
-        } catch {
-            logger.warning("compaction failed; going on", metadata: ["revision": "\(due)", "error": "\(error.message)"])
+    }
+
+    /// Compacts up to the latest landed write each time `every` records have landed since the
+    /// last compaction, until `writersFinished` says the writes are over. A failure is logged,
+    /// not fatal: NOSPACE remains the backstop and stops the run resumably.
+    func run(until writersFinished: () -> Bool) {
+        while !writersFinished() {
+            let due: Int64? = state.withLock { s in
+                guard s.sinceLast >= every else { return nil }
+                s.sinceLast = 0
+                return s.latest
+            }
+            guard let due else {
+                usleep(20_000)
+                continue
+            }
+            do {
+                try compactNow(to: due)
+            } catch {
+                logger.warning("compaction failed; going on", metadata: ["revision": "\(due)", "error": "\(error.message)"])
+            }
         }
     }
 }

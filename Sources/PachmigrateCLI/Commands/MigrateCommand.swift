@@ -87,6 +87,13 @@ struct MigrationReport: CommandReport {
                     + "\(space.fits ? "fits" : "DOES NOT FIT")"
             )
             if !space.fits { lines.append(spaceRemedy(OutOfSpace(estimate: space))) }
+            if space.fitsOnlyIfCompactionFrees, let uncompacted = space.uncompactedProjectedBytes {
+                lines.append(
+                    "etcd space: fits only if compaction frees enough of the old values' pages: were it to free nothing, "
+                        + "the backend would reach \(ByteSize.describe(uncompacted)). How much it frees depends on what shares "
+                        + "their pages (18–68% of the growth remained in our measurements). If etcd raises NOSPACE the run stops "
+                        + "resumably (exit 9) with the remedy; compacting and defragmenting first leaves the most room.")
+            }
         }
         if let spaceUnavailable { lines.append("etcd space: not checked (\(spaceUnavailable)); the quota could not be compared") }
         if let compactions, compactions > 0 { lines.append("Compacted etcd's history \(compactions) time(s) behind the run.") }
