@@ -21,7 +21,7 @@ public struct SpaceEstimate: Sendable, Hashable, Encodable {
     /// The run compacts its history behind itself (`SpacePolicy.compactEvery` writes apart).
     public var compacting: Bool
     /// With `compacting`: the projection were compaction to free nothing. How much of the old
-    /// values' space bbolt can hand back depends on what shares their pages (measured: 18% to
+    /// values' space bbolt can hand back depends on what shares their pages (measured: 24% to
     /// 68% of the uncompacted growth remained; docs/performance.md, "Space"), so past the quota
     /// here the run may still raise NOSPACE, which stops it resumably.
     public var uncompactedProjectedBytes: Int64?
