@@ -58,8 +58,9 @@ public struct SpaceEstimate: Sendable, Hashable, Encodable {
         let growth = Self.growth(writeBytes: writeBytes, writes: writes)
         let base = inUseBytes ?? currentBytes
         if let every = compactEvery, writes > 0 {
-            // Physical compaction every `every` writes frees the history behind it, and bbolt
-            // reuses the freed pages: at most two intervals' worth is outstanding at a time.
+            // Physical compaction every `every` writes frees the history behind it: the decision
+            // counts two intervals' worth outstanding, and says where the backend would end
+            // were bbolt to reuse none of the freed pages (`uncompactedProjectedBytes`).
             let perWrite = Double(growth) / Double(writes)
             expectedGrowthBytes = Int64(perWrite * Double(min(writes, 2 * every)))
             uncompactedProjectedBytes = max(currentBytes, base + growth)
