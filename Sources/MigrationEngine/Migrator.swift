@@ -433,7 +433,6 @@ public struct Migrator: Sendable {
         let total = scan.pendingCount
         let done = Atomic<Int>(0)
         let kept = Atomic<Int>(0)
-        let txns = Atomic<Int>(0)
         let revisions = Mutex(RevisionBitmap(above: startRevision))
         let firstError = Mutex<MigrationError?>(nil)
         // A private stop shared by the writers: the first failure stops the others.
@@ -455,7 +454,6 @@ public struct Migrator: Sendable {
                     revisions.withLock { _ = $0.insert(landed.revision) }
                     compactor?.wrote(revision: landed.revision, records: landed.records)
                     kept.add(landed.keptInOrder, ordering: .relaxed)
-                    txns.add(1, ordering: .relaxed)
                     let n = done.add(landed.records, ordering: .relaxed).newValue
                     lock.report(done: n)
                     progress(ProgressEvent(step: .rewrite, done: n, total: total))
@@ -473,9 +471,10 @@ public struct Migrator: Sendable {
         if stop.isStopped && done.load(ordering: .relaxed) < total {
             throw MigrationError(.interrupted, "stopped on request; run the same command again to resume")
         }
-        return (
-            revisions.withLock { $0 }, done.load(ordering: .relaxed), kept.load(ordering: .relaxed), txns.load(ordering: .relaxed)
-        )
+        // Each landed txn has a revision of its own (a retried one that had landed is
+        // recognized, not written again), so the bitmap's count is the txns.
+        let written = revisions.withLock { $0 }
+        return (written, done.load(ordering: .relaxed), kept.load(ordering: .relaxed), written.count)
     }
 
     /// A transient etcd failure (etcd restarting, a member gone, no leader) once the lock

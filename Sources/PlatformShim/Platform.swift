@@ -22,8 +22,8 @@ public enum Platform {
 /// threads of its own, started and joined explicitly. Not Dispatch: its pool is sized to the
 /// cores, so `--concurrency 4` would get two writers on a 2-core machine, each blocked on
 /// etcd's answer while the CPU idles. Not Swift concurrency: a blocking call would hold one
-/// of its few cooperative threads. Used for the lease keeper, the lane writers and the
-/// signal watcher.
+/// of its few cooperative threads. Used for the lease keeper, the lane writers, the
+/// history compactor beside them and the signal watcher.
 public struct OSThread: Sendable, Equatable {
     private let handle: pthread_t
 

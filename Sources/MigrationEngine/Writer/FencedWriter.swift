@@ -116,7 +116,8 @@ struct LaneWriter {
         let order = open.indices.sorted {
             open[$0].remaining != open[$1].remaining ? open[$0].remaining > open[$1].remaining : open[$0].name < open[$1].name
         }
-        // The fence compare; the lock's and the first cursor's reads in the failure branch.
+        // The fence compare; the lock's and the first cursor's reads in the read-only txn a
+        // failed compare sends (it reads every key of the txn, so it has the same limits).
         var compares = 1, puts = 0, reads = 2, bytes = 0
         var chosen: [Int] = []
         for i in order {
