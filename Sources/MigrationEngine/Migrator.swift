@@ -464,17 +464,18 @@ public struct Migrator: Sendable {
                 laneStop.stop()
             }
         }
-        if let error = firstError.withLock({ $0 }) {
-            // Interruption by the caller is reported as such, not as the lanes' own stop.
-            throw error
+        let written = done.load(ordering: .relaxed)
+        // A stop on request is worded here, with the whole run's count: a writer knows only its own.
+        let failure = firstError.withLock { $0 }
+        if stop.isStopped && written < total && (failure == nil || failure?.code == .interrupted) {
+            throw MigrationError(
+                .interrupted, "stopped on request after \(written) of \(total) records; run the same command again to resume")
         }
-        if stop.isStopped && done.load(ordering: .relaxed) < total {
-            throw MigrationError(.interrupted, "stopped on request; run the same command again to resume")
-        }
+        if let failure { throw failure }
         // Each landed txn has a revision of its own (a retried one that had landed is
         // recognized, not written again), so the bitmap's count is the txns.
-        let written = revisions.withLock { $0 }
-        return (written, done.load(ordering: .relaxed), kept.load(ordering: .relaxed), written.count)
+        let landed = revisions.withLock { $0 }
+        return (landed, written, kept.load(ordering: .relaxed), landed.count)
     }
 
     /// A transient etcd failure (etcd restarting, a member gone, no leader) once the lock

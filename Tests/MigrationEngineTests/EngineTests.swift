@@ -184,6 +184,9 @@ struct EngineTests {
         #expect(state?.status == .failed)
         let resumed = try migrator(store).run(options: options)
         #expect(resumed.resumed)
+        // The stop names the whole run's count (both writers'), which the resume completes.
+        let stoppedAfter = error?.message.firstMatch(of: /stopped on request after (\d+) of 60 records/).flatMap { Int($0.1) }
+        #expect(stoppedAfter.map { $0 + resumed.written } == 60, "\(error?.message ?? "")")
         #expect(values(store, prefix: "app/") == values(reference, prefix: "app/"))
         #expect(laneOrder(store) == laneOrder(reference))
         let history = try JournalReader(store: store, namespace: Namespace()).history()

@@ -56,14 +56,13 @@ struct LaneWriter {
                 source: scan.pending(lane, readBudget: max(16 * 1024, readBudget / max(1, lanes.count))),
                 remaining: scan.pendingCounts[lane] ?? 0)
         }
-        var records = 0
         while true {
             for i in open.indices where open[i].next == nil { try open[i].refill(perLane) }
             open.removeAll { $0.next == nil }
             if open.isEmpty { return }
             if stop.isStopped {
-                throw MigrationError(
-                    .interrupted, "stopped on request after \(records) records; run the same command again to resume")
+                // The caller words it with the whole run's count (`Migrator.writeLanes`).
+                throw MigrationError(.interrupted, "stopped on request; run the same command again to resume")
             }
             try lock.checkHeld()
             let chosen = pack(open)
@@ -72,7 +71,6 @@ struct LaneWriter {
                 open[i].cursor = cursor
                 open[i].advance()
             }
-            records += chosen.count
             onLanded(landed.landed)
         }
     }

@@ -91,7 +91,7 @@ struct MigrationReport: CommandReport {
                 lines.append(
                     "etcd space: fits only if compaction frees enough of the old values' pages: were it to free nothing, "
                         + "the backend would reach \(ByteSize.describe(uncompacted)). How much it frees depends on what shares "
-                        + "their pages (18–68% of the growth remained in our measurements). If etcd raises NOSPACE the run stops "
+                        + "their pages (24–68% of the growth remained in our measurements). If etcd raises NOSPACE the run stops "
                         + "resumably (exit 9) with the remedy; compacting and defragmenting first leaves the most room.")
             }
         }
