@@ -386,8 +386,28 @@ public final class EtcdServer: @unchecked Sendable {
     public func kill() { process.terminate(SIGKILL) }
     /// SIGTERM and wait, keeping the data dir.
     public func shutdown() { process.terminate(SIGTERM) }
-    public func pause() { process.signal(SIGSTOP) }
+    /// Stops etcd (SIGSTOP) and returns once every one of its threads is stopped: the signal
+    /// is delivered to each thread as it is next scheduled, and on a loaded machine a thread
+    /// still running could answer a request sent right after `kill` returned.
+    public func pause() {
+        process.signal(SIGSTOP)
+        guard let pid = process.pid else { return }
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline && !Self.everyThreadStopped(pid) { usleep(1_000) }
+    }
     public func resume() { process.signal(SIGCONT) }
+
+    /// True when every thread of `pid` is in state T (stopped), per /proc.
+    private static func everyThreadStopped(_ pid: Int32) -> Bool {
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"), !tasks.isEmpty else { return false }
+        return tasks.allSatisfy { tid in
+            // The state follows the ")" that ends the command name: "pid (comm) S ...".
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return false }
+            return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first == "T"
+        }
+    }
 
     /// Starts etcd again on the same data dir and ports (stopping it first if it runs),
     /// with `extraArgs` added to its flags (e.g. a space quota).
