@@ -7,7 +7,7 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Base: String, Hashable, Sendable {
             case lockHeld, notAtRest, foreignWrite, leaseLost, conversionFailed, unsupportedVersion,
-                verificationFailed, interrupted, backupFailed, restoreFailed, store, invalidState, outOfSpace
+                verificationFailed, interrupted, stoppedBeforeWriting, backupFailed, restoreFailed, store, invalidState, outOfSpace
         }
         fileprivate let base: Base
         /// Another migrator (or a stale one) holds the lock.
@@ -26,6 +26,9 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         public static let verificationFailed = Code(base: .verificationFailed)
         /// Stopped by a signal after persisting its state. Re-run to resume.
         public static let interrupted = Code(base: .interrupted)
+        /// Stopped on request (a signal) before the run's first write: every record is as it
+        /// was, no lock is left behind and no backup file that could pass for complete.
+        public static let stoppedBeforeWriting = Code(base: .stoppedBeforeWriting)
         /// The backup could not be written; nothing was written to etcd.
         public static let backupFailed = Code(base: .backupFailed)
         /// The backup to restore is unreadable, corrupt, or the restore was refused.
@@ -46,6 +49,8 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
     public var underlying: EtcdError?
     /// With `.outOfSpace`: the numbers and the revision to compact to.
     public var space: OutOfSpace?
+    /// With `.stoppedBeforeWriting` and `.interrupted`: the signal that asked for the stop.
+    public var signal: Int32?
 
     public init(_ code: Code, _ message: String, keys: [String] = [], underlying: EtcdError? = nil) {
         self.code = code

@@ -61,6 +61,9 @@ public struct MigrationResult: Sendable {
     public var backup: BackupInfo?
     /// True when this run continued an interrupted one.
     public var resumed = false
+    /// The interrupted run this one continues (or, for a dry run, would continue): its id,
+    /// first attempt's backup and how far it got.
+    public var unfinishedRun: UnfinishedRun?
     /// Records written by this invocation.
     public var written = 0
     /// Of `written`, records re-put unchanged only to keep their group's order.
@@ -75,6 +78,32 @@ public struct MigrationResult: Sendable {
     public var spaceUnavailable: String?
     /// Physical compactions made behind the writes (`SpacePolicy.compactEvery`).
     public var compactions = 0
+}
+
+/// An interrupted run as the journal records it, when a later invocation picks it up.
+public struct UnfinishedRun: Sendable, Hashable, Encodable {
+    public var runID: String
+    public var startedAt: String
+    public var status: RunState.Status
+    /// Records its earlier attempts wrote, of `records`.
+    public var written: Int
+    public var records: Int
+    /// The backup its first attempt took (nil with `--no-backup`): only that one holds the
+    /// records before any was rewritten, so a resume takes none.
+    public var backupPath: String?
+    public var backupHost: String?
+    public var backupSHA256: String?
+
+    init(_ state: RunState, cursors: [String: LaneCursor]) {
+        runID = state.runID
+        startedAt = state.startedAt
+        status = state.status
+        written = cursors.values.reduce(0) { $0 + $1.written }
+        records = state.records
+        backupPath = state.backupPath
+        backupHost = state.backupHost
+        backupSHA256 = state.backupSHA256
+    }
 }
 
 /// Runs one migration against a live cluster: lock, preflight scan, backup, fenced
@@ -112,15 +141,19 @@ public struct Migrator: Sendable {
             }
         }
 
+        try stop.checkBeforeWriting("the preflight")
         if options.dryRun {
             let scan = try retryingCompaction { () throws(MigrationError) -> ClusterScan in
                 let unfinished = existing.flatMap { $0.status == .done ? nil : $0 }
                 return try scanCluster(
                     options: options, runStartRevision: unfinished?.startRevision,
                     resumeCursors: unfinished == nil ? [:] : try journal.laneCursors().mapValues(\.lastRevision),
-                    keepAllKeys: false, progress: progress)
+                    keepAllKeys: false, stop: stop, progress: progress)
             }
             var result = MigrationResult(outcome: .dryRun, scan: scan, startRevision: scan.revision)
+            if let unfinished = existing, unfinished.status == .running || unfinished.status == .failed {
+                result.unfinishedRun = UnfinishedRun(unfinished, cursors: try journal.laneCursors())
+            }
             switch estimateSpace(scan, options.space) {
             case .success(let space): result.space = space
             case .failure(let error): result.spaceUnavailable = error.message
@@ -131,19 +164,26 @@ public struct Migrator: Sendable {
         let holder = LockHolder.current(
             command: options.command, toolVersion: options.toolVersion, from: migration.fromVersion, to: migration.toVersion)
         let lock = try MigrationLock.acquire(
-            store: store, namespace: namespace, holder: holder, options: options.lock, logger: logger)
+            store: store, namespace: namespace, holder: holder, options: options.lock, stop: stop, logger: logger)
         do {
             let result = try runLocked(options: options, lock: lock, holder: holder, stop: stop, progress: progress)
             lock.release()
             return result
         } catch {
             var error = Self.resumableIfTransient(error)
+            if error.code == .stoppedBeforeWriting, let unfinished = existing, unfinished.status != .done {
+                // This attempt wrote nothing, but an earlier one of the same run did.
+                error.message +=
+                    " by this attempt; the cluster is still partly migrated by run \(unfinished.runID) "
+                    + "(started \(unfinished.startedAt)): run the same command again to resume it"
+            }
             if error.code == .outOfSpace, error.space?.compactTo == nil {
                 // Reads still work under NOSPACE: name the revision to compact to.
                 error.space?.compactTo = try? store.status().header.revision
             }
             if !lock.isLost && error.code != .lockHeld {
                 recordFailure(error, lock: lock)
+                if error.code == .stoppedBeforeWriting { recordStoppedBeforeWriting(error, lock: lock, holder: holder) }
             }
             lock.release()
             throw error
@@ -178,14 +218,16 @@ public struct Migrator: Sendable {
         // A backup is written only by a fresh run that asked for one; only it needs every key.
         let writesBackup = state == nil && options.backup != .none
         // A resumed run must finish every lane tail it started, changed or not (the order rule).
-        let resumeCursors = state == nil ? [:] : try journal.laneCursors().mapValues(\.lastRevision)
+        let cursorsBefore = state == nil ? [:] : try journal.laneCursors()
+        let resumeCursors = cursorsBefore.mapValues(\.lastRevision)
         var result = MigrationResult(outcome: .migrated, resumed: resuming)
+        result.unfinishedRun = state.map { UnfinishedRun($0, cursors: cursorsBefore) }
         // Nothing is written before the backup is complete: a compaction by someone else
         // during the scan or the backup restarts both at a newer revision.
         let scan = try retryingCompaction { () throws(MigrationError) -> ClusterScan in
             let scan = try scanCluster(
                 options: options, runStartRevision: state?.startRevision, resumeCursors: resumeCursors,
-                keepAllKeys: writesBackup, progress: progress)
+                keepAllKeys: writesBackup, stop: stop, progress: progress)
             switch try refuseUnlessReady(scan, options.space) {
             case .success(let space): result.space = space
             case .failure(let error): result.spaceUnavailable = error.message
@@ -194,7 +236,9 @@ public struct Migrator: Sendable {
                 let total = scan.allKeysCount
                 lock.report(step: .backup, done: 0, total: total)
                 progress(ProgressEvent(step: .backup, done: 0, total: total))
-                result.backup = try Backup.write(records: scan.allKeys(), revision: scan.revision, to: path, logger: logger) {
+                result.backup = try Backup.write(
+                    records: scan.allKeys(), revision: scan.revision, to: path, stop: stop, logger: logger
+                ) {
                     progress(ProgressEvent(step: .backup, done: $0, total: total))
                 }
             }
@@ -214,11 +258,15 @@ public struct Migrator: Sendable {
             current = RunState(
                 status: .running, runID: holder.holderID, from: migration.fromVersion, to: migration.toVersion,
                 startRevision: scan.revision, startedAt: now, updatedAt: now, step: MigrationStep.rewrite.rawValue,
-                backupPath: result.backup?.path, backupSHA256: result.backup?.sha256,
+                backupPath: result.backup?.path, backupHost: result.backup.map { _ in holder.host },
+                backupSHA256: result.backup?.sha256,
                 records: scan.pendingCount)
         }
         current.step = MigrationStep.rewrite.rawValue
         result.startRevision = current.startRevision
+        // The last moment a stop ends the run with nothing written; from here on it finishes
+        // the txn in flight and leaves the run resumable.
+        try stop.beginWriting()
         try fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(current))], doing: "recording the run's state")
 
         let compactor = options.space.compactEvery.map { HistoryCompactor(store: store, every: $0, logger: logger) }
@@ -271,7 +319,7 @@ public struct Migrator: Sendable {
 
     private func scanCluster(
         options: MigrationOptions, runStartRevision: Int64?, resumeCursors: [String: Int64], keepAllKeys: Bool,
-        progress: @escaping @Sendable (ProgressEvent) -> Void
+        stop: StopSignal, progress: @escaping @Sendable (ProgressEvent) -> Void
     ) throws(MigrationError) -> ClusterScan {
         // A count-only range per root is cheap, and gives the scan's progress a total.
         var total = 0
@@ -281,7 +329,7 @@ public struct Migrator: Sendable {
         progress(ProgressEvent(step: .scan, done: 0, total: total))
         return try ClusterScan.scan(
             store: store, migration: migration, runStartRevision: runStartRevision, resumeCursors: resumeCursors,
-            pageSize: options.pageSize, keepAllKeys: keepAllKeys, sortChunk: options.sortChunk, logger: logger
+            pageSize: options.pageSize, keepAllKeys: keepAllKeys, sortChunk: options.sortChunk, stop: stop, logger: logger
         ) { progress(ProgressEvent(step: .scan, done: $0, total: max(total, $0))) }
     }
 
@@ -499,6 +547,19 @@ public struct Migrator: Sendable {
 
     private func lostLock(doing: String) -> MigrationError {
         MigrationError(.leaseLost, "the lock was lost before \(doing); nothing more was written. Run the same command again to resume.")
+    }
+
+    /// A fresh run stopped before its first write leaves no run state; a history entry says
+    /// that it started and stopped, so `status` shows it. Best effort, like `recordFailure`.
+    private func recordStoppedBeforeWriting(_ error: MigrationError, lock: MigrationLock, holder: LockHolder) {
+        let journal = JournalReader(store: store, namespace: namespace)
+        guard (try? journal.state())??.status != .running else { return }
+        let entry = HistoryEntry(
+            event: .stoppedBeforeWriting, at: timestamp(), who: holder.who, from: migration.fromVersion, to: migration.toVersion,
+            detail: "run \(holder.holderID): \(error.message)")
+        try? fencedPut(
+            lock, [(journal.newHistoryKey(runID: holder.holderID), JSONCoding.encode(entry))], doing: "recording the stop",
+            retrying: false)
     }
 
     /// Records why the run stopped, so `status` can say so. Best effort: the run is

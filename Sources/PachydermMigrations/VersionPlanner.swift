@@ -84,6 +84,18 @@ public struct VersionStepRegistry: Sendable {
     /// What `--to` defaults to.
     public static let defaultTarget = PachydermVersion(1, 5, 0)
 
+    /// The stamps a pachd of `version` reads: every known release of its minor (patch
+    /// releases share one metadata format). Throws for a version this tool does not know,
+    /// so that `wait` says so at once instead of waiting for a stamp that never comes.
+    public static func stampsReadable(by version: String) throws(VersionPlanError) -> Set<String> {
+        guard let wanted = PachydermVersion(parsing: version), wanted.patch != nil, knows(version) else {
+            throw VersionPlanError(
+                code: .unknownVersion,
+                message: "\(version) is not a release pachmigrate knows; give the pachd release exactly, e.g. 1.5.0 (it knows 1.5.0–1.5.3)")
+        }
+        return Set((known14 + known15).filter { $0.major == wanted.major && $0.minor == wanted.minor }.map(\.description))
+    }
+
     /// Whether `version` (a stamp, so with its patch level) is a release this tool knows.
     public static func knows(_ version: String) -> Bool {
         PachydermVersion(parsing: version).map { known14.contains($0) || known15.contains($0) } ?? false

@@ -88,13 +88,13 @@ struct ReadinessTests {
 
     @Test func unstampedIsNotReady() throws {
         let journal = JournalReader(store: InMemoryKeyValueService(), namespace: Namespace())
-        #expect(try journal.readiness(for: "1.5.0") == .stampedOther(nil))
+        #expect(try journal.readiness(for: ["1.5.0"]) == .stampedOther(nil))
     }
 
     @Test func stampedAnotherVersionIsNotReady() throws {
         let store = InMemoryKeyValueService()
         try stamp(store, "1.4.8")
-        #expect(try JournalReader(store: store, namespace: Namespace()).readiness(for: "1.5.0") == .stampedOther("1.4.8"))
+        #expect(try JournalReader(store: store, namespace: Namespace()).readiness(for: ["1.5.0"]) == .stampedOther("1.4.8"))
     }
 
     @Test(arguments: [RunState.Status.running, .failed])
@@ -102,7 +102,7 @@ struct ReadinessTests {
         let store = InMemoryKeyValueService()
         try stamp(store, "1.5.0")
         try put(store, [(Namespace().stateKey, running(status))])
-        #expect(try JournalReader(store: store, namespace: Namespace()).readiness(for: "1.5.0") == .runUnfinished(status))
+        #expect(try JournalReader(store: store, namespace: Namespace()).readiness(for: ["1.5.0"]) == .runUnfinished(status))
     }
 
     @Test func heldLockIsNotReadyThenFreeIsReady() throws {
@@ -113,13 +113,13 @@ struct ReadinessTests {
         let lock = try MigrationLock.acquire(
             store: store, namespace: Namespace(), holder: holder, options: LockOptions(ttl: 30), logger: testLogger)
         let journal = JournalReader(store: store, namespace: Namespace())
-        guard case .locked(let seen) = try journal.readiness(for: "1.5.0") else {
+        guard case .locked(let seen) = try journal.readiness(for: ["1.5.0"]) else {
             Issue.record("expected the held lock to be reported")
             return
         }
         #expect(seen.holderID == holder.holderID)
         lock.release()
-        #expect(try journal.readiness(for: "1.5.0") == .ready)
+        #expect(try journal.readiness(for: ["1.5.0"]) == .ready)
     }
 }
 
@@ -130,7 +130,7 @@ struct ReadinessWaitTests {
         try stamp(store, "1.5.0")
         var heard = 0
         let wait = JournalReader(store: store, namespace: Namespace())
-            .waitUntilReady(for: "1.5.0", timeout: .seconds(5), interval: .seconds(1)) { _ in heard += 1 }
+            .waitUntilReady(for: ["1.5.0"], timeout: .seconds(5), interval: .seconds(1)) { _ in heard += 1 }
         #expect(wait.isReady)
         #expect(wait.waited < .seconds(1))
         #expect(heard == 0)
@@ -139,7 +139,7 @@ struct ReadinessWaitTests {
     @Test func aTimeoutEndsTheWaitWithTheLastReasonHeardOnce() throws {
         var heard: [Result<Readiness, MigrationError>] = []
         let wait = JournalReader(store: InMemoryKeyValueService(), namespace: Namespace())
-            .waitUntilReady(for: "1.5.0", timeout: .milliseconds(300), interval: .milliseconds(50)) { heard.append($0) }
+            .waitUntilReady(for: ["1.5.0"], timeout: .milliseconds(300), interval: .milliseconds(50)) { heard.append($0) }
         #expect(!wait.isReady)
         #expect(wait.waited >= .milliseconds(300))
         guard case .success(.stampedOther(nil)) = wait.last else {

@@ -15,8 +15,11 @@ public enum Backup {
     /// as `KeyValue.spilled`, in mod-revision order) to `path`. The values come from the
     /// read that pinned `revision`, so the backup costs no second read of the cluster. Fails
     /// with `.backupFailed` before touching etcd if the file cannot be created or written.
+    /// A stop asked for while it writes deletes the unfinished file (no `.sha256` is
+    /// written), so nothing that could pass for a complete backup is left.
     public static func write<Records: KeyRevisionBatches>(
-        records: Records, revision: Int64, to path: String, logger: Logger, progress: (Int) -> Void = { _ in }
+        records: Records, revision: Int64, to path: String, stop: StopSignal = StopSignal(), logger: Logger,
+        progress: (Int) -> Void = { _ in }
     ) throws(MigrationError) -> BackupInfo {
         let writer: DumpWriter
         do {
@@ -32,6 +35,7 @@ public enum Backup {
                 for entry in batch { try writer.write(try KeyValue(spilled: entry)) }
                 done += batch.count
                 progress(done)
+                try stop.checkBeforeWriting("the backup (the unfinished file \(path) was deleted)")
             }
             let sha = try writer.finish()
             logger.info("backup written", metadata: ["path": "\(path)", "keys": "\(done)", "sha256": "\(sha)"])

@@ -22,14 +22,17 @@ public struct RunState: Codable, Sendable, Hashable {
     public var startedAt: String
     public var updatedAt: String
     public var step: String
+    /// The backup the run's first attempt took, as an absolute path on `backupHost` (the
+    /// host or pod that wrote it: a resume may run elsewhere).
     public var backupPath: String?
+    public var backupHost: String?
     public var backupSHA256: String?
     public var records: Int
     public var message: String?
 
     public init(
         status: Status, runID: String, from: String, to: String, startRevision: Int64, startedAt: String,
-        updatedAt: String, step: String, backupPath: String? = nil, backupSHA256: String? = nil,
+        updatedAt: String, step: String, backupPath: String? = nil, backupHost: String? = nil, backupSHA256: String? = nil,
         records: Int = 0, message: String? = nil
     ) {
         self.status = status
@@ -41,6 +44,7 @@ public struct RunState: Codable, Sendable, Hashable {
         self.updatedAt = updatedAt
         self.step = step
         self.backupPath = backupPath
+        self.backupHost = backupHost
         self.backupSHA256 = backupSHA256
         self.records = records
         self.message = message
@@ -77,6 +81,8 @@ public struct HistoryEvent: RawRepresentable, Codable, Sendable, Hashable, Custo
     public static let migrate = HistoryEvent(rawValue: "migrate")
     public static let restore = HistoryEvent(rawValue: "restore")
     public static let lockBreak = HistoryEvent(rawValue: "lock-break")
+    /// A run stopped on request before its first write: it wrote nothing but this entry.
+    public static let stoppedBeforeWriting = HistoryEvent(rawValue: "stopped-before-writing")
 }
 
 /// One key of a migration's history `counts`: records of a kind written by the run

@@ -16,10 +16,11 @@ public enum Readiness: Sendable, Hashable {
 }
 
 extension JournalReader {
-    /// Whether the cluster is ready for `version` (see `Readiness`).
-    public func readiness(for version: String) throws(MigrationError) -> Readiness {
+    /// Whether the cluster is ready for a release that reads the metadata of any of the
+    /// `accepted` stamps (releases sharing one format, e.g. every 1.5.x; see `Readiness`).
+    public func readiness(for accepted: Set<String>) throws(MigrationError) -> Readiness {
         let stamped = try stampedVersion()
-        if stamped != version { return .stampedOther(stamped) }
+        guard let stamped, accepted.contains(stamped) else { return .stampedOther(stamped) }
         if let state = try state(), state.status == .running || state.status == .failed {
             return .runUnfinished(state.status)
         }
@@ -37,17 +38,17 @@ public struct ReadinessWait: Sendable {
 }
 
 extension JournalReader {
-    /// Looks every `interval` until the cluster is ready for `version` or `timeout` passes
+    /// Looks every `interval` until the cluster is ready for `accepted` or `timeout` passes
     /// (nil: never). An etcd failure counts as not ready yet. `changed` hears every look
     /// whose outcome differs from the one before.
     public func waitUntilReady(
-        for version: String, timeout: Duration?, interval: Duration,
+        for accepted: Set<String>, timeout: Duration?, interval: Duration,
         changed: (Result<Readiness, MigrationError>) -> Void = { _ in }
     ) -> ReadinessWait {
         let start = ContinuousClock.now
         var previous: String?
         while true {
-            let look = Result { () throws(MigrationError) in try readiness(for: version) }
+            let look = Result { () throws(MigrationError) in try readiness(for: accepted) }
             let waited = ContinuousClock.now - start
             if case .success(.ready) = look { return ReadinessWait(last: look, waited: waited) }
             let summary = "\(look)"

@@ -101,12 +101,14 @@ public final class MigrationLock: Sendable {
     }
 
     /// Takes the lock or throws `.lockHeld` naming the holder (after waiting up to `options.wait`).
+    /// A stop asked for while it waits ends the wait (`.stoppedBeforeWriting`).
     public static func acquire(
         store: any KeyValueService, namespace: Namespace, holder: LockHolder, options: LockOptions = .init(),
-        logger: Logger, onLost: @escaping @Sendable (EtcdError) -> Void = { _ in }
+        stop: StopSignal = StopSignal(), logger: Logger, onLost: @escaping @Sendable (EtcdError) -> Void = { _ in }
     ) throws(MigrationError) -> MigrationLock {
         let deadline = ContinuousClock.now + options.wait
         while true {
+            try stop.checkBeforeWriting("the wait for the lock")
             let lease = try etcd("granting the lock's lease") { () throws(EtcdError) in try store.leaseGrant(ttl: options.ttl) }
             var record = holder
             record.leaseID = String(lease.id, radix: 16)
@@ -151,12 +153,22 @@ public final class MigrationLock: Sendable {
             """
     }
 
-    /// Updates the step and progress the next heartbeat publishes.
+    /// Updates the step and progress the next heartbeat publishes; a new step is published
+    /// at once, so `lock show` never names a step the run has left (progress within a step
+    /// is as fresh as the last heartbeat).
     public func report(step: MigrationStep? = nil, done: Int? = nil, total: Int? = nil) {
-        holder.withLock {
-            if let step { $0.step = step.rawValue }
-            if let done { $0.done = done }
-            if let total { $0.total = total }
+        let newStep = holder.withLock { h -> Bool in
+            let changed = step.map { $0.rawValue != h.step } ?? false
+            if let step { h.step = step.rawValue }
+            if let done { h.done = done }
+            if let total { h.total = total }
+            return changed
+        }
+        guard newStep, !isLost, !stopped.load(ordering: .acquiring) else { return }
+        do throws(EtcdError) {
+            try publishHeartbeat()
+        } catch {
+            logger.warning("could not publish the lock holder's step", metadata: ["error": "\(error)"])
         }
     }
 

@@ -91,7 +91,7 @@ public struct ClusterScan: Sendable {
     public static func scan(
         store: any KeyValueService, migration: any RecordMigration, revision: Int64 = 0,
         runStartRevision: Int64? = nil, resumeCursors: [String: Int64] = [:], pageSize: Int = 1000,
-        keepAllKeys: Bool = true, sortChunk: Int = 20_000,
+        keepAllKeys: Bool = true, sortChunk: Int = 20_000, stop: StopSignal = StopSignal(),
         logger: Logger, progress: (Int) -> Void = { _ in }
     ) throws(MigrationError) -> ClusterScan {
         var result = ClusterScan(
@@ -109,10 +109,12 @@ public struct ClusterScan: Sendable {
                     try result.add(kv, migration: migration, runStartRevision: runStartRevision, keepKey: keepAllKeys, lanes: &lanes)
                 }
                 progress(result.keysScanned)
+                try stop.checkBeforeWriting("the scan")
             }
         }
         result.revision = pinned
         try result.order.finish()
+        try stop.checkBeforeWriting("the scan")
         try result.applyOrderRule(lanes, resumeCursors: resumeCursors)
         logger.debug(
             "scan done",

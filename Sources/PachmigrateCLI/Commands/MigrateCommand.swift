@@ -30,6 +30,10 @@ struct MigrationReport: CommandReport {
     var backup: BackupInfo?
     var snapshot: String?
     var resumed: Bool
+    /// The interrupted run this one resumed (or, for plan and a dry run, would resume).
+    var resuming: UnfinishedRun?
+    /// A `--backup` given to a resumed run, which keeps its first attempt's backup instead.
+    var backupNotWritten: String?
     var written: Int
     /// Of `written`, records re-put unchanged only to keep their group's order.
     var keptInOrder = 0
@@ -49,7 +53,7 @@ struct MigrationReport: CommandReport {
 
     enum CodingKeys: String, CodingKey {
         case etcd, outcome, from, to, detected, plan, state, scan, forecast, space, spaceUnavailable, compactions, backup, snapshot,
-            resumed, written, keptInOrder, txns, longestGroup, message
+            resumed, resuming, backupNotWritten, written, keptInOrder, txns, longestGroup, message
     }
 
     /// Connects and resolves the versions against the cluster; the migration is nil when
@@ -75,6 +79,12 @@ struct MigrationReport: CommandReport {
         var lines: [String] = etcd.map { [$0.text] } ?? []
         lines.append("Cluster: \(detected.version ?? "empty") (\(detected.detail))")
         if let plan { lines.append("Plan: \(plan)") }
+        if let resuming { lines.append(resuming.text) }
+        if let backupNotWritten {
+            lines.append(
+                "Backup: --backup \(backupNotWritten) was not written: a resumed run keeps its first attempt's backup, the only one "
+                    + "taken before any record changed (a backup now would hold half-migrated records)")
+        }
         if let state { lines.append(state.renderText()) }
         if let message { lines.append(message) }
         if let scan { lines.append(scan.renderText(verbose: verbose)) }
@@ -194,15 +204,26 @@ struct MigrateCommand: ParsableCommand {
                 logger: context.logger)
             guard let migration else { return report }
             var options = MigrationOptions(
-                backup: noBackup ? .none : .file(backup ?? defaultBackupPath(from: migration.fromVersion)))
+                backup: noBackup ? .none : .file(absolutePath(backup ?? defaultBackupPath(from: migration.fromVersion))))
             options.dryRun = dryRun
             options.lock = LockOptions(ttl: lockTTL, wait: waitLock?.duration ?? .zero)
             options.concurrency = concurrency
             options.space = space.policy
             options.command = "pachmigrate migrate"
             options.toolVersion = toolVersion
-            let signals = SignalHandlers { signal in
-                context.logger.notice("signal \(signal): finishing the record in flight, then stopping (run again to resume)")
+            if report.detected.source == .journal, let backup, !dryRun {
+                // Said before the run, not only in the report at its end.
+                context.logger.notice(
+                    """
+                    resuming an interrupted run: --backup \(backup) will not be written; the run keeps its first attempt's backup \
+                    (see `pachmigrate status`), the only one taken before any record changed
+                    """)
+            }
+            let signals = SignalHandlers { signal, writing in
+                context.progress.interrupt(
+                    writing
+                        ? "signal \(signal): finishing the txn in flight, then stopping (run the same command again to resume)"
+                        : "signal \(signal): stopping now; nothing has been written")
             }
             if let snapshot, !dryRun {
                 let bytes = try client.snapshot(toFile: snapshot)
@@ -212,9 +233,13 @@ struct MigrateCommand: ParsableCommand {
             let migrator = Migrator(store: client, migration: migration, namespace: connection.namespace, logger: context.logger)
             let result = try migrator.run(options: options, stop: signals.stop) { context.progress.update($0) }
             report.scan = result.scan.map(ScanSummary.init)
-            if result.scan != nil { report.state = LeftoverSummary(migration.census.result) }
+            report.resuming = result.unfinishedRun
+            if result.scan != nil { report.state = LeftoverSummary(migration.census.result, resuming: result.unfinishedRun) }
             report.backup = result.backup
             report.resumed = result.resumed
+            if result.resumed, !dryRun, let backup, absolutePath(backup) != result.unfinishedRun?.backupPath {
+                report.backupNotWritten = absolutePath(backup)
+            }
             report.written = result.written
             report.space = result.space
             report.spaceUnavailable = result.spaceUnavailable
@@ -286,7 +311,8 @@ struct PlanCommand: ParsableCommand {
             }
             report.outcome = .plan
             report.scan = result.scan.map(ScanSummary.init)
-            report.state = LeftoverSummary(migration.census.result)
+            report.resuming = result.unfinishedRun
+            report.state = LeftoverSummary(migration.census.result, resuming: result.unfinishedRun)
             report.forecast = migration.forecast.pipelines
             report.space = result.space
             report.spaceUnavailable = result.spaceUnavailable

@@ -164,9 +164,16 @@ struct LeftoverSummary: Encodable {
     var binaryToRepair: [String: Int]
     var problems: [Problem]
 
-    init(_ tally: LeftoverCensus.Tally) {
+    /// `resuming`: the cluster's own interrupted run, which this one continues. Its half-way
+    /// state is then described as its own, not blamed on another migration.
+    init(_ tally: LeftoverCensus.Tally, resuming: UnfinishedRun? = nil) {
         condition = tally.condition
         description = tally.condition.summary
+        if let resuming, tally.condition == .partlyMigrated {
+            description =
+                "1.4 text and 1.5 binary side by side, as pachmigrate's own run \(resuming.runID) left them when it was "
+                + "interrupted; this run resumes it"
+        }
         text14 = tally.text14
         binary15 = tally.binary15
         binaryToRepair = tally.binaryToRepair
@@ -202,4 +209,24 @@ func defaultBackupPath(from: String) -> String {
     let stamp = Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false))
         .replacing(":", with: "")
     return "pachmigrate-backup-\(from)-\(stamp).jsonl"
+}
+
+/// `path` made absolute against the working directory: the journal records where the backup
+/// is for whoever resumes or restores, from wherever they run.
+func absolutePath(_ path: String) -> String {
+    guard !path.hasPrefix("/") else { return path }
+    let cwd = FileManager.default.currentDirectoryPath
+    return (cwd.hasSuffix("/") ? cwd : cwd + "/") + (path.hasPrefix("./") ? String(path.dropFirst(2)) : path)
+}
+
+extension UnfinishedRun {
+    /// Where its backup is, as `host:/path`, for the report and `status`.
+    var backupText: String? {
+        backupPath.map { path in "\(backupHost.map { "\($0):" } ?? "")\(path)\(backupSHA256.map { " (sha256 \($0))" } ?? "")" }
+    }
+
+    var text: String {
+        "Resuming run \(runID) (\(status.rawValue), started \(startedAt)): \(written) of \(records) records written by its earlier "
+            + "attempt(s); backup from its first attempt: \(backupText ?? "none (--no-backup)")"
+    }
 }

@@ -14,6 +14,17 @@ import Foundation
 
 /// The lock as `status` and `lock show` word it.
 extension LockInspection {
+    /// While records are written, the journal's count (it moves with every txn) rather than
+    /// the holder's (as of its last heartbeat); before that, the holder's step, which it
+    /// publishes the moment it changes.
+    private var stepLine: String {
+        if let journalStep, holder.step == journalStep {
+            return "  step:       \(journalStep), \(journalWritten ?? 0)/\(journalRecords ?? 0) records written (journal)"
+        }
+        let progress = holder.total > 0 ? " \(holder.done)/\(holder.total) (as of its last heartbeat)" : ""
+        return "  step:       \(holder.step)\(progress)"
+    }
+
     var text: String {
         let lease: String
         switch (leaseRemainingSeconds, leaseRemainingSource) {
@@ -30,13 +41,11 @@ extension LockInspection {
             "  command:    \(holder.command) (pachmigrate \(holder.toolVersion))"
                 + "\(holder.from.map { " from \($0)" } ?? "")\(holder.to.map { " to \($0)" } ?? "")",
             "  started:    \(holder.startedAt)",
-            "  step:       \(holder.step) \(holder.done)/\(holder.total) (as of its last heartbeat)",
+            stepLine,
             "  heartbeat:  \(holder.heartbeat) (\(heartbeatAgeSeconds)s ago\(stale ? ", STALE" : ""))",
             "  lease:      \(holder.leaseID), \(lease)",
         ]
-        if let journalStep {
-            lines.append("  journal:    step \(journalStep), \(journalWritten ?? 0)/\(journalRecords ?? 0) records written")
-        }
+
         if holderProcessGone == true {
             lines.append(
                 "  process:    pid \(holder.pid) no longer runs on this host: the holder is gone. "
@@ -73,11 +82,20 @@ struct StatusReport: CommandReport {
         if let state {
             lines.append("Run \(state.runID): \(state.status.rawValue), \(state.from) → \(state.to), step \(state.step)")
             lines.append("  started \(state.startedAt) at revision \(state.startRevision), updated \(state.updatedAt)")
-            if let path = state.backupPath { lines.append("  backup \(path) sha256 \(state.backupSHA256 ?? "?")") }
+            if let path = state.backupPath {
+                lines.append("  backup \(state.backupHost.map { "\($0):" } ?? "")\(path) sha256 \(state.backupSHA256 ?? "?")")
+            }
             if let message = state.message { lines.append("  last error: \(message)") }
             if state.status == .running || state.status == .failed {
                 let written = lanes.values.reduce(0) { $0 + $1.written }
-                lines.append("  progress: \(written)/\(state.records) records in \(lanes.count) lane(s); run the same migrate command to resume")
+                let next: String
+                if let lock, !lock.stale, lock.holderProcessGone != true {
+                    // A live holder: its run is going on (or about to resume); nobody else should start one.
+                    next = "in progress: \(lock.holder.command) by \(lock.holder.who) holds the lock (step \(lock.holder.step))"
+                } else {
+                    next = "interrupted: run the same migrate command to resume"
+                }
+                lines.append("  progress: \(written)/\(state.records) records in \(lanes.count) lane(s); \(next)")
             }
         } else {
             lines.append("No migration recorded.")
@@ -249,10 +267,12 @@ struct WaitCommand: ParsableCommand {
 
     func run() throws {
         try runCommand("wait", output) { context in
+            // A 1.5.1 pachd reads what a migration to 1.5.0 stamped: one format per minor release.
+            let accepted = try VersionStepRegistry.stampsReadable(by: version)
             let client = try connection.makeClient(logger: context.logger)
             let journal = JournalReader(store: client, namespace: connection.namespace)
             let wait = journal.waitUntilReady(
-                for: version, timeout: timeout?.duration, interval: min(interval.duration, .seconds(60))
+                for: accepted, timeout: timeout?.duration, interval: min(interval.duration, .seconds(60))
             ) { context.logger.notice("waiting: \(reason($0))") }
             guard wait.isReady else {
                 throw CLIError(.failure, "timed out after \(timeout?.duration ?? wait.waited) waiting for version \(version): \(reason(wait.last))")

@@ -52,9 +52,17 @@ struct ConnectionOptions: ParsableArguments {
     var ppsPrefix: String?
 
     @Option(
-        name: .customLong("namespace"),
-        help: ArgumentHelp("Where pachmigrate keeps its lock, journal and history ($PACHMIGRATE_NAMESPACE).", valueName: "prefix"))
-    var toolNamespace: String?
+        name: .long,
+        help: ArgumentHelp(
+            "The etcd key prefix under which pachmigrate keeps its own lock, journal and history "
+                + "($PACHMIGRATE_STATE_PREFIX; default pachmigrate/). Not a Kubernetes namespace.",
+            valueName: "prefix"))
+    var statePrefix: String?
+
+    /// The flag's old name, which Kubernetes operators read as a namespace: refused with
+    /// what it was, rather than taken silently.
+    @Option(name: .customLong("namespace"), help: .hidden)
+    var renamedNamespace: String?
 
     private var env: [String: String] { ProcessInfo.processInfo.environment }
 
@@ -73,9 +81,16 @@ struct ConnectionOptions: ParsableArguments {
             ppsPrefix: ppsPrefix ?? env["PPS_ETCD_PREFIX"] ?? "pachyderm_pps")
     }
 
-    var namespace: Namespace { Namespace(root: toolNamespace ?? env["PACHMIGRATE_NAMESPACE"] ?? "pachmigrate/") }
+    var namespace: Namespace { Namespace(root: statePrefix ?? env["PACHMIGRATE_STATE_PREFIX"] ?? Namespace().root) }
 
     func validate() throws {
+        if renamedNamespace != nil || env["PACHMIGRATE_NAMESPACE"] != nil {
+            throw ValidationError(
+                "--namespace ($PACHMIGRATE_NAMESPACE) is now --state-prefix ($PACHMIGRATE_STATE_PREFIX): the etcd key prefix of "
+                    + "pachmigrate's own lock, journal and history (default pachmigrate/), not a Kubernetes namespace. "
+                    + "Leave it out unless the cluster was migrated with another prefix; to reach etcd in a Kubernetes namespace, "
+                    + "give --endpoints http://etcd.NAMESPACE.svc:2379")
+        }
         if requestTimeout <= 0 { throw ValidationError("--request-timeout must be a positive number of seconds") }
         for url in resolvedEndpoints where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
             throw ValidationError("endpoint \(url) must start with http:// or https://")
@@ -95,7 +110,26 @@ struct ConnectionOptions: ParsableArguments {
         if let name = user ?? env["ETCDCTL_USER"] {
             configuration.credentials = EtcdClient.Credentials(user: name, password: try readPassword())
         }
-        return try EtcdClient(configuration: configuration, logger: logger)
+        let client = try EtcdClient(configuration: configuration, logger: logger)
+        warnIfStateIsUnderTheDefaultPrefix(client, logger: logger)
+        return client
+    }
+
+    /// A prefix of one's own that holds no pachmigrate state, on a cluster whose default
+    /// prefix holds some, is almost always a mistaken flag: every command would report
+    /// "never migrated" (or wait forever). Warns; best effort, two count-only reads.
+    private func warnIfStateIsUnderTheDefaultPrefix(_ client: EtcdClient, logger: Logger) {
+        let chosen = namespace.root
+        let standard = Namespace().root
+        guard chosen != standard,
+            let here = try? client.range(.prefix(Array(chosen.utf8), countOnly: true)).count, here == 0,
+            let there = try? client.range(.prefix(Array(standard.utf8), countOnly: true)).count, there > 0
+        else { return }
+        logger.warning(
+            """
+            no pachmigrate state under the state prefix \(chosen), but \(there) key(s) under the default \(standard): \
+            leave --state-prefix ($PACHMIGRATE_STATE_PREFIX) out unless this cluster was migrated with \(chosen)
+            """)
     }
 
     private func readPassword() throws -> String {

@@ -3,6 +3,10 @@ import EtcdGateway
 import MigrationEngine
 import PachydermMigrations
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The process exit codes, stable and documented (README "Exit codes", `--help`). Public
 /// so that what is built on them (deploy/migration-job.yaml's podFailurePolicy) is checked
 /// against this table rather than a copy of it.
@@ -17,6 +21,9 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     case interrupted = 7
     case conversionFailed = 8
     case outOfSpace = 9
+    /// 128 + the signal's number, as a shell reports a process a signal ended.
+    case stoppedBySIGINT = 130
+    case stoppedBySIGTERM = 143
 
     var meaning: String {
         switch self {
@@ -30,6 +37,8 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case .interrupted: "interrupted (signal, lost lock, etcd gone away); run the same command again to resume"
         case .conversionFailed: "a record could not be converted (each is named)"
         case .outOfSpace: "etcd would run out of space (refused before any write), or did (NOSPACE): make room, then run again"
+        case .stoppedBySIGINT: "stopped by SIGINT (Ctrl-C) before the first write: nothing was written, no lock is left"
+        case .stoppedBySIGTERM: "stopped by SIGTERM before the first write: nothing was written, no lock is left"
         }
     }
 
@@ -39,7 +48,7 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     /// a retry would only repeat it. The migration Job retries exactly these.
     public var retryable: Bool {
         switch self {
-        case .failure, .interrupted: true
+        case .failure, .interrupted, .stoppedBySIGINT, .stoppedBySIGTERM: true
         case .ok, .usage, .lockHeld, .notAtRest, .unsupportedVersion, .verificationFailed, .conversionFailed, .outOfSpace: false
         }
     }
@@ -77,6 +86,7 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
             case .unsupportedVersion: .unsupportedVersion
             case .verificationFailed: .verificationFailed
             case .interrupted, .leaseLost: .interrupted
+            case .stoppedBeforeWriting: error.signal == SIGTERM ? .stoppedBySIGTERM : .stoppedBySIGINT
             case .conversionFailed: .conversionFailed
             case .outOfSpace: .outOfSpace
             default: .failure
@@ -107,6 +117,8 @@ func remedy(for code: MigrationError.Code) -> String? {
         "Wait for it (--wait-lock), or if it is stuck, see `pachmigrate lock show` and `pachmigrate lock break`"
     case .foreignWrite:
         "Stop whatever writes to the cluster (pachd, its pipelines and workers) before running pachmigrate again"
+    case .stoppedBeforeWriting:
+        "The lock is free: run the same command again when you are ready"
     case .backupFailed:
         "Free some space there or choose another path for the backup, then run again"
     default:

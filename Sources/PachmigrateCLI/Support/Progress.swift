@@ -69,6 +69,17 @@ final class ProgressDisplay: Sendable {
         }
     }
 
+    /// Logs a notice on a line of its own (a bar left mid-line is ended first, so the notice
+    /// is not glued to it): what a signal does to the run.
+    func interrupt(_ notice: String) {
+        state.withLock { s in
+            if s.drewBar { writeStderr("") }
+            s.drewBar = false
+            s.lastDraw = ContinuousClock.now
+        }
+        logger.notice("\(notice)")
+    }
+
     /// Ends a bar left mid-line (before an error message, say).
     func finish() {
         state.withLock { s in

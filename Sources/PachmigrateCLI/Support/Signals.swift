@@ -2,16 +2,17 @@ import MigrationEngine
 
 import PlatformShim
 
-/// SIGTERM and SIGINT ask the run to stop after the record in flight; the engine then
-/// records its state, revokes the lease and the command exits 7 (resumable). Delivered by
-/// the watcher thread `Pachmigrate.runMain` starts (`TerminationSignals`).
+/// SIGTERM and SIGINT ask the run to stop: before its first write at once, with nothing
+/// written (exit 130 or 143); once writing has begun after the txn in flight, resumable
+/// (exit 7). Delivered by the watcher thread `Pachmigrate.runMain` starts (`TerminationSignals`);
+/// `onSignal` gets the signal's number and whether the run had begun writing.
 final class SignalHandlers: Sendable {
     let stop = StopSignal()
 
-    init(onSignal: @escaping @Sendable (Int32) -> Void) {
+    init(onSignal: @escaping @Sendable (_ signal: Int32, _ writing: Bool) -> Void) {
         TerminationSignals.onSignal { [stop] number in
-            stop.stop()
-            onSignal(number)
+            stop.stop(signal: number)
+            onSignal(number, stop.hasBegunWriting)
         }
     }
 }

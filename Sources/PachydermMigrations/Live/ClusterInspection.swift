@@ -18,6 +18,10 @@ public struct DetectedVersion: Sendable, Hashable, Codable {
     }
     public var source: Source
     public var detail: String
+    /// Of the sampled records (`source == .records`), how many are 1.4 text and how many
+    /// 1.5 binary: what a stated `--from` is held to.
+    public var sampledText = 0
+    public var sampledBinary = 0
 }
 
 public enum ClusterInspection {
@@ -56,15 +60,16 @@ public enum ClusterInspection {
         if text > 0 {
             return DetectedVersion(
                 version: "1.4.x", source: .records,
-                detail: "\(text) sampled record(s) are 1.4 text\(binary > 0 ? ", \(binary) already 1.5 binary (a partly migrated cluster)" : "")")
+                detail: "\(text) sampled record(s) are 1.4 text\(binary > 0 ? ", \(binary) already 1.5 binary (a partly migrated cluster)" : "")",
+                sampledText: text, sampledBinary: binary)
         }
         if binary > 0 {
             return DetectedVersion(
                 version: "1.5.0", source: .records,
                 detail:
                     "every sampled record is 1.5 binary, and no pachmigrate run stamped the cluster: "
-                    + "every record is checked for what another migration left behind"
-            )
+                    + "every record is checked for what another migration left behind",
+                sampledBinary: binary)
         }
         return DetectedVersion(version: nil, source: .empty, detail: "no Pachyderm records under \(layout.pfsPrefix)/ and \(layout.ppsPrefix)/")
     }

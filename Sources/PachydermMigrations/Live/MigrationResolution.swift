@@ -26,6 +26,7 @@ public struct ResolvedMigration: Sendable {
                 .unsupportedVersion,
                 "the cluster is stamped \(version), a version this pachmigrate does not know; use a newer pachmigrate")
         }
+        if let stated = from { try requireRecordsMatch(stated: stated, to: to, detected: detected) }
         guard let from = from ?? detected.version else {
             return ResolvedMigration(detected: detected, nothingToDo: "the cluster holds no Pachyderm records (\(detected.detail))")
         }
@@ -43,5 +44,33 @@ public struct ResolvedMigration: Sendable {
             detected: detected, plan: plan,
             migration: PachydermRecordMigration(
                 layout: layout, plan: plan, allowOpenCommits: allowOpenCommits, openCommitEntries: entries))
+    }
+
+    /// A stated `--from` must agree with the records an unstamped cluster holds: 1.4 text
+    /// only with `--from 1.5.x` would be "repaired" record by record, 1.5 binary only with
+    /// `--from 1.4.x` is a cluster some other migration already converted. Either is a typo
+    /// or the wrong cluster, refused (exit 5) before anything is read further or written. A
+    /// mix of both is what an interrupted migration leaves; either `--from` handles it.
+    static func requireRecordsMatch(stated: String, to: String, detected: DetectedVersion) throws(MigrationError) {
+        guard detected.source == .records, let version = PachydermVersion(parsing: stated), version.major == 1 else { return }
+        let sampled = detected.sampledText + detected.sampledBinary
+        let found: String
+        let fitting: String
+        switch version.minor {
+        case 5 where detected.sampledBinary == 0 && detected.sampledText > 0:
+            found = "all \(sampled) sampled record(s) are 1.4 text, what Pachyderm 1.4.x stores"
+            fitting = "pachmigrate migrate --from 1.4.x --to \(to)"
+        case 4 where detected.sampledText == 0 && detected.sampledBinary > 0:
+            found =
+                "all \(sampled) sampled record(s) are already 1.5 binary and no pachmigrate run stamped the cluster "
+                + "(another migration converted them)"
+            fitting = "pachmigrate migrate --from 1.5.0 --to \(to), which checks and repairs what that migration left"
+        default:
+            return
+        }
+        throw MigrationError(
+            .unsupportedVersion,
+            "--from \(stated) contradicts the cluster: \(found). Nothing was written. "
+                + "If this is the cluster you meant, run `\(fitting)` (or leave --from out: pachmigrate detects it)")
     }
 }
