@@ -194,7 +194,13 @@ public struct Migrator: Sendable {
                 let total = scan.allKeysCount
                 lock.report(step: .backup, done: 0, total: total)
                 progress(ProgressEvent(step: .backup, done: 0, total: total))
-                result.backup = try Backup.write(records: scan.allKeys(), revision: scan.revision, to: path, logger: logger) {
+                let source = try migration.backupPrefixes.first.map { (prefix) throws(MigrationError) in
+                    try ClusterIdentity.read(store: store, probe: prefix)
+                }
+                result.backup = try Backup.write(
+                    records: scan.allKeys(), revision: scan.revision, source: source, toolVersion: options.toolVersion, to: path,
+                    logger: logger
+                ) {
                     progress(ProgressEvent(step: .backup, done: $0, total: total))
                 }
             }
