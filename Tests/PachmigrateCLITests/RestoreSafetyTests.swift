@@ -23,6 +23,16 @@ struct RestoreSafetyTests {
         }
     }
 
+    @Test func helpNamesTheFlagsAndTheExitCode() async throws {
+        try await onOwnThread {
+            let help = try pachmigrate(["restore", "--help"])
+            #expect(help.status == 0)
+            for text in ["--onto-other-cluster", "--discard-newer-writes", "--dry-run", "exit 4", "pachmigrate restore --endpoints"] {
+                #expect(help.stdout.contains(text), "\(text): \(help.stdout)")
+            }
+        }
+    }
+
     @Test func ontoAnotherNonEmptyClusterIsRefusedUntilSaidSo() async throws {
         try await onOwnThread {
             let source = try SampleServer()

@@ -99,6 +99,11 @@ public struct RestorePlan: Sendable, Codable, Hashable {
     /// The refusal as the operator reads it: which signals differ, what would be lost,
     /// which flag, and that the endpoint may simply be the wrong one.
     public func refusalMessage(backup path: String) -> String {
+        "refusing to restore \(path); nothing was written. " + refusalReasons(backup: path)
+    }
+
+    /// `refusalMessage` without its first sentence (a dry run words its own).
+    public func refusalReasons(backup path: String) -> String {
         let endpoint = target.endpoints.isEmpty ? "the target etcd" : target.endpoints.joined(separator: ",")
         var parts: [String] = []
         if refusals.contains(.otherCluster) {
@@ -132,7 +137,7 @@ public struct RestorePlan: Sendable, Codable, Hashable {
                     + "other than pachmigrate (pachd, most likely); restoring would throw those writes away. Stop pachd; "
                     + "if losing them is intended, run again with --discard-newer-writes.")
         }
-        return "refusing to restore \(path); nothing was written. " + parts.joined(separator: " ")
+        return parts.joined(separator: " ")
     }
 }
 

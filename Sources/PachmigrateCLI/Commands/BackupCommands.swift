@@ -85,18 +85,20 @@ struct RestoreReport: CommandReport {
             lines += removed.prefix(50).map { "  - removed \($0)" }
             if removed.count > 50 { lines.append("  … \(removed.count - 50) more (--output json)") }
         }
-        let through = plan.migrationWrites.map { " (pachmigrate's own migration wrote revisions \($0.lowerBound)–\($0.upperBound))" } ?? ""
-        lines.append(
-            "Written after the backup (revision \(plan.backupRevision)) by something other than pachmigrate: \(plan.newerWrites) key(s)\(through)"
-                + (plan.verdict == .otherCluster || plan.verdict == .emptyTarget ? " (not checked: not the backup's cluster)" : "")
-                + (dryRun || plan.newerWrites == 0 ? "." : "; discarded (--discard-newer-writes)."))
-        lines += plan.newerWriteSample.map { "  - \($0)" }
-        if plan.newerWrites > plan.newerWriteSample.count { lines.append("  … \(plan.newerWrites - plan.newerWriteSample.count) more") }
+        // Newer writes are looked for where the target may be the backup's own cluster.
+        if plan.verdict == .sameCluster || plan.verdict == .originUnknown {
+            let through = plan.migrationWrites.map { "; pachmigrate's own migration wrote revisions \($0.lowerBound)–\($0.upperBound)" } ?? ""
+            lines.append(
+                "Written after the backup (revision \(plan.backupRevision)) by something other than pachmigrate: "
+                    + "\(plan.newerWrites) key(s)\(through)" + (dryRun || plan.newerWrites == 0 ? "." : "; discarded (--discard-newer-writes)."))
+            lines += plan.newerWriteSample.map { "  - \($0)" }
+            if plan.newerWrites > plan.newerWriteSample.count { lines.append("  … \(plan.newerWrites - plan.newerWriteSample.count) more") }
+        }
         if dryRun {
             if plan.refusals.isEmpty {
                 lines.append("Dry run: nothing was written. The restore would proceed.")
             } else {
-                lines.append("Dry run: nothing was written. The restore would be refused: \(plan.refusalMessage(backup: path))")
+                lines.append("Dry run: nothing was written. The restore would be refused: \(plan.refusalReasons(backup: path))")
             }
         } else {
             lines.append("The migration state was reset; the history keeps this restore.")
