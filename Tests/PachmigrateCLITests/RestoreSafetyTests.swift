@@ -97,6 +97,19 @@ struct RestoreSafetyTests {
             #expect(dryRun.stdout.contains("Would restore \(source.before.count) keys"), "\(dryRun.stdout)")
             #expect(try Fingerprint(client).revision == revision)
 
+            // The origin is covered by PATH.sha256 (`sha256sum -c` checks both files): an
+            // altered one is refused like an altered backup.
+            #expect(try runCommand("/usr/bin/env", ["sha256sum", "-c", "b.jsonl.sha256"], directory: dir).contains("b.jsonl.origin.json: OK"))
+            let originPath = "\(dir)/b.jsonl.origin.json"
+            let origin = try String(contentsOfFile: originPath, encoding: .utf8)
+            try origin.replacingOccurrences(of: "\"revision\" : ", with: "\"revision\" : 1").write(
+                toFile: originPath, atomically: true, encoding: .utf8)
+            let altered = try pachmigrate(["restore", "\(dir)/b.jsonl", "--endpoints", empty.endpoint])
+            #expect(altered.status == 1, "\(altered.stderr)")
+            #expect(altered.stderr.contains("altered"), "\(altered.stderr)")
+            #expect(try Fingerprint(client).revision == revision)
+            try origin.write(toFile: originPath, atomically: true, encoding: .utf8)
+
             let restore = try pachmigrate(["restore", "\(dir)/b.jsonl", "--endpoints", empty.endpoint])
             #expect(restore.status == 0, "\(restore.stderr)")
             let restored = try pachydermState(client)

@@ -180,6 +180,8 @@ private func readSmallFile(_ path: String, limit: Int = 1 << 20) throws(DumpErro
         }.get()
         if n == 0 { return out }
         out += buffer[0..<n]
-        guard out.count <= limit else { throw DumpError(code: .io, path: path, message: "larger than \(limit) bytes; not a checksum or sidecar file") }
+        guard out.count <= limit else {
+            throw DumpError(code: .io, path: path, message: "larger than \(limit) bytes; not a checksum or sidecar file")
+        }
     }
 }

@@ -162,7 +162,9 @@ struct RestoreCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Wait this long for a held lock.", valueName: "duration"))
     var waitLock: DurationArgument?
 
-    @Flag(name: .long, help: "Check and say what would be restored and removed; write nothing (not even the lock). Exit 4 if the restore would be refused.")
+    @Flag(
+        name: .long,
+        help: "Check and say what would be restored and removed; write nothing (not even the lock). Exit 4 if the restore would be refused.")
     var dryRun = false
 
     @Flag(name: .long, help: "Restore although the target is not the backup's cluster (or the backup does not say) and holds keys under the roots.")

@@ -25,7 +25,8 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case .usage: "bad flags or arguments"
         case .lockHeld: "another migrator holds the lock"
         case .notAtRest:
-            "the cluster is not at rest, or someone else wrote during the run; or restore refused: not the backup's cluster, or newer writes (a flag overrides)"
+            "the cluster is not at rest, or someone else wrote during the run; "
+                + "or restore refused: not the backup's cluster, or newer writes (a flag overrides)"
         case .unsupportedVersion: "no migration path between the versions"
         case .verificationFailed: "verify found problems"
         case .interrupted: "interrupted (signal, lost lock, etcd gone away); run the same command again to resume"
