@@ -7,7 +7,8 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Base: String, Hashable, Sendable {
             case lockHeld, notAtRest, foreignWrite, leaseLost, conversionFailed, unsupportedVersion,
-                verificationFailed, interrupted, stoppedBeforeWriting, backupFailed, restoreFailed, store, invalidState, outOfSpace
+                verificationFailed, interrupted, stoppedBeforeWriting, backupFailed, restoreFailed, restoreRefused, store, invalidState,
+                outOfSpace
         }
         fileprivate let base: Base
         /// Another migrator (or a stale one) holds the lock.
@@ -33,6 +34,9 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         public static let backupFailed = Code(base: .backupFailed)
         /// The backup to restore is unreadable, corrupt, or the restore was refused.
         public static let restoreFailed = Code(base: .restoreFailed)
+        /// `restore` would replace another cluster's keys, or throw away writes made after the
+        /// backup by someone else; refused before any write until a flag says it is intended.
+        public static let restoreRefused = Code(base: .restoreRefused)
         /// etcd failed (unreachable, auth, permission, limits); see `underlying`.
         public static let store = Code(base: .store)
         /// The journal in etcd is not one this tool can continue from.

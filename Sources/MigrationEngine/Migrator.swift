@@ -236,8 +236,12 @@ public struct Migrator: Sendable {
                 let total = scan.allKeysCount
                 lock.report(step: .backup, done: 0, total: total)
                 progress(ProgressEvent(step: .backup, done: 0, total: total))
+                let source = try migration.backupPrefixes.first.map { (prefix) throws(MigrationError) in
+                    try ClusterIdentity.read(store: store, probe: prefix)
+                }
                 result.backup = try Backup.write(
-                    records: scan.allKeys(), revision: scan.revision, to: path, stop: stop, logger: logger
+                    records: scan.allKeys(), revision: scan.revision, source: source, toolVersion: options.toolVersion, to: path,
+                    stop: stop, logger: logger
                 ) {
                     progress(ProgressEvent(step: .backup, done: $0, total: total))
                 }

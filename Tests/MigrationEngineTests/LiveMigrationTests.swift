@@ -69,9 +69,15 @@ struct LiveMigrationTests {
             // keys the backup does not hold wherever they sort (first, between, last).
             let strays = ["pachyderm_pfs/", "pachyderm_pfs/commits/images/zz-stray", "pachyderm_pps/jobs/0-stray", "pachyderm_pps/~"]
             for key in strays { try client.put(PutRequest(key: bytes(key), value: bytes("stray"))) }
-            let restoring = try Restorer(
-                store: client, namespace: Namespace(), prefixes: migration().backupPrefixes, logger: testLogger
-            ).restore(from: backupPath, options: MigrationOptions(backup: .none))
+            let restorer = Restorer(store: client, namespace: Namespace(), prefixes: try migration().backupPrefixes, logger: testLogger)
+            // Written after the migration, not by it: refused until discarding them is said.
+            let refused = #expect(throws: MigrationError.self) {
+                try restorer.restore(from: backupPath, options: MigrationOptions(backup: .none))
+            }
+            #expect(refused?.code == .restoreRefused)
+            #expect(refused?.keys.count == strays.count)
+            let restoring = try restorer.restore(
+                from: backupPath, options: MigrationOptions(backup: .none), restore: RestoreOptions(discardNewerWrites: true))
             #expect(restoring.removed == strays)
             #expect(restoring.restored == before.count)
             let restored = try pachydermState(client)

@@ -2,12 +2,14 @@ import EtcdGateway
 import Logging
 
 /// A logical backup: every key under the roots as it was at one revision, in mod-revision
-/// order, in the dump format (`DumpWriter`), with a `.sha256` beside it.
+/// order, in the dump format (`DumpWriter`), with a `.sha256` beside it and, when the
+/// cluster's identity is known, `.origin.json` (`BackupOrigin`).
 public struct BackupInfo: Codable, Sendable, Hashable {
     public var path: String
     public var sha256: String
     public var keys: Int
     public var revision: Int64
+    public var origin: BackupOrigin?
 }
 
 public enum Backup {
@@ -16,9 +18,12 @@ public enum Backup {
     /// read that pinned `revision`, so the backup costs no second read of the cluster. Fails
     /// with `.backupFailed` before touching etcd if the file cannot be created or written.
     /// A stop asked for while it writes deletes the unfinished file (no `.sha256` is
-    /// written), so nothing that could pass for a complete backup is left.
+    /// written), so nothing that could pass for a complete backup is left. `source` (the
+    /// cluster the records were read from) goes into the backup's origin, so that `restore`
+    /// can tell whether it is pointed at the same cluster.
     public static func write<Records: KeyRevisionBatches>(
-        records: Records, revision: Int64, to path: String, stop: StopSignal = StopSignal(), logger: Logger,
+        records: Records, revision: Int64, source: ClusterIdentity?, toolVersion: String?, to path: String,
+        stop: StopSignal = StopSignal(), logger: Logger,
         progress: (Int) -> Void = { _ in }
     ) throws(MigrationError) -> BackupInfo {
         let writer: DumpWriter
@@ -28,18 +33,28 @@ public enum Backup {
             throw MigrationError(
                 .backupFailed, "cannot create the backup file \(path): \(error). Nothing was written to etcd.")
         }
-        var source = records
+        var records = records
         var done = 0
+        var fingerprint = KeyFingerprint()
         do {
-            while case let batch = try source.next(max: 1000), !batch.isEmpty {
-                for entry in batch { try writer.write(try KeyValue(spilled: entry)) }
+            while case let batch = try records.next(max: 1000), !batch.isEmpty {
+                for entry in batch {
+                    let kv = try KeyValue(spilled: entry)
+                    fingerprint.add(key: kv.key, createRevision: kv.createRevision)
+                    try writer.write(kv)
+                }
                 done += batch.count
                 progress(done)
                 try stop.checkBeforeWriting("the backup (the unfinished file \(path) was deleted)")
             }
-            let sha = try writer.finish()
+            let origin = source.map {
+                BackupOrigin(
+                    clusterID: $0.clusterID, memberID: $0.memberID, endpoints: $0.endpoints, revision: revision, keys: done,
+                    keyFingerprint: fingerprint.hex, takenAt: timestamp(), toolVersion: toolVersion)
+            }
+            let sha = try writer.finish(sidecar: origin.map { (BackupOrigin.fileSuffix, $0.encoded) })
             logger.info("backup written", metadata: ["path": "\(path)", "keys": "\(done)", "sha256": "\(sha)"])
-            return BackupInfo(path: path, sha256: sha, keys: done, revision: revision)
+            return BackupInfo(path: path, sha256: sha, keys: done, revision: revision, origin: origin)
         } catch let error as MigrationError {
             writer.abandon()
             throw error
@@ -55,8 +70,9 @@ public enum Backup {
     /// with its value, sorted into mod-revision order on disk, so memory does not grow with
     /// the cluster.
     public static func take(
-        store: any KeyValueService, prefixes: [[UInt8]], to path: String, logger: Logger
+        store: any KeyValueService, prefixes: [[UInt8]], to path: String, toolVersion: String? = nil, logger: Logger
     ) throws(MigrationError) -> BackupInfo {
+        let source = try prefixes.first.map { (prefix) throws(MigrationError) in try ClusterIdentity.read(store: store, probe: prefix) }
         let order = try RevisionOrderSpill()
         var revision: Int64 = 0
         for prefix in prefixes {
@@ -67,6 +83,7 @@ public enum Backup {
             }
         }
         try order.finish()
-        return try write(records: order.reader(for: ""), revision: revision, to: path, logger: logger)
+        return try write(
+            records: order.reader(for: ""), revision: revision, source: source, toolVersion: toolVersion, to: path, logger: logger)
     }
 }

@@ -2,14 +2,151 @@ import EtcdGateway
 import Logging
 
 public struct RestoreResult: Sendable {
+    /// What the checks found; with `dryRun`, all that happened.
+    public var plan: RestorePlan
+    public var dryRun: Bool
     public var restored: Int
     public var removed: [String]
     public var sha256: String
 }
 
+/// What `restore` may do without being told: it replaces the cluster it is pointed at, so
+/// it asks for a flag before replacing another cluster's keys or throwing away writes made
+/// after the backup by something other than pachmigrate.
+public struct RestoreOptions: Sendable, Hashable {
+    /// Check and report, write nothing (not even the lock).
+    public var dryRun = false
+    /// Restore although the target is not the backup's cluster (or the backup does not say
+    /// which it is) and holds keys under the roots.
+    public var ontoOtherCluster = false
+    /// Restore although keys were written after the backup by something other than pachmigrate.
+    public var discardNewerWrites = false
+
+    public init(dryRun: Bool = false, ontoOtherCluster: Bool = false, discardNewerWrites: Bool = false) {
+        self.dryRun = dryRun
+        self.ontoOtherCluster = ontoOtherCluster
+        self.discardNewerWrites = discardNewerWrites
+    }
+}
+
+/// What a restore would do to the cluster it is pointed at, found before anything is
+/// written.
+public struct RestorePlan: Sendable, Codable, Hashable {
+    public enum Verdict: String, Sendable, Codable, Hashable {
+        /// Every identity signal agrees with the backup's origin.
+        case sameCluster
+        /// Nothing under the roots: disaster recovery, nothing to lose.
+        case emptyTarget
+        /// At least one identity signal differs (`mismatches`).
+        case otherCluster
+        /// The backup records no origin (an earlier pachmigrate's, or `convert`'s output).
+        case originUnknown
+    }
+
+    /// One identity signal on which the backup's origin and the target disagree.
+    public struct Mismatch: Sendable, Codable, Hashable {
+        public enum Signal: String, Sendable, Codable, Hashable {
+            /// etcd's cluster ID.
+            case clusterID
+            /// The target's revision is below the backup's: it cannot be the cluster the
+            /// backup was read from (revisions only grow).
+            case revision
+            /// The target holds keys created at or before the backup's revision that the
+            /// backup does not hold with the same create revision: on the backup's cluster
+            /// every such key would be in the backup.
+            case keys
+        }
+        public var signal: Signal
+        public var backup: String
+        public var target: String
+        /// With `.keys`: how many, and the first few.
+        public var count: Int?
+        public var sample: [String]?
+    }
+
+    /// Why a restore would be refused, and the flag that overrides it.
+    public enum Refusal: String, Sendable, Codable, Hashable {
+        case otherCluster, originUnknown, newerWrites
+        public var flag: String { self == .newerWrites ? "--discard-newer-writes" : "--onto-other-cluster" }
+    }
+
+    public var verdict: Verdict
+    public var origin: BackupOrigin?
+    public var target: ClusterIdentity
+    public var mismatches: [Mismatch]
+    /// The member that answered is not the one the backup was read from (another member of
+    /// the same cluster answers with its own ID): reported, not held against the target.
+    public var otherMember: Bool
+    /// The target's (key, create revision) pairs are exactly the backup's.
+    public var sameKeys: Bool
+    /// The revision the backup was read at (for a backup without an origin: its newest mod
+    /// revision, the least it can have been read at).
+    public var backupRevision: Int64
+    public var backupKeys: Int
+    public var targetKeys: Int
+    public var toRemove: Int
+    /// The first of them (key order).
+    public var removeSample: [String]
+    /// Keys under the roots written after the backup, not by pachmigrate, whose value the
+    /// restore would replace or remove (checked on the backup's cluster, or one of unknown origin).
+    public var newerWrites: Int
+    public var newerWriteSample: [String]
+    /// The revisions pachmigrate's last migration wrote (`Restorer.migrationWrites`), if any.
+    public var migrationWrites: ClosedRange<Int64>?
+    /// What stops the restore unless its flag is given; empty when it may go ahead.
+    public var refusals: [Refusal]
+
+    /// The refusal as the operator reads it: which signals differ, what would be lost,
+    /// which flag, and that the endpoint may simply be the wrong one.
+    public func refusalMessage(backup path: String) -> String {
+        "refusing to restore \(path); nothing was written. " + refusalReasons(backup: path)
+    }
+
+    /// `refusalMessage` without its first sentence (a dry run words its own).
+    public func refusalReasons(backup path: String) -> String {
+        let endpoint = target.endpoints.isEmpty ? "the target etcd" : target.endpoints.joined(separator: ",")
+        var parts: [String] = []
+        if refusals.contains(.otherCluster) {
+            let signals = mismatches.map { m -> String in
+                switch m.signal {
+                case .clusterID: "its cluster ID is \(m.target), the backup's is \(m.backup)"
+                case .revision: "its revision is \(m.target), below the backup's \(m.backup)"
+                case .keys: "it holds \(m.target)"
+                }
+            }
+            parts.append(
+                "\(endpoint) does not look like the cluster \(path) was taken from"
+                    + (origin.map { " (\($0.endpoints.joined(separator: ",")), \($0.takenAt))" } ?? "") + ": "
+                    + signals.joined(separator: "; ") + ".")
+        }
+        if refusals.contains(.originUnknown) {
+            parts.append(
+                "\(path) records no origin (it was written by an earlier pachmigrate, or by `convert`), "
+                    + "so whether \(endpoint) is its cluster cannot be checked.")
+        }
+        if refusals.contains(.otherCluster) || refusals.contains(.originUnknown) {
+            parts.append(
+                "\(endpoint) holds \(targetKeys) key(s) under the roots; restoring would remove \(toRemove) of them "
+                    + "and replace the rest with the backup's \(backupKeys). "
+                    + "Check --endpoints: you may be pointing at the wrong cluster. If replacing this cluster is intended, "
+                    + "run again with --onto-other-cluster.")
+        }
+        if refusals.contains(.newerWrites) {
+            parts.append(
+                "\(newerWrites) key(s) under the roots were written after the backup (revision \(backupRevision)) by something "
+                    + "other than pachmigrate (pachd, most likely); restoring would throw those writes away. Stop pachd; "
+                    + "if losing them is intended, run again with --discard-newer-writes.")
+        }
+        return parts.joined(separator: " ")
+    }
+}
+
 /// Puts a backup back: the exact values, in their original relative mod-revision order,
 /// and removes every key under the roots that the backup does not hold (such as the
 /// `openCommits/` entries a migration created). Runs under the migration lock.
+///
+/// Before anything is written it checks that the target is the backup's cluster and that
+/// nothing but pachmigrate wrote there since (`RestorePlan`); either refusal needs a flag.
 public struct Restorer: Sendable {
     public let store: any KeyValueService
     public let namespace: Namespace
@@ -24,7 +161,8 @@ public struct Restorer: Sendable {
     }
 
     public func restore(
-        from path: String, options: MigrationOptions, progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }
+        from path: String, options: MigrationOptions, restore restoreOptions: RestoreOptions = RestoreOptions(),
+        progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }
     ) throws(MigrationError) -> RestoreResult {
         let sha: String
         do {
@@ -32,11 +170,14 @@ public struct Restorer: Sendable {
         } catch {
             throw MigrationError(.restoreFailed, "refusing to restore \(path): \(error)")
         }
+        let origin = try BackupOrigin.read(backup: path)
         // First pass: the keys the backup holds, sorted on disk (memory does not grow with
-        // the backup), and a check that every line parses and lies under the roots, before
-        // anything is written.
+        // the backup), with each one's create revision and a hash of its value for the checks,
+        // and a check that every line parses and lies under the roots, before anything is written.
         let backupKeys = try RevisionOrderSpill()
         var lines = 0
+        var newestModRevision: Int64 = 0
+        var fingerprint = KeyFingerprint()
         do {
             let reader = try DumpReader(path: path)
             while let kv = try reader.read() {
@@ -48,7 +189,11 @@ public struct Restorer: Sendable {
                     )
                 }
                 // Revision 0 for all: the spill's (revision, key) order is then key order.
-                try backupKeys.append(KeyRevision(key: kv.key, modRevision: 0), to: Self.keysGroup)
+                try backupKeys.append(
+                    KeyRevision(key: kv.key, modRevision: 0, payload: HeldKey.payload(createRevision: kv.createRevision, value: kv.value)),
+                    to: Self.keysGroup)
+                fingerprint.add(key: kv.key, createRevision: kv.createRevision)
+                newestModRevision = max(newestModRevision, kv.modRevision)
                 lines += 1
             }
             try backupKeys.finish()
@@ -56,6 +201,22 @@ public struct Restorer: Sendable {
             throw error
         } catch {
             throw MigrationError(.restoreFailed, "cannot read the backup \(path): \(error)")
+        }
+        if let origin, origin.keyFingerprint != fingerprint.hex || origin.keys != lines {
+            throw MigrationError(
+                .restoreFailed,
+                "refusing to restore \(path): its \(BackupOrigin.fileSuffix) describes \(origin.keys) keys with another fingerprint "
+                    + "than the \(lines) it holds; the two files do not belong together")
+        }
+
+        let plan = try assess(
+            backup: backupKeys.reader(for: Self.keysGroup), origin: origin, backupKeys: lines, backupFingerprint: fingerprint.hex,
+            backupRevision: origin?.revision ?? newestModRevision, options: restoreOptions)
+        if restoreOptions.dryRun {
+            return RestoreResult(plan: plan, dryRun: true, restored: 0, removed: [], sha256: sha)
+        }
+        if !plan.refusals.isEmpty {
+            throw MigrationError(.restoreRefused, plan.refusalMessage(backup: path), keys: plan.newerWriteSample)
         }
 
         let holder = LockHolder.current(command: options.command, toolVersion: options.toolVersion, from: nil, to: nil)
@@ -77,7 +238,7 @@ public struct Restorer: Sendable {
         for prefix in prefixes.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             var pages = store.pages(prefix: prefix, keysOnly: true)
             while let page = try etcd("listing \(prefix.printable)", { () throws(EtcdError) in try pages.next() }) {
-                for kv in page where try !held.contains(kv.key) {
+                for kv in page where try held.lookup(kv.key) == nil {
                     doomed.append(kv.key)
                     if doomed.count == 100 { try removeDoomed() }
                 }
@@ -126,12 +287,12 @@ public struct Restorer: Sendable {
                 .deleteRange(.prefix(namespace.lanesPrefix)),
                 .put(PutRequest(key: journal.newHistoryKey(runID: holder.holderID), value: JSONCoding.encode(entry))),
             ], doing: "resetting the migration state")
-        return RestoreResult(restored: restored, removed: extra.map(\.printable), sha256: sha)
+        return RestoreResult(plan: plan, dryRun: false, restored: restored, removed: extra.map(\.printable), sha256: sha)
     }
 
     private static let keysGroup = "keys"
 
-    /// A key-ordered list read forward once: `contains` must be asked in increasing key order.
+    /// A key-ordered list read forward once: `lookup` must be asked in increasing key order.
     private struct SortedKeys {
         var source: SpillReader
         var batch: [KeyRevision] = []
@@ -139,18 +300,40 @@ public struct Restorer: Sendable {
 
         init(_ source: SpillReader) { self.source = source }
 
-        mutating func contains(_ key: [UInt8]) throws(MigrationError) -> Bool {
+        mutating func lookup(_ key: [UInt8]) throws(MigrationError) -> KeyRevision? {
             while true {
                 if index == batch.count {
                     batch = try source.next(max: 1000)
                     index = 0
-                    if batch.isEmpty { return false }
+                    if batch.isEmpty { return nil }
                 }
                 let candidate = batch[index].key
-                if candidate == key { return true }
-                if !candidate.lexicographicallyPrecedes(key) { return false }
+                if candidate == key { return batch[index] }
+                if !candidate.lexicographicallyPrecedes(key) { return nil }
                 index += 1
             }
+        }
+    }
+
+    /// What the first pass keeps of each backup key: its create revision (identity) and
+    /// the SHA-256 of its value (a newer write that left the backup's value is no loss).
+    private enum HeldKey {
+        static func payload(createRevision: Int64, value: [UInt8]) -> [UInt8] {
+            var out = SpillBytes()
+            out.append(createRevision)
+            out.append(valueHash(value))
+            return out.bytes
+        }
+
+        static func decode(_ entry: KeyRevision) throws(MigrationError) -> (createRevision: Int64, valueHash: [UInt8]) {
+            var input = SpillBytes.Reader(entry.payload)
+            return (try input.integer(Int64.self), try input.bytes())
+        }
+
+        static func valueHash(_ value: [UInt8]) -> [UInt8] {
+            var digest = SHA256Digest()
+            digest.update(value)
+            return digest.finalize()
         }
     }
 
@@ -161,5 +344,131 @@ public struct Restorer: Sendable {
         guard response.succeeded else {
             throw MigrationError(.leaseLost, "the lock was lost while \(doing); run the restore again: it starts over and is safe to repeat")
         }
+    }
+}
+
+extension Restorer {
+    /// Reads the target once (keys with values, at one revision) beside the backup's
+    /// key-sorted list, and finds what a restore would do and whether it may.
+    func assess(
+        backup: SpillReader, origin: BackupOrigin?, backupKeys: Int, backupFingerprint: String, backupRevision: Int64,
+        options: RestoreOptions
+    ) throws(MigrationError) -> RestorePlan {
+        let target = try ClusterIdentity.read(store: store, probe: prefixes.first ?? namespace.stateKey)
+        let ours = try migrationWrites()
+        var held = SortedKeys(backup)
+        var targetKeys = 0
+        var toRemove = 0
+        var removeSample: [String] = []
+        var contradictions = 0
+        var contradictionSample: [String] = []
+        var newer = 0
+        var newerSample: [String] = []
+        var fingerprint = KeyFingerprint()
+        // etcd lists keys in byte order and the prefixes are disjoint: walking them in
+        // order meets keys in the backup list's order.
+        for prefix in prefixes.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            var pages = store.pages(prefix: prefix, revision: target.revision)
+            while let page = try etcd("reading \(prefix.printable)", { () throws(EtcdError) in try pages.next() }) {
+                for kv in page {
+                    targetKeys += 1
+                    fingerprint.add(key: kv.key, createRevision: kv.createRevision)
+                    let entry = try held.lookup(kv.key).map { (e) throws(MigrationError) in try HeldKey.decode(e) }
+                    if entry == nil {
+                        toRemove += 1
+                        if removeSample.count < 20 { removeSample.append(kv.key.printable) }
+                    }
+                    // On the backup's cluster a key created at or before the backup's
+                    // revision and never deleted since was there when the backup was read,
+                    // so the backup holds it with this very create revision.
+                    if kv.createRevision <= backupRevision, entry?.createRevision != kv.createRevision {
+                        contradictions += 1
+                        if contradictionSample.count < 5 { contradictionSample.append(kv.key.printable) }
+                    }
+                    // A write after the backup is pachmigrate's own when it lies in the
+                    // revisions its last migration wrote (see `migrationWrites`); one that
+                    // left the backup's value in place loses nothing (an interrupted restore).
+                    if kv.modRevision > backupRevision, !(ours?.contains(kv.modRevision) ?? false),
+                        entry?.valueHash != HeldKey.valueHash(kv.value)
+                    {
+                        newer += 1
+                        if newerSample.count < 20 { newerSample.append("\(kv.key.printable) (written at revision \(kv.modRevision))") }
+                    }
+                }
+            }
+        }
+
+        var mismatches: [RestorePlan.Mismatch] = []
+        if let origin {
+            if let theirs = origin.clusterID, let mine = target.clusterID, theirs != mine {
+                mismatches.append(.init(signal: .clusterID, backup: theirs, target: mine))
+            }
+            if target.revision < origin.revision {
+                mismatches.append(.init(signal: .revision, backup: "\(origin.revision)", target: "\(target.revision)"))
+            }
+        }
+        if contradictions > 0 {
+            mismatches.append(
+                .init(
+                    signal: .keys, backup: "\(backupKeys) keys read at revision \(backupRevision)",
+                    target: "\(contradictions) key(s) created at or before revision \(backupRevision) that the backup does not hold "
+                        + "(\(contradictionSample.joined(separator: ", "))\(contradictions > contradictionSample.count ? ", …" : ""))",
+                    count: contradictions, sample: contradictionSample))
+        }
+        let verdict: RestorePlan.Verdict =
+            targetKeys == 0 ? .emptyTarget : origin == nil ? .originUnknown : mismatches.isEmpty ? .sameCluster : .otherCluster
+        var refusals: [RestorePlan.Refusal] = []
+        switch verdict {
+        case .otherCluster where !options.ontoOtherCluster: refusals.append(.otherCluster)
+        case .originUnknown where !options.ontoOtherCluster: refusals.append(.originUnknown)
+        default: break
+        }
+        // Newer writes matter where the target may be the backup's own cluster; on another
+        // cluster every key is "newer", and --onto-other-cluster already accepts losing them.
+        if verdict == .sameCluster || verdict == .originUnknown, newer > 0, !options.discardNewerWrites {
+            refusals.append(.newerWrites)
+        }
+        return RestorePlan(
+            verdict: verdict, origin: origin, target: target, mismatches: mismatches,
+            otherMember: origin?.memberID != nil && target.memberID != nil && origin?.memberID != target.memberID,
+            sameKeys: fingerprint.hex == backupFingerprint && targetKeys == backupKeys,
+            backupRevision: backupRevision, backupKeys: backupKeys, targetKeys: targetKeys, toRemove: toRemove,
+            removeSample: removeSample, newerWrites: newer, newerWriteSample: newerSample, migrationWrites: ours,
+            refusals: refusals)
+    }
+
+    /// The revisions in which pachmigrate's last migration wrote under the roots, from the
+    /// journal: from after its start revision (where it read the cluster, and where the
+    /// backup it took was read) up to its last journal write.
+    ///
+    /// Why that interval is pachmigrate's alone: every record txn of a run is fenced on the
+    /// lock and compares the record's mod revision with the one the scan read, so a foreign
+    /// write to a record not yet written fails the run's txn, and before a run is marked
+    /// `done` it re-reads the roots and fails on any write since its start that is not its
+    /// own (`checkForForeignWrites`). So a `done` run's [start + 1, completion txn] holds only
+    /// its own writes; anything later is someone else's (a 1.5 pachd started after it).
+    /// An unfinished run (`running`, or `failed` for another reason than a foreign write)
+    /// wrote up to its newest state or lane cursor write, each in the same txn as records;
+    /// it was stopped before checking, so a write by someone else while it ran would be
+    /// counted as its own: migrations require the cluster at rest, and nothing should write
+    /// while one runs. A run that failed on a foreign write vouches for nothing: that write
+    /// lies among its own. No state (never migrated, or reset by a restore): nothing.
+    func migrationWrites() throws(MigrationError) -> ClosedRange<Int64>? {
+        let journal = JournalReader(store: store, namespace: namespace)
+        guard let stateRecord = try journal.get(namespace.stateKey) else { return nil }
+        let state = try JSONCoding.decode(RunState.self, stateRecord.value, key: stateRecord.key)
+        var last = stateRecord.modRevision
+        switch state.status {
+        case .done: break
+        case .idle: return nil
+        case .failed where state.message?.hasPrefix("\(MigrationError.Code.foreignWrite):") ?? false: return nil
+        case .running, .failed:
+            let cursors = try etcd("reading the lane cursors") { () throws(EtcdError) in
+                try store.range(.prefix(namespace.lanesPrefix, keysOnly: true))
+            }
+            last = max(last, cursors.kvs.map(\.modRevision).max() ?? 0)
+        }
+        guard last > state.startRevision else { return nil }
+        return (state.startRevision + 1)...last
     }
 }

@@ -133,3 +133,55 @@ public func verifyDumpChecksum(path: String) throws(DumpError) -> String {
     }
     return actual
 }
+
+/// The sidecar `PATH<suffix>` that `DumpWriter.finish(sidecar:)` wrote, checked against its
+/// line in `PATH.sha256`; nil when `PATH.sha256` lists none (a dump written without one, or
+/// by an earlier version). `PATH.sha256` decides what belongs to the dump: a sidecar file it
+/// does not list is ignored, one it lists must be there and match.
+public func readDumpSidecar(path: String, suffix: String) throws(DumpError) -> [UInt8]? {
+    let checksumPath = path + ".sha256"
+    let sidecarPath = path + suffix
+    let name = PosixFile.basename(sidecarPath)
+    let checksums = String(decoding: try readSmallFile(checksumPath), as: UTF8.self)
+    let listed = checksums.split(separator: "\n").compactMap { line -> Substring? in
+        let fields = line.split(separator: " ", maxSplits: 1)
+        guard fields.count == 2, fields[1].trimmingPrefix(" ").trimmingPrefix("*") == name else { return nil }
+        return fields[0]
+    }.first
+    guard let listed else { return nil }
+    let contents: [UInt8]
+    do {
+        contents = try readSmallFile(sidecarPath)
+    } catch {
+        throw DumpError(
+            code: .missingChecksum, path: sidecarPath,
+            message: "\(PosixFile.basename(checksumPath)) lists it but it cannot be read (\(error.message)); the backup is incomplete")
+    }
+    var digest = SHA256Digest()
+    digest.update(contents)
+    let actual = SHA256Digest.hex(digest.finalize())
+    guard actual == listed.lowercased() else {
+        throw DumpError(
+            code: .checksumMismatch, path: sidecarPath,
+            message: "SHA-256 is \(actual) but \(PosixFile.basename(checksumPath)) says \(listed): it was altered; do not trust it")
+    }
+    return contents
+}
+
+/// A whole file of at most `limit` bytes (checksum files, sidecars).
+private func readSmallFile(_ path: String, limit: Int = 1 << 20) throws(DumpError) -> [UInt8] {
+    let fd = try PosixFile.openForReading(path)
+    defer { _ = close(fd) }
+    var out: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+    while true {
+        let n = try buffer.withUnsafeMutableBytes { b in
+            Result { () throws(DumpError) -> Int in try PosixFile.readChunk(fd, into: b, path: path) }
+        }.get()
+        if n == 0 { return out }
+        out += buffer[0..<n]
+        guard out.count <= limit else {
+            throw DumpError(code: .io, path: path, message: "larger than \(limit) bytes; not a checksum or sidecar file")
+        }
+    }
+}

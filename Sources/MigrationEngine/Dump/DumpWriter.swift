@@ -61,25 +61,41 @@ public final class DumpWriter {
 
     /// Flushes, fsyncs and closes the dump, then writes and fsyncs `PATH.sha256`.
     /// Returns the SHA-256 as lowercase hex.
+    ///
+    /// `sidecar` (a suffix and its bytes) is written beside the dump as `PATH<suffix>`
+    /// (mode 0600) and gets its own line in `PATH.sha256`: the dump itself stays pure etcd
+    /// JSON lines (what `convert` and other tools read), tools that know only the first line
+    /// still verify the dump, and `sha256sum -c` checks both files.
     @discardableResult
-    public func finish() throws(DumpError) -> String {
+    public func finish(sidecar: (suffix: String, bytes: [UInt8])? = nil) throws(DumpError) -> String {
         try flush()
         try PosixFile.syncAndClose(fd, path: path)
         fd = -1
         let hex = SHA256Digest.hex(digest.finalize())
-        let checksumPath = path + ".sha256"
-        let checksumFD = try PosixFile.openForWriting(checksumPath, overwrite: true)
-        let line = Array("\(hex)  \(PosixFile.basename(path))\n".utf8)
+        var checksums = "\(hex)  \(PosixFile.basename(path))\n"
+        if let sidecar {
+            let sidecarPath = path + sidecar.suffix
+            try Self.writeFile(sidecarPath, sidecar.bytes)
+            var sidecarDigest = SHA256Digest()
+            sidecarDigest.update(sidecar.bytes)
+            checksums += "\(SHA256Digest.hex(sidecarDigest.finalize()))  \(PosixFile.basename(sidecarPath))\n"
+        }
+        try Self.writeFile(path + ".sha256", Array(checksums.utf8))
+        return hex
+    }
+
+    /// Creates (or replaces) a small file, mode 0600, and fsyncs it.
+    private static func writeFile(_ path: String, _ contents: [UInt8]) throws(DumpError) {
+        let fd = try PosixFile.openForWriting(path, overwrite: true)
         do throws(DumpError) {
-            try line.withUnsafeBytes { bytes in
-                Result { () throws(DumpError) in try PosixFile.writeAll(checksumFD, bytes, path: checksumPath) }
+            try contents.withUnsafeBytes { bytes in
+                Result { () throws(DumpError) in try PosixFile.writeAll(fd, bytes, path: path) }
             }.get()
         } catch {
-            _ = close(checksumFD)
+            _ = close(fd)
             throw error
         }
-        try PosixFile.syncAndClose(checksumFD, path: checksumPath)
-        return hex
+        try PosixFile.syncAndClose(fd, path: path)
     }
 }
 

@@ -11,6 +11,11 @@ struct BackupReport: CommandReport {
 
     func renderText() -> String {
         var lines = ["Backup: \(backup.path) (\(backup.keys) keys at revision \(backup.revision), sha256 \(backup.sha256))"]
+        if let origin = backup.origin {
+            lines.append(
+                "Origin: cluster \(origin.clusterID ?? "unknown"), member \(origin.memberID ?? "unknown"), "
+                    + "\(origin.endpoints.joined(separator: ",")) (in \(backup.path)\(BackupOrigin.fileSuffix); restore checks it)")
+        }
         if let snapshot, let snapshotBytes {
             lines.append("etcd snapshot: \(snapshot) (\(snapshotBytes) bytes; restore with `etcdctl snapshot restore`)")
         }
@@ -25,7 +30,8 @@ struct BackupCommand: ParsableCommand {
         discussion: """
             The backup holds every key under the PFS and PPS roots at one revision, one JSON \
             line per key in etcd's own form, in mod-revision order, with PATH.sha256 beside it \
-            (mode 0600). `pachmigrate restore PATH` puts it back exactly.
+            (mode 0600) and PATH.origin.json: the cluster's ID, the revision and a fingerprint of \
+            its keys, which `pachmigrate restore PATH` checks before it puts the backup back.
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -42,7 +48,7 @@ struct BackupCommand: ParsableCommand {
             let client = try connection.makeClient(logger: context.logger)
             let layout = connection.layout
             let prefixes = [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)]
-            let info = try Backup.take(store: client, prefixes: prefixes, to: path, logger: context.logger)
+            let info = try Backup.take(store: client, prefixes: prefixes, to: path, toolVersion: toolVersion, logger: context.logger)
             var report = BackupReport(backup: info)
             if let snapshot {
                 report.snapshotBytes = try client.snapshot(toFile: snapshot)
@@ -56,15 +62,71 @@ struct BackupCommand: ParsableCommand {
 struct RestoreReport: CommandReport {
     var path: String
     var sha256: String
+    var dryRun: Bool
+    var plan: RestorePlan
     var restored: Int
     var removed: [String]
+    /// A dry run that a real restore would refuse says so in its status, as `plan` does.
+    var exitStatus: ExitStatus { dryRun && !plan.refusals.isEmpty ? .notAtRest : .ok }
 
     func renderText() -> String {
-        var lines = ["Restored \(restored) keys from \(path) (sha256 \(sha256) verified); removed \(removed.count) key(s) the backup did not hold."]
-        lines += removed.prefix(50).map { "  - removed \($0)" }
-        if removed.count > 50 { lines.append("  … \(removed.count - 50) more (--output json)") }
-        lines.append("The migration state was reset; the history keeps this restore.")
+        var lines: [String] = []
+        let target = plan.target.endpoints.isEmpty ? "the target" : plan.target.endpoints.joined(separator: ",")
+        lines.append("Cluster check: " + Self.verdict(plan, target: target))
+        if dryRun {
+            lines.append(
+                "Would restore \(plan.backupKeys) keys from \(path) (sha256 \(sha256) verified) and remove \(plan.toRemove) "
+                    + "of the \(plan.targetKeys) key(s) under the roots that the backup does not hold.")
+            lines += plan.removeSample.map { "  - would remove \($0)" }
+            if plan.toRemove > plan.removeSample.count { lines.append("  … \(plan.toRemove - plan.removeSample.count) more") }
+        } else {
+            lines.append(
+                "Restored \(restored) keys from \(path) (sha256 \(sha256) verified); removed \(removed.count) key(s) the backup did not hold.")
+            lines += removed.prefix(50).map { "  - removed \($0)" }
+            if removed.count > 50 { lines.append("  … \(removed.count - 50) more (--output json)") }
+        }
+        // Newer writes are looked for where the target may be the backup's own cluster.
+        if plan.verdict == .sameCluster || plan.verdict == .originUnknown {
+            let through = plan.migrationWrites.map { "; pachmigrate's own migration wrote revisions \($0.lowerBound)–\($0.upperBound)" } ?? ""
+            lines.append(
+                "Written after the backup (revision \(plan.backupRevision)) by something other than pachmigrate: "
+                    + "\(plan.newerWrites) key(s)\(through)" + (dryRun || plan.newerWrites == 0 ? "." : "; discarded (--discard-newer-writes)."))
+            lines += plan.newerWriteSample.map { "  - \($0)" }
+            if plan.newerWrites > plan.newerWriteSample.count { lines.append("  … \(plan.newerWrites - plan.newerWriteSample.count) more") }
+        }
+        if dryRun {
+            if plan.refusals.isEmpty {
+                lines.append("Dry run: nothing was written. The restore would proceed.")
+            } else {
+                lines.append("Dry run: nothing was written. The restore would be refused: \(plan.refusalReasons(backup: path))")
+            }
+        } else {
+            lines.append("The migration state was reset; the history keeps this restore.")
+        }
         return lines.joined(separator: "\n")
+    }
+
+    static func verdict(_ plan: RestorePlan, target: String) -> String {
+        switch plan.verdict {
+        case .emptyTarget:
+            return "\(target) holds no keys under the roots (disaster recovery): nothing to lose."
+        case .originUnknown:
+            return "the backup records no origin (an earlier pachmigrate's, or `convert`'s); \(target) cannot be checked against it."
+        case .sameCluster:
+            var text = "\(target) is the cluster the backup was taken from"
+            if let id = plan.origin?.clusterID { text += " (cluster ID \(id)" + (plan.otherMember ? ", answered by another member" : "") + ")" }
+            text += plan.sameKeys ? "; its keys are exactly the backup's." : "."
+            return text
+        case .otherCluster:
+            let signals = plan.mismatches.map { m -> String in
+                switch m.signal {
+                case .clusterID: "cluster ID \(m.target), the backup's \(m.backup)"
+                case .revision: "revision \(m.target), below the backup's \(m.backup)"
+                case .keys: m.target
+                }
+            }
+            return "\(target) is NOT the cluster the backup was taken from: " + signals.joined(separator: "; ") + "."
+        }
     }
 }
 
@@ -73,8 +135,20 @@ struct RestoreCommand: ParsableCommand {
         commandName: "restore",
         abstract: "Put a backup back: exact values, original order, extra keys removed, state reset.",
         discussion: """
-            Checks the backup's sha256 first, refuses while a migration holds the lock, then \
-            takes the lock itself. Safe to run again if interrupted.
+            Checks the backup's sha256 first, then that the target is the cluster the backup was \
+            taken from: etcd's cluster ID, a revision not below the backup's, and no key created \
+            before the backup's revision that the backup does not hold (PATH.origin.json, beside \
+            the backup, records them). Onto another cluster that holds keys under the roots, or \
+            with a backup that records no origin (an earlier version's, `convert`'s), it refuses \
+            with exit 4 unless --onto-other-cluster; onto an empty etcd it needs no flag. It also \
+            refuses (exit 4) when keys were written after the backup by something other than \
+            pachmigrate (a 1.5 pachd started after the migration), unless --discard-newer-writes. \
+            Then it refuses while a migration holds the lock, and takes the lock itself. Safe to \
+            run again if interrupted.
+
+            Examples:
+              pachmigrate restore --endpoints http://etcd:2379 --dry-run /backups/pre-1.5.jsonl
+              pachmigrate restore --endpoints http://etcd:2379 /backups/pre-1.5.jsonl
 
             \(ExitStatus.helpText)
             """)
@@ -88,6 +162,17 @@ struct RestoreCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Wait this long for a held lock.", valueName: "duration"))
     var waitLock: DurationArgument?
 
+    @Flag(
+        name: .long,
+        help: "Check and say what would be restored and removed; write nothing (not even the lock). Exit 4 if the restore would be refused.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "Restore although the target is not the backup's cluster (or the backup does not say) and holds keys under the roots.")
+    var ontoOtherCluster = false
+
+    @Flag(name: .long, help: "Restore although keys were written after the backup by something other than pachmigrate; those writes are lost.")
+    var discardNewerWrites = false
+
     func run() throws {
         try runCommand("restore", output) { context in
             let client = try connection.makeClient(logger: context.logger)
@@ -99,8 +184,13 @@ struct RestoreCommand: ParsableCommand {
             let restorer = Restorer(
                 store: client, namespace: connection.namespace,
                 prefixes: [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)], logger: context.logger)
-            let result = try restorer.restore(from: path, options: options) { context.progress.update($0) }
-            return RestoreReport(path: path, sha256: result.sha256, restored: result.restored, removed: result.removed)
+            let result = try restorer.restore(
+                from: path, options: options,
+                restore: RestoreOptions(dryRun: dryRun, ontoOtherCluster: ontoOtherCluster, discardNewerWrites: discardNewerWrites)
+            ) { context.progress.update($0) }
+            return RestoreReport(
+                path: path, sha256: result.sha256, dryRun: result.dryRun, plan: result.plan, restored: result.restored,
+                removed: result.removed)
         }
     }
 }

@@ -31,7 +31,9 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case .failure: "anything else (etcd unreachable, authentication, I/O …)"
         case .usage: "bad flags or arguments"
         case .lockHeld: "another migrator holds the lock"
-        case .notAtRest: "the cluster is not at rest, or someone else wrote during the run"
+        case .notAtRest:
+            "the cluster is not at rest, or someone else wrote during the run; "
+                + "or restore refused: not the backup's cluster, or newer writes (a flag overrides)"
         case .unsupportedVersion: "no migration path between the versions"
         case .verificationFailed: "verify found problems"
         case .interrupted: "interrupted (signal, lost lock, etcd gone away); run the same command again to resume"
@@ -82,7 +84,7 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
         let status: ExitStatus =
             switch error.code {
             case .lockHeld: .lockHeld
-            case .notAtRest, .foreignWrite: .notAtRest
+            case .notAtRest, .foreignWrite, .restoreRefused: .notAtRest
             case .unsupportedVersion: .unsupportedVersion
             case .verificationFailed: .verificationFailed
             case .interrupted, .leaseLost: .interrupted
