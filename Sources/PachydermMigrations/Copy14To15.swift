@@ -3,7 +3,7 @@ import SwiftProtobuf
 
 // Field-by-field copies from the 1.4 read schema to the 1.5.0 schema. Field numbers are
 // identical, so a binary round trip would also work, but it runs at a third of the speed
-// (README "Performance" has convert's measured rate).
+// (docs/performance.md, "Offline convert", has its measured rate).
 // Fields 1.5.0 no longer has (`stopped`, `ParallelismSpec.strategy`, 1.4.0–1.4.1 `error`,
 // ≤1.4.3 `gc_policy`) are handled by `Pachyderm14To15Step`, not here.
 // A test checks every copy against the binary round trip, so a field forgotten here fails.
