@@ -107,7 +107,7 @@ public struct UnfinishedRun: Sendable, Hashable, Encodable {
 }
 
 /// Runs one migration against a live cluster: lock, preflight scan, backup, fenced
-/// lane writes, journal, completion stamp. See README "How a migration runs".
+/// lane writes, journal, completion stamp. See docs/architecture.md, "How a migration runs".
 public struct Migrator: Sendable {
     public let store: any KeyValueService
     public let migration: any RecordMigration

@@ -63,6 +63,8 @@ public final class PachmigrateProcess: @unchecked Sendable {
     }
 
     public var pid: Int32 { process.processIdentifier }
+    /// What it has written to stderr so far.
+    public var currentStderr: String { err.text() }
     public func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 
     /// Waits for the run to end (SIGKILL after `timeout`); every wait is bounded (see

@@ -79,3 +79,22 @@ public func orderByGroup(_ kvs: [KeyValue], group: ([UInt8]) -> String?) -> [Str
     }
     return result
 }
+
+/// The at-rest sample with every record copied `scale` times under new keys in the same
+/// ordering groups (`…-copy<n>` after the last path segment), interleaved by revision.
+public func scaledSample(_ scale: Int) throws -> [KeyValue] {
+    let before = try SampleData.keyValues(SampleData.before("at-rest"))
+    var kvs: [KeyValue] = []
+    var revision: Int64 = 1
+    for copy in 0...scale {
+        for kv in before where copy == 0 || orderingGroup(kv.key) != nil {
+            var next = kv
+            if copy > 0 { next.key += bytes("-copy\(copy)") }
+            next.createRevision = revision
+            next.modRevision = revision
+            revision += 1
+            kvs.append(next)
+        }
+    }
+    return kvs
+}

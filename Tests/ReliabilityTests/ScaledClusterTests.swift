@@ -7,25 +7,6 @@ import Testing
 /// `$PACHMIGRATE_SCALE`, else 1 (CI: 1,016 records); `Scripts/reliability` uses 10 (5,588).
 let clusterScale = ProcessInfo.processInfo.environment["PACHMIGRATE_SCALE"].flatMap(Int.init) ?? 1
 
-/// The at-rest sample with every record copied `scale` times under new keys in the same
-/// ordering groups (`…-copy<n>` after the last path segment), interleaved by revision.
-func scaledSample(_ scale: Int) throws -> [KeyValue] {
-    let before = try SampleData.keyValues(SampleData.before("at-rest"))
-    var kvs: [KeyValue] = []
-    var revision: Int64 = 1
-    for copy in 0...scale {
-        for kv in before where copy == 0 || orderingGroup(kv.key) != nil {
-            var next = kv
-            if copy > 0 { next.key += bytes("-copy\(copy)") }
-            next.createRevision = revision
-            next.modRevision = revision
-            revision += 1
-            kvs.append(next)
-        }
-    }
-    return kvs
-}
-
 @Suite("A bigger cluster under compound faults")
 struct ScaledClusterTests {
     /// SIGKILL at a seeded instant, then the rerun survives an etcd restart at another

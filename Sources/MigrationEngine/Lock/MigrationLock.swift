@@ -107,6 +107,7 @@ public final class MigrationLock: Sendable {
         stop: StopSignal = StopSignal(), logger: Logger, onLost: @escaping @Sendable (EtcdError) -> Void = { _ in }
     ) throws(MigrationError) -> MigrationLock {
         let deadline = ContinuousClock.now + options.wait
+        var waited = false
         while true {
             try stop.checkBeforeWriting("the wait for the lock")
             let lease = try etcd("granting the lock's lease") { () throws(EtcdError) in try store.leaseGrant(ttl: options.ttl) }
@@ -137,7 +138,12 @@ public final class MigrationLock: Sendable {
                     Self.heldMessage(current, namespace: namespace),
                     keys: [namespace.lockKey.printable])
             }
-            logger.info("lock held, waiting", metadata: ["holder": "\(current?.who ?? "unknown")"])
+            // Said once where an operator sees it, then at info level each second.
+            let level: Logger.Level = waited ? .info : .notice
+            waited = true
+            logger.log(
+                level: level, "lock held, waiting (up to --wait-lock)",
+                metadata: ["holder": "\(current?.who ?? "unknown")", "step": "\(current?.step ?? "?")"])
             ContinuousClockSleep.sleep(for: min(.seconds(1), deadline - ContinuousClock.now))
         }
     }

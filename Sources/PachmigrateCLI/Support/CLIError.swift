@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// The process exit codes, stable and documented (README "Exit codes", `--help`). Public
-/// so that what is built on them (deploy/migration-job.yaml's podFailurePolicy) is checked
+/// so that what is built on them (deploy/base/migration-job.yaml's podFailurePolicy) is checked
 /// against this table rather than a copy of it.
 public enum ExitStatus: Int32, CaseIterable, Sendable {
     case ok = 0
@@ -114,7 +114,13 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
 func remedy(for code: MigrationError.Code) -> String? {
     switch code {
     case .notAtRest:
-        "Stop pachd, let running jobs finish, finish open commits (or pass --allow-open-commits), then run again (README: \"Upgrading a cluster\")"
+        """
+        Quiesce the cluster in this order while pachd still runs: stop every pipeline (`pachctl stop-pipeline <name>` for each \
+        one `pachctl list-pipeline` lists), wait until `pachctl list-job` shows no job running, finish (`pachctl finish-commit`) \
+        or delete (`pachctl delete-commit`) every open commit (`pachctl list-commit <repo>` shows them; or pass \
+        --allow-open-commits), stop whatever runs put-file, then scale pachd to zero (`kubectl scale deployment pachd \
+        --replicas=0`) and run again (README: "Upgrading a production cluster")
+        """
     case .lockHeld:
         "Wait for it (--wait-lock), or if it is stuck, see `pachmigrate lock show` and `pachmigrate lock break`"
     case .foreignWrite:

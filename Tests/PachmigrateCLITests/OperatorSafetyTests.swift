@@ -1,0 +1,275 @@
+import EtcdGateway
+import EtcdTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A cluster big enough that the scan and the backup each last seconds in a debug build:
+/// the at-rest sample with its records copied `scale` times (about 500 records a copy).
+private struct BigCluster {
+    let server: EtcdServer
+    let client: EtcdClient
+    let before: [KeyValue]
+    let directory: String
+
+    init(scale: Int = 60) throws {
+        server = try EtcdServer.start()
+        client = try server.makeClient()
+        // A hundred keys a txn: the order of revisions is not what these tests are about,
+        // and one txn per key would take most of a minute to load.
+        let kvs = try scaledSample(scale).enumerated().map { index, kv in
+            var kv = kv
+            kv.modRevision = Int64(index / 100)
+            return kv
+        }
+        try client.seed(kvs)
+        before = try pachydermState(client)
+        directory = try temporaryDirectory()
+    }
+
+    var endpoint: [String] { ["--endpoints", server.endpoint] }
+    var backupPath: String { directory + "/bk.jsonl" }
+
+    func stop() {
+        server.stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Every Pachyderm key as it was (value, create and mod revision), no run state, no
+    /// cursor, the lock free, and no file that could pass for a backup.
+    func expectUntouched(_ comment: Comment) throws {
+        #expect(try pachydermState(client) == before, comment)
+        #expect(try client.range(.prefix(bytes("pachmigrate/lanes/"))).kvs.isEmpty, comment)
+        #expect(try client.range(RangeRequest(key: bytes("pachmigrate/state"))).kvs.isEmpty, comment)
+        #expect(try client.range(RangeRequest(key: bytes("pachmigrate/version"))).kvs.isEmpty, comment)
+        #expect(try client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.isEmpty, comment)
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory)
+        #expect(left.isEmpty, "\(comment): left behind \(left)")
+    }
+
+    /// The lock holder's published step (nil while the lock is free).
+    func lockStep() -> String? {
+        guard let kv = try? client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.first,
+            let holder = try? JSONSerialization.jsonObject(with: Data(kv.value)) as? [String: Any]
+        else { return nil }
+        return holder["step"] as? String
+    }
+}
+
+/// What happens when an operator presses Ctrl-C (or Kubernetes sends SIGTERM) before the
+/// migration's first write: the command ends at once, and the cluster is as it was.
+@Suite("Stopping before the first write")
+struct StopBeforeWritingTests {
+    enum Phase: String, CaseIterable, Sendable {
+        case scan, backup
+    }
+
+    @Test(arguments: [(Phase.scan, SIGINT), (Phase.backup, SIGTERM), (Phase.scan, SIGTERM), (Phase.backup, SIGINT)])
+    func aSignalBeforeTheFirstWriteEndsAtOnceWithNothingWritten(phase: Phase, signal: Int32) async throws {
+        try await onOwnThread {
+            let cluster = try BigCluster()
+            defer { cluster.stop() }
+            let run = try PachmigrateProcess(
+                ["migrate", "--from", "1.4.8", "--to", "1.5.0", "--backup", cluster.backupPath] + cluster.endpoint)
+            let reached = eventually(timeout: 60) {
+                !run.process.isRunning
+                    || (phase == .scan
+                        ? cluster.lockStep() == "scan" : FileManager.default.fileExists(atPath: cluster.backupPath))
+            }
+            #expect(reached && run.process.isRunning, "the run never reached the \(phase.rawValue)")
+            // Frozen while the signal is queued, so it lands in the phase just seen.
+            run.signal(SIGSTOP)
+            run.signal(signal)
+            let signalled = Date()
+            run.signal(SIGCONT)
+            let result = run.wait(timeout: 60)
+            let comment = Comment(rawValue: "\(phase.rawValue), signal \(signal): \(result.stderr.suffix(2000))")
+            #expect(result.status == 128 + signal, comment)
+            #expect(Date().timeIntervalSince(signalled) < 5, comment)
+            #expect(result.stderr.contains("during the \(phase.rawValue)"), comment)
+            #expect(result.stderr.contains("nothing was written"), comment)
+            #expect(!result.stderr.contains("finishing the txn in flight"), comment)
+            try cluster.expectUntouched(comment)
+            // The journal says that a run started and stopped, and why.
+            let history = try JournalFacts(cluster.client).history()
+            #expect(history.map { $0["event"] as? String } == ["stopped-before-writing"], comment)
+
+            // Nothing stands in the way of the same command afterwards.
+            let again = try pachmigrate(
+                ["migrate", "--from", "1.4.8", "--to", "1.5.0", "--backup", cluster.backupPath] + cluster.endpoint, timeout: 600)
+            #expect(again.status == 0, "\(again.stderr.suffix(2000))")
+            #expect(FileManager.default.fileExists(atPath: cluster.backupPath + ".sha256"))
+        }
+    }
+
+    /// `--dry-run` stops the same way and never reports success when stopped.
+    @Test func aStoppedDryRunDoesNotExitZero() async throws {
+        try await onOwnThread {
+            let cluster = try BigCluster()
+            defer { cluster.stop() }
+            let run = try PachmigrateProcess(["migrate", "--dry-run", "--output", "json"] + cluster.endpoint)
+            usleep(1_500_000)
+            #expect(run.process.isRunning, "the dry run ended within 1.5 s: the cluster is too small for this test")
+            run.signal(SIGINT)
+            let result = run.wait(timeout: 60)
+            #expect(result.status == 130, "\(result.stderr.suffix(2000))")
+            #expect(result.json["ok"] as? Bool == false)
+            #expect((result.json["error"] as? [String: Any])?["code"] as? String == "stoppedBeforeWriting")
+            try cluster.expectUntouched("dry run")
+        }
+    }
+
+    /// Waiting for someone else's lock is part of the preflight: a signal ends the wait at
+    /// once, and the other holder's lock is left alone.
+    @Test func aSignalWhileWaitingForTheLockEndsTheWait() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let lease = try sample.client.leaseGrant(ttl: 60)
+            let holder = #"{"holderID":"other","host":"elsewhere","pid":1,"toolVersion":"0.1.0","command":"pachmigrate migrate","#
+                + #""startedAt":"2026-01-01T00:00:00Z","step":"rewrite","done":1,"total":2,"heartbeat":"2026-01-01T00:00:00Z","#
+                + #""heartbeatEpoch":1767225600,"leaseID":"1","ttl":60}"#
+            _ = try sample.client.put(PutRequest(key: bytes("pachmigrate/lock"), value: bytes(holder), lease: lease.id))
+            let run = try PachmigrateProcess(["migrate", "--no-backup", "--wait-lock", "5m"] + sample.endpoint)
+            #expect(eventually(timeout: 30) { !run.process.isRunning || run.currentStderr.contains("lock held, waiting") })
+            run.signal(SIGTERM)
+            let signalled = Date()
+            let result = run.wait(timeout: 30)
+            #expect(result.status == 143, "\(result.stderr.suffix(2000))")
+            #expect(Date().timeIntervalSince(signalled) < 5)
+            #expect(result.stderr.contains("the wait for the lock"))
+            #expect(try pachydermState(sample.client) == sample.before)
+            #expect(try sample.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.first?.value == bytes(holder))
+        }
+    }
+}
+
+/// A stated `--from` is held to the records, before anything is written.
+@Suite("A --from that contradicts the data")
+struct ContradictingFromTests {
+    @Test(arguments: [["plan", "--from", "1.5.0"], ["migrate", "--from", "1.5.0", "--to", "1.5.0", "--no-backup"]])
+    func textRecordsWithFrom15Exit5(arguments: [String]) async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let revision = try sample.client.status().header.revision
+            let result = try pachmigrate(arguments + sample.endpoint)
+            #expect(result.status == 5, "\(result.stderr)")
+            #expect(result.stderr.contains("--from 1.5.0 contradicts the cluster"), "\(result.stderr)")
+            #expect(result.stderr.contains("1.4 text"))
+            #expect(result.stderr.contains("pachmigrate migrate --from 1.4.x --to 1.5.0"))
+            #expect(try sample.client.status().header.revision == revision)
+        }
+    }
+
+    @Test func binaryRecordsOfAnUnstampedClusterWithFrom14Exit5() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let migrated = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
+            #expect(migrated.status == 0, "\(migrated.stderr)")
+            // As another migration would leave it: 1.5 binary, no pachmigrate stamp.
+            _ = try sample.client.deleteRange(.prefix(bytes("pachmigrate/")))
+            let revision = try sample.client.status().header.revision
+            for arguments in [["plan", "--from", "1.4.8"], ["migrate", "--from", "1.4.8", "--no-backup"]] {
+                let result = try pachmigrate(arguments + sample.endpoint)
+                #expect(result.status == 5, "\(arguments): \(result.stderr)")
+                #expect(result.stderr.contains("already 1.5 binary"), "\(result.stderr)")
+                #expect(result.stderr.contains("--from 1.5.0"), "\(result.stderr)")
+            }
+            #expect(try sample.client.status().header.revision == revision)
+            // The command the refusal names goes through.
+            let repaired = try pachmigrate(["plan", "--from", "1.5.0"] + sample.endpoint)
+            #expect(repaired.status == 0, "\(repaired.stderr)")
+        }
+    }
+}
+
+/// Resuming speaks of the run's own earlier attempt; `status` and `lock show` agree with the
+/// journal, and never tell anyone to resume a run that is alive.
+@Suite("Resuming an interrupted run")
+struct ResumeReportTests {
+    @Test func resumeNamesItsOwnRunAndItsFirstBackup() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let directory = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            // A relative --backup, as a person types it: recorded as an absolute path with its host.
+            let run = try PachmigrateProcess(
+                ["migrate", "--backup", "bk.jsonl", "--concurrency", "1"] + sample.endpoint, directory: directory)
+            #expect(waitUntilWriting(sample.client, run))
+            run.signal(SIGSTOP)
+            let lock = try pachmigrate(["lock", "show"] + sample.endpoint)
+            let live = try pachmigrate(["status"] + sample.endpoint)
+            run.signal(SIGCONT)
+            #expect(lock.stdout.contains("step:       rewrite, "), "\(lock.stdout)")
+            #expect(lock.stdout.contains("records written (journal)"), "\(lock.stdout)")
+            #expect(live.stdout.contains("in progress: pachmigrate migrate"), "\(live.stdout)")
+            #expect(!live.stdout.contains("resume"), "\(live.stdout)")
+            run.signal(SIGINT)
+            let interrupted = run.wait()
+            #expect(interrupted.status == 7, "\(interrupted.stderr)")
+
+            let host = ProcessInfo.processInfo.hostName
+            let backup = "\(host):\(directory)/bk.jsonl"
+            let after = try pachmigrate(["status"] + sample.endpoint)
+            #expect(after.stdout.contains("interrupted: run the same migrate command to resume"), "\(after.stdout)")
+            #expect(after.stdout.contains("backup \(backup) sha256 "), "\(after.stdout)")
+
+            let runID = try #require(try JournalFacts(sample.client).state()?["runID"] as? String)
+            let resumed = try pachmigrate(["migrate", "--backup", "other.jsonl"] + sample.endpoint, directory: directory)
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            #expect(resumed.stdout.contains("Resuming run \(runID)"), "\(resumed.stdout)")
+            #expect(resumed.stdout.contains("backup from its first attempt: \(backup) (sha256 "), "\(resumed.stdout)")
+            #expect(resumed.stdout.contains("--backup \(directory)/other.jsonl was not written"), "\(resumed.stdout)")
+            #expect(resumed.stderr.contains("--backup other.jsonl will not be written"), "\(resumed.stderr)")
+            #expect(!resumed.stdout.contains("another migration"), "\(resumed.stdout)")
+            #expect(!FileManager.default.fileExists(atPath: "\(directory)/other.jsonl"))
+            try sample.expectMigratedLikeAnUninterruptedRun()
+        }
+    }
+}
+
+/// `wait` accepts every release that reads the stamped format, and refuses at once what it
+/// cannot know; `--namespace` is refused with its new name and meaning.
+@Suite("Operators' flags")
+struct OperatorFlagTests {
+    @Test func waitFor151OnAClusterStamped150() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            #expect(try pachmigrate(["migrate", "--no-backup"] + sample.endpoint).status == 0)
+            let patch = try pachmigrate(["wait", "--version", "1.5.1", "--timeout", "10s"] + sample.endpoint, timeout: 30)
+            #expect(patch.status == 0, "\(patch.stderr)")
+            let started = Date()
+            let unknown = try pachmigrate(["wait", "--version", "1.6.0", "--timeout", "60s"] + sample.endpoint, timeout: 30)
+            #expect(unknown.status == 5, "\(unknown.stderr)")
+            #expect(Date().timeIntervalSince(started) < 10)
+        }
+    }
+
+    @Test func namespaceIsRefusedWithItsNewNameAndAStrayPrefixIsWarned() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            #expect(try pachmigrate(["migrate", "--no-backup"] + sample.endpoint).status == 0)
+            let renamed = try pachmigrate(["status", "--namespace", "default"] + sample.endpoint)
+            #expect(renamed.status == 2)
+            #expect(renamed.stderr.contains("--state-prefix"), "\(renamed.stderr)")
+            #expect(renamed.stderr.contains("not a Kubernetes namespace"), "\(renamed.stderr)")
+            let fromEnvironment = try pachmigrate(["status"] + sample.endpoint, environment: ["PACHMIGRATE_NAMESPACE": "default"])
+            #expect(fromEnvironment.status == 2, "\(fromEnvironment.stderr)")
+
+            let stray = try pachmigrate(["status", "--state-prefix", "default/"] + sample.endpoint)
+            #expect(stray.status == 0)
+            #expect(stray.stderr.contains("no pachmigrate state under the state prefix default/"), "\(stray.stderr)")
+            let own = try pachmigrate(["status"] + sample.endpoint)
+            #expect(own.stdout.contains("Stamped version: 1.5.0"))
+            #expect(!own.stderr.contains("no pachmigrate state"))
+        }
+    }
+}
