@@ -239,6 +239,8 @@ public struct Migrator: Sendable {
                 let source = try migration.backupPrefixes.first.map { (prefix) throws(MigrationError) in
                     try ClusterIdentity.read(store: store, probe: prefix)
                 }
+                result.backup = try Backup.reuse(records: scan.allKeys(), revision: scan.revision, at: path, logger: logger)
+                if result.backup != nil { return scan }
                 result.backup = try Backup.write(
                     records: scan.allKeys(), revision: scan.revision, source: source, toolVersion: options.toolVersion, to: path,
                     stop: stop, logger: logger

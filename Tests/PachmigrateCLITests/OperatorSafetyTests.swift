@@ -273,3 +273,41 @@ struct OperatorFlagTests {
         }
     }
 }
+
+/// A fixed `--backup` path (the Job's, a runbook's) must not make a second attempt fail:
+/// a complete backup there that holds exactly what the cluster holds is the run's own.
+@Suite("A backup path used twice")
+struct BackupPathReuseTests {
+    @Test func anIdenticalCompleteBackupIsReusedAnythingElseIsLeftAlone() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let directory = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+
+            // Anything that is not a complete backup is refused, untouched, before any write.
+            let stray = directory + "/stray.jsonl"
+            try Data("not a backup\n".utf8).write(to: URL(fileURLWithPath: stray))
+            let refused = try pachmigrate(["migrate", "--backup", stray] + sample.endpoint)
+            #expect(refused.status == 1, "\(refused.stderr)")
+            #expect(refused.stderr.contains("already exists and is not a complete backup"), "\(refused.stderr)")
+            #expect(try String(contentsOfFile: stray, encoding: .utf8) == "not a backup\n")
+            #expect(try pachydermState(sample.client) == sample.before)
+            #expect(try sample.client.range(.prefix(bytes("pachmigrate/state"))).kvs.isEmpty)
+
+            // A backup of this very cluster, as an attempt that died before its first write left it.
+            let path = directory + "/pre.jsonl"
+            let taken = try pachmigrate(["backup", path, "--output", "json"] + sample.endpoint)
+            #expect(taken.status == 0, "\(taken.stderr)")
+            let sha = try String(contentsOfFile: path + ".sha256", encoding: .utf8)
+            let migrated = try pachmigrate(["migrate", "--backup", path, "--output", "json"] + sample.endpoint)
+            #expect(migrated.status == 0, "\(migrated.stderr)")
+            let backup = (migrated.json["result"] as? [String: Any])?["backup"] as? [String: Any]
+            #expect(backup?["path"] as? String == path)
+            #expect(sha.hasPrefix(backup?["sha256"] as? String ?? "-"))
+            #expect(try String(contentsOfFile: path + ".sha256", encoding: .utf8) == sha)
+            #expect(migrated.stderr.contains("reusing the backup an earlier attempt wrote"), "\(migrated.stderr)")
+            try sample.expectMigratedLikeAnUninterruptedRun()
+        }
+    }
+}

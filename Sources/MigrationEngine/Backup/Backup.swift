@@ -13,6 +13,52 @@ public struct BackupInfo: Codable, Sendable, Hashable {
 }
 
 public enum Backup {
+    /// A complete backup already at `path` that holds exactly `records` (the same keys,
+    /// values and revisions, in the same order) is this run's own: an earlier attempt took
+    /// it and stopped before its first write to etcd (a re-run Job with a fixed backup path,
+    /// say). It is kept rather than written again. Returns nil when there is no file at
+    /// `path`; fails with `.backupFailed`, naming why, when there is one that is incomplete,
+    /// altered, or a backup of anything else, which is never overwritten.
+    public static func reuse<Records: KeyRevisionBatches>(
+        records: Records, revision: Int64, at path: String, logger: Logger
+    ) throws(MigrationError) -> BackupInfo? {
+        guard PosixFile.exists(path) else { return nil }
+        func refuse(_ why: String) -> MigrationError {
+            MigrationError(
+                .backupFailed,
+                "the backup file \(path) already exists and \(why); it is left as it is and nothing was written to etcd. "
+                    + "Move it away, or give --backup another path")
+        }
+        let sha: String
+        do {
+            sha = try verifyDumpChecksum(path: path)
+        } catch {
+            throw refuse("is not a complete backup (\(error.message))")
+        }
+        var source = records
+        var keys = 0
+        do {
+            let reader = try DumpReader(path: path)
+            while case let batch = try source.next(max: 1000), !batch.isEmpty {
+                for entry in batch {
+                    let kv = try KeyValue(spilled: entry)
+                    guard let stored = try reader.read(), stored == kv else {
+                        throw refuse("holds something else than the cluster holds now (first difference at \(kv.key.printable))")
+                    }
+                    keys += 1
+                }
+            }
+            if try reader.read() != nil { throw refuse("holds more keys than the cluster holds now") }
+        } catch let error as MigrationError {
+            throw error
+        } catch {
+            throw refuse("cannot be compared with the cluster (\(error))")
+        }
+        let origin = try? BackupOrigin.read(backup: path)
+        logger.notice("reusing the backup an earlier attempt wrote: it holds exactly what the cluster holds", metadata: ["path": "\(path)"])
+        return BackupInfo(path: path, sha256: sha, keys: keys, revision: revision, origin: origin ?? nil)
+    }
+
     /// Writes `records` (keys with their values as read at `revision`, spilled by the scan
     /// as `KeyValue.spilled`, in mod-revision order) to `path`. The values come from the
     /// read that pinned `revision`, so the backup costs no second read of the cluster. Fails

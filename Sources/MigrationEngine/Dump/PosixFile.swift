@@ -61,6 +61,9 @@ enum PosixFile {
         }
     }
 
+    /// Whether anything (a file, a link, a directory) is at `path`.
+    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
     static func basename(_ path: String) -> String {
         path.split(separator: "/", omittingEmptySubsequences: true).last.map(String.init) ?? path
     }
