@@ -10,7 +10,12 @@ struct CLIWordingTests {
     @Test func notAtRestGetsPachydermsRemedy() {
         let described = describe(MigrationError(.notAtRest, "the cluster is not at rest; nothing was written", keys: ["k: running-job: x"]))
         #expect(described.status == .notAtRest && described.kind == "notAtRest")
-        #expect(described.message.hasPrefix("the cluster is not at rest; nothing was written. Stop pachd"))
+        #expect(described.message.hasPrefix("the cluster is not at rest; nothing was written. Quiesce the cluster in this order"))
+        // The runbook's order: pipelines and jobs first, pachd last (it finishes jobs and commits).
+        let order = ["stop-pipeline", "list-job", "finish-commit", "put-file", "--replicas=0"].map {
+            described.message.range(of: $0)?.lowerBound
+        }
+        #expect(order.allSatisfy { $0 != nil } && order.compactMap { $0 } == order.compactMap { $0 }.sorted())
         #expect(described.message.contains("--allow-open-commits"))
         #expect(described.keys == ["k: running-job: x"])
     }
@@ -30,7 +35,7 @@ struct CLIWordingTests {
             MigrationError.Code.foreignWrite,
             "Stop whatever writes to the cluster (pachd, its pipelines and workers) before running pachmigrate again."
         ),
-        (.backupFailed, "Free some space there or choose another path for the backup, then run again."),
+        (.backupFailed, "Free some space there, move the file there away, or choose another path for the backup, then run again."),
     ])
     func writersAndBackupsGetTheirRemedies(code: MigrationError.Code, remedy: String) {
         #expect(describe(MigrationError(code, "the engine's sentence.")).message == "the engine's sentence. " + remedy)

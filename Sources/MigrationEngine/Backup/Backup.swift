@@ -26,8 +26,7 @@ public enum Backup {
         func refuse(_ why: String) -> MigrationError {
             MigrationError(
                 .backupFailed,
-                "the backup file \(path) already exists and \(why); it is left as it is and nothing was written to etcd. "
-                    + "Move it away, or give --backup another path")
+                "the backup file \(path) already exists and \(why); it is left as it is. Nothing was written to etcd.")
         }
         let sha: String
         do {
@@ -116,7 +115,8 @@ public enum Backup {
     /// with its value, sorted into mod-revision order on disk, so memory does not grow with
     /// the cluster.
     public static func take(
-        store: any KeyValueService, prefixes: [[UInt8]], to path: String, toolVersion: String? = nil, logger: Logger
+        store: any KeyValueService, prefixes: [[UInt8]], to path: String, toolVersion: String? = nil, stop: StopSignal = StopSignal(),
+        logger: Logger
     ) throws(MigrationError) -> BackupInfo {
         let source = try prefixes.first.map { (prefix) throws(MigrationError) in try ClusterIdentity.read(store: store, probe: prefix) }
         let order = try RevisionOrderSpill()
@@ -126,10 +126,12 @@ public enum Backup {
             while let page = try etcd("reading \(prefix.printable)", { () throws(EtcdError) in try pages.next() }) {
                 revision = pages.revision
                 for kv in page { try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision, payload: kv.spilled), to: "") }
+                try stop.checkBeforeWriting("the read for the backup")
             }
         }
         try order.finish()
         return try write(
-            records: order.reader(for: ""), revision: revision, source: source, toolVersion: toolVersion, to: path, logger: logger)
+            records: order.reader(for: ""), revision: revision, source: source, toolVersion: toolVersion, to: path, stop: stop,
+            logger: logger)
     }
 }

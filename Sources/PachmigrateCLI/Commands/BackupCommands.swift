@@ -48,7 +48,10 @@ struct BackupCommand: ParsableCommand {
             let client = try connection.makeClient(logger: context.logger)
             let layout = connection.layout
             let prefixes = [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)]
-            let info = try Backup.take(store: client, prefixes: prefixes, to: path, toolVersion: toolVersion, logger: context.logger)
+            // Ctrl-C deletes the unfinished file rather than leave one that looks like a backup.
+            let signals = SignalHandlers { signal, _ in context.progress.interrupt("signal \(signal): stopping; the unfinished backup is deleted") }
+            let info = try Backup.take(
+                store: client, prefixes: prefixes, to: path, toolVersion: toolVersion, stop: signals.stop, logger: context.logger)
             var report = BackupReport(backup: info)
             if let snapshot {
                 report.snapshotBytes = try client.snapshot(toFile: snapshot)

@@ -128,7 +128,7 @@ func remedy(for code: MigrationError.Code) -> String? {
     case .stoppedBeforeWriting:
         "The lock is free: run the same command again when you are ready"
     case .backupFailed:
-        "Free some space there or choose another path for the backup, then run again"
+        "Free some space there, move the file there away, or choose another path for the backup, then run again"
     default:
         nil
     }
