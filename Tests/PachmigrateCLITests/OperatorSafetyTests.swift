@@ -311,3 +311,36 @@ struct BackupPathReuseTests {
         }
     }
 }
+
+/// Ctrl-C during a restore: before its first write nothing changes; after it, the restore
+/// stops after the txn in flight, leaves the cluster unstamped (no new pachd starts on it)
+/// and the same command finishes it.
+@Suite("Stopping a restore")
+struct StopRestoreTests {
+    @Test func aRestoreStoppedHalfWayIsUnstampedAndTheSameCommandFinishesIt() async throws {
+        try await onOwnThread {
+            let cluster = try BigCluster(scale: 20)
+            defer { cluster.stop() }
+            let migrated = try pachmigrate(["migrate", "--backup", cluster.backupPath] + cluster.endpoint, timeout: 600)
+            #expect(migrated.status == 0, "\(migrated.stderr.suffix(2000))")
+
+            let restore = try PachmigrateProcess(["restore", cluster.backupPath] + cluster.endpoint)
+            let unstamped = eventually(timeout: 60) {
+                !restore.process.isRunning
+                    || (try? cluster.client.range(RangeRequest(key: bytes("pachmigrate/version"))).kvs.isEmpty) == true
+            }
+            #expect(unstamped && restore.process.isRunning, "the restore never began writing")
+            restore.signal(SIGINT)
+            let stopped = restore.wait(timeout: 60)
+            #expect(stopped.status == 7, "\(stopped.stderr.suffix(2000))")
+            #expect(stopped.stderr.contains("half restored and no longer stamped"), "\(stopped.stderr.suffix(2000))")
+            #expect(try cluster.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.isEmpty)
+            let held = try pachmigrate(["wait", "--version", "1.5.0", "--timeout", "1s"] + cluster.endpoint, timeout: 30)
+            #expect(held.status == 1, "a new pachd's init container must keep waiting: \(held.stderr)")
+
+            let finished = try pachmigrate(["restore", cluster.backupPath] + cluster.endpoint, timeout: 600)
+            #expect(finished.status == 0, "\(finished.stderr.suffix(2000))")
+            #expect(valuesByKey(try pachydermState(cluster.client)) == valuesByKey(cluster.before))
+        }
+    }
+}

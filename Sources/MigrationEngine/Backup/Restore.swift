@@ -162,7 +162,7 @@ public struct Restorer: Sendable {
 
     public func restore(
         from path: String, options: MigrationOptions, restore restoreOptions: RestoreOptions = RestoreOptions(),
-        progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }
+        stop: StopSignal = StopSignal(), progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }
     ) throws(MigrationError) -> RestoreResult {
         let sha: String
         do {
@@ -219,10 +219,27 @@ public struct Restorer: Sendable {
             throw MigrationError(.restoreRefused, plan.refusalMessage(backup: path), keys: plan.newerWriteSample)
         }
 
+        try stop.checkBeforeWriting("the restore's checks")
         let holder = LockHolder.current(command: options.command, toolVersion: options.toolVersion, from: nil, to: nil)
-        let lock = try MigrationLock.acquire(store: store, namespace: namespace, holder: holder, options: options.lock, logger: logger)
+        let lock = try MigrationLock.acquire(
+            store: store, namespace: namespace, holder: holder, options: options.lock, stop: stop, logger: logger)
         defer { lock.release() }
         lock.report(step: .restore, done: 0, total: lines)
+        try stop.beginWriting()
+        // Unstamped before the first key is touched: a restore stopped half way (a signal, a
+        // crash) must not leave a cluster that `wait --version` lets a new pachd start on.
+        try fenced(lock, [.deleteRange(DeleteRangeRequest(key: namespace.versionKey))], doing: "unstamping the cluster")
+        var restored = 0
+        var removed = 0
+        func stopIfAsked() throws(MigrationError) {
+            guard stop.isStopped else { return }
+            var error = MigrationError(
+                .interrupted,
+                "stopped on request after restoring \(restored) of \(lines) keys and removing \(removed); the cluster is half restored "
+                    + "and no longer stamped: run the same restore command again to finish (it is safe to repeat)")
+            error.signal = stop.signal
+            throw error
+        }
 
         // Remove what the backup does not hold: etcd lists keys in byte order, so one walk
         // over both sorted lists finds them.
@@ -233,7 +250,9 @@ public struct Restorer: Sendable {
             guard !doomed.isEmpty else { return }
             try fenced(lock, doomed.map { .deleteRange(DeleteRangeRequest(key: $0)) }, doing: "removing keys the backup does not hold")
             extra += doomed
+            removed = extra.count
             doomed.removeAll(keepingCapacity: true)
+            try stopIfAsked()
         }
         for prefix in prefixes.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             var pages = store.pages(prefix: prefix, keysOnly: true)
@@ -248,7 +267,6 @@ public struct Restorer: Sendable {
 
         // Write back in file order (mod-revision order). Keys that shared a revision
         // before share one again: they go in one txn.
-        var restored = 0
         do {
             let reader = try DumpReader(path: path)
             var group: [KeyValue] = []
@@ -260,6 +278,7 @@ public struct Restorer: Sendable {
                 lock.report(done: restored)
                 progress(ProgressEvent(step: .restore, done: restored, total: lines))
                 group.removeAll(keepingCapacity: true)
+                try stopIfAsked()
             }
             while let kv = try reader.read() {
                 if let first = group.first, first.modRevision != kv.modRevision || group.count >= 100 {

@@ -187,9 +187,16 @@ struct RestoreCommand: ParsableCommand {
             let restorer = Restorer(
                 store: client, namespace: connection.namespace,
                 prefixes: [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)], logger: context.logger)
+            let signals = SignalHandlers { signal, writing in
+                context.progress.interrupt(
+                    writing
+                        ? "signal \(signal): finishing the txn in flight, then stopping (run the same restore command again to finish)"
+                        : "signal \(signal): stopping now; nothing has been written")
+            }
             let result = try restorer.restore(
                 from: path, options: options,
-                restore: RestoreOptions(dryRun: dryRun, ontoOtherCluster: ontoOtherCluster, discardNewerWrites: discardNewerWrites)
+                restore: RestoreOptions(dryRun: dryRun, ontoOtherCluster: ontoOtherCluster, discardNewerWrites: discardNewerWrites),
+                stop: signals.stop
             ) { context.progress.update($0) }
             return RestoreReport(
                 path: path, sha256: result.sha256, dryRun: result.dryRun, plan: result.plan, restored: result.restored,
