@@ -32,6 +32,9 @@ public struct MigrationOptions: Sendable {
     public var toolVersion = "dev"
     /// etcd's space quota, and whether to compact behind the writes.
     public var space = SpacePolicy()
+    /// Hears the forecast of a run that writes, before its first write, so it can be shown
+    /// while the run goes on (the result carries it too).
+    public var onForecast: (@Sendable (TimeForecast) -> Void)?
 
     public init(backup: BackupChoice) {
         self.backup = backup
@@ -78,6 +81,19 @@ public struct MigrationResult: Sendable {
     public var spaceUnavailable: String?
     /// Physical compactions made behind the writes (`SpacePolicy.compactEvery`).
     public var compactions = 0
+    /// How long the run takes from here (`plan`, a dry run, and `migrate` before its first
+    /// write); nil where the latencies could not be measured (`forecastUnavailable` says why).
+    public var forecast: TimeForecast?
+    public var forecastUnavailable: String?
+    /// What each phase of this invocation took, in seconds (nil: not run).
+    public var took = PhaseTimes()
+}
+
+/// Seconds each phase of a run took.
+public struct PhaseTimes: Sendable, Hashable, Codable {
+    public var scan: Double?
+    public var backup: Double?
+    public var write: Double?
 }
 
 /// An interrupted run as the journal records it, when a later invocation picks it up.
@@ -143,6 +159,7 @@ public struct Migrator: Sendable {
 
         try stop.checkBeforeWriting("the preflight")
         if options.dryRun {
+            let scanStart = ContinuousClock.now
             let scan = try retryingCompaction { () throws(MigrationError) -> ClusterScan in
                 let unfinished = existing.flatMap { $0.status == .done ? nil : $0 }
                 return try scanCluster(
@@ -151,6 +168,10 @@ public struct Migrator: Sendable {
                     keepAllKeys: false, stop: stop, progress: progress)
             }
             var result = MigrationResult(outcome: .dryRun, scan: scan, startRevision: scan.revision)
+            result.took.scan = seconds(ContinuousClock.now - scanStart)
+            let backupSeconds = Backup.calibratedSeconds(
+                keys: scan.keysScanned, averageBytes: Int(scan.bytesRead / Int64(max(1, scan.keysScanned))))
+            forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: backupSeconds, into: &result)
             if let unfinished = existing, unfinished.status == .running || unfinished.status == .failed {
                 result.unfinishedRun = UnfinishedRun(unfinished, cursors: try journal.laneCursors())
             }
@@ -225,15 +246,19 @@ public struct Migrator: Sendable {
         // Nothing is written before the backup is complete: a compaction by someone else
         // during the scan or the backup restarts both at a newer revision.
         let scan = try retryingCompaction { () throws(MigrationError) -> ClusterScan in
+            let scanStart = ContinuousClock.now
             let scan = try scanCluster(
                 options: options, runStartRevision: state?.startRevision, resumeCursors: resumeCursors,
                 keepAllKeys: writesBackup, stop: stop, progress: progress)
+            result.took.scan = seconds(ContinuousClock.now - scanStart)
             switch try refuseUnlessReady(scan, options.space) {
             case .success(let space): result.space = space
             case .failure(let error): result.spaceUnavailable = error.message
             }
             if writesBackup, case .file(let path) = options.backup {
                 let total = scan.allKeysCount
+                let backupStart = ContinuousClock.now
+                defer { result.took.backup = seconds(ContinuousClock.now - backupStart) }
                 lock.report(step: .backup, done: 0, total: total)
                 progress(ProgressEvent(step: .backup, done: 0, total: total))
                 let source = try migration.backupPrefixes.first.map { (prefix) throws(MigrationError) in
@@ -270,6 +295,8 @@ public struct Migrator: Sendable {
         }
         current.step = MigrationStep.rewrite.rawValue
         result.startRevision = current.startRevision
+        forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: result.took.backup, into: &result)
+        if let forecast = result.forecast { options.onForecast?(forecast) }
         // The last moment a stop ends the run with nothing written; from here on it finishes
         // the txn in flight and leaves the run resumable.
         try stop.beginWriting()
@@ -279,10 +306,12 @@ public struct Migrator: Sendable {
         // The first compaction, before the first record: it proves the user may compact
         // (a refusal then stops the run with nothing rewritten).
         try compactor?.compactNow(to: scan.revision)
+        let writeStart = ContinuousClock.now
         let writes = try writeLanes(
             scan: scan, startRevision: current.startRevision, options: options, lock: lock, stop: stop,
             compactor: compactor, progress: progress)
         let ourRevisions = writes.revisions
+        result.took.write = seconds(ContinuousClock.now - writeStart)
         result.written = writes.written
         result.keptInOrder = writes.keptInOrder
         result.txns = writes.txns
@@ -321,6 +350,21 @@ public struct Migrator: Sendable {
         guard response.succeeded else { throw lostLock(doing: "recording the completed migration") }
         lock.report(step: .done)
         return result
+    }
+
+    /// Measures the latencies and makes the forecast; a failure to measure (a user who may
+    /// not write, etcd away) leaves it out with the reason, never stops the run.
+    private func forecast(_ scan: ClusterScan, scanSeconds: Double, backupSeconds: Double?, into result: inout MigrationResult) {
+        do {
+            let latency = try MeasuredLatency.measure(
+                store: store, namespace: namespace, recordBytes: Int(scan.writeBytes / Int64(max(1, scan.pendingCount))))
+            result.forecast = TimeForecast(
+                roundTripSeconds: latency.roundTripSeconds, fencedTxnSeconds: latency.fencedTxnSeconds, scanSeconds: scanSeconds,
+                backupSeconds: backupSeconds, records: scan.pendingCount, longestChain: scan.longestLane,
+                longestChainKind: scan.longestLaneKind)
+        } catch {
+            result.forecastUnavailable = error.message
+        }
     }
 
     private func scanCluster(

@@ -1,5 +1,12 @@
 import EtcdGateway
 import Logging
+import PlatformShim
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// A logical backup: every key under the roots as it was at one revision, in mod-revision
 /// order, in the dump format (`DumpWriter`), with a `.sha256` beside it and, when the
@@ -13,6 +20,36 @@ public struct BackupInfo: Codable, Sendable, Hashable {
 }
 
 public enum Backup {
+    /// About how long writing a backup of `keys` keys averaging `averageBytes` takes here:
+    /// the same work (spill read, JSON lines, hashing, the file and its fsync) done for a
+    /// sample of up to 4,000 keys in the temp directory, scaled. Nil when the sample could not
+    /// be written (the forecast then leaves the backup out rather than guess).
+    public static func calibratedSeconds(keys: Int, averageBytes: Int) -> Double? {
+        guard keys > 0 else { return 0 }
+        let sample = min(keys, 4000)
+        let directory = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let path = "\(directory)/pachmigrate-calibration-\(UUID().uuidString).jsonl"
+        defer {
+            _ = unlink(path)
+            _ = unlink(path + ".sha256")
+        }
+        do throws(MigrationError) {
+            let spill = try RevisionOrderSpill()
+            let value = [UInt8](repeating: 0x61, count: max(1, averageBytes - 40))
+            for i in 0..<sample {
+                let key = Array("pachyderm_pps/jobs/calibration-\(i)".utf8)
+                let kv = KeyValue(key: key, value: value, createRevision: Int64(i + 1), modRevision: Int64(i + 1), version: 1, lease: 0)
+                try spill.append(KeyRevision(key: key, modRevision: Int64(i + 1), payload: kv.spilled), to: "")
+            }
+            try spill.finish()
+            let start = ContinuousClock.now
+            _ = try write(records: spill.reader(for: ""), revision: 0, source: nil, toolVersion: nil, to: path, logger: Logger(label: "calibration"))
+            return seconds(ContinuousClock.now - start) * Double(keys) / Double(sample)
+        } catch {
+            return nil
+        }
+    }
+
     /// A complete backup already at `path` that holds exactly `records` (the same keys,
     /// values and revisions, in the same order) is this run's own: an earlier attempt took
     /// it and stopped before its first write to etcd (a re-run Job with a fixed backup path,

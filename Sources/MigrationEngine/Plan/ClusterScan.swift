@@ -35,6 +35,8 @@ public struct ClusterScan: Sendable {
     public var allKeysCount: Int { order.count(of: Self.backupGroup) }
     /// How many keys the scan read under the roots (whether or not `allKeys` kept them).
     public var keysScanned = 0
+    /// Keys and values read, in bytes: what a backup of them writes (before its encoding).
+    public var bytesRead: Int64 = 0
     /// Per lane, how many records are still to write (those that change, and every record
     /// after the first of them: the order rule); `pending(lane)` reads them in order.
     public var pendingCounts: [String: Int]
@@ -71,6 +73,10 @@ public struct ClusterScan: Sendable {
     /// The most records any one lane has to write: the floor on the write phase's txns
     /// (records of one lane need one txn each; records of different lanes share them).
     public var longestLane: Int { pendingCounts.values.max() ?? 0 }
+    /// The record kind of the longest lane (`jobs`, `commits`, …).
+    public var longestLaneKind: String {
+        pendingCounts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }.map { Self.kind(ofLane: $0.key) } ?? ""
+    }
     public var blockingFindings: [AtRestFinding] { findings.filter(\.blocking) }
 
     /// The kind of a lane: its name up to the first `/` (`commits/images` → `commits`).
@@ -164,6 +170,7 @@ public struct ClusterScan: Sendable {
         _ kv: KeyValue, migration: any RecordMigration, runStartRevision: Int64?, keepKey: Bool, lanes: inout LaneTally
     ) throws(MigrationError) {
         keysScanned += 1
+        bytesRead += Int64(kv.key.count + kv.value.count)
         // The backup is written from these reads: no second read of the cluster.
         if keepKey { try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision, payload: kv.spilled), to: Self.backupGroup) }
         guard let lane = migration.lane(of: kv.key) else {

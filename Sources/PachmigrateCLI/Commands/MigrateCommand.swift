@@ -27,6 +27,10 @@ struct MigrationReport: CommandReport {
     var space: SpaceEstimate?
     var spaceUnavailable: String?
     var compactions: Int?
+    /// How long the run takes from here, and what this invocation's phases took.
+    var timeForecast: TimeForecast?
+    var timeForecastUnavailable: String?
+    var took: PhaseTimes?
     var backup: BackupInfo?
     var snapshot: String?
     var resumed: Bool
@@ -53,6 +57,7 @@ struct MigrationReport: CommandReport {
 
     enum CodingKeys: String, CodingKey {
         case etcd, outcome, from, to, detected, plan, state, scan, forecast, space, spaceUnavailable, compactions, backup, snapshot,
+            timeForecast, timeForecastUnavailable, took,
             resumed, resuming, backupNotWritten, written, keptInOrder, txns, longestGroup, message
     }
 
@@ -107,6 +112,15 @@ struct MigrationReport: CommandReport {
         }
         if let spaceUnavailable { lines.append("etcd space: not checked (\(spaceUnavailable)); the quota could not be compared") }
         if let compactions, compactions > 0 { lines.append("Compacted etcd's history \(compactions) time(s) behind the run.") }
+        if let timeForecast, outcome != .migrated { lines.append(timeForecast.text) }
+        if let timeForecastUnavailable, outcome != .migrated {
+            lines.append("Time forecast: not made (\(timeForecastUnavailable))")
+        }
+        if outcome == .migrated, let took, let write = took.write {
+            var parts = [took.scan.map { "scan \(formatSeconds($0))" }, took.backup.map { "backup \(formatSeconds($0))" }].compactMap { $0 }
+            parts.append("writing \(formatSeconds(write))" + (timeForecast.map { " (forecast \(formatSeconds($0.writeSeconds)))" } ?? ""))
+            lines.append("Took: " + parts.joined(separator: ", ") + ".")
+        }
         if let backup { lines.append("Backup: \(backup.path) (\(backup.keys) keys, sha256 \(backup.sha256))") }
         if let snapshot { lines.append("etcd snapshot: \(snapshot)") }
         switch outcome {
@@ -211,6 +225,7 @@ struct MigrateCommand: ParsableCommand {
             options.space = space.policy
             options.command = "pachmigrate migrate"
             options.toolVersion = toolVersion
+            options.onForecast = { forecast in context.progress.interrupt(forecast.text) }
             if report.detected.source == .journal, let backup, !dryRun {
                 // Said before the run, not only in the report at its end.
                 context.logger.notice(
@@ -244,6 +259,9 @@ struct MigrateCommand: ParsableCommand {
             report.space = result.space
             report.spaceUnavailable = result.spaceUnavailable
             report.compactions = result.compactions
+            report.timeForecast = result.forecast
+            report.timeForecastUnavailable = result.forecastUnavailable
+            report.took = result.took
             report.keptInOrder = result.keptInOrder
             if result.written > 0 {
                 report.txns = result.txns
@@ -316,7 +334,26 @@ struct PlanCommand: ParsableCommand {
             report.forecast = migration.forecast.pipelines
             report.space = result.space
             report.spaceUnavailable = result.spaceUnavailable
+            report.timeForecast = result.forecast
+            report.timeForecastUnavailable = result.forecastUnavailable
             return report
         }
+    }
+}
+
+extension TimeForecast {
+    /// "Time forecast from here: about 7m2s: scan 40s, backup 35s, writing 6m (…)".
+    var text: String {
+        let phases = [
+            "scan \(formatSeconds(scanSeconds))", backupSeconds.map { "backup \(formatSeconds($0))" },
+            "writing \(formatSeconds(writeSeconds))",
+        ].compactMap { $0 }
+        let chain =
+            longestChain > 0
+            ? "the longest chain is \(longestChain) \(longestChainKind), one txn after another, "
+            : ""
+        return "Time forecast from here: about \(formatSeconds(totalSeconds)): " + phases.joined(separator: ", ")
+            + " (\(records) records to write; \(chain)\(String(format: "%.2f", fencedTxnSeconds * 1000)) ms a txn, "
+            + "\(String(format: "%.2f", roundTripSeconds * 1000)) ms a round trip from here)"
     }
 }

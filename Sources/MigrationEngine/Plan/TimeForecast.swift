@@ -1,0 +1,117 @@
+import EtcdGateway
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// How long a migration of this cluster takes from where pachmigrate runs: what an operator
+/// plans a maintenance window with. Made from the scan (which `plan` and `migrate` have just
+/// done, so its time is measured, not guessed), a calibrated backup write, and two latencies
+/// measured against this etcd with requests that change nothing.
+///
+/// The write phase has two bounds and takes the longer. Records of one ordering group land
+/// one txn after another, so the longest group costs a fenced txn's full latency per record
+/// (the critical path: what a network adds to). Records of different groups share txns, so
+/// the rest overlap with it, until etcd's own work per record bounds the run (what a
+/// loopback bench sees: about the server's part of a lone txn per record, a little less
+/// since records share txns).
+public struct TimeForecast: Sendable, Hashable, Codable {
+    /// A read that returns nothing, there and back (median).
+    public var roundTripSeconds: Double
+    /// A fenced txn with a put that never applies (its compare never holds), as a record's
+    /// txn costs: raft, the compare, the round trip (median).
+    public var fencedTxnSeconds: Double
+    public var scanSeconds: Double
+    /// Nil for a run without a backup.
+    public var backupSeconds: Double?
+    public var writeSeconds: Double
+    /// Records of the longest ordering group: that many txns, one after another.
+    public var longestChain: Int
+    /// The kind of that group (`jobs`, `commits`, …).
+    public var longestChainKind: String
+    public var records: Int
+
+    public var totalSeconds: Double { scanSeconds + (backupSeconds ?? 0) + writeSeconds }
+
+    /// etcd's work per record applied, as a share of its work per txn (the probe's txn is
+    /// never applied, so it cannot be timed): measured 0.3 ms against 0.4 ms on etcd 3.1.4
+    /// and 3.4 (docs/performance.md, "Where the time goes").
+    static let applyShare = 0.75
+
+    /// The write phase: the longer of the critical path (each record of the longest chain a
+    /// whole txn, applied) and etcd's own work (a txn's server part per txn, which is about
+    /// one per record of the longest chain since the others share them, and an apply per
+    /// record). The server part is what a txn takes beyond a read's round trip.
+    public static func writeSeconds(records: Int, longestChain: Int, fencedTxnSeconds: Double, roundTripSeconds: Double) -> Double {
+        let serverPerTxn = max(fencedTxnSeconds - roundTripSeconds, fencedTxnSeconds * 0.1)
+        let applyPerRecord = serverPerTxn * applyShare
+        let criticalPath = Double(longestChain) * (fencedTxnSeconds + applyPerRecord)
+        let serverWork = Double(longestChain) * serverPerTxn + Double(records) * applyPerRecord
+        return max(criticalPath, serverWork)
+    }
+
+    public init(
+        roundTripSeconds: Double, fencedTxnSeconds: Double, scanSeconds: Double, backupSeconds: Double?, records: Int,
+        longestChain: Int, longestChainKind: String
+    ) {
+        self.roundTripSeconds = roundTripSeconds
+        self.fencedTxnSeconds = fencedTxnSeconds
+        self.scanSeconds = scanSeconds
+        self.backupSeconds = backupSeconds
+        self.records = records
+        self.longestChain = longestChain
+        self.longestChainKind = longestChainKind
+        self.writeSeconds = Self.writeSeconds(
+            records: records, longestChain: longestChain, fencedTxnSeconds: fencedTxnSeconds, roundTripSeconds: roundTripSeconds)
+    }
+}
+
+/// The latencies a forecast needs, measured with requests that change nothing.
+public struct MeasuredLatency: Sendable, Hashable {
+    public var roundTripSeconds: Double
+    public var fencedTxnSeconds: Double
+
+    /// The median of `samples` of each: a count-only read of one key, and a txn whose
+    /// compare (the lock key's version below zero) never holds, carrying a put as a record's
+    /// txn does. etcd checks a txn's permissions before its compare: a user without write
+    /// permission gets `permissionDenied`, and the forecast is made without it.
+    /// `recordBytes`: a typical record's size, so the txn carries what a record's does (its
+    /// value and its lane cursor).
+    public static func measure(
+        store: any KeyValueService, namespace: Namespace, recordBytes: Int, samples: Int = 7
+    ) throws(EtcdError) -> MeasuredLatency {
+        let read = RangeRequest(key: namespace.lockKey, countOnly: true)
+        let txn = TxnRequest(
+            compare: [Compare(key: namespace.lockKey, .less, .version(0)), Compare(key: namespace.stateKey, .less, .modRevision(0))],
+            success: [
+                .put(PutRequest(key: namespace.lockKey, value: [UInt8](repeating: 0x61, count: max(0, recordBytes)))),
+                .put(PutRequest(key: namespace.laneKey("probe"), value: [UInt8](repeating: 0x61, count: 80))),
+            ])
+        var reads: [Double] = []
+        var txns: [Double] = []
+        for _ in 0..<max(1, samples) {
+            reads.append(try timed { () throws(EtcdError) in _ = try store.range(read) })
+            txns.append(try timed { () throws(EtcdError) in _ = try store.txn(txn) })
+        }
+        return MeasuredLatency(roundTripSeconds: median(reads), fencedTxnSeconds: median(txns))
+    }
+
+    private static func timed(_ body: () throws(EtcdError) -> Void) throws(EtcdError) -> Double {
+        let start = ContinuousClock.now
+        try body()
+        return seconds(ContinuousClock.now - start)
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+    }
+}
+
+/// A duration in seconds, for arithmetic and JSON.
+func seconds(_ duration: Duration) -> Double {
+    let (whole, attoseconds) = duration.components
+    return Double(whole) + Double(attoseconds) / 1e18
+}

@@ -1,0 +1,54 @@
+import MigrationEngine
+import Testing
+
+/// The forecast's arithmetic: which bound governs where, and how the phases add up.
+@Suite("Time forecast")
+struct TimeForecastTests {
+    /// Across a network the critical path governs: each record of the longest chain costs a
+    /// whole txn there and back, whatever the other records do beside it.
+    @Test(arguments: [0.0005, 0.002, 0.0035])
+    func acrossANetworkTheLongestChainGoverns(roundTrip: Double) {
+        let serverPart = 0.0006
+        let write = TimeForecast.writeSeconds(
+            records: 35_871, longestChain: 15_330, fencedTxnSeconds: roundTrip + serverPart, roundTripSeconds: roundTrip)
+        let floor = 15_330 * (roundTrip + serverPart)
+        #expect(write >= floor)
+        // The apply of each record is all it adds to the floor.
+        #expect(write < floor + 15_330 * serverPart)
+    }
+
+    /// On loopback etcd's own work governs: every record's apply, and a txn's server part
+    /// per txn of the longest chain.
+    @Test func onLoopbackEtcdsWorkGoverns() {
+        let write = TimeForecast.writeSeconds(records: 100_000, longestChain: 1_000, fencedTxnSeconds: 0.0007, roundTripSeconds: 0.0001)
+        let serverPerTxn = 0.0006
+        #expect(abs(write - (1_000 * serverPerTxn + 100_000 * serverPerTxn * 0.75)) < 1e-9)
+        #expect(write > 1_000 * 0.0007 * 2)
+    }
+
+    /// More round trip never forecasts a shorter run; a longer chain never either.
+    @Test func monotonicInRoundTripAndChain() {
+        var previous = 0.0
+        for roundTrip in stride(from: 0.0, through: 0.005, by: 0.0005) {
+            let write = TimeForecast.writeSeconds(
+                records: 10_000, longestChain: 4_000, fencedTxnSeconds: roundTrip + 0.0005, roundTripSeconds: roundTrip)
+            #expect(write >= previous)
+            previous = write
+        }
+        let short = TimeForecast.writeSeconds(records: 10_000, longestChain: 100, fencedTxnSeconds: 0.003, roundTripSeconds: 0.002)
+        let long = TimeForecast.writeSeconds(records: 10_000, longestChain: 9_000, fencedTxnSeconds: 0.003, roundTripSeconds: 0.002)
+        #expect(long > short)
+    }
+
+    @Test func phasesAddUp() {
+        let forecast = TimeForecast(
+            roundTripSeconds: 0.001, fencedTxnSeconds: 0.002, scanSeconds: 40, backupSeconds: 35, records: 151_000,
+            longestChain: 151_000, longestChainKind: "jobs")
+        #expect(forecast.writeSeconds >= 151_000 * 0.002)
+        #expect(abs(forecast.totalSeconds - (40 + 35 + forecast.writeSeconds)) < 1e-9)
+        let noBackup = TimeForecast(
+            roundTripSeconds: 0.001, fencedTxnSeconds: 0.002, scanSeconds: 40, backupSeconds: nil, records: 151_000,
+            longestChain: 151_000, longestChainKind: "jobs")
+        #expect(abs(noBackup.totalSeconds - (40 + noBackup.writeSeconds)) < 1e-9)
+    }
+}
