@@ -261,11 +261,11 @@ public struct Migrator: Sendable {
                 defer { result.took.backup = seconds(ContinuousClock.now - backupStart) }
                 lock.report(step: .backup, done: 0, total: total)
                 progress(ProgressEvent(step: .backup, done: 0, total: total))
+                result.backup = try Backup.reuse(records: scan.allKeys(), revision: scan.revision, at: path, logger: logger)
+                if result.backup != nil { return scan }
                 let source = try migration.backupPrefixes.first.map { (prefix) throws(MigrationError) in
                     try ClusterIdentity.read(store: store, probe: prefix)
                 }
-                result.backup = try Backup.reuse(records: scan.allKeys(), revision: scan.revision, at: path, logger: logger)
-                if result.backup != nil { return scan }
                 result.backup = try Backup.write(
                     records: scan.allKeys(), revision: scan.revision, source: source, toolVersion: options.toolVersion, to: path,
                     stop: stop, logger: logger
