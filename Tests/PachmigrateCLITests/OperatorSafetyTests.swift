@@ -129,7 +129,8 @@ struct StopBeforeWritingTests {
             let sample = try SampleServer()
             defer { sample.server.stop() }
             let lease = try sample.client.leaseGrant(ttl: 60)
-            let holder = #"{"holderID":"other","host":"elsewhere","pid":1,"toolVersion":"0.1.0","command":"pachmigrate migrate","#
+            let holder =
+                #"{"holderID":"other","host":"elsewhere","pid":1,"toolVersion":"0.1.0","command":"pachmigrate migrate","#
                 + #""startedAt":"2026-01-01T00:00:00Z","step":"rewrite","done":1,"total":2,"heartbeat":"2026-01-01T00:00:00Z","#
                 + #""heartbeatEpoch":1767225600,"leaseID":"1","ttl":60}"#
             _ = try sample.client.put(PutRequest(key: bytes("pachmigrate/lock"), value: bytes(holder), lease: lease.id))
