@@ -351,6 +351,7 @@ struct OrderRuleTests {
         #expect(laneOrder(store) == before)
         #expect(values(store).values.allSatisfy { $0.hasPrefix("v2:REC-") })
         // The records before each lane's first change were not touched at all.
+        #expect(leading.count == 6, "2 clean records lead each of the 3 lanes")
         for kv in leading { #expect(store.current(String(decoding: kv.key, as: UTF8.self))?.modRevision == kv.modRevision) }
         let history = try JournalReader(store: store, namespace: Namespace()).history()
         #expect(history.last?.counts?["c"] == 54)

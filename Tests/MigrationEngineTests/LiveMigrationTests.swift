@@ -41,6 +41,7 @@ struct LiveMigrationTests {
             #expect(orderByGroup(after, group: orderingGroup) == orderByGroup(before, group: orderingGroup))
             // Keys that are not records were not rewritten at all.
             let untouched = before.filter { orderingGroup($0.key) == nil }
+            #expect(untouched.count == before.count - result.written && !untouched.isEmpty)
             let afterByKey = Dictionary(uniqueKeysWithValues: after.map { ($0.key, $0) })
             #expect(untouched.allSatisfy { afterByKey[$0.key]?.modRevision == $0.modRevision })
 
@@ -70,12 +71,17 @@ struct LiveMigrationTests {
             let strays = ["pachyderm_pfs/", "pachyderm_pfs/commits/images/zz-stray", "pachyderm_pps/jobs/0-stray", "pachyderm_pps/~"]
             for key in strays { try client.put(PutRequest(key: bytes(key), value: bytes("stray"))) }
             let restorer = Restorer(store: client, namespace: Namespace(), prefixes: try migration().backupPrefixes, logger: testLogger)
-            // Written after the migration, not by it: refused until discarding them is said.
+            // Written after the migration, not by it: refused until discarding them is said,
+            // and the refusal writes nothing at all (not even the lock).
+            let unrefused = try pachydermState(client)
+            let revisionBeforeRefusal = try client.status().header.revision
             let refused = #expect(throws: MigrationError.self) {
                 try restorer.restore(from: backupPath, options: MigrationOptions(backup: .none))
             }
             #expect(refused?.code == .restoreRefused)
             #expect(refused?.keys.count == strays.count)
+            #expect(try pachydermState(client) == unrefused)
+            #expect(try client.status().header.revision == revisionBeforeRefusal)
             let restoring = try restorer.restore(
                 from: backupPath, options: MigrationOptions(backup: .none), restore: RestoreOptions(discardNewerWrites: true))
             #expect(restoring.removed == strays)

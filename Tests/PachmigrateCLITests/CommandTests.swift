@@ -253,8 +253,9 @@ struct CommandTests {
             #expect(early.stderr.contains("timed out"))
 
             let waiter = try PachmigrateProcess(["wait", "--version", "1.5.0", "--timeout", "120s", "--interval", "200ms"] + sample.endpoint)
-            usleep(500_000)
-            #expect(waiter.process.isRunning)
+            // Migrated only once it has looked and found the cluster not ready (it says so).
+            let polling = eventually(timeout: 30) { !waiter.process.isRunning || waiter.currentStderr.contains("waiting:") }
+            #expect(polling && waiter.process.isRunning, "\(waiter.currentStderr)")
             let migrate = try pachmigrate(["migrate", "--no-backup", "--quiet"] + sample.endpoint)
             #expect(migrate.status == 0)
             let waited = waiter.wait(timeout: 30)
@@ -292,9 +293,14 @@ struct CommandTests {
             var data = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/b.jsonl"))
             data[100] ^= 1
             try data.write(to: URL(fileURLWithPath: "\(dir)/b.jsonl"))
+            let unrestored = try pachydermState(sample.client)
+            let revision = try sample.client.status().header.revision
             let corrupt = try pachmigrate(["restore", "\(dir)/b.jsonl"] + sample.endpoint)
             #expect(corrupt.status == 1)
             #expect(corrupt.stderr.contains("sha256") || corrupt.stderr.contains("checksum"))
+            // Refused before anything was written: not a key, not even the lock.
+            #expect(try pachydermState(sample.client) == unrestored)
+            #expect(try sample.client.status().header.revision == revision)
         }
     }
 

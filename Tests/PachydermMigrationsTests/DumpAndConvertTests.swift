@@ -149,11 +149,11 @@ struct DumpTests {
         try writer.write(KeyValue(key: Array("a".utf8), value: Array("b".utf8)))
         try writer.finish()
         try #"{"key":"YQ==","value":"Yw=="}"#.appending("\n").write(toFile: path, atomically: false, encoding: .utf8)
-        #expect(throws: DumpError.self) { try verifyDumpChecksum(path: path) }
-        #expect((try? verifyDumpChecksum(path: path)) == nil)
-        do { try verifyDumpChecksum(path: path) } catch { #expect(error.code == .checksumMismatch) }
+        let tampered = #expect(throws: DumpError.self) { try verifyDumpChecksum(path: path) }
+        #expect(tampered?.code == .checksumMismatch)
         try FileManager.default.removeItem(atPath: path + ".sha256")
-        do { try verifyDumpChecksum(path: path) } catch { #expect(error.code == .missingChecksum) }
+        let missing = #expect(throws: DumpError.self) { try verifyDumpChecksum(path: path) }
+        #expect(missing?.code == .missingChecksum)
     }
 }
 

@@ -30,17 +30,24 @@ struct ScaledClusterTests {
             let first = try PachmigrateProcess(["migrate", "--no-backup", "--lock-ttl", "5", "--endpoints", server.endpoint])
             usleep(killAfter)
             first.signal(SIGKILL)
-            _ = first.wait()
+            let killed = first.wait()
+            #expect(
+                killed.status == SIGKILL && first.process.terminationReason == .uncaughtSignal,
+                "\(replay): the first run ended before the SIGKILL (\(killed.status)): \(killed.stderr.suffix(1000))")
+            #expect(try JournalFacts(client).version() == nil, "\(replay): the killed run had already finished")
 
             let rerun = try PachmigrateProcess(["migrate", "--no-backup", "--wait-lock", "60s", "--endpoints", server.endpoint])
             // Once the rerun holds the lock (the dead run's lease has expired), etcd goes down
             // for a second at a seeded instant.
-            _ = eventually(timeout: 30) {
+            let holding = eventually(timeout: 30) {
                 !rerun.process.isRunning
                     || (try? client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.first)
                         .map { text($0.value).contains("\"pid\":\(rerun.pid)") } == true
             }
+            #expect(holding && rerun.process.isRunning, "\(replay): the rerun never held the lock: \(rerun.currentStderr.suffix(2000))")
             usleep(restartAfter)
+            // The restart lands on the running rerun, not after it.
+            #expect(rerun.process.isRunning, "\(replay): the rerun ended before etcd went down")
             server.shutdown()
             usleep(1_000_000)
             try server.restart()

@@ -43,6 +43,11 @@ struct SpaceTests {
             #expect(refused.status == 9, "\(refused.stderr)")
             #expect(refused.stderr.contains("etcd would run out of space"))
             #expect(refused.stderr.contains("--compact"))
+            // The preflight's refusal, not etcd's NOSPACE mid-run (which exits 9 too): no
+            // alarm, its estimate in the message, nothing written.
+            #expect(!refused.stderr.contains("NOSPACE"), "\(refused.stderr)")
+            #expect(refused.stderr.contains("nothing was written"), "\(refused.stderr)")
+            #expect(try tight.client.alarms().isEmpty)
             #expect(try pachydermState(tight.client) == tight.expectation.before)
             #expect(try tight.client.range(.prefix(bytes("pachmigrate/state"))).kvs.isEmpty)
 
@@ -71,6 +76,12 @@ struct SpaceTests {
             #expect(stopped.status == 9, "\(stopped.stdout)\(stopped.stderr)")
             let message = ((stopped.json["error"] as? [String: Any])?["message"] as? String) ?? ""
             #expect(message.contains("NOSPACE"))
+            // etcd's NOSPACE mid-run, not the preflight's refusal (which exits 9 too): the
+            // preflight passed, records were written before the alarm, and it is raised.
+            #expect(!message.contains("would run out of space"), "\(message)")
+            #expect((stopped.json["error"] as? [String: Any])?["code"] as? String == "outOfSpace", "\(stopped.stdout)")
+            #expect(try JournalFacts(tight.client).lanesLeft() > 0, "no record was written before NOSPACE")
+            #expect(try !tight.client.alarms().isEmpty)
             let status = try pachmigrate(["status"] + tight.endpoint)
             #expect(status.stdout.contains("NOSPACE"), "\(status.stdout)")
 
