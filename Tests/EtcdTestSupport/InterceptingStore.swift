@@ -41,14 +41,6 @@ extension TxnRequest {
         success.contains { if case .put(let p) = $0 { p.key == Array(key.utf8) } else { false } }
     }
 
-    /// Whether the txn is fenced on the lock `lockKey` (compares its create revision with a
-    /// holder's fence; taking the lock compares it with 0).
-    public func isFenced(on lockKey: String = "pachmigrate/lock") -> Bool {
-        compare.contains { c in
-            if case .createRevision(let fence) = c.target { fence != 0 && c.key == Array(lockKey.utf8) } else { false }
-        }
-    }
-
     /// Whether the txn writes (puts or deletes) anything but the lock key: a heartbeat only
     /// rewrites the lock holder's record.
     public func writesBeyondTheLock(_ lockKey: String = "pachmigrate/lock") -> Bool {
