@@ -192,6 +192,9 @@ def main():
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # A parent may start us with them blocked (a test runner's thread does): they would
+    # stay pending, and we would never stop.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
 
     if args.port_file:
         # Written whole, then renamed: a caller polling for it never reads half a number.
@@ -202,9 +205,16 @@ def main():
     print(port, flush=True)
 
     connections = set()
+    # The kernel may hand SIGTERM to any thread; Python runs the handler in the main thread
+    # only between bytecodes, so the main thread must not block in accept() for good.
+    listener.settimeout(0.2)
     try:
         while True:
-            client, _ = listener.accept()
+            try:
+                client, _ = listener.accept()
+            except socket.timeout:
+                continue
+            client.setblocking(True)
             Connection(client, target, delay, connections)
     except SystemExit:
         pass
