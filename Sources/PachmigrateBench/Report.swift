@@ -22,6 +22,8 @@ struct Report: ParsableCommand {
 
     struct Row {
         var size: Int
+        /// The round trip the latency proxy added (ms); nil on the loopback bench.
+        var rtt: Double?
         var kind: String
         var runs: Int
         var keys: Int
@@ -42,10 +44,20 @@ struct Report: ParsableCommand {
         /// floor on txns: records of one group need a txn each).
         var txns: Int?
         var longestGroup: Int?
+        /// fenced-txn only: a lone fenced txn's mean latency (median over runs), seconds.
+        var txnSeconds: Double?
+        /// Networked migrate only: the critical-path floor (longest group × a lone fenced
+        /// txn's latency at the same RTT) and the wall time against it, whole and less the
+        /// scan (plan's time at the same RTT: about what the writes took).
+        var floorSeconds: Double?
+        var ratioToFloor: Double?
+        var writesRatioToFloor: Double?
+        /// Networked plan only: its time against one read of every key at the same RTT.
+        var ratioToReadAll: Double?
     }
 
     /// Run kinds, in table order.
-    static let kinds = ["convert", "write-limit", "read-all", "plan", "migrate", "migrate-backup"]
+    static let kinds = ["convert", "write-limit", "fenced-txn", "read-all", "plan", "migrate", "migrate-backup"]
 
     func run() throws {
         guard let file = fopen(raw, "r") else { throw BenchError(.io, "cannot read \(raw)") }
@@ -59,34 +71,57 @@ struct Report: ParsableCommand {
                 if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
             }
             guard let size = fields["size"], let kind = fields["kind"] else { continue }
-            samples["\(size) \(kind)", default: []].append(fields)
+            samples["\(size) \(fields["rtt"] ?? "-") \(kind)", default: []].append(fields)
         }
         free(line)
         fclose(file)
 
         var rows: [Row] = []
         let sizes = Set(samples.keys.compactMap { Int($0.split(separator: " ")[0]) }).sorted()
+        // "-" (loopback) first, then the RTTs in increasing order.
+        let rtts = Set(samples.keys.map { String($0.split(separator: " ")[1]) }).sorted { (Double($0) ?? -1) < (Double($1) ?? -1) }
         for size in sizes {
-            for kind in Self.kinds {
-                guard let runs = samples["\(size) \(kind)"], let first = runs.first else { continue }
-                rows.append(
-                    Row(
-                        size: size, kind: kind, runs: runs.count, keys: Int(first["keys"] ?? "") ?? 0,
-                        records: Int(first["records"] ?? "") ?? 0, textBytes: Int(first["record_text_bytes"] ?? "") ?? 0,
-                        seconds: median(runs.compactMap { Double($0["seconds"] ?? "") }),
-                        cpuSeconds: median(runs.compactMap { Double($0["cpu_seconds"] ?? "") }),
-                        rssKiB: Int(median(runs.compactMap { Double($0["max_rss_kib"] ?? "") })),
-                        txns: optionalMedian(runs.compactMap { Double($0["txns"] ?? "") }),
-                        longestGroup: optionalMedian(runs.compactMap { Double($0["longest_group"] ?? "") })))
+            for rtt in rtts {
+                for kind in Self.kinds {
+                    guard let runs = samples["\(size) \(rtt) \(kind)"], let first = runs.first else { continue }
+                    rows.append(
+                        Row(
+                            size: size, rtt: Double(rtt), kind: kind, runs: runs.count, keys: Int(first["keys"] ?? "") ?? 0,
+                            records: Int(first["records"] ?? "") ?? 0, textBytes: Int(first["record_text_bytes"] ?? "") ?? 0,
+                            seconds: median(runs.compactMap { Double($0["seconds"] ?? "") }),
+                            cpuSeconds: median(runs.compactMap { Double($0["cpu_seconds"] ?? "") }),
+                            rssKiB: Int(median(runs.compactMap { Double($0["max_rss_kib"] ?? "") })),
+                            txns: optionalMedian(runs.compactMap { Double($0["txns"] ?? "") }),
+                            longestGroup: optionalMedian(runs.compactMap { Double($0["longest_group"] ?? "") }),
+                            txnSeconds: runs.contains { $0["txn_seconds"] != nil }
+                                ? median(runs.compactMap { Double($0["txn_seconds"] ?? "") }) : nil))
+                }
             }
         }
-        for i in rows.indices where rows[i].kind.hasPrefix("migrate") {
-            if let limit = rows.first(where: { $0.size == rows[i].size && $0.kind == "write-limit" }), limit.recordsPerSecond > 0 {
+        for i in rows.indices where rows[i].kind.hasPrefix("migrate") && rows[i].rtt == nil {
+            if let limit = rows.first(where: { $0.size == rows[i].size && $0.rtt == nil && $0.kind == "write-limit" }),
+                limit.recordsPerSecond > 0
+            {
                 rows[i].ratioToLimit = rows[i].recordsPerSecond / limit.recordsPerSecond
             }
         }
-        let checks = targetChecks(rows)
-        print(table(rows))
+        for i in rows.indices where rows[i].rtt != nil {
+            func peer(_ kind: String) -> Row? { rows.first { $0.size == rows[i].size && $0.rtt == rows[i].rtt && $0.kind == kind } }
+            if rows[i].kind == "migrate", let longest = rows[i].longestGroup, let txn = peer("fenced-txn")?.txnSeconds, txn > 0 {
+                let floor = Double(longest) * txn
+                rows[i].floorSeconds = floor
+                rows[i].ratioToFloor = rows[i].seconds / floor
+                if let plan = peer("plan") { rows[i].writesRatioToFloor = (rows[i].seconds - plan.seconds) / floor }
+            }
+            if rows[i].kind == "plan", let read = peer("read-all"), read.seconds > 0 { rows[i].ratioToReadAll = rows[i].seconds / read.seconds }
+        }
+        let checks = targetChecks(rows.filter { $0.rtt == nil }) + networkChecks(rows.filter { $0.rtt != nil })
+        print(table(rows.filter { $0.rtt == nil }))
+        let networked = rows.filter { $0.rtt != nil }
+        if !networked.isEmpty {
+            print("")
+            print(networkTable(networked))
+        }
         print("")
         for check in checks { print("\(check.met ? "MET   " : "MISSED") \(check.name): \(check.measured)") }
         try writeFile(json, jsonDocument(rows, checks))
@@ -150,6 +185,51 @@ struct Report: ParsableCommand {
         return checks
     }
 
+    /// The networked targets (issue 22): the writes within 1.15× their critical-path floor,
+    /// plan within 1.5× one read of every key, at the same RTT.
+    private func networkChecks(_ rows: [Row]) -> [Check] {
+        var checks: [Check] = []
+        for row in rows {
+            let at = "at \(row.size) keys, \(fixed(row.rtt ?? 0, 1)) ms RTT"
+            if let ratio = row.writesRatioToFloor {
+                checks.append(
+                    Check(
+                        name: "migrate's writes (wall less plan) \(at) <= 1.15x critical-path floor", met: ratio <= 1.15,
+                        measured: fixed(ratio, 2) + "x"))
+            }
+            if let ratio = row.ratioToReadAll {
+                checks.append(Check(name: "plan \(at) <= 1.5x reading every key once", met: ratio <= 1.5, measured: fixed(ratio, 2) + "x"))
+            }
+        }
+        return checks
+    }
+
+    /// One line per size and RTT: what a run through the latency proxy took against what
+    /// the round trips alone force.
+    private func networkTable(_ rows: [Row]) -> String {
+        var lines = [
+            "| keys | RTT ms | fenced txn ms | longest group | critical-path floor s | migrate s (wall) | wall ÷ floor | "
+                + "(wall − plan) ÷ floor | txns | plan s | read-all s | plan ÷ read-all | peak RSS MiB |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        var seen = Set<String>()
+        for row in rows where seen.insert("\(row.size) \(row.rtt ?? 0)").inserted {
+            func peer(_ kind: String) -> Row? { rows.first { $0.size == row.size && $0.rtt == row.rtt && $0.kind == kind } }
+            let migrate = peer("migrate")
+            let plan = peer("plan")
+            let txn = peer("fenced-txn")?.txnSeconds
+            func cell(_ value: Double?, _ digits: Int, _ suffix: String = "") -> String { value.map { fixed($0, digits) + suffix } ?? "" }
+            func count(_ value: Int?) -> String { value.map { "\($0)" } ?? "" }
+            var cells: [String] = ["\(row.keys)", fixed(row.rtt ?? 0, 2), cell(txn.map { $0 * 1000 }, 3)]
+            cells += [count(migrate?.longestGroup), cell(migrate?.floorSeconds, 2), cell(migrate?.seconds, 2)]
+            cells += [cell(migrate?.ratioToFloor, 2, "x"), cell(migrate?.writesRatioToFloor, 2, "x"), count(migrate?.txns)]
+            cells += [cell(plan?.seconds, 2), cell(peer("read-all")?.seconds, 2), cell(plan?.ratioToReadAll, 2, "x")]
+            cells.append(fixed(Double(max(migrate?.rssKiB ?? 0, plan?.rssKiB ?? 0)) / 1024, 1))
+            lines.append("| " + cells.joined(separator: " | ") + " |")
+        }
+        return lines.joined(separator: "\n")
+    }
+
     private func table(_ rows: [Row]) -> String {
         var lines = [
             "| keys | kind | runs | records | median s (wall) | median s (CPU) | records/s | keys/s | MB/s text | ratio to limit | "
@@ -184,6 +264,12 @@ struct Report: ParsableCommand {
             if let ratio = row.ratioToLimit { fields.append("\"ratio_to_write_limit\": \(fixed(ratio, 4))") }
             if let txns = row.txns { fields.append("\"txns\": \(txns)") }
             if let longest = row.longestGroup { fields.append("\"longest_group\": \(longest)") }
+            if let rtt = row.rtt { fields.insert("\"rtt_ms\": \(fixed(rtt, 3))", at: 1) }
+            if let txn = row.txnSeconds { fields.append("\"txn_seconds\": \(fixed(txn, 6))") }
+            if let floor = row.floorSeconds { fields.append("\"critical_path_floor_seconds\": \(fixed(floor, 4))") }
+            if let ratio = row.ratioToFloor { fields.append("\"ratio_to_floor\": \(fixed(ratio, 4))") }
+            if let ratio = row.writesRatioToFloor { fields.append("\"writes_ratio_to_floor\": \(fixed(ratio, 4))") }
+            if let ratio = row.ratioToReadAll { fields.append("\"ratio_to_read_all\": \(fixed(ratio, 4))") }
             return "    {" + fields.joined(separator: ", ") + "}"
         }
         let targets = checks.map { "    {\"target\": \(quoted($0.name)), \"met\": \($0.met), \"measured\": \(quoted($0.measured))}" }

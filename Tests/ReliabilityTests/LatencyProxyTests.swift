@@ -1,0 +1,69 @@
+import EtcdGateway
+import EtcdTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Scripts/lib/latency-proxy.py, which puts the bench's network between pachmigrate and
+/// etcd: a figure measured through it means something only if every round trip through it
+/// really pays the RTT it was given, and not much more. The bounds are loose (a loaded CI
+/// machine), the RTT large beside them; how fast anything is belongs in the bench.
+@Suite("the bench's latency proxy")
+struct LatencyProxyTests {
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Scripts/lib/latency-proxy.py").path
+
+    @Test func everyRequestThroughItTakesTheRoundTripAndNotMuchMore() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.shared()
+            let rttMilliseconds = 20
+            let work = FileManager.default.temporaryDirectory.appendingPathComponent("latency-proxy-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let portFile = work + "/port"
+
+            let proxy = Process()
+            proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            proxy.arguments = [
+                "python3", Self.script, "--target", String(server.endpoint.dropFirst("http://".count)),
+                "--rtt", "\(rttMilliseconds)", "--port-file", portFile,
+            ]
+            proxy.standardOutput = FileHandle.nullDevice
+            proxy.standardInput = FileHandle.nullDevice
+            try proxy.run()
+            defer {
+                if proxy.isRunning { kill(proxy.processIdentifier, SIGKILL) }
+            }
+            // The port file appears whole (written, then renamed) once the proxy listens.
+            #expect(eventually(timeout: 20) { FileManager.default.fileExists(atPath: portFile) || !proxy.isRunning })
+            let port = try #require(
+                Int((try String(contentsOfFile: portFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
+
+            let client = try EtcdClient(
+                configuration: .init(endpoints: ["http://127.0.0.1:\(port)"], requestTimeout: .seconds(10)), logger: testLogger)
+            let key = bytes(uniquePrefix("latency-proxy") + "k")
+            try client.put(PutRequest(key: key, value: bytes("v")))  // connects: later requests reuse the connection
+            let clock = ContinuousClock()
+            var milliseconds: [Double] = []
+            for _ in 0..<7 {
+                let started = clock.now
+                _ = try client.range(RangeRequest(key: key))
+                let elapsed = clock.now - started
+                milliseconds.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+            }
+            let rtt = Double(rttMilliseconds)
+            // Half the RTT on the way there, half on the way back: never less.
+            for taken in milliseconds { #expect(taken >= rtt, "a request took \(taken) ms through a \(rtt) ms proxy") }
+            let median = milliseconds.sorted()[milliseconds.count / 2]
+            #expect(median < rtt + 15, "median \(median) ms through a \(rtt) ms proxy: \(milliseconds)")
+
+            // SIGTERM ends it cleanly, open connections and all.
+            kill(proxy.processIdentifier, SIGTERM)
+            #expect(waitForExit(proxy, seconds: 10))
+            #expect(!proxy.isRunning && proxy.terminationStatus == 0)
+        }
+    }
+}
