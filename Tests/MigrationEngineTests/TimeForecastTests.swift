@@ -22,7 +22,7 @@ struct TimeForecastTests {
     @Test func onLoopbackEtcdsWorkGoverns() {
         let write = TimeForecast.writeSeconds(records: 100_000, longestChain: 1_000, fencedTxnSeconds: 0.0007, roundTripSeconds: 0.0001)
         let serverPerTxn = 0.0006
-        #expect(abs(write - (1_000 * serverPerTxn + 100_000 * serverPerTxn * 0.75)) < 1e-9)
+        #expect(abs(write - (1_000 * serverPerTxn + 100_000 * serverPerTxn * 0.5)) < 1e-9)
         #expect(write > 1_000 * 0.0007 * 2)
     }
 
