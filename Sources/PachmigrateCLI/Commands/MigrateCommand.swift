@@ -41,6 +41,8 @@ struct MigrationReport: CommandReport {
     /// ordering group (records of different groups share txns).
     var txns: Int?
     var longestGroup: Int?
+    /// From the command's start to its report: the run's wall-clock time.
+    var elapsedSeconds: Double?
     var message: String?
     var verbose: Bool
 
@@ -53,7 +55,7 @@ struct MigrationReport: CommandReport {
 
     enum CodingKeys: String, CodingKey {
         case etcd, outcome, from, to, detected, plan, state, scan, forecast, space, spaceUnavailable, compactions, backup, snapshot,
-            resumed, resuming, backupNotWritten, written, keptInOrder, txns, longestGroup, message
+            resumed, resuming, backupNotWritten, written, keptInOrder, txns, longestGroup, elapsedSeconds, message
     }
 
     /// Connects and resolves the versions against the cluster; the migration is nil when
@@ -112,12 +114,21 @@ struct MigrationReport: CommandReport {
         switch outcome {
         case .migrated:
             let kept = keptInOrder > 0 ? ", \(keptInOrder) of them re-put unchanged only to keep their group's order" : ""
-            let txnText =
-                txns.map { t in " in \(t) txn(s)" + (longestGroup.map { " (the longest ordering group has \($0) records: the floor)" } ?? "") } ?? ""
+            let took = elapsedSeconds.map { " in \(formatSeconds($0))" } ?? ""
             lines.append(
-                "Migrated: \(written) record(s) written\(txnText)\(kept)\(resumed ? " (resumed an interrupted run)" : ""). "
-                    + "Check with `pachmigrate verify`."
-            )
+                "Migrated: \(written) record(s) written\(took)\(kept)\(resumed ? " (resumed an interrupted run)" : ""). "
+                    + "Check with `pachmigrate verify`.")
+            if let txns {
+                // Records that must keep their order (one repo's commits, one pipeline's jobs) go
+                // one per etcd transaction; the largest such group sets how few there can be.
+                lines.append(
+                    "  \(txns) etcd transaction(s)"
+                        + (longestGroup.map {
+                            ", no fewer possible: the largest set of records that must be written in order (one repo's commits, "
+                                + "one pipeline's jobs) has \($0), written one per transaction"
+                        } ?? ""))
+            }
+            if let backup { lines.append("  backup: \(backup.path)") }
         case .dryRun, .plan:
             switch exitStatus {
             case .ok:
@@ -147,11 +158,18 @@ struct MigrateCommand: ParsableCommand {
             On a migrated cluster it does nothing and exits 0.
 
             Examples:
-              pachmigrate migrate --endpoints http://etcd:2379 --from 1.4.8 --to 1.5.0 --backup /backups/pre-1.5.jsonl
-              pachmigrate migrate --dry-run
+              pachmigrate migrate --endpoints http://etcd:2379 --backup pre-1.5.jsonl
+              pachmigrate migrate --from 1.4.8 --etcd-quota 8Gi --compact --wait-lock 2m
+              pachmigrate migrate --dry-run -w json
 
-            \(ExitStatus.helpText)
+            \(ExitStatus.helpLine(Self.exitStatuses))
             """)
+
+    /// What this command can exit with, for its help (a test holds the code to it).
+    static let exitStatuses: [ExitStatus] = [
+        .ok, .failure, .usage, .lockHeld, .notAtRest, .unsupportedVersion, .interrupted, .conversionFailed, .outOfSpace,
+        .stoppedBySIGINT, .stoppedBySIGTERM,
+    ]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var versions: VersionOptions
@@ -178,8 +196,12 @@ struct MigrateCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Wait this long for a held lock (e.g. 30s, 5m) instead of failing at once.", valueName: "duration"))
     var waitLock: DurationArgument?
 
-    @Option(name: .long, help: ArgumentHelp("Seconds the lock outlives this process if it dies.", valueName: "seconds"))
-    var lockTTL: Int64 = 30
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "How long the lock outlives this process if it dies (30s, 2m; a bare number is seconds; etcd counts whole seconds).",
+            valueName: "duration"))
+    var lockTTL = DurationArgument(.seconds(30))
 
     @Option(
         name: .long,
@@ -193,12 +215,13 @@ struct MigrateCommand: ParsableCommand {
 
     func validate() throws {
         if backup != nil && noBackup { throw ValidationError("--backup and --no-backup exclude each other") }
-        if lockTTL < 5 { throw ValidationError("--lock-ttl must be at least 5 seconds") }
+        if lockTTL.duration < .seconds(5) { throw ValidationError("--lock-ttl must be at least 5 seconds") }
         if concurrency < 1 || concurrency > 64 { throw ValidationError("--concurrency must be between 1 and 64") }
     }
 
     func run() throws {
-        try runCommand("migrate", output) { context in
+        let started = ContinuousClock.now
+        try runCommand("migrate", output, connection: connection) { context in
             var (client, report, migration) = try MigrationReport.start(
                 connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose,
                 logger: context.logger)
@@ -206,7 +229,7 @@ struct MigrateCommand: ParsableCommand {
             var options = MigrationOptions(
                 backup: noBackup ? .none : .file(absolutePath(backup ?? defaultBackupPath(from: migration.fromVersion))))
             options.dryRun = dryRun
-            options.lock = LockOptions(ttl: lockTTL, wait: waitLock?.duration ?? .zero)
+            options.lock = LockOptions(ttl: lockTTL.wholeSecondsRoundedUp, wait: waitLock?.duration ?? .zero)
             options.concurrency = concurrency
             options.space = space.policy
             options.command = "pachmigrate migrate"
@@ -262,6 +285,7 @@ struct MigrateCommand: ParsableCommand {
                 report.outcome = .migrated
                 report.forecast = migration.forecast.pipelines
             }
+            report.elapsedSeconds = (seconds(ContinuousClock.now - started) * 10).rounded() / 10
             return report
         }
     }
@@ -280,8 +304,14 @@ struct PlanCommand: ParsableCommand {
             record cannot be converted, 5 when there is no path, 9 when etcd would run out of \
             space (see --etcd-quota and --compact).
 
-            \(ExitStatus.helpText)
+            Examples:
+              pachmigrate plan --endpoints http://etcd:2379
+              pachmigrate plan --etcd-quota 8GiB --verbose
+
+            \(ExitStatus.helpLine(Self.exitStatuses))
             """)
+
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .notAtRest, .unsupportedVersion, .conversionFailed, .outOfSpace]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var versions: VersionOptions
@@ -295,7 +325,7 @@ struct PlanCommand: ParsableCommand {
     var verbose = false
 
     func run() throws {
-        try runCommand("plan", output) { context in
+        try runCommand("plan", output, connection: connection) { context in
             var (client, report, migration) = try MigrationReport.start(
                 connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose,
                 logger: context.logger)
