@@ -125,7 +125,9 @@ public final class EtcdClient: KeyValueService, Sendable {
         self.logger = logger
         self.endpoints = normalized
         self.dialects = Mutex(Array(repeating: nil, count: normalized.count))
-        let tlsFiles = configuration.tls.map { TLSFiles(caFile: $0.caFile, certFile: $0.certFile, keyFile: $0.keyFile, insecureSkipVerify: $0.insecureSkipVerify) }
+        let tlsFiles = configuration.tls.map {
+            TLSFiles(caFile: $0.caFile, certFile: $0.certFile, keyFile: $0.keyFile, insecureSkipVerify: $0.insecureSkipVerify)
+        }
         self.pool = CurlHandlePool(
             maxIdle: 16, connectTimeoutMilliseconds: Self.milliseconds(configuration.connectTimeout), tls: tlsFiles)
     }
@@ -540,7 +542,8 @@ public final class EtcdClient: KeyValueService, Sendable {
                         throw EtcdError(.transport, "The request to \(endpoint)\(path) failed: \(failure.detail).", endpoint: endpoint)
                     }
                     logger.warning("etcd endpoint failed", metadata: ["endpoint": "\(endpoint)", "error": "\(failure.detail)"])
-                    failures.append(EndpointFailure(error: EtcdError(.transport, explain(failure, endpoint: endpoint, timeout: timeout), endpoint: endpoint)))
+                    failures.append(
+                        EndpointFailure(error: EtcdError(.transport, explain(failure, endpoint: endpoint, timeout: timeout), endpoint: endpoint)))
                 }
                 break
             }
@@ -631,7 +634,8 @@ public final class EtcdClient: KeyValueService, Sendable {
                 + "check that it has not expired (openssl x509 -noout -dates -in FILE) and is signed by a CA etcd trusts (its --trusted-ca-file)"
         case CURLE_OPERATION_TIMEDOUT where failure.connected:
             // libcurl's own words ("timed out after 10001 milliseconds") only repeat this, less plainly.
-            return "\(endpoint) accepted the connection but sent no answer within \(Self.describe(timeout == .zero ? configuration.requestTimeout : timeout)) "
+            return
+                "\(endpoint) accepted the connection but sent no answer within \(Self.describe(timeout == .zero ? configuration.requestTimeout : timeout)) "
                 + "(the request timeout): is it etcd's client port, and is etcd stuck?"
         case CURLE_OPERATION_TIMEDOUT:
             return "\(endpoint): no connection within \(Self.describe(configuration.connectTimeout)) (the connect timeout)"

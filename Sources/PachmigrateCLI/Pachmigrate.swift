@@ -123,7 +123,8 @@ public struct Pachmigrate: ParsableCommand {
             JSONLogHandler.line(
                 level: .error, label: "pachmigrate", message: message, source: "PachmigrateCLI",
                 metadata: [
-                    "event": "error", "command": "\((["pachmigrate"] + command).joined(separator: " "))", "code": "\(status == .usage ? "usage" : "error")",
+                    "event": "error", "command": "\((["pachmigrate"] + command).joined(separator: " "))",
+                    "code": "\(status == .usage ? "usage" : "error")",
                     "exitCode": .number(status.rawValue),
                 ]))
     }

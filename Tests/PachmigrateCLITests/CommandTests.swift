@@ -95,7 +95,8 @@ struct CommandTests {
             #expect(bound && listen(fd, 16) == 0)
             let port = Int(UInt16(bigEndian: address.sin_port))
             let started = Date()
-            let result = try pachmigrate(["lock", "show", "--request-timeout", "1500ms"], environment: ["ETCD_ENDPOINTS": "http://127.0.0.1:\(port)"])
+            let result = try pachmigrate(
+                ["lock", "show", "--request-timeout", "1500ms"], environment: ["ETCD_ENDPOINTS": "http://127.0.0.1:\(port)"])
             #expect(result.status == 1)
             #expect(result.stderr.contains("accepted the connection but sent no answer within 1.5 s (the request timeout)"), "\(result.stderr)")
             #expect(!result.stderr.contains("milliseconds") && !result.stderr.contains("no connection within"), "\(result.stderr)")

@@ -127,7 +127,10 @@ public final class MigrationLock: Sendable {
                 // A notice: a milestone an operator following the log looks for (README "JSON output").
                 logger.notice(
                     "lock taken",
-                    metadata: ["event": "lock-taken", "lease": "\(record.leaseID)", "fence": .stringConvertible(lock.fence), "ttlSeconds": .stringConvertible(lease.ttl)])
+                    metadata: [
+                        "event": "lock-taken", "lease": "\(record.leaseID)", "fence": .stringConvertible(lock.fence),
+                        "ttlSeconds": .stringConvertible(lease.ttl),
+                    ])
                 return lock
             }
             _ = try? store.leaseRevoke(id: lease.id)

@@ -122,8 +122,10 @@ struct JSONLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        writeStderr(Self.line(level: event.level, label: label, message: "\(event.message)", source: event.source,
-            metadata: metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })))
+        writeStderr(
+            Self.line(
+                level: event.level, label: label, message: "\(event.message)", source: event.source,
+                metadata: metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })))
     }
 
     /// The line itself; also what `runCommand` prints on stdout for a report under `--log-format json`.
