@@ -139,6 +139,9 @@ struct StatusCommand: ParsableCommand {
         try runCommand("status", output, connection: connection) { context in
             let client = try connection.makeClient(logger: context.logger)
             let journal = JournalReader(store: client, namespace: connection.namespace)
+            // The one read status cannot do without comes first: an etcd that does not answer
+            // fails it after one request timeout, not after the best-effort reads' too.
+            let stampedVersion = try journal.stampedVersion()
             var alarms: [String]?
             var alarmsUnavailable: String?
             switch Result(catching: { () throws(EtcdError) in try client.alarms() }) {
@@ -146,7 +149,7 @@ struct StatusCommand: ParsableCommand {
             case .failure(let error): alarmsUnavailable = error.message
             }
             return StatusReport(
-                etcd: EtcdSummary(client), alarms: alarms, alarmsUnavailable: alarmsUnavailable, stampedVersion: try journal.stampedVersion(),
+                etcd: EtcdSummary(client), alarms: alarms, alarmsUnavailable: alarmsUnavailable, stampedVersion: stampedVersion,
                 state: try journal.state(), lanes: try journal.laneCursors(),
                 lock: try LockInspection.read(store: client, namespace: connection.namespace), history: try journal.history(limit: history))
         }
@@ -326,7 +329,10 @@ struct WaitCommand: ParsableCommand {
                 for: accepted, timeout: timeout?.duration, interval: min(interval.duration, .seconds(60))
             ) { context.logger.notice("waiting: \(reason($0))") }
             guard wait.isReady else {
-                throw CLIError(.failure, "timed out after \(timeout?.duration ?? wait.waited) waiting for version \(version): \(reason(wait.last))")
+                throw CLIError(
+                    .failure,
+                    "timed out after \(DurationArgument.describe(timeout?.duration ?? wait.waited)) waiting for version \(version): "
+                        + reason(wait.last))
             }
             return WaitReport(version: version, waitedSeconds: Int(wait.waited.components.seconds))
         }

@@ -9,6 +9,16 @@ import Foundation
 
 import PlatformShim
 
+/// Whether a progress bar was left mid-line on the terminal: the next line written to
+/// stderr starts a line of its own first, so that no log line (a warning, a notice of the
+/// engine's) is glued to the bar.
+let progressBarMidLine = Atomic<Bool>(false)
+
+/// Ends a bar left mid-line, once.
+func endBarLine() {
+    if progressBarMidLine.exchange(false, ordering: .sequentiallyConsistent) { writeStderr("") }
+}
+
 /// Writes a line to stderr in one write(2), so lines of several threads do not interleave.
 func writeStderr(_ line: String) {
     var line = line
@@ -122,6 +132,7 @@ struct JSONLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
+        endBarLine()
         writeStderr(
             Self.line(
                 level: event.level, label: label, message: "\(event.message)", source: event.source,
@@ -153,6 +164,7 @@ struct TextLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
+        endBarLine()
         let merged = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
         let meta = merged.isEmpty ? "" : " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         writeStderr("pachmigrate: \(event.level.rawValue): \(event.message)\(meta)")

@@ -14,7 +14,6 @@ final class ProgressDisplay: Sendable {
         var step: MigrationStep?
         var stepStart = ContinuousClock.now
         var lastDraw = ContinuousClock.now - .seconds(60)
-        var drewBar = false
         var last: ProgressEvent?
         /// Tenths of the rewrite already announced.
         var tenths = 0
@@ -35,7 +34,7 @@ final class ProgressDisplay: Sendable {
         state.withLock { s in
             let now = ContinuousClock.now
             if s.step != event.step {
-                if s.drewBar { writeStderr("") }
+                endBarLine()
                 if let step = s.step { stepDone(step, last: s.last, seconds: seconds(now - s.stepStart)) }
                 s = State()
                 s.step = event.step
@@ -82,7 +81,7 @@ final class ProgressDisplay: Sendable {
             var line = "\r\u{1B}[2K" + text
             if finished { line += "\n" }
             line.utf8CString.withUnsafeBufferPointer { _ = write(2, $0.baseAddress, $0.count - 1) }
-            s.drewBar = !finished
+            progressBarMidLine.store(!finished, ordering: .sequentiallyConsistent)
         }
     }
 
@@ -119,8 +118,7 @@ final class ProgressDisplay: Sendable {
     /// is not glued to it): what a signal does to the run.
     func interrupt(_ notice: String) {
         state.withLock { s in
-            if s.drewBar { writeStderr("") }
-            s.drewBar = false
+            endBarLine()
             s.lastDraw = ContinuousClock.now
         }
         logger.notice("\(notice)")
@@ -128,10 +126,7 @@ final class ProgressDisplay: Sendable {
 
     /// Ends a bar left mid-line (before an error message, say).
     func finish() {
-        state.withLock { s in
-            if s.drewBar { writeStderr("") }
-            s.drewBar = false
-        }
+        state.withLock { _ in endBarLine() }
     }
 }
 
