@@ -391,7 +391,7 @@ struct CommandTests {
             #expect(progress.contains { $0["step"] as? String == "scan" && $0["total"] as? Int == 1537 }, "\(progress)")
             #expect(progress.allSatisfy { ($0["done"] as? Int ?? 0) > 0 && $0["perSecond"] is Int }, "\(progress)")
             let events = objects.compactMap { $0["event"] as? String }
-            for milestone in ["lock-taken", "scan-started", "scan-done", "backup-written", "rewrite-started", "done", "result"] {
+            for milestone in ["lock-taken", "scan-started", "scan-done", "backup-written", "rewrite-started", "rewrite-done", "done", "result"] {
                 #expect(events.contains(milestone), "\(milestone): \(events)")
             }
             let backup = try #require(objects.first { $0["event"] as? String == "backup-written" })

@@ -124,8 +124,8 @@ struct MigrationReport: CommandReport {
                 lines.append(
                     "  \(txns) etcd transaction(s)"
                         + (longestGroup.map {
-                            ", no fewer possible: the largest set of records that must be written in order (one repo's commits, "
-                                + "one pipeline's jobs) has \($0), written one per transaction"
+                            "; at least \($0) were needed: the largest set of records that must be written in order (one repo's "
+                                + "commits, one pipeline's jobs) has \($0), written one per transaction"
                         } ?? ""))
             }
             if let backup { lines.append("  backup: \(backup.path)") }

@@ -2,6 +2,7 @@ import ArgumentParser
 import EtcdGateway
 import MigrationEngine
 import Logging
+import PlatformShim
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -110,7 +111,7 @@ func runCommand(
         done(status)
         throw ExitCode(status.rawValue)
     }
-    context.progress.finish()
+    context.progress.complete()
     switch (output.output, output.logFormat) {
     case (.json, _):
         printJSON(AnyReportEnvelope(command: name, report: report))
@@ -126,6 +127,8 @@ func runCommand(
         let text = report.renderText()
         if !text.isEmpty { print(text) }
     }
+    // Before the `done` event on stderr: a log collector reading both sees the result first.
+    fflush(nil)
     done(report.exitStatus)
     if report.exitStatus != .ok { throw ExitCode(report.exitStatus.rawValue) }
 }

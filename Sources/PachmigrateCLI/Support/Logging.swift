@@ -165,7 +165,8 @@ struct TextLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         endBarLine()
-        let merged = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
+        // `event` names a milestone for log pipelines; the message already says it to a person.
+        let merged = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }).filter { $0.key != "event" }
         let meta = merged.isEmpty ? "" : " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         writeStderr("pachmigrate: \(event.level.rawValue): \(event.message)\(meta)")
     }

@@ -124,6 +124,16 @@ final class ProgressDisplay: Sendable {
         logger.notice("\(notice)")
     }
 
+    /// The work succeeded: ends a bar left mid-line and says the last step is done (no
+    /// next step says it).
+    func complete() {
+        state.withLock { s in
+            endBarLine()
+            if let step = s.step { stepDone(step, last: s.last, seconds: seconds(ContinuousClock.now - s.stepStart)) }
+            s.step = nil
+        }
+    }
+
     /// Ends a bar left mid-line (before an error message, say).
     func finish() {
         state.withLock { _ in endBarLine() }
