@@ -32,6 +32,11 @@ public struct MigrationOptions: Sendable {
     public var toolVersion = "dev"
     /// etcd's space quota, and whether to compact behind the writes.
     public var space = SpacePolicy()
+    /// Called once the scan, the space check and the backup are done, before the first write,
+    /// with what is known then (`scan`, `space`, `backup`, `unfinishedRun`): so that the
+    /// operator reads the plan while the records are written, and an interrupted run has
+    /// said what it was doing. Not called by a dry run.
+    public var beforeFirstWrite: (@Sendable (MigrationResult) -> Void)?
 
     public init(backup: BackupChoice) {
         self.backup = backup
@@ -270,6 +275,7 @@ public struct Migrator: Sendable {
         }
         current.step = MigrationStep.rewrite.rawValue
         result.startRevision = current.startRevision
+        options.beforeFirstWrite?(result)
         // The last moment a stop ends the run with nothing written; from here on it finishes
         // the txn in flight and leaves the run resumable.
         try stop.beginWriting()

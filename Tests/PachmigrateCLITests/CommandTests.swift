@@ -401,10 +401,33 @@ struct CommandTests {
             let report = try #require(objects.first { $0["event"] as? String == "result" })
             #expect((report["result"] as? [String: Any])?["written"] as? Int ?? 0 > 0, "\(report)")
             #expect((report["text"] as? String)?.contains("Migrated: ") == true)
+            // The plan came before the first write, as an event of its own; the result is the summary.
+            let plan = try #require(objects.first { $0["event"] as? String == "plan" })
+            #expect((plan["text"] as? String)?.contains("Keys read at revision") == true, "\(plan)")
+            #expect((report["text"] as? String)?.contains("Keys read at revision") == false)
 
             // A free lock is said so, not an empty object.
             let lock = try pachmigrate(["lock", "show", "-w", "json"] + sample.endpoint)
             #expect((lock.json["result"] as? [String: Any])?["held"] as? Bool == false, "\(lock.stdout)")
+        }
+    }
+
+    /// The plan and the space check reach stdout before the first write, once; the summary
+    /// at the end says how long it took and the transactions in plain words.
+    @Test func planBeforeTheFirstWriteAndASummaryAfter() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let result = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
+            #expect(result.status == 0, "\(result.stderr)")
+            let out = result.stdout
+            #expect(out.components(separatedBy: "Keys read at revision").count == 2, "\(out)")
+            #expect(out.components(separatedBy: "etcd space: ").count == 2, "\(out)")
+            let keys = try #require(out.range(of: "Keys read at revision"))
+            let migrated = try #require(out.range(of: "Migrated: 508 record(s) written in "))
+            #expect(keys.lowerBound < migrated.lowerBound)
+            #expect(out.contains("etcd transaction(s); at least 200 were needed"), "\(out)")
+            #expect(!out.contains("txn(s)") && !out.contains("the floor"))
         }
     }
 

@@ -3,6 +3,8 @@ import EtcdGateway
 import Logging
 import MigrationEngine
 import PachydermMigrations
+import PlatformShim
+import Synchronization
 
 struct MigrationReport: CommandReport {
     /// What the command did; `outcome` in JSON.
@@ -43,6 +45,8 @@ struct MigrationReport: CommandReport {
     var longestGroup: Int?
     /// From the command's start to its report: the run's wall-clock time.
     var elapsedSeconds: Double?
+    /// `preflightText` was printed before the first write: the final text is the summary.
+    var preflightShown = false
     var message: String?
     var verbose: Bool
 
@@ -56,6 +60,17 @@ struct MigrationReport: CommandReport {
     enum CodingKeys: String, CodingKey {
         case etcd, outcome, from, to, detected, plan, state, scan, forecast, space, spaceUnavailable, compactions, backup, snapshot,
             resumed, resuming, backupNotWritten, written, keptInOrder, txns, longestGroup, elapsedSeconds, message
+    }
+
+    /// What a run's result says of the cluster, its scan, space and backup: the same early
+    /// (before the first write) and at the end.
+    mutating func fill(from result: MigrationResult, migration: PachydermRecordMigration) {
+        scan = result.scan.map(ScanSummary.init)
+        resuming = result.unfinishedRun
+        if result.scan != nil { state = LeftoverSummary(migration.census.result, resuming: result.unfinishedRun) }
+        backup = result.backup
+        space = result.space
+        spaceUnavailable = result.spaceUnavailable
     }
 
     /// Connects and resolves the versions against the cluster; the migration is nil when
@@ -77,40 +92,30 @@ struct MigrationReport: CommandReport {
         return (client, report, resolved.migration)
     }
 
-    func renderText() -> String {
-        var lines: [String] = etcd.map { [$0.text] } ?? []
-        lines.append("Cluster: \(detected.version ?? "empty") (\(detected.detail))")
-        if let plan { lines.append("Plan: \(plan)") }
-        if let resuming { lines.append(resuming.text) }
-        if let backupNotWritten {
+    func renderText() -> String { render(preflight: !preflightShown, summary: true) }
+
+    /// What is known before the first write (the cluster, the plan, the scan, the space, the
+    /// backup): `migrate` prints it then, and its final report only the summary.
+    var preflightText: String { render(preflight: true, summary: false) }
+
+    private func render(preflight: Bool, summary: Bool) -> String {
+        var lines: [String] = []
+        if preflight {
+            if let etcd { lines.append(etcd.text) }
+            lines.append("Cluster: \(detected.version ?? "empty") (\(detected.detail))")
+            if let plan { lines.append("Plan: \(plan)") }
+            if let resuming { lines.append(resuming.text) }
+        }
+        if summary, let backupNotWritten {
             lines.append(
                 "Backup: --backup \(backupNotWritten) was not written: a resumed run keeps its first attempt's backup, the only one "
                     + "taken before any record changed (a backup now would hold half-migrated records)")
         }
-        if let state { lines.append(state.renderText()) }
-        if let message { lines.append(message) }
-        if let scan { lines.append(scan.renderText(verbose: verbose)) }
-        if let forecast { lines.append(renderForecast(forecast)) }
-        if let space {
-            lines.append(
-                "etcd space: backend \(ByteSize.describe(space.currentBytes))\(space.inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""), "
-                    + "expected growth \(ByteSize.describe(space.expectedGrowthBytes))\(space.compacting ? " with --compact" : ""), "
-                    + "projected \(ByteSize.describe(space.projectedBytes)) of a \(ByteSize.describe(space.quotaBytes)) quota: "
-                    + "\(space.fits ? "fits" : "DOES NOT FIT")"
-            )
-            if !space.fits { lines.append(spaceRemedy(OutOfSpace(estimate: space))) }
-            if space.fitsOnlyIfCompactionFrees, let uncompacted = space.uncompactedProjectedBytes {
-                lines.append(
-                    "etcd space: fits only if compaction frees enough of the old values' pages: were it to free nothing, "
-                        + "the backend would reach \(ByteSize.describe(uncompacted)). How much it frees depends on what shares "
-                        + "their pages (24–68% of the growth remained in our measurements). If etcd raises NOSPACE the run stops "
-                        + "resumably (exit 9) with the remedy; compacting and defragmenting first leaves the most room.")
-            }
-        }
-        if let spaceUnavailable { lines.append("etcd space: not checked (\(spaceUnavailable)); the quota could not be compared") }
-        if let compactions, compactions > 0 { lines.append("Compacted etcd's history \(compactions) time(s) behind the run.") }
-        if let backup { lines.append("Backup: \(backup.path) (\(backup.keys) keys, sha256 \(backup.sha256))") }
-        if let snapshot { lines.append("etcd snapshot: \(snapshot)") }
+        if preflight, let state { lines.append(state.renderText()) }
+        if summary, let message { lines.append(message) }
+        if preflight { lines += preflightDetails() }
+        if summary, let compactions, compactions > 0 { lines.append("Compacted etcd's history \(compactions) time(s) behind the run.") }
+        guard summary else { return lines.joined(separator: "\n") }
         switch outcome {
         case .migrated:
             let kept = keptInOrder > 0 ? ", \(keptInOrder) of them re-put unchanged only to keep their group's order" : ""
@@ -144,6 +149,32 @@ struct MigrationReport: CommandReport {
             break
         }
         return lines.joined(separator: "\n")
+    }
+
+    private func preflightDetails() -> [String] {
+        var lines: [String] = []
+        if let scan { lines.append(scan.renderText(verbose: verbose)) }
+        if let forecast { lines.append(renderForecast(forecast)) }
+        if let space {
+            lines.append(
+                "etcd space: backend \(ByteSize.describe(space.currentBytes))\(space.inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""), "
+                    + "expected growth \(ByteSize.describe(space.expectedGrowthBytes))\(space.compacting ? " with --compact" : ""), "
+                    + "projected \(ByteSize.describe(space.projectedBytes)) of a \(ByteSize.describe(space.quotaBytes)) quota: "
+                    + "\(space.fits ? "fits" : "DOES NOT FIT")"
+            )
+            if !space.fits { lines.append(spaceRemedy(OutOfSpace(estimate: space))) }
+            if space.fitsOnlyIfCompactionFrees, let uncompacted = space.uncompactedProjectedBytes {
+                lines.append(
+                    "etcd space: fits only if compaction frees enough of the old values' pages: were it to free nothing, "
+                        + "the backend would reach \(ByteSize.describe(uncompacted)). How much it frees depends on what shares "
+                        + "their pages (24–68% of the growth remained in our measurements). If etcd raises NOSPACE the run stops "
+                        + "resumably (exit 9) with the remedy; compacting and defragmenting first leaves the most room.")
+            }
+        }
+        if let spaceUnavailable { lines.append("etcd space: not checked (\(spaceUnavailable)); the quota could not be compared") }
+        if let backup { lines.append("Backup: \(backup.path) (\(backup.keys) keys, sha256 \(backup.sha256))") }
+        if let snapshot { lines.append("etcd snapshot: \(snapshot)") }
+        return lines
     }
 }
 
@@ -253,19 +284,40 @@ struct MigrateCommand: ParsableCommand {
                 context.logger.notice("etcd snapshot saved", metadata: ["path": "\(snapshot)", "bytes": "\(bytes)"])
                 report.snapshot = snapshot
             }
+            // The plan and the space check as soon as they are known, before the first write:
+            // read while the records are written, and said even if the run is then interrupted.
+            // `--output json` keeps its one document for the end.
+            let shown = PreflightShown()
+            if output.output == .text {
+                let before = report
+                let logFormat = output.logFormat
+                let logger = context.logger
+                options.beforeFirstWrite = { partial in
+                    var early = before
+                    early.fill(from: partial, migration: migration)
+                    early.forecast = migration.forecast.pipelines
+                    endBarLine()
+                    switch logFormat {
+                    case .text: print(early.preflightText)
+                    case .json:
+                        print(
+                            JSONLogHandler.line(
+                                level: .notice, label: logger.label, message: "migrate plan", source: "PachmigrateCLI",
+                                metadata: ["event": "plan", "text": "\(early.preflightText)"]))
+                    }
+                    fflush(nil)
+                    shown.set()
+                }
+            }
             let migrator = Migrator(store: client, migration: migration, namespace: connection.namespace, logger: context.logger)
             let result = try migrator.run(options: options, stop: signals.stop) { context.progress.update($0) }
-            report.scan = result.scan.map(ScanSummary.init)
-            report.resuming = result.unfinishedRun
-            if result.scan != nil { report.state = LeftoverSummary(migration.census.result, resuming: result.unfinishedRun) }
-            report.backup = result.backup
+            report.fill(from: result, migration: migration)
+            report.preflightShown = shown.isSet
             report.resumed = result.resumed
             if result.resumed, !dryRun, let backup, absolutePath(backup) != result.unfinishedRun?.backupPath {
                 report.backupNotWritten = absolutePath(backup)
             }
             report.written = result.written
-            report.space = result.space
-            report.spaceUnavailable = result.spaceUnavailable
             report.compactions = result.compactions
             report.keptInOrder = result.keptInOrder
             if result.written > 0 {
@@ -349,4 +401,12 @@ struct PlanCommand: ParsableCommand {
             return report
         }
     }
+}
+
+/// Whether `migrate` printed its report's first part before the first write (set on the
+/// writing thread, read after the run).
+final class PreflightShown: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .sequentiallyConsistent) }
+    var isSet: Bool { value.load(ordering: .sequentiallyConsistent) }
 }
