@@ -42,7 +42,8 @@ final class ProgressDisplay: Sendable {
                 stepStarted(event)
             }
             s.last = event
-            if event.step == .rewrite, event.total > 0, !isTerminal {
+            // Tenths are progress (`--quiet` drops them); the steps' milestones above are not.
+            if enabled, event.step == .rewrite, event.total > 0, !isTerminal {
                 let tenths = min(10, event.done * 10 / event.total)
                 if tenths > s.tenths, tenths < 10 {
                     s.tenths = tenths
