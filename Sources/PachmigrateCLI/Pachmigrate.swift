@@ -56,7 +56,7 @@ public struct Pachmigrate: ParsableCommand {
             let message =
                 "'\(unknown)' is not a \((["pachmigrate"] + words.path).joined(separator: " ")) command\(suggestion) "
                 + "Commands: \(known.joined(separator: ", "))."
-            if json { printErrorEnvelope(command: words.path.joined(separator: " "), status: .usage, code: "usage", message: message) }
+            if json { printErrorEnvelope(command: envelopeName(words.path), status: .usage, code: "usage", message: message) }
             writeUsageError("pachmigrate: error: \(message)", arguments: arguments, command: words.path)
             Platform.exit(ExitStatus.usage.rawValue)
         }
@@ -74,13 +74,17 @@ public struct Pachmigrate: ParsableCommand {
             let status: ExitStatus = code == .validationFailure ? .usage : .failure
             if json {
                 printErrorEnvelope(
-                    command: words.path.joined(separator: " "), status: status, code: status == .usage ? "usage" : "error",
+                    command: envelopeName(words.path), status: status, code: status == .usage ? "usage" : "error",
                     message: fullMessage(for: error))
             }
             writeUsageError(fullMessage(for: error), arguments: arguments, command: words.path, status: status)
             Platform.exit(status.rawValue)
         }
     }
+
+    /// The `command` of a usage error's envelope: the subcommand as a successful one names
+    /// itself (`lock show`), or the tool when none was named.
+    static func envelopeName(_ path: [String]) -> String { path.isEmpty ? "pachmigrate" : path.joined(separator: " ") }
 
     /// The subcommands the arguments name (`["lock", "show"]`), and the first word in a
     /// command's place that names none: ArgumentParser would take it for an argument and

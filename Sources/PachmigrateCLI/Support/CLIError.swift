@@ -171,7 +171,8 @@ func spaceRemedy(_ space: OutOfSpace) -> String {
         return """
             Space: backend \(ByteSize.describe(estimate.currentBytes))\(estimate.inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""), \
             expected growth \(ByteSize.describe(estimate.expectedGrowthBytes)), projected \(ByteSize.describe(estimate.projectedBytes)), \
-            quota \(ByteSize.describe(estimate.quotaBytes)) (--etcd-quota; etcd's --quota-backend-bytes).
+            quota \(ByteSize.describe(estimate.quotaBytes)) (--etcd-quota: etcd's --quota-backend-bytes, which etcd does not tell; \
+            without the flag, etcd's own default of \(ByteSize(bytes: SpacePolicy().quotaBytes).defaultValueDescription) is assumed).
             Ways out:
               - run with --compact: the migration compacts etcd's history behind itself (history before the run is lost; \
             the backup keeps every original value);
