@@ -78,6 +78,39 @@ struct CommandTests {
         }
     }
 
+    /// With `--output json` a failure of any kind is one JSON document on stdout, naming its
+    /// exit code: a held lock (3), a cluster not at rest (4), problems found (6), a record
+    /// that cannot be converted (8).
+    @Test func everyFailureIsOneJSONDocument() async throws {
+        try await onOwnThread {
+            func expectOneDocument(_ result: RunResult, _ status: Int32, _ what: String) {
+                #expect(result.status == status, "\(what): \(result.stderr)")
+                #expect(result.json["ok"] as? Bool == false && result.json["exitCode"] as? Int == Int(status), "\(what): \(result.stdout)")
+            }
+            let busy = try SampleServer("busy")
+            defer { busy.server.stop() }
+            expectOneDocument(try pachmigrate(["migrate", "--no-backup", "-o", "json"] + busy.endpoint), 4, "not at rest")
+            expectOneDocument(try pachmigrate(["verify", "--version", "1.5.0", "-o", "json"] + busy.endpoint), 6, "verify")
+            let holder = try MigrationLock.acquire(
+                store: busy.client, namespace: Namespace(),
+                holder: LockHolder.current(command: "test holder", toolVersion: "t", from: "1.4.8", to: "1.5.0"), logger: testLogger)
+            defer { holder.release() }
+            let held = try pachmigrate(["migrate", "--no-backup", "-w", "json"] + busy.endpoint)
+            expectOneDocument(held, 3, "lock held")
+            #expect((held.json["error"] as? [String: Any])?["code"] as? String == "lockHeld")
+
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            // A repo whose value is neither 1.4 text nor 1.5 binary.
+            let garbage = Data([0xFF, 0x00, 0x13]).base64EncodedString()
+            let key = Data("pachyderm_pfs/repos/broken".utf8).base64EncodedString()
+            try #"{"key":"\#(key)","create_revision":"2","mod_revision":"2","version":"1","value":"\#(garbage)"}"#
+                .appending("\n").write(toFile: "\(dir)/bad.jsonl", atomically: true, encoding: .utf8)
+            expectOneDocument(
+                try pachmigrate(["convert", "--from", "1.4.8", "-o", "json", "\(dir)/bad.jsonl", "\(dir)/out.jsonl"]), 8, "convert")
+        }
+    }
+
     /// A port that accepts but never answers fails after the request timeout, naming it,
     /// not the connect timeout and libcurl's milliseconds.
     @Test func silentPortNamesTheTimeoutThatPassed() async throws {
