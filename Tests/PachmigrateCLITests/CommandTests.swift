@@ -298,6 +298,16 @@ struct CommandTests {
                 environment: ["ETCDCTL_PASSWORD": password])
             #expect(right.status == 0, "\(right.stderr)")
             #expect(!(right.stdout + right.stderr).contains(password))
+
+            // etcdctl's form: ETCDCTL_USER=name:password, neither half of which is echoed.
+            let inUser = try pachmigrate(
+                ["status", "--log-level", "debug"] + sample.endpoint, environment: ["ETCDCTL_USER": "pachmigrate:\(password)"])
+            #expect(inUser.status == 0, "\(inUser.stderr)")
+            #expect(!(inUser.stdout + inUser.stderr).contains(password))
+            let wrongInUser = try pachmigrate(
+                ["status", "-o", "json"] + sample.endpoint, environment: ["ETCDCTL_USER": "pachmigrate:not-the-password"])
+            #expect(wrongInUser.status == 1 && wrongInUser.stdout.contains("authentication"), "\(wrongInUser.stdout)")
+            #expect(!(wrongInUser.stdout + wrongInUser.stderr).contains("not-the-password"))
             #expect(try !sample.client.range(.prefix(bytes("pachmigrate/"))).kvs.contains { text($0.value).contains(password) })
         }
     }
