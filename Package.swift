@@ -104,6 +104,8 @@ let package = Package(
                 "PachydermMigrations", "PachydermSchema", "PachydermPatchSchemas", "MigrationEngine", "EtcdGateway",
                 "PachmigrateCLI", "EtcdTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                // CLIFlagsAndHelpTests parses flags and renders help as ArgumentParser does.
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(

@@ -48,12 +48,16 @@ struct TransferFailure: Error {
     /// True when the request never reached the server (no connection, TLS failure),
     /// so it is safe to try another endpoint.
     var requestNotSent: Bool
+    /// Whether a connection was made: a timeout with one is a server that does not answer,
+    /// without one a host that does not accept (different advice, different timeouts).
+    var connected = false
 }
 
 struct TLSFiles: Sendable {
     var caFile: String?
     var certFile: String?
     var keyFile: String?
+    var insecureSkipVerify = false
 }
 
 final class CurlHandle {
@@ -81,6 +85,11 @@ final class CurlHandle {
             if let ca = tls.caFile { _ = pm_curl_setopt_string(handle, CURLOPT_CAINFO, ca) }
             if let cert = tls.certFile { _ = pm_curl_setopt_string(handle, CURLOPT_SSLCERT, cert) }
             if let key = tls.keyFile { _ = pm_curl_setopt_string(handle, CURLOPT_SSLKEY, key) }
+            if tls.insecureSkipVerify {
+                // Both: the chain (VERIFYPEER) and the name in it (VERIFYHOST), as etcdctl's flag does.
+                _ = pm_curl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 0)
+                _ = pm_curl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 0)
+            }
         }
     }
 
@@ -131,6 +140,8 @@ final class CurlHandle {
         guard code == CURLE_OK else {
             var preTransferMicroseconds: curl_off_t = 0
             _ = pm_curl_getinfo_off_t(handle, CURLINFO_PRETRANSFER_TIME_T, &preTransferMicroseconds)
+            var connectMicroseconds: curl_off_t = 0
+            _ = pm_curl_getinfo_off_t(handle, CURLINFO_CONNECT_TIME_T, &connectMicroseconds)
             let curlText = String(cString: curl_easy_strerror(code))
             let bufferText = String(cString: errorBuffer)
             // libcurl's buffer often ends with its code's text already: say it once.
@@ -139,7 +150,7 @@ final class CurlHandle {
             let notSent =
                 preTransferMicroseconds == 0 || code == CURLE_COULDNT_CONNECT
                 || code == CURLE_COULDNT_RESOLVE_HOST
-            return .failure(TransferFailure(curlCode: code, detail: detail, requestNotSent: notSent))
+            return .failure(TransferFailure(curlCode: code, detail: detail, requestNotSent: notSent, connected: connectMicroseconds > 0))
         }
         var status = 0
         _ = pm_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)

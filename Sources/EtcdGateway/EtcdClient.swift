@@ -21,15 +21,20 @@ public final class EtcdClient: KeyValueService, Sendable {
         public var certFile: String?
         /// PEM private key of `certFile`.
         public var keyFile: String?
+        /// Accept any server certificate, for any host name (etcdctl's `--insecure-skip-tls-verify`):
+        /// the connection is still encrypted, but to whoever answers.
+        public var insecureSkipVerify: Bool
 
-        public init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil) {
+        public init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil, insecureSkipVerify: Bool = false) {
             self.caFile = caFile
             self.certFile = certFile
             self.keyFile = keyFile
+            self.insecureSkipVerify = insecureSkipVerify
         }
     }
 
-    public struct Credentials: Sendable, Hashable {
+    /// Printed (in a log line, a dump of the configuration) without its password.
+    public struct Credentials: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
         public var user: String
         public var password: String
 
@@ -37,6 +42,9 @@ public final class EtcdClient: KeyValueService, Sendable {
             self.user = user
             self.password = password
         }
+
+        public var description: String { "user \(user) (password not shown)" }
+        public var debugDescription: String { description }
     }
 
     public struct Configuration: Sendable {
@@ -117,7 +125,9 @@ public final class EtcdClient: KeyValueService, Sendable {
         self.logger = logger
         self.endpoints = normalized
         self.dialects = Mutex(Array(repeating: nil, count: normalized.count))
-        let tlsFiles = configuration.tls.map { TLSFiles(caFile: $0.caFile, certFile: $0.certFile, keyFile: $0.keyFile) }
+        let tlsFiles = configuration.tls.map {
+            TLSFiles(caFile: $0.caFile, certFile: $0.certFile, keyFile: $0.keyFile, insecureSkipVerify: $0.insecureSkipVerify)
+        }
         self.pool = CurlHandlePool(
             maxIdle: 16, connectTimeoutMilliseconds: Self.milliseconds(configuration.connectTimeout), tls: tlsFiles)
     }
@@ -329,6 +339,13 @@ public final class EtcdClient: KeyValueService, Sendable {
 
     // MARK: Request plumbing
 
+    /// `10 s`, `2.5 s`, `500 ms`: for messages, where Duration's own `10.0 seconds` reads oddly.
+    public static func describe(_ duration: Duration) -> String {
+        let milliseconds = Self.milliseconds(duration)
+        if milliseconds < 1000 { return "\(milliseconds) ms" }
+        return milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(Double(milliseconds) / 1000) s"
+    }
+
     static func milliseconds(_ duration: Duration) -> Int {
         let (seconds, attoseconds) = duration.components
         return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
@@ -517,14 +534,16 @@ public final class EtcdClient: KeyValueService, Sendable {
                         if failure.curlCode == CURLE_OPERATION_TIMEDOUT {
                             throw EtcdError(
                                 .timeout,
-                                "etcd at \(endpoint) accepted the request to \(path) but did not answer within \(timeout); "
+                                "etcd at \(endpoint) accepted the request to \(path) but did not answer within \(Self.describe(timeout)) "
+                                    + "(the request timeout); "
                                     + "if it was a write, its outcome is unknown: read the keys again before retrying.",
                                 endpoint: endpoint)
                         }
                         throw EtcdError(.transport, "The request to \(endpoint)\(path) failed: \(failure.detail).", endpoint: endpoint)
                     }
                     logger.warning("etcd endpoint failed", metadata: ["endpoint": "\(endpoint)", "error": "\(failure.detail)"])
-                    failures.append(EndpointFailure(error: EtcdError(.transport, explain(failure, endpoint: endpoint), endpoint: endpoint)))
+                    failures.append(
+                        EndpointFailure(error: EtcdError(.transport, explain(failure, endpoint: endpoint, timeout: timeout), endpoint: endpoint)))
                 }
                 break
             }
@@ -561,10 +580,11 @@ public final class EtcdClient: KeyValueService, Sendable {
         if let known = dialects.withLock({ $0[index] }) { return .success(known) }
         let endpoint = endpoints[index]
         let http: HTTPResult
-        switch transfer(endpoint + "/version", body: nil, headers: [], timeout: timeout ?? configuration.requestTimeout, sink: ResponseSink()) {
+        let timeout = timeout ?? configuration.requestTimeout
+        switch transfer(endpoint + "/version", body: nil, headers: [], timeout: timeout, sink: ResponseSink()) {
         case .success(let answer): http = answer
         case .failure(let failure):
-            return .failure(EndpointFailure(error: EtcdError(.transport, explain(failure, endpoint: endpoint), endpoint: endpoint)))
+            return .failure(EndpointFailure(error: EtcdError(.transport, explain(failure, endpoint: endpoint, timeout: timeout), endpoint: endpoint)))
         }
         func incompatible(_ why: String) -> Result<GatewayDialect, EndpointFailure> {
             .failure(EndpointFailure(error: EtcdError(.incompatibleServer, "\(endpoint) \(why)", endpoint: endpoint, httpStatus: http.status)))
@@ -590,7 +610,9 @@ public final class EtcdClient: KeyValueService, Sendable {
         return .success(dialect)
     }
 
-    private func explain(_ failure: TransferFailure, endpoint: String) -> String {
+    /// `timeout`: the one the failed transfer had, which a timeout message names (zero: none,
+    /// a stall of the request timeout ended it instead).
+    private func explain(_ failure: TransferFailure, endpoint: String, timeout: Duration) -> String {
         switch failure.curlCode {
         case CURLE_PEER_FAILED_VERIFICATION:
             return
@@ -610,8 +632,13 @@ public final class EtcdClient: KeyValueService, Sendable {
             return
                 "\(endpoint): etcd rejected the client certificate '\(configuration.tls?.certFile ?? "(none)")' (\(failure.detail)); "
                 + "check that it has not expired (openssl x509 -noout -dates -in FILE) and is signed by a CA etcd trusts (its --trusted-ca-file)"
+        case CURLE_OPERATION_TIMEDOUT where failure.connected:
+            // libcurl's own words ("timed out after 10001 milliseconds") only repeat this, less plainly.
+            return
+                "\(endpoint) accepted the connection but sent no answer within \(Self.describe(timeout == .zero ? configuration.requestTimeout : timeout)) "
+                + "(the request timeout): is it etcd's client port, and is etcd stuck?"
         case CURLE_OPERATION_TIMEDOUT:
-            return "\(endpoint): no connection within \(configuration.connectTimeout) (\(failure.detail))"
+            return "\(endpoint): no connection within \(Self.describe(configuration.connectTimeout)) (the connect timeout)"
         default:
             return "\(endpoint): \(failure.detail)"
         }

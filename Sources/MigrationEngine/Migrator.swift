@@ -32,9 +32,11 @@ public struct MigrationOptions: Sendable {
     public var toolVersion = "dev"
     /// etcd's space quota, and whether to compact behind the writes.
     public var space = SpacePolicy()
-    /// Hears the forecast of a run that writes, before its first write, so it can be shown
-    /// while the run goes on (the result carries it too).
-    public var onForecast: (@Sendable (TimeForecast) -> Void)?
+    /// Called once the scan, the space check and the backup are done, before the first write,
+    /// with what is known then (`scan`, `space`, `backup`, `unfinishedRun`): so that the
+    /// operator reads the plan while the records are written, and an interrupted run has
+    /// said what it was doing. Not called by a dry run.
+    public var beforeFirstWrite: (@Sendable (MigrationResult) -> Void)?
 
     public init(backup: BackupChoice) {
         self.backup = backup
@@ -296,7 +298,7 @@ public struct Migrator: Sendable {
         current.step = MigrationStep.rewrite.rawValue
         result.startRevision = current.startRevision
         forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: result.took.backup, into: &result)
-        if let forecast = result.forecast { options.onForecast?(forecast) }
+        options.beforeFirstWrite?(result)
         // The last moment a stop ends the run with nothing written; from here on it finishes
         // the txn in flight and leaves the run resumable.
         try stop.beginWriting()

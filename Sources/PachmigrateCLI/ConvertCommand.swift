@@ -23,16 +23,27 @@ public struct ConvertCommand: ParsableCommand {
             Use it to rehearse a migration on a copy of production: the report lists every \
             drop, normalization, disagreement and every key that could not be converted.
 
-            Exit status: 0 every record converted; 8 some records failed (all are listed; \
-            OUT keeps their original values); 5 unsupported version path; 2 usage error.
+            Without --from, the version is detected from the dump's records as `migrate` \
+            detects a cluster's: 1.4 text means 1.4.x.
 
-            Example:
-              pachmigrate convert --from 1.4.8 --to 1.5.0 prod-backup.jsonl prod-1.5.jsonl
+            When some records fail (exit 8) all are listed and OUT keeps their original values.
+
+            Examples:
+              pachmigrate convert prod-backup.jsonl prod-1.5.jsonl
+              pachmigrate convert --from 1.4.8 --to 1.5.0 prod.jsonl prod-1.5.jsonl
+
+            \(ExitStatus.helpLine(Self.exitStatuses))
             """
     )
 
-    @Option(name: .long, help: "The release the dump was taken from: 1.4.0 … 1.4.9, or 1.4.x.")
-    public var from: String
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .unsupportedVersion, .conversionFailed]
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The release the dump was taken from: 1.4.0 … 1.4.9, or 1.4.x. Default: detected from the dump's records.",
+            valueName: "version"))
+    public var from: String?
 
     @Option(name: .long, help: "The release to convert to: 1.5.0 (1.5.x patch levels need no rewrite).")
     public var to: String = "1.5.0"
@@ -65,14 +76,27 @@ public struct ConvertCommand: ParsableCommand {
 
     public func run() throws {
         try runCommand("convert", outputOptions) { context in
+            let layout = PachydermLayout(pfsPrefix: pfsPrefix, ppsPrefix: ppsPrefix)
+            var detected: DetectedVersion?
+            if from == nil {
+                do throws(DumpError) {
+                    detected = try OfflineConverter.detectVersion(dumpPath: input, layout: layout)
+                } catch {
+                    throw CLIError(.failure, error.description)
+                }
+            }
+            // 1.4.x is the one release a dump can be converted from: a dump detected at 1.5.0
+            // (or empty) goes through the same converter, which copies binary records as they
+            // are and counts them, as `--from 1.4.x` would; the report says what was detected.
+            let source = from ?? "1.4.x"
             // Any version path the planner refuses (≤1.3, unknown release, downgrade) is status 5.
-            let plan = try VersionPlanner.plan(from: from, to: to)
+            let plan = try VersionPlanner.plan(from: source, to: to)
             let converter = OfflineConverter(
-                layout: PachydermLayout(pfsPrefix: pfsPrefix, ppsPrefix: ppsPrefix), plan: plan,
+                layout: layout, plan: plan,
                 writeOpenCommits: writeOpenCommits, logger: context.logger)
             do throws(DumpError) {
                 let report = try converter.convertDump(inputPath: input, outputPath: output, overwrite: overwrite)
-                return ConvertReport(plan: plan.summary, output: output, report: report)
+                return ConvertReport(plan: plan.summary, detected: detected, output: output, report: report)
             } catch {
                 throw CLIError(error.code == .alreadyExists ? .usage : .failure, error.description)
             }
@@ -83,6 +107,8 @@ public struct ConvertCommand: ParsableCommand {
 /// The conversion report, for text and JSON.
 struct ConvertReport: CommandReport {
     var plan: String
+    /// What the dump's records said, when --from was left out.
+    var detected: DetectedVersion?
     var output: String
     var report: ConversionReport
 
@@ -92,12 +118,12 @@ struct ConvertReport: CommandReport {
         struct Note: Encodable { var kind: String, key: String, field: String?, message: String }
         struct Failure: Encodable { var key: String, code: String, field: String?, byteOffset: Int?, message: String }
         struct Body: Encodable {
-            var plan: String, output: String, keysRead: Int, recordsRead: Int, copiedUnchanged: Int
+            var plan: String, detected: DetectedVersion?, output: String, keysRead: Int, recordsRead: Int, copiedUnchanged: Int
             var converted: [String: Int], alreadyBinary: [String: Int], openCommitsWritten: Int
             var notes: [Note], failures: [Failure]
         }
         try Body(
-            plan: plan, output: output, keysRead: report.keysRead, recordsRead: report.recordsRead,
+            plan: plan, detected: detected, output: output, keysRead: report.keysRead, recordsRead: report.recordsRead,
             copiedUnchanged: report.copiedUnchanged,
             converted: Dictionary(uniqueKeysWithValues: report.converted.map { ($0.key.rawValue, $0.value) }),
             alreadyBinary: Dictionary(uniqueKeysWithValues: report.alreadyBinary.map { ($0.key.rawValue, $0.value) }),
@@ -111,7 +137,9 @@ struct ConvertReport: CommandReport {
     }
 
     func renderText() -> String {
-        var text = plan + "\n" + report.description
+        var text = ""
+        if let detected { text += "Dump: \(detected.version ?? "empty") (detected: \(detected.detail))\n" }
+        text += plan + "\n" + report.description
         if report.succeeded {
             text += "\nwrote \(output) and \(output).sha256"
         } else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 
 import PlatformShim
 
@@ -7,14 +8,18 @@ public struct Pachmigrate: ParsableCommand {
         commandName: "pachmigrate",
         abstract: "Upgrade a Pachyderm cluster's metadata in etcd from one release to the next.",
         discussion: """
-            A typical upgrade from 1.4.x to 1.5.0, with pachd stopped:
+            Examples (a typical upgrade from 1.4.x to 1.5.0, with pachd stopped):
               pachmigrate plan    --endpoints http://etcd:2379
-              pachmigrate migrate --endpoints http://etcd:2379 --from 1.4.8 --to 1.5.0 --backup pre-1.5.jsonl
+              pachmigrate migrate --endpoints http://etcd:2379 --backup pre-1.5.jsonl
               pachmigrate verify  --endpoints http://etcd:2379
+
+            Flags and environment read as etcdctl and kubectl read them: -w/--write-out or \
+            -o/--output json, $ETCDCTL_ENDPOINTS, $ETCDCTL_USER=name:password, durations \
+            (500ms, 10s, 2m, 1h) and sizes (8Gi, 8GiB, 8G, 8GB, bytes). \
+            `pachmigrate --version` prints the version, as `pachmigrate version` does.
 
             \(ExitStatus.helpText)
             """,
-        version: toolVersion,
         subcommands: [
             PlanCommand.self, MigrateCommand.self, ConvertCommand.self, StatusCommand.self, LockCommand.self,
             WaitCommand.self, BackupCommand.self, RestoreCommand.self, VerifyCommand.self, VersionCommand.self,
@@ -22,9 +27,9 @@ public struct Pachmigrate: ParsableCommand {
 
     public init() {}
 
-    /// Reached only with no subcommand at all (the root has no options of its own). A bare
-    /// `pachmigrate` in a script or a container without arguments is a mistake, not a
-    /// success: show the help and exit 2 like any other usage error.
+    /// Reached only with no subcommand at all. A bare `pachmigrate` in a script or a
+    /// container without arguments is a mistake, not a success: show the help and exit 2
+    /// like any other usage error.
     public func run() throws {
         writeStderr(Self.helpMessage())
         throw ExitCode(ExitStatus.usage.rawValue)
@@ -34,6 +39,27 @@ public struct Pachmigrate: ParsableCommand {
     /// ArgumentParser's 64), everything else as the command decided.
     public static func runMain() -> Never {
         TerminationSignals.start()
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        // Not ArgumentParser's `version:`, which adds a `--version` to every subcommand beside
+        // the `--version` of `wait` and `verify` (a release to wait for, to check against),
+        // nor a root flag, which the parser would take from `wait --version 1.5.0`: one
+        // meaning per command.
+        if arguments == ["--version"] {
+            print("pachmigrate \(toolVersion)")
+            Platform.exit(0)
+        }
+        let words = commandWords(arguments)
+        let json = asksForJSON(arguments)
+        if let unknown = words.unknown {
+            let known = words.subcommands
+            let suggestion = closest(to: unknown, among: known).map { "; did you mean '\($0)'?" } ?? "."
+            let message =
+                "'\(unknown)' is not a \((["pachmigrate"] + words.path).joined(separator: " ")) command\(suggestion) "
+                + "Commands: \(known.joined(separator: ", "))."
+            if json { printErrorEnvelope(command: envelopeName(words.path), status: .usage, code: "usage", message: message) }
+            writeUsageError("pachmigrate: error: \(message)", arguments: arguments, command: words.path)
+            Platform.exit(ExitStatus.usage.rawValue)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -45,8 +71,86 @@ public struct Pachmigrate: ParsableCommand {
                 print(fullMessage(for: error))
                 Platform.exit(0)
             }
-            writeStderr(fullMessage(for: error) + "\n" + "Run `pachmigrate help` (or add --help) for usage.")
-            Platform.exit(code == .validationFailure ? ExitStatus.usage.rawValue : ExitStatus.failure.rawValue)
+            let status: ExitStatus = code == .validationFailure ? .usage : .failure
+            if json {
+                printErrorEnvelope(
+                    command: envelopeName(words.path), status: status, code: status == .usage ? "usage" : "error",
+                    message: fullMessage(for: error))
+            }
+            writeUsageError(fullMessage(for: error), arguments: arguments, command: words.path, status: status)
+            Platform.exit(status.rawValue)
         }
+    }
+
+    /// The `command` of a usage error's envelope: the subcommand as a successful one names
+    /// itself (`lock show`), or the tool when none was named.
+    static func envelopeName(_ path: [String]) -> String { path.isEmpty ? "pachmigrate" : path.joined(separator: " ") }
+
+    /// The subcommands the arguments name (`["lock", "show"]`), and the first word in a
+    /// command's place that names none: ArgumentParser would take it for an argument and
+    /// complain about the next flag instead ("Unknown option '--dry-run'" for `migrat --dry-run`).
+    static func commandWords(_ arguments: [String]) -> (path: [String], unknown: String?, subcommands: [String]) {
+        var command: any ParsableCommand.Type = Pachmigrate.self
+        var path: [String] = []
+        for word in arguments {
+            let subcommands = command.configuration.subcommands
+            let names = subcommands.compactMap { $0.configuration.commandName }
+            guard !subcommands.isEmpty, !word.hasPrefix("-"), word != "help" else { break }
+            guard let next = subcommands.first(where: { $0.configuration.commandName == word }) else {
+                return (path, word, names)
+            }
+            command = next
+            path.append(word)
+        }
+        return (path, nil, command.configuration.subcommands.compactMap { $0.configuration.commandName })
+    }
+
+    /// Whether the command line asks for `--output json` in any of its spellings; read from
+    /// the words themselves, since a line that does not parse has no options to ask.
+    static func asksForJSON(_ arguments: [String], flags: Set<String> = ["-o", "--output", "-w", "--write-out"]) -> Bool {
+        for (index, word) in arguments.enumerated() {
+            if word == "--" { break }
+            if flags.contains(word), index + 1 < arguments.count, arguments[index + 1].lowercased() == "json" { return true }
+            for flag in flags where word.lowercased() == "\(flag)=json" { return true }
+        }
+        return false
+    }
+
+    /// A usage error on stderr: plain text, or under `--log-format json` a JSON line like
+    /// every other, with its code.
+    static func writeUsageError(_ message: String, arguments: [String], command: [String], status: ExitStatus = .usage) {
+        guard asksForJSON(arguments, flags: ["--log-format"]) else {
+            writeStderr("\(message)\nRun `pachmigrate help` (or add --help) for usage.")
+            return
+        }
+        writeStderr(
+            JSONLogHandler.line(
+                level: .error, label: "pachmigrate", message: message, source: "PachmigrateCLI",
+                metadata: [
+                    "event": "error", "command": "\((["pachmigrate"] + command).joined(separator: " "))",
+                    "code": "\(status == .usage ? "usage" : "error")",
+                    "exitCode": .number(status.rawValue),
+                ]))
+    }
+
+    /// The name nearest to a mistyped one (edit distance at most a third of it, at least 2),
+    /// or one it begins.
+    static func closest(to word: String, among names: [String]) -> String? {
+        func distance(_ a: [Character], _ b: [Character]) -> Int {
+            var row = Array(0...b.count)
+            for i in 1...max(1, a.count) where !a.isEmpty {
+                var previous = row[0]
+                row[0] = i
+                for j in 1...max(1, b.count) where !b.isEmpty {
+                    let current = row[j]
+                    row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                    previous = current
+                }
+            }
+            return row[b.count]
+        }
+        let scored = names.map { ($0, distance(Array(word), Array($0))) }.sorted { $0.1 < $1.1 }
+        if let best = scored.first, best.1 <= max(2, word.count / 3) { return best.0 }
+        return names.first { $0.hasPrefix(word) || word.hasPrefix($0) }
     }
 }

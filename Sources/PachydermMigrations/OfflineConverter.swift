@@ -138,6 +138,40 @@ public struct OfflineConverter: Sendable {
         return result
     }
 
+    /// The version a dump's records are at, told as `migrate` tells a cluster's
+    /// (`ClusterInspection.detectVersion`): any 1.4 text record among the first `sample` of
+    /// each kind means 1.4.x, only 1.5 binary means 1.5.0, none means an empty dump. A dump
+    /// has no journal or stamp, so the records are all there is to go by.
+    public static func detectVersion(
+        dumpPath: String, layout: PachydermLayout = PachydermLayout(), sample: Int = 100
+    ) throws(DumpError) -> DetectedVersion {
+        let reader = try DumpReader(path: dumpPath)
+        var sampled: [RecordKind: Int] = [:]
+        var text = 0
+        var binary = 0
+        // One text record decides it; all-binary needs the sample of every kind.
+        while text == 0, let kv = try reader.read() {
+            guard case .record(let kind, _) = layout.classify(kv.key), sampled[kind, default: 0] < sample else { continue }
+            sampled[kind, default: 0] += 1
+            switch (try? RecordCodec.decode(kind: kind, key: kv.key, value: kv.value))?.encoding {
+            case .text14: text += 1
+            case .binary15: binary += 1
+            case nil: break
+            }
+            if sampled.count == RecordKind.allCases.count, sampled.values.allSatisfy({ $0 >= sample }) { break }
+        }
+        if text > 0 {
+            return DetectedVersion(
+                version: "1.4.x", source: .records, detail: "its records are 1.4 text (gogo text, any 1.4.x patch release)",
+                sampledText: text, sampledBinary: binary)
+        }
+        if binary > 0 {
+            return DetectedVersion(
+                version: "1.5.0", source: .records, detail: "every sampled record is already 1.5 binary", sampledBinary: binary)
+        }
+        return DetectedVersion(version: nil, source: .empty, detail: "no Pachyderm records under \(layout.pfsPrefix)/ and \(layout.ppsPrefix)/")
+    }
+
     /// Reads the dump at `inputPath`, converts it, writes `outputPath` (+ `.sha256`).
     /// The output is written even when records failed (they are copied unchanged and listed
     /// in the report), so it can be inspected; callers decide what a failure means.

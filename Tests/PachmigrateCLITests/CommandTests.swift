@@ -4,6 +4,10 @@ import Foundation
 import MigrationEngine
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Each command, run as the built executable against a real etcd, checked on its text and
 /// JSON output and its exit code.
 @Suite("pachmigrate commands")
@@ -16,7 +20,13 @@ struct CommandTests {
             let help = try pachmigrate(["migrate", "--help"])
             #expect(help.status == 0)
             #expect(help.stdout.contains("--allow-open-commits"))
-            #expect(help.stdout.contains("7  interrupted"))
+            // The table once, in the root help; each command names its own codes.
+            #expect(help.stdout.contains("7 interrupted, resumable"), "\(help.stdout)")
+            #expect(!help.stdout.contains("Exit codes:"))
+            let root = try pachmigrate(["--help"])
+            #expect(root.stdout.contains("Exit codes:") && root.stdout.contains("  7   interrupted"), "\(root.stdout)")
+            let rootVersion = try pachmigrate(["--version"])
+            #expect(rootVersion.status == 0 && rootVersion.stdout == "pachmigrate 0.1.0\n", "\(rootVersion.stdout)")
         }
     }
 
@@ -26,6 +36,8 @@ struct CommandTests {
         ["migrate", "--lock-ttl", "1"],
         ["wait"],
         ["nonsense"],
+        ["migrat", "--dry-run"],
+        ["lock", "shwo"],
         ["status", "--endpoints", "ftp://x"],
     ])
     func badFlagsExit2(arguments: [String]) async throws {
@@ -33,6 +45,96 @@ struct CommandTests {
             let result = try pachmigrate(arguments)
             #expect(result.status == 2, "\(arguments): \(result.stderr)")
             #expect(!result.stderr.isEmpty)
+        }
+    }
+
+    /// A mistyped command is named as one, with the closest, not blamed on the next flag.
+    @Test func unknownCommandIsNamedWithTheClosest() async throws {
+        try await onOwnThread {
+            let result = try pachmigrate(["migrat", "--dry-run"])
+            #expect(result.status == 2)
+            #expect(result.stderr.contains("'migrat' is not a pachmigrate command; did you mean 'migrate'?"), "\(result.stderr)")
+            #expect(!result.stderr.contains("Unknown option"))
+        }
+    }
+
+    /// `--output json` prints one JSON document on stdout even when the command line does not parse.
+    @Test(arguments: [
+        ["migrate", "--bogus", "-o", "json"], ["migrat", "-w", "json"], ["migrate", "--lock-ttl", "1", "--output", "json"],
+        ["status", "--endpoints", "ftp://x", "--write-out=json"], ["wait", "-o", "json"],
+    ])
+    func usageErrorsAreJSONWithOutputJSON(arguments: [String]) async throws {
+        try await onOwnThread {
+            let result = try pachmigrate(arguments)
+            #expect(result.status == 2, "\(result.stderr)")
+            #expect(result.json["ok"] as? Bool == false, "\(arguments): \(result.stdout)")
+            #expect(result.json["exitCode"] as? Int == 2)
+            #expect((result.json["error"] as? [String: Any])?["code"] as? String == "usage", "\(result.stdout)")
+            // And under --log-format json, stderr's error line is JSON too.
+            let logged = try pachmigrate(arguments + ["--log-format", "json"])
+            for line in logged.stderr.split(separator: "\n") {
+                #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "\(line)")
+            }
+        }
+    }
+
+    /// With `--output json` a failure of any kind is one JSON document on stdout, naming its
+    /// exit code: a held lock (3), a cluster not at rest (4), problems found (6), a record
+    /// that cannot be converted (8).
+    @Test func everyFailureIsOneJSONDocument() async throws {
+        try await onOwnThread {
+            func expectOneDocument(_ result: RunResult, _ status: Int32, _ what: String) {
+                #expect(result.status == status, "\(what): \(result.stderr)")
+                #expect(result.json["ok"] as? Bool == false && result.json["exitCode"] as? Int == Int(status), "\(what): \(result.stdout)")
+            }
+            let busy = try SampleServer("busy")
+            defer { busy.server.stop() }
+            expectOneDocument(try pachmigrate(["migrate", "--no-backup", "-o", "json"] + busy.endpoint), 4, "not at rest")
+            expectOneDocument(try pachmigrate(["verify", "--version", "1.5.0", "-o", "json"] + busy.endpoint), 6, "verify")
+            let holder = try MigrationLock.acquire(
+                store: busy.client, namespace: Namespace(),
+                holder: LockHolder.current(command: "test holder", toolVersion: "t", from: "1.4.8", to: "1.5.0"), logger: testLogger)
+            defer { holder.release() }
+            let held = try pachmigrate(["migrate", "--no-backup", "-w", "json"] + busy.endpoint)
+            expectOneDocument(held, 3, "lock held")
+            #expect((held.json["error"] as? [String: Any])?["code"] as? String == "lockHeld")
+
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            // A repo whose value is neither 1.4 text nor 1.5 binary.
+            let garbage = Data([0xFF, 0x00, 0x13]).base64EncodedString()
+            let key = Data("pachyderm_pfs/repos/broken".utf8).base64EncodedString()
+            try #"{"key":"\#(key)","create_revision":"2","mod_revision":"2","version":"1","value":"\#(garbage)"}"#
+                .appending("\n").write(toFile: "\(dir)/bad.jsonl", atomically: true, encoding: .utf8)
+            expectOneDocument(
+                try pachmigrate(["convert", "--from", "1.4.8", "-o", "json", "\(dir)/bad.jsonl", "\(dir)/out.jsonl"]), 8, "convert")
+        }
+    }
+
+    /// A port that accepts but never answers fails after the request timeout, naming it,
+    /// not the connect timeout and libcurl's milliseconds.
+    @Test func silentPortNamesTheTimeoutThatPassed() async throws {
+        try await onOwnThread {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+            }
+            // Listening but never accepting: the kernel completes the handshake, nobody answers.
+            #expect(bound && listen(fd, 16) == 0)
+            let port = Int(UInt16(bigEndian: address.sin_port))
+            let started = Date()
+            let result = try pachmigrate(
+                ["lock", "show", "--request-timeout", "1500ms"], environment: ["ETCD_ENDPOINTS": "http://127.0.0.1:\(port)"])
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("accepted the connection but sent no answer within 1.5 s (the request timeout)"), "\(result.stderr)")
+            #expect(!result.stderr.contains("milliseconds") && !result.stderr.contains("no connection within"), "\(result.stderr)")
+            #expect(result.stderr.contains("no --endpoints given: tried $ETCD_ENDPOINTS"), "\(result.stderr)")
+            #expect(Date().timeIntervalSince(started) < 20)
         }
     }
 
@@ -66,6 +168,9 @@ struct CommandTests {
     @Test func unreachableEndpointExits1NamingIt() async throws {
         try await onOwnThread {
             let port = try freeLoopbackPort()
+            let defaulted = try pachmigrate(["status", "--request-timeout", "2s"], environment: ["ETCD_ENDPOINTS": "127.0.0.1:\(port)"])
+            #expect(defaulted.status == 1)
+            #expect(defaulted.stderr.contains("no --endpoints given: tried $ETCD_ENDPOINTS, http://127.0.0.1:\(port)"), "\(defaulted.stderr)")
             let result = try pachmigrate(["status", "--endpoints", "http://127.0.0.1:\(port)", "--request-timeout", "2"])
             #expect(result.status == 1)
             #expect(result.stderr.contains("127.0.0.1:\(port)"))
@@ -193,6 +298,16 @@ struct CommandTests {
                 environment: ["ETCDCTL_PASSWORD": password])
             #expect(right.status == 0, "\(right.stderr)")
             #expect(!(right.stdout + right.stderr).contains(password))
+
+            // etcdctl's form: ETCDCTL_USER=name:password, neither half of which is echoed.
+            let inUser = try pachmigrate(
+                ["status", "--log-level", "debug"] + sample.endpoint, environment: ["ETCDCTL_USER": "pachmigrate:\(password)"])
+            #expect(inUser.status == 0, "\(inUser.stderr)")
+            #expect(!(inUser.stdout + inUser.stderr).contains(password))
+            let wrongInUser = try pachmigrate(
+                ["status", "-o", "json"] + sample.endpoint, environment: ["ETCDCTL_USER": "pachmigrate:not-the-password"])
+            #expect(wrongInUser.status == 1 && wrongInUser.stdout.contains("authentication"), "\(wrongInUser.stdout)")
+            #expect(!(wrongInUser.stdout + wrongInUser.stderr).contains("not-the-password"))
             #expect(try !sample.client.range(.prefix(bytes("pachmigrate/"))).kvs.contains { text($0.value).contains(password) })
         }
     }
@@ -308,21 +423,60 @@ struct CommandTests {
         try await onOwnThread {
             let sample = try SampleServer()
             defer { sample.server.stop() }
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            // Text output: under --log-format json the report too is a JSON line, on stdout.
             let result = try pachmigrate(
-                ["migrate", "--no-backup", "--log-format", "json", "--log-level", "info", "--output", "json"] + sample.endpoint)
+                ["migrate", "--backup", "\(dir)/b.jsonl", "--log-format", "json", "--log-level", "info"] + sample.endpoint)
             #expect(result.status == 0, "\(result.stderr)")
-            let lines = result.stderr.split(separator: "\n")
+            let lines = (result.stderr + result.stdout).split(separator: "\n")
             #expect(!lines.isEmpty)
             let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-            #expect(objects.count == lines.count, "every stderr line is a JSON object")
+            #expect(objects.count == lines.count, "every line is a JSON object: \(lines.filter { !$0.hasPrefix("{") })")
             let progress = objects.filter { $0["message"] as? String == "progress" }
             #expect(progress.contains { $0["step"] as? String == "rewrite" })
-            // The scan has a total (every key under the roots), and nothing is said before
-            // there is something to say.
-            #expect(progress.contains { $0["step"] as? String == "scan" && $0["total"] as? String == "1537" }, "\(progress)")
-            #expect(!progress.contains { $0["done"] as? String == "0" }, "\(progress)")
-            #expect(objects.contains { $0["message"] as? String == "lock taken" })
-            #expect(result.json["ok"] as? Bool == true)
+            // Numbers as numbers. The scan has a total (every key under the roots), and
+            // nothing is said before there is something to say.
+            #expect(progress.contains { $0["step"] as? String == "scan" && $0["total"] as? Int == 1537 }, "\(progress)")
+            #expect(progress.allSatisfy { ($0["done"] as? Int ?? 0) > 0 && $0["perSecond"] is Int }, "\(progress)")
+            let events = objects.compactMap { $0["event"] as? String }
+            for milestone in ["lock-taken", "scan-started", "scan-done", "backup-written", "rewrite-started", "rewrite-done", "done", "result"] {
+                #expect(events.contains(milestone), "\(milestone): \(events)")
+            }
+            let backup = try #require(objects.first { $0["event"] as? String == "backup-written" })
+            #expect((backup["sha256"] as? String)?.count == 64 && backup["keys"] is Int, "\(backup)")
+            let done = try #require(objects.first { $0["event"] as? String == "done" })
+            #expect(done["exitCode"] as? Int == 0 && done["elapsedSeconds"] is Double, "\(done)")
+            let report = try #require(objects.first { $0["event"] as? String == "result" })
+            #expect((report["result"] as? [String: Any])?["written"] as? Int ?? 0 > 0, "\(report)")
+            #expect((report["text"] as? String)?.contains("Migrated: ") == true)
+            // The plan came before the first write, as an event of its own; the result is the summary.
+            let plan = try #require(objects.first { $0["event"] as? String == "plan" })
+            #expect((plan["text"] as? String)?.contains("Keys read at revision") == true, "\(plan)")
+            #expect((report["text"] as? String)?.contains("Keys read at revision") == false)
+
+            // A free lock is said so, not an empty object.
+            let lock = try pachmigrate(["lock", "show", "-w", "json"] + sample.endpoint)
+            #expect((lock.json["result"] as? [String: Any])?["held"] as? Bool == false, "\(lock.stdout)")
+        }
+    }
+
+    /// The plan and the space check reach stdout before the first write, once; the summary
+    /// at the end says how long it took and the transactions in plain words.
+    @Test func planBeforeTheFirstWriteAndASummaryAfter() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let result = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
+            #expect(result.status == 0, "\(result.stderr)")
+            let out = result.stdout
+            #expect(out.components(separatedBy: "Keys read at revision").count == 2, "\(out)")
+            #expect(out.components(separatedBy: "etcd space: ").count == 2, "\(out)")
+            let keys = try #require(out.range(of: "Keys read at revision"))
+            let migrated = try #require(out.range(of: "Migrated: 508 record(s) written in "))
+            #expect(keys.lowerBound < migrated.lowerBound)
+            #expect(out.contains("etcd transaction(s); at least 200 were needed"), "\(out)")
+            #expect(!out.contains("txn(s)") && !out.contains("the floor"))
         }
     }
 
@@ -341,6 +495,15 @@ struct CommandTests {
             ])
             #expect(json.status == 0)
             #expect(((json.json["result"] as? [String: Any])?["converted"] as? [String: Int])?["commit"] == 275)
+            // Without --from the dump's records say what it is, as a cluster's do for migrate.
+            let detected = try pachmigrate(["convert", SampleData.before("at-rest"), "\(dir)/detected.jsonl"])
+            #expect(detected.status == 0, "\(detected.stderr)")
+            #expect(detected.stdout.contains("Dump: 1.4.x (detected: its records are 1.4 text"), "\(detected.stdout)")
+            // Its output is 1.5 binary throughout: detected as such.
+            let converted = try pachmigrate(["convert", "-o", "json", "\(dir)/detected.jsonl", "\(dir)/again.jsonl"])
+            #expect(
+                ((converted.json["result"] as? [String: Any])?["detected"] as? [String: Any])?["version"] as? String == "1.5.0",
+                "\(converted.stdout)")
             let old = try pachmigrate(["convert", "--from", "1.3.0", SampleData.before("busy"), "\(dir)/o2.jsonl"])
             #expect(old.status == 5)
             #expect(old.stderr.contains("1.3"))

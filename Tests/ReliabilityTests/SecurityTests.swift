@@ -161,6 +161,29 @@ struct SecurityTests {
             try expectation.expectMigratedLikeAnUninterruptedRun()
         }
     }
+
+    /// etcdctl's --insecure-skip-tls-verify (and its variable) reaches an etcd whose CA was
+    /// not given, and says loudly that nothing was verified; without it the certificate is refused.
+    @Test func insecureSkipTLSVerifyConnectsAndWarns() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start(tls: true)
+            defer { server.stop() }
+            let certificates = try #require(server.certificates)
+            let flags = [
+                "lock", "show", "--endpoints", server.endpoint, "--cert", certificates.clientCertFile, "--key", certificates.clientKeyFile,
+                "--request-timeout", "5s",
+            ]
+            let verified = try pachmigrate(flags)
+            #expect(verified.status == 1, "\(verified.stderr)")
+            #expect(verified.stderr.contains("could not be verified"), "\(verified.stderr)")
+            let insecure = try pachmigrate(flags + ["--insecure-skip-tls-verify"])
+            #expect(insecure.status == 0, "\(insecure.stderr)")
+            #expect(insecure.stderr.contains("TLS VERIFICATION IS OFF"), "\(insecure.stderr)")
+            let fromEnvironment = try pachmigrate(flags, environment: ["ETCDCTL_INSECURE_SKIP_TLS_VERIFY": "true"])
+            #expect(fromEnvironment.status == 0, "\(fromEnvironment.stderr)")
+            #expect(fromEnvironment.stderr.contains("TLS VERIFICATION IS OFF"))
+        }
+    }
 }
 
 /// The at-rest sample on an etcd with auth, and its limited user `pachmigrate`, whose role

@@ -135,7 +135,9 @@ public enum Backup {
                     keyFingerprint: fingerprint.hex, takenAt: timestamp(), toolVersion: toolVersion)
             }
             let sha = try writer.finish(sidecar: origin.map { (BackupOrigin.fileSuffix, $0.encoded) })
-            logger.info("backup written", metadata: ["path": "\(path)", "keys": "\(done)", "sha256": "\(sha)"])
+            // A notice: the milestone that says a rollback is possible from here on.
+            logger.notice(
+                "backup written", metadata: ["event": "backup-written", "path": "\(path)", "keys": .stringConvertible(done), "sha256": "\(sha)"])
             return BackupInfo(path: path, sha256: sha, keys: done, revision: revision, origin: origin)
         } catch let error as MigrationError {
             writer.abandon()

@@ -190,12 +190,12 @@ public struct JournalReader: Sendable {
     }
 
     public func state() throws(MigrationError) -> RunState? {
-        guard let kv = try get(namespace.stateKey) else { return nil }
+        guard let kv = try get(namespace.stateKey, "reading pachmigrate's record of its last run") else { return nil }
         return try JSONCoding.decode(RunState.self, kv.value, key: kv.key)
     }
 
     public func stampedVersion() throws(MigrationError) -> String? {
-        guard let kv = try get(namespace.versionKey) else { return nil }
+        guard let kv = try get(namespace.versionKey, "reading the version pachmigrate stamped") else { return nil }
         return String(decoding: kv.value, as: UTF8.self)
     }
 
@@ -227,12 +227,14 @@ public struct JournalReader: Sendable {
     }
 
     public func lockHolder() throws(MigrationError) -> HeldLock? {
-        guard let kv = try get(namespace.lockKey) else { return nil }
+        guard let kv = try get(namespace.lockKey, "reading the migration lock") else { return nil }
         return HeldLock(holder: try JSONCoding.decode(LockHolder.self, kv.value, key: kv.key), record: kv)
     }
 
-    func get(_ key: [UInt8]) throws(MigrationError) -> KeyValue? {
-        try etcd("reading \(key.printable)") { () throws(EtcdError) in try store.range(RangeRequest(key: key)) }.kvs.first
+    /// `doing`: what the read is for, in the operator's words, for the error when etcd fails
+    /// (the key itself says nothing to someone who never looked inside pachmigrate).
+    func get(_ key: [UInt8], _ doing: String? = nil) throws(MigrationError) -> KeyValue? {
+        try etcd(doing ?? "reading \(key.printable)") { () throws(EtcdError) in try store.range(RangeRequest(key: key)) }.kvs.first
     }
 
     /// A history key that sorts by time and never collides with a concurrent writer's.

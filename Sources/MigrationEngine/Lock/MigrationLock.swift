@@ -124,7 +124,13 @@ public final class MigrationLock: Sendable {
                     store: store, namespace: namespace, leaseID: lease.id, fence: response.header.revision,
                     holder: record, logger: logger, onLost: onLost)
                 lock.startHeartbeat(ttl: lease.ttl)
-                logger.info("lock taken", metadata: ["lease": "\(record.leaseID)", "fence": "\(lock.fence)"])
+                // A notice: a milestone an operator following the log looks for (README "JSON output").
+                logger.notice(
+                    "lock taken",
+                    metadata: [
+                        "event": "lock-taken", "lease": "\(record.leaseID)", "fence": .stringConvertible(lock.fence),
+                        "ttlSeconds": .stringConvertible(lease.ttl),
+                    ])
                 return lock
             }
             _ = try? store.leaseRevoke(id: lease.id)

@@ -32,7 +32,15 @@ struct BackupCommand: ParsableCommand {
             line per key in etcd's own form, in mod-revision order, with PATH.sha256 beside it \
             (mode 0600) and PATH.origin.json: the cluster's ID, the revision and a fingerprint of \
             its keys, which `pachmigrate restore PATH` checks before it puts the backup back.
+
+            Examples:
+              pachmigrate backup --endpoints http://etcd:2379 /backups/pre-1.5.jsonl
+              pachmigrate backup --snapshot /backups/etcd.db /backups/pre-1.5.jsonl
+
+            \(ExitStatus.helpLine(Self.exitStatuses))
             """)
+
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .stoppedBySIGINT, .stoppedBySIGTERM]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
@@ -44,7 +52,7 @@ struct BackupCommand: ParsableCommand {
     var snapshot: String?
 
     func run() throws {
-        try runCommand("backup", output) { context in
+        try runCommand("backup", output, connection: connection) { context in
             let client = try connection.makeClient(logger: context.logger)
             let layout = connection.layout
             let prefixes = [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)]
@@ -150,11 +158,13 @@ struct RestoreCommand: ParsableCommand {
             run again if interrupted.
 
             Examples:
-              pachmigrate restore --endpoints http://etcd:2379 --dry-run /backups/pre-1.5.jsonl
-              pachmigrate restore --endpoints http://etcd:2379 /backups/pre-1.5.jsonl
+              pachmigrate restore --endpoints http://etcd:2379 --dry-run pre-1.5.jsonl
+              pachmigrate restore --endpoints http://etcd:2379 pre-1.5.jsonl
 
-            \(ExitStatus.helpText)
+            \(ExitStatus.helpLine(Self.exitStatuses))
             """)
+
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .lockHeld, .notAtRest, .interrupted]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
@@ -177,7 +187,7 @@ struct RestoreCommand: ParsableCommand {
     var discardNewerWrites = false
 
     func run() throws {
-        try runCommand("restore", output) { context in
+        try runCommand("restore", output, connection: connection) { context in
             let client = try connection.makeClient(logger: context.logger)
             let layout = connection.layout
             var options = MigrationOptions(backup: .none)
@@ -238,7 +248,15 @@ struct VerifyCommand: ParsableCommand {
             Commits and branches must point at existing repos and commits, parents and \
             provenance must exist, jobs should reference existing pipelines, and the counts must \
             match the journal. Exits 6 with every problem listed.
+
+            Examples:
+              pachmigrate verify --endpoints http://etcd:2379
+              pachmigrate verify --endpoints http://etcd:2379 --version 1.5.0 -o json
+
+            \(ExitStatus.helpLine(Self.exitStatuses))
             """)
+
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .verificationFailed]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
@@ -247,7 +265,7 @@ struct VerifyCommand: ParsableCommand {
     var version: String?
 
     func run() throws {
-        try runCommand("verify", output) { context in
+        try runCommand("verify", output, connection: connection) { context in
             let client = try connection.makeClient(logger: context.logger)
             let journal = JournalReader(store: client, namespace: connection.namespace)
             let detected = try ClusterInspection.detectVersion(store: client, layout: connection.layout, namespace: connection.namespace)
@@ -263,7 +281,13 @@ struct VerifyCommand: ParsableCommand {
 }
 
 struct VersionCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print pachmigrate's version and the migrations it knows.")
+    static let configuration = CommandConfiguration(
+        commandName: "version", abstract: "Print pachmigrate's version and the migrations it knows.",
+        discussion: """
+            Examples:
+              pachmigrate version
+              pachmigrate version -o json
+            """)
 
     @OptionGroup var output: OutputOptions
 

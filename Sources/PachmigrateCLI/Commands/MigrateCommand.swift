@@ -3,6 +3,8 @@ import EtcdGateway
 import Logging
 import MigrationEngine
 import PachydermMigrations
+import PlatformShim
+import Synchronization
 
 struct MigrationReport: CommandReport {
     /// What the command did; `outcome` in JSON.
@@ -45,6 +47,10 @@ struct MigrationReport: CommandReport {
     /// ordering group (records of different groups share txns).
     var txns: Int?
     var longestGroup: Int?
+    /// From the command's start to its report: the run's wall-clock time.
+    var elapsedSeconds: Double?
+    /// `preflightText` was printed before the first write: the final text is the summary.
+    var preflightShown = false
     var message: String?
     var verbose: Bool
 
@@ -57,8 +63,21 @@ struct MigrationReport: CommandReport {
 
     enum CodingKeys: String, CodingKey {
         case etcd, outcome, from, to, detected, plan, state, scan, forecast, space, spaceUnavailable, compactions, backup, snapshot,
-            timeForecast, timeForecastUnavailable, took,
-            resumed, resuming, backupNotWritten, written, keptInOrder, txns, longestGroup, message
+            timeForecast, timeForecastUnavailable, took, resumed, resuming, backupNotWritten, written, keptInOrder, txns,
+            longestGroup, elapsedSeconds, message
+    }
+
+    /// What a run's result says of the cluster, its scan, space and backup: the same early
+    /// (before the first write) and at the end.
+    mutating func fill(from result: MigrationResult, migration: PachydermRecordMigration) {
+        scan = result.scan.map(ScanSummary.init)
+        resuming = result.unfinishedRun
+        if result.scan != nil { state = LeftoverSummary(migration.census.result, resuming: result.unfinishedRun) }
+        backup = result.backup
+        space = result.space
+        spaceUnavailable = result.spaceUnavailable
+        timeForecast = result.forecast
+        timeForecastUnavailable = result.forecastUnavailable
     }
 
     /// Connects and resolves the versions against the cluster; the migration is nil when
@@ -80,18 +99,75 @@ struct MigrationReport: CommandReport {
         return (client, report, resolved.migration)
     }
 
-    func renderText() -> String {
-        var lines: [String] = etcd.map { [$0.text] } ?? []
-        lines.append("Cluster: \(detected.version ?? "empty") (\(detected.detail))")
-        if let plan { lines.append("Plan: \(plan)") }
-        if let resuming { lines.append(resuming.text) }
-        if let backupNotWritten {
+    func renderText() -> String { render(preflight: !preflightShown, summary: true) }
+
+    /// What is known before the first write (the cluster, the plan, the scan, the space, the
+    /// backup): `migrate` prints it then, and its final report only the summary.
+    var preflightText: String { render(preflight: true, summary: false) }
+
+    private func render(preflight: Bool, summary: Bool) -> String {
+        var lines: [String] = []
+        if preflight {
+            if let etcd { lines.append(etcd.text) }
+            lines.append("Cluster: \(detected.version ?? "empty") (\(detected.detail))")
+            if let plan { lines.append("Plan: \(plan)") }
+            if let resuming { lines.append(resuming.text) }
+        }
+        if summary, let backupNotWritten {
             lines.append(
                 "Backup: --backup \(backupNotWritten) was not written: a resumed run keeps its first attempt's backup, the only one "
                     + "taken before any record changed (a backup now would hold half-migrated records)")
         }
-        if let state { lines.append(state.renderText()) }
-        if let message { lines.append(message) }
+        if preflight, let state { lines.append(state.renderText()) }
+        if summary, let message { lines.append(message) }
+        if preflight { lines += preflightDetails() }
+        if summary, let compactions, compactions > 0 { lines.append("Compacted etcd's history \(compactions) time(s) behind the run.") }
+        guard summary else { return lines.joined(separator: "\n") }
+        switch outcome {
+        case .migrated:
+            let kept = keptInOrder > 0 ? ", \(keptInOrder) of them re-put unchanged only to keep their group's order" : ""
+            let took = elapsedSeconds.map { " in \(formatSeconds($0))" } ?? ""
+            lines.append(
+                "Migrated: \(written) record(s) written\(took)\(kept)\(resumed ? " (resumed an interrupted run)" : ""). "
+                    + "Check with `pachmigrate verify`.")
+            if let txns {
+                // Records that must keep their order (one repo's commits, one pipeline's jobs) go
+                // one per etcd transaction; the largest such group sets how few there can be.
+                lines.append(
+                    "  \(txns) etcd transaction(s)"
+                        + (longestGroup.map {
+                            "; at least \($0) were needed: the largest set of records that must be written in order (one repo's "
+                                + "commits, one pipeline's jobs) has \($0), written one per transaction"
+                        } ?? ""))
+            }
+            if let phases = self.took, let write = phases.write {
+                var parts: [String] = []
+                if let scan = phases.scan { parts.append("scan \(formatSeconds(scan))") }
+                if let backup = phases.backup { parts.append("backup \(formatSeconds(backup))") }
+                let forecastText = timeForecast.map { " (forecast: \(formatSeconds($0.writeSeconds)))" } ?? ""
+                parts.append("writing \(formatSeconds(write))\(forecastText)")
+                lines.append("  took: " + parts.joined(separator: ", "))
+            }
+            if let backup { lines.append("  backup: \(backup.path)") }
+        case .dryRun, .plan:
+            switch exitStatus {
+            case .ok:
+                let kept = scan?.keptInOrder.values.reduce(0, +) ?? 0
+                lines.append(
+                    "Would rewrite \(scan?.toRewrite.values.reduce(0, +) ?? 0) record(s)"
+                        + (kept > 0 ? " and re-put \(kept) unchanged to keep their groups' order" : "") + ". Nothing was written.")
+            case .notAtRest: lines.append("A migration would refuse: the cluster is not at rest. Nothing was written.")
+            case .outOfSpace: lines.append("A migration would refuse: etcd would run out of space. Nothing was written.")
+            default: lines.append("A migration would fail: some records cannot be converted. Nothing was written.")
+            }
+        case .nothingToDo:
+            break
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private func preflightDetails() -> [String] {
+        var lines: [String] = []
         if let scan { lines.append(scan.renderText(verbose: verbose)) }
         if let forecast { lines.append(renderForecast(forecast)) }
         if let space {
@@ -111,42 +187,11 @@ struct MigrationReport: CommandReport {
             }
         }
         if let spaceUnavailable { lines.append("etcd space: not checked (\(spaceUnavailable)); the quota could not be compared") }
-        if let compactions, compactions > 0 { lines.append("Compacted etcd's history \(compactions) time(s) behind the run.") }
-        if let timeForecast, outcome != .migrated { lines.append(timeForecast.text) }
-        if let timeForecastUnavailable, outcome != .migrated {
-            lines.append("Time forecast: not made (\(timeForecastUnavailable))")
-        }
-        if outcome == .migrated, let took, let write = took.write {
-            var parts = [took.scan.map { "scan \(formatSeconds($0))" }, took.backup.map { "backup \(formatSeconds($0))" }].compactMap { $0 }
-            parts.append("writing \(formatSeconds(write))" + (timeForecast.map { " (forecast \(formatSeconds($0.writeSeconds)))" } ?? ""))
-            lines.append("Took: " + parts.joined(separator: ", ") + ".")
-        }
+        if let timeForecast { lines.append(timeForecast.text) }
+        if let timeForecastUnavailable { lines.append("Time forecast: not made (\(timeForecastUnavailable))") }
         if let backup { lines.append("Backup: \(backup.path) (\(backup.keys) keys, sha256 \(backup.sha256))") }
         if let snapshot { lines.append("etcd snapshot: \(snapshot)") }
-        switch outcome {
-        case .migrated:
-            let kept = keptInOrder > 0 ? ", \(keptInOrder) of them re-put unchanged only to keep their group's order" : ""
-            let txnText =
-                txns.map { t in " in \(t) txn(s)" + (longestGroup.map { " (the longest ordering group has \($0) records: the floor)" } ?? "") } ?? ""
-            lines.append(
-                "Migrated: \(written) record(s) written\(txnText)\(kept)\(resumed ? " (resumed an interrupted run)" : ""). "
-                    + "Check with `pachmigrate verify`."
-            )
-        case .dryRun, .plan:
-            switch exitStatus {
-            case .ok:
-                let kept = scan?.keptInOrder.values.reduce(0, +) ?? 0
-                lines.append(
-                    "Would rewrite \(scan?.toRewrite.values.reduce(0, +) ?? 0) record(s)"
-                        + (kept > 0 ? " and re-put \(kept) unchanged to keep their groups' order" : "") + ". Nothing was written.")
-            case .notAtRest: lines.append("A migration would refuse: the cluster is not at rest. Nothing was written.")
-            case .outOfSpace: lines.append("A migration would refuse: etcd would run out of space. Nothing was written.")
-            default: lines.append("A migration would fail: some records cannot be converted. Nothing was written.")
-            }
-        case .nothingToDo:
-            break
-        }
-        return lines.joined(separator: "\n")
+        return lines
     }
 }
 
@@ -161,11 +206,18 @@ struct MigrateCommand: ParsableCommand {
             On a migrated cluster it does nothing and exits 0.
 
             Examples:
-              pachmigrate migrate --endpoints http://etcd:2379 --from 1.4.8 --to 1.5.0 --backup /backups/pre-1.5.jsonl
-              pachmigrate migrate --dry-run
+              pachmigrate migrate --endpoints http://etcd:2379 --backup pre-1.5.jsonl
+              pachmigrate migrate --from 1.4.8 --etcd-quota 8Gi --compact --wait-lock 2m
+              pachmigrate migrate --dry-run -w json
 
-            \(ExitStatus.helpText)
+            \(ExitStatus.helpLine(Self.exitStatuses))
             """)
+
+    /// What this command can exit with, for its help (a test holds the code to it).
+    static let exitStatuses: [ExitStatus] = [
+        .ok, .failure, .usage, .lockHeld, .notAtRest, .unsupportedVersion, .interrupted, .conversionFailed, .outOfSpace,
+        .stoppedBySIGINT, .stoppedBySIGTERM,
+    ]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var versions: VersionOptions
@@ -192,8 +244,12 @@ struct MigrateCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Wait this long for a held lock (e.g. 30s, 5m) instead of failing at once.", valueName: "duration"))
     var waitLock: DurationArgument?
 
-    @Option(name: .long, help: ArgumentHelp("Seconds the lock outlives this process if it dies.", valueName: "seconds"))
-    var lockTTL: Int64 = 30
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "How long the lock outlives this process if it dies (30s, 2m; a bare number is seconds; etcd counts whole seconds).",
+            valueName: "duration"))
+    var lockTTL = DurationArgument(.seconds(30))
 
     @Option(
         name: .long,
@@ -207,12 +263,13 @@ struct MigrateCommand: ParsableCommand {
 
     func validate() throws {
         if backup != nil && noBackup { throw ValidationError("--backup and --no-backup exclude each other") }
-        if lockTTL < 5 { throw ValidationError("--lock-ttl must be at least 5 seconds") }
+        if lockTTL.duration < .seconds(5) { throw ValidationError("--lock-ttl must be at least 5 seconds") }
         if concurrency < 1 || concurrency > 64 { throw ValidationError("--concurrency must be between 1 and 64") }
     }
 
     func run() throws {
-        try runCommand("migrate", output) { context in
+        let started = ContinuousClock.now
+        try runCommand("migrate", output, connection: connection) { context in
             var (client, report, migration) = try MigrationReport.start(
                 connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose,
                 logger: context.logger)
@@ -220,12 +277,11 @@ struct MigrateCommand: ParsableCommand {
             var options = MigrationOptions(
                 backup: noBackup ? .none : .file(absolutePath(backup ?? defaultBackupPath(from: migration.fromVersion))))
             options.dryRun = dryRun
-            options.lock = LockOptions(ttl: lockTTL, wait: waitLock?.duration ?? .zero)
+            options.lock = LockOptions(ttl: lockTTL.wholeSecondsRoundedUp, wait: waitLock?.duration ?? .zero)
             options.concurrency = concurrency
             options.space = space.policy
             options.command = "pachmigrate migrate"
             options.toolVersion = toolVersion
-            options.onForecast = { forecast in context.progress.interrupt(forecast.text) }
             if report.detected.source == .journal, let backup, !dryRun {
                 // Said before the run, not only in the report at its end.
                 context.logger.notice(
@@ -245,22 +301,41 @@ struct MigrateCommand: ParsableCommand {
                 context.logger.notice("etcd snapshot saved", metadata: ["path": "\(snapshot)", "bytes": "\(bytes)"])
                 report.snapshot = snapshot
             }
+            // The plan and the space check as soon as they are known, before the first write:
+            // read while the records are written, and said even if the run is then interrupted.
+            // `--output json` keeps its one document for the end.
+            let shown = PreflightShown()
+            if output.output == .text {
+                let before = report
+                let logFormat = output.logFormat
+                let logger = context.logger
+                options.beforeFirstWrite = { partial in
+                    var early = before
+                    early.fill(from: partial, migration: migration)
+                    early.forecast = migration.forecast.pipelines
+                    endBarLine()
+                    switch logFormat {
+                    case .text: print(early.preflightText)
+                    case .json:
+                        print(
+                            JSONLogHandler.line(
+                                level: .notice, label: logger.label, message: "migrate plan", source: "PachmigrateCLI",
+                                metadata: ["event": "plan", "text": "\(early.preflightText)"]))
+                    }
+                    fflush(nil)
+                    shown.set()
+                }
+            }
             let migrator = Migrator(store: client, migration: migration, namespace: connection.namespace, logger: context.logger)
             let result = try migrator.run(options: options, stop: signals.stop) { context.progress.update($0) }
-            report.scan = result.scan.map(ScanSummary.init)
-            report.resuming = result.unfinishedRun
-            if result.scan != nil { report.state = LeftoverSummary(migration.census.result, resuming: result.unfinishedRun) }
-            report.backup = result.backup
+            report.fill(from: result, migration: migration)
+            report.preflightShown = shown.isSet
             report.resumed = result.resumed
             if result.resumed, !dryRun, let backup, absolutePath(backup) != result.unfinishedRun?.backupPath {
                 report.backupNotWritten = absolutePath(backup)
             }
             report.written = result.written
-            report.space = result.space
-            report.spaceUnavailable = result.spaceUnavailable
             report.compactions = result.compactions
-            report.timeForecast = result.forecast
-            report.timeForecastUnavailable = result.forecastUnavailable
             report.took = result.took
             report.keptInOrder = result.keptInOrder
             if result.written > 0 {
@@ -280,6 +355,7 @@ struct MigrateCommand: ParsableCommand {
                 report.outcome = .migrated
                 report.forecast = migration.forecast.pipelines
             }
+            report.elapsedSeconds = (seconds(ContinuousClock.now - started) * 10).rounded() / 10
             return report
         }
     }
@@ -298,8 +374,14 @@ struct PlanCommand: ParsableCommand {
             record cannot be converted, 5 when there is no path, 9 when etcd would run out of \
             space (see --etcd-quota and --compact).
 
-            \(ExitStatus.helpText)
+            Examples:
+              pachmigrate plan --endpoints http://etcd:2379
+              pachmigrate plan --etcd-quota 8GiB --verbose
+
+            \(ExitStatus.helpLine(Self.exitStatuses))
             """)
+
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .notAtRest, .unsupportedVersion, .conversionFailed, .outOfSpace]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var versions: VersionOptions
@@ -313,7 +395,7 @@ struct PlanCommand: ParsableCommand {
     var verbose = false
 
     func run() throws {
-        try runCommand("plan", output) { context in
+        try runCommand("plan", output, connection: connection) { context in
             var (client, report, migration) = try MigrationReport.start(
                 connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose,
                 logger: context.logger)
@@ -334,11 +416,17 @@ struct PlanCommand: ParsableCommand {
             report.forecast = migration.forecast.pipelines
             report.space = result.space
             report.spaceUnavailable = result.spaceUnavailable
-            report.timeForecast = result.forecast
-            report.timeForecastUnavailable = result.forecastUnavailable
             return report
         }
     }
+}
+
+/// Whether `migrate` printed its report's first part before the first write (set on the
+/// writing thread, read after the run).
+final class PreflightShown: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .sequentiallyConsistent) }
+    var isSet: Bool { value.load(ordering: .sequentiallyConsistent) }
 }
 
 extension TimeForecast {
@@ -348,10 +436,7 @@ extension TimeForecast {
             "scan \(formatSeconds(scanSeconds))", backupSeconds.map { "backup \(formatSeconds($0))" },
             "writing \(formatSeconds(writeSeconds))",
         ].compactMap { $0 }
-        let chain =
-            longestChain > 0
-            ? "the longest chain is \(longestChain) \(longestChainKind), one txn after another, "
-            : ""
+        let chain = longestChain > 0 ? "the longest chain is \(longestChain) \(longestChainKind), one txn after another, " : ""
         return "Time forecast from here: about \(formatSeconds(totalSeconds)): " + phases.joined(separator: ", ")
             + " (\(records) records to write; \(chain)\(String(format: "%.2f", fencedTxnSeconds * 1000)) ms a txn, "
             + "\(String(format: "%.2f", roundTripSeconds * 1000)) ms a round trip from here)"

@@ -42,7 +42,7 @@ struct SpaceOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "etcd's --quota-backend-bytes (2GiB, 8GiB, …; etcd's default is 2GiB). "
+            "etcd's --quota-backend-bytes (bytes, or 8Gi, 8GiB, 8G, 8GB: Gi/GiB are 1024³, G/GB 1000³; etcd's default is 2GiB). "
                 + "etcd does not tell its quota, so say it: the run refuses (exit 9) before writing if it would not fit.",
             valueName: "size"))
     var etcdQuota = ByteSize(bytes: SpacePolicy().quotaBytes)

@@ -118,7 +118,16 @@ struct StatusReport: CommandReport {
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show the stamped version, the run in progress (if any), the lock and the history.")
+        abstract: "Show the stamped version, the run in progress (if any), the lock and the history.",
+        discussion: """
+            Examples:
+              pachmigrate status --endpoints http://etcd:2379
+              pachmigrate status --endpoints http://etcd:2379 --history 20 -o json
+
+            \(ExitStatus.helpLine(Self.exitStatuses))
+            """)
+
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
@@ -127,9 +136,12 @@ struct StatusCommand: ParsableCommand {
     var history = 5
 
     func run() throws {
-        try runCommand("status", output) { context in
+        try runCommand("status", output, connection: connection) { context in
             let client = try connection.makeClient(logger: context.logger)
             let journal = JournalReader(store: client, namespace: connection.namespace)
+            // The one read status cannot do without comes first: an etcd that does not answer
+            // fails it after one request timeout, not after the best-effort reads' too.
+            let stampedVersion = try journal.stampedVersion()
             var alarms: [String]?
             var alarmsUnavailable: String?
             switch Result(catching: { () throws(EtcdError) in try client.alarms() }) {
@@ -137,7 +149,7 @@ struct StatusCommand: ParsableCommand {
             case .failure(let error): alarmsUnavailable = error.message
             }
             return StatusReport(
-                etcd: EtcdSummary(client), alarms: alarms, alarmsUnavailable: alarmsUnavailable, stampedVersion: try journal.stampedVersion(),
+                etcd: EtcdSummary(client), alarms: alarms, alarmsUnavailable: alarmsUnavailable, stampedVersion: stampedVersion,
                 state: try journal.state(), lanes: try journal.laneCursors(),
                 lock: try LockInspection.read(store: client, namespace: connection.namespace), history: try journal.history(limit: history))
         }
@@ -148,6 +160,11 @@ struct LockCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lock",
         abstract: "Inspect or break the migration lock.",
+        discussion: """
+            Examples:
+              pachmigrate lock show --endpoints http://etcd:2379
+              pachmigrate lock break --endpoints http://etcd:2379 --by alice
+            """,
         subcommands: [LockShowCommand.self, LockBreakCommand.self])
 }
 
@@ -156,19 +173,40 @@ struct LockReport: CommandReport {
     var broken: Bool?
     var message: String?
 
+    /// `held` always, so that a free lock is `{"held": false}` rather than an empty object.
+    enum CodingKeys: String, CodingKey { case held, lock, broken, message }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(lock != nil, forKey: .held)
+        try container.encodeIfPresent(lock, forKey: .lock)
+        try container.encodeIfPresent(broken, forKey: .broken)
+        try container.encodeIfPresent(message, forKey: .message)
+    }
+
     func renderText() -> String {
         [lock?.text ?? "Lock: free", message].compactMap { $0 }.joined(separator: "\n")
     }
 }
 
 struct LockShowCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show who holds the lock and how fresh its heartbeat is.")
+    static let configuration = CommandConfiguration(
+        commandName: "show", abstract: "Show who holds the lock and how fresh its heartbeat is.",
+        discussion: """
+            Examples:
+              pachmigrate lock show --endpoints http://etcd:2379
+              pachmigrate lock show --endpoints http://etcd:2379 -w json
+
+            \(ExitStatus.helpLine(Self.exitStatuses))
+            """)
+
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        try runCommand("lock show", output) { context in
+        try runCommand("lock show", output, connection: connection) { context in
             let client = try connection.makeClient(logger: context.logger)
             return LockReport(lock: try LockInspection.read(store: client, namespace: connection.namespace))
         }
@@ -184,7 +222,15 @@ struct LockBreakCommand: ParsableCommand {
             twice its lease TTL and at least 60 s), because a live migrator would then lose its \
             lock mid-run; --force breaks it anyway. The broken run's writes stop at once (they \
             are fenced on the lock). Afterwards run the same migrate command to resume, or restore.
+
+            Examples:
+              pachmigrate lock break --endpoints http://etcd:2379 --by alice
+              pachmigrate lock break --endpoints http://etcd:2379 --stale-after 2m
+
+            \(ExitStatus.helpLine(Self.exitStatuses))
             """)
+
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .lockHeld]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
@@ -199,7 +245,7 @@ struct LockBreakCommand: ParsableCommand {
     var by: String?
 
     func run() throws {
-        try runCommand("lock break", output) { context in
+        try runCommand("lock break", output, connection: connection) { context in
             let client = try connection.makeClient(logger: context.logger)
             let namespace = connection.namespace
             guard let view = try LockInspection.read(store: client, namespace: namespace, staleAfter: staleAfter?.seconds) else {
@@ -251,7 +297,15 @@ struct WaitCommand: ParsableCommand {
         discussion: """
             For an init container of the new pachd: it starts only once the migration is done. \
             Exits 0 when ready, 1 when --timeout passes first.
+
+            Examples:
+              pachmigrate wait --endpoints http://etcd:2379 --version 1.5.0
+              pachmigrate wait --version 1.5.0 --timeout 10m --interval 5s
+
+            \(ExitStatus.helpLine(Self.exitStatuses))
             """)
+
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .unsupportedVersion]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
@@ -266,7 +320,7 @@ struct WaitCommand: ParsableCommand {
     var interval = DurationArgument(.seconds(2))
 
     func run() throws {
-        try runCommand("wait", output) { context in
+        try runCommand("wait", output, connection: connection) { context in
             // A 1.5.1 pachd reads what a migration to 1.5.0 stamped: one format per minor release.
             let accepted = try VersionStepRegistry.stampsReadable(by: version)
             let client = try connection.makeClient(logger: context.logger)
@@ -275,7 +329,10 @@ struct WaitCommand: ParsableCommand {
                 for: accepted, timeout: timeout?.duration, interval: min(interval.duration, .seconds(60))
             ) { context.logger.notice("waiting: \(reason($0))") }
             guard wait.isReady else {
-                throw CLIError(.failure, "timed out after \(timeout?.duration ?? wait.waited) waiting for version \(version): \(reason(wait.last))")
+                throw CLIError(
+                    .failure,
+                    "timed out after \(DurationArgument.describe(timeout?.duration ?? wait.waited)) waiting for version \(version): "
+                        + reason(wait.last))
             }
             return WaitReport(version: version, waitedSeconds: Int(wait.waited.components.seconds))
         }

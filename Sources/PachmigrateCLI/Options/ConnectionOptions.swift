@@ -32,18 +32,30 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Client key for TLS ($ETCDCTL_KEY).", valueName: "file"))
     var key: String?
 
-    @Option(name: .long, help: ArgumentHelp("etcd user, when auth is enabled ($ETCDCTL_USER).", valueName: "name"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "etcd user, when auth is enabled: name, or name:password as etcdctl takes it ($ETCDCTL_USER). "
+                + "A password here shows in `ps`: prefer $ETCDCTL_USER or --password-file.",
+            valueName: "name[:password]"))
     var user: String?
 
     @Option(
         name: .long,
-        help: ArgumentHelp(
-            "File holding the etcd password (else $ETCDCTL_PASSWORD). Never pass a password on the command line.",
-            valueName: "file"))
+        help: ArgumentHelp("File holding the etcd password (else $ETCDCTL_PASSWORD, else the part of --user after its ':').", valueName: "file"))
     var passwordFile: String?
 
-    @Option(name: .long, help: ArgumentHelp("Seconds before an etcd request is given up.", valueName: "seconds"))
-    var requestTimeout: Int = 10
+    @Flag(
+        name: .long,
+        help: ArgumentHelp(
+            "Accept any certificate etcd presents ($ETCDCTL_INSECURE_SKIP_TLS_VERIFY=true). "
+                + "Anyone between here and etcd can then read and change what is written: prefer --cacert."))
+    var insecureSkipTlsVerify = false
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("How long one etcd request may take before it is given up (10s, 1m; a bare number is seconds).", valueName: "duration"))
+    var requestTimeout = DurationArgument(.seconds(10))
 
     @Option(name: .long, help: ArgumentHelp("Pachyderm's PFS root in etcd ($PFS_ETCD_PREFIX).", valueName: "prefix"))
     var pfsPrefix: String?
@@ -75,6 +87,20 @@ struct ConnectionOptions: ParsableArguments {
             .map { $0.contains("://") ? $0 : "http://\($0)" }
     }
 
+    /// Where the endpoints came from when not from --endpoints, for an error that could not
+    /// reach them: an operator who gave none may not know which were tried.
+    var endpointsNote: String? {
+        guard endpoints == nil else { return nil }
+        let tried = resolvedEndpoints.joined(separator: ",")
+        for variable in ["ETCD_ENDPOINTS", "ETCDCTL_ENDPOINTS"] where env[variable] != nil {
+            return "no --endpoints given: tried $\(variable), \(tried)"
+        }
+        if env["ETCD_PORT_2379_TCP_ADDR"] != nil {
+            return "no --endpoints given: tried \(tried), from the Kubernetes service variables $ETCD_PORT_2379_TCP_*"
+        }
+        return "no --endpoints given: tried the default \(tried)"
+    }
+
     var layout: PachydermLayout {
         PachydermLayout(
             pfsPrefix: pfsPrefix ?? env["PFS_ETCD_PREFIX"] ?? "pachyderm_pfs",
@@ -91,7 +117,7 @@ struct ConnectionOptions: ParsableArguments {
                     + "Leave it out unless the cluster was migrated with another prefix; to reach etcd in a Kubernetes namespace, "
                     + "give --endpoints http://etcd.NAMESPACE.svc:2379")
         }
-        if requestTimeout <= 0 { throw ValidationError("--request-timeout must be a positive number of seconds") }
+        if requestTimeout.duration <= .zero { throw ValidationError("--request-timeout must be longer than 0s") }
         for url in resolvedEndpoints where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
             throw ValidationError("endpoint \(url) must start with http:// or https://")
         }
@@ -100,16 +126,23 @@ struct ConnectionOptions: ParsableArguments {
 
     func makeClient(logger: Logger) throws -> EtcdClient {
         var configuration = EtcdClient.Configuration(endpoints: resolvedEndpoints)
-        configuration.requestTimeout = .seconds(requestTimeout)
+        configuration.requestTimeout = requestTimeout.duration
         let ca = cacert ?? env["ETCDCTL_CACERT"]
         let certFile = cert ?? env["ETCDCTL_CERT"]
         let keyFile = key ?? env["ETCDCTL_KEY"]
-        if ca != nil || certFile != nil || keyFile != nil {
-            configuration.tls = EtcdClient.TLS(caFile: ca, certFile: certFile, keyFile: keyFile)
+        let insecure = skipsTLSVerification
+        if ca != nil || certFile != nil || keyFile != nil || insecure {
+            configuration.tls = EtcdClient.TLS(caFile: ca, certFile: certFile, keyFile: keyFile, insecureSkipVerify: insecure)
         }
-        if let name = user ?? env["ETCDCTL_USER"] {
-            configuration.credentials = EtcdClient.Credentials(user: name, password: try readPassword())
+        if insecure {
+            logger.warning(
+                """
+                TLS VERIFICATION IS OFF (--insecure-skip-tls-verify): etcd's certificate is not checked, so whoever answers at \
+                \(resolvedEndpoints.joined(separator: ",")) gets the credentials and every record, and can change what is written. \
+                Give --cacert the CA that signed etcd's certificate instead
+                """)
         }
+        configuration.credentials = try credentials()
         let client = try EtcdClient(configuration: configuration, logger: logger)
         warnIfStateIsUnderTheDefaultPrefix(client, logger: logger)
         return client
@@ -132,6 +165,30 @@ struct ConnectionOptions: ParsableArguments {
             """)
     }
 
+    /// etcdctl's `--insecure-skip-tls-verify`, or its environment variable as Go's
+    /// strconv.ParseBool reads it.
+    var skipsTLSVerification: Bool {
+        insecureSkipTlsVerify || ["1", "t", "true"].contains(env["ETCDCTL_INSECURE_SKIP_TLS_VERIFY"]?.lowercased() ?? "")
+    }
+
+    /// The user and password, as etcdctl reads them: `--user`/$ETCDCTL_USER is the name alone
+    /// when a password is given apart (a file, $ETCDCTL_PASSWORD), else `name:password` split
+    /// at its first colon. Nil without a user.
+    func credentials() throws -> EtcdClient.Credentials? {
+        guard let given = user ?? env["ETCDCTL_USER"] else { return nil }
+        if passwordFile != nil || env["ETCDCTL_PASSWORD"] != nil {
+            return EtcdClient.Credentials(user: given, password: try readPassword())
+        }
+        guard let colon = given.firstIndex(of: ":") else {
+            throw CLIError(
+                .usage, "--user is set but no password: use --user NAME:PASSWORD ($ETCDCTL_USER), --password-file FILE or $ETCDCTL_PASSWORD")
+        }
+        let name = String(given[..<colon])
+        // The whole value is not repeated: its second half is the password.
+        if name.isEmpty { throw CLIError(.usage, "--user ($ETCDCTL_USER) has a password but no user name before its ':'") }
+        return EtcdClient.Credentials(user: name, password: String(given[given.index(after: colon)...]))
+    }
+
     private func readPassword() throws -> String {
         if let passwordFile {
             guard let data = FileManager.default.contents(atPath: passwordFile) else {
@@ -142,8 +199,7 @@ struct ConnectionOptions: ParsableArguments {
             while text.last == "\n" || text.last == "\r\n" || text.last == "\r" { text.removeLast() }
             return text
         }
-        if let password = env["ETCDCTL_PASSWORD"] { return password }
-        throw CLIError(.usage, "--user is set but no password: use --password-file FILE or $ETCDCTL_PASSWORD")
+        return env["ETCDCTL_PASSWORD"] ?? ""
     }
 }
 

@@ -3,6 +3,15 @@ import Logging
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json
+
+    /// etcdctl's `-w` calls its plain format `simple`: its users type that too.
+    init?(argument: String) {
+        switch argument.lowercased() {
+        case "text", "simple": self = .text
+        case "json": self = .json
+        default: return nil
+        }
+    }
 }
 
 enum LogFormat: String, ExpressibleByArgument, CaseIterable {
@@ -15,10 +24,11 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// How results and logs are shown. Results go to stdout; logs and progress to stderr.
 struct OutputOptions: ParsableArguments {
+    /// `-w/--write-out` is etcdctl's spelling, `-o/--output` kubectl's: both are typed by reflex.
     @Option(
-        name: .long,
+        name: [.customShort("w"), .customLong("write-out"), .customShort("o"), .long],
         help: ArgumentHelp(
-            "Result format: text for people, json for scripts (one JSON document on stdout).",
+            "Result format: text for people, json for scripts (one JSON document on stdout, errors included).",
             valueName: "text|json"))
     var output: OutputFormat = .text
 

@@ -55,8 +55,39 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         }
     }
 
+    /// A few words, for the line in each command's help that names the codes it returns.
+    var shortMeaning: String {
+        switch self {
+        case .ok: "success"
+        case .failure: "failure (etcd unreachable, I/O …)"
+        case .usage: "bad flags"
+        case .lockHeld: "lock held"
+        case .notAtRest: "refused: not at rest, or not the backup's cluster"
+        case .unsupportedVersion: "no migration path"
+        case .verificationFailed: "problems found"
+        case .interrupted: "interrupted, resumable"
+        case .conversionFailed: "a record cannot be converted"
+        case .outOfSpace: "etcd out of space"
+        case .stoppedBySIGINT: "Ctrl-C before the first write"
+        case .stoppedBySIGTERM: "SIGTERM before the first write"
+        }
+    }
+
+    /// The whole table, once, in the root help (and README "Exit codes"). Wrapped by hand
+    /// with a hanging indent: ArgumentParser would wrap a long row back to the margin.
     static var helpText: String {
-        "Exit codes:\n" + allCases.map { "  \($0.rawValue)  \($0.meaning)" }.joined(separator: "\n")
+        "Exit codes:\n"
+            + allCases.map { status in
+                let number = "\(status.rawValue)" + String(repeating: " ", count: max(0, 3 - "\(status.rawValue)".count))
+                return wrap(status.meaning, width: 72, first: "  \(number) ", rest: "      ")
+            }.joined(separator: "\n")
+    }
+
+    /// One line for a command's help: only the codes it can return, the table being in the root help.
+    static func helpLine(_ codes: [ExitStatus]) -> String {
+        wrap(
+            codes.map { "\($0.rawValue) \($0.shortMeaning)" }.joined(separator: "; ") + " (all codes: pachmigrate --help).",
+            width: 78, first: "Exit status: ", rest: "  ")
     }
 }
 
@@ -140,7 +171,8 @@ func spaceRemedy(_ space: OutOfSpace) -> String {
         return """
             Space: backend \(ByteSize.describe(estimate.currentBytes))\(estimate.inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""), \
             expected growth \(ByteSize.describe(estimate.expectedGrowthBytes)), projected \(ByteSize.describe(estimate.projectedBytes)), \
-            quota \(ByteSize.describe(estimate.quotaBytes)) (--etcd-quota; etcd's --quota-backend-bytes).
+            quota \(ByteSize.describe(estimate.quotaBytes)) (--etcd-quota: etcd's --quota-backend-bytes, which etcd does not tell; \
+            without the flag, etcd's own default of \(ByteSize(bytes: SpacePolicy().quotaBytes).defaultValueDescription) is assumed).
             Ways out:
               - run with --compact: the migration compacts etcd's history behind itself (history before the run is lost; \
             the backup keeps every original value);
@@ -156,4 +188,23 @@ func spaceRemedy(_ space: OutOfSpace) -> String {
           3. etcdctl alarm disarm
         Then run the same command again, with --compact: a run that stopped here left no room for another copy of its history.
         """
+}
+
+/// `text` broken at spaces into lines of at most `width` characters, the first starting
+/// with `first` and the others with `rest`.
+func wrap(_ text: String, width: Int, first: String, rest: String) -> String {
+    var lines: [String] = []
+    var line = first
+    var lineIsEmpty = true
+    for word in text.split(separator: " ") {
+        if !lineIsEmpty && line.count + 1 + word.count > width {
+            lines.append(line)
+            line = rest
+            lineIsEmpty = true
+        }
+        line += (lineIsEmpty ? "" : " ") + word
+        lineIsEmpty = false
+    }
+    lines.append(line)
+    return lines.joined(separator: "\n")
 }

@@ -1,5 +1,8 @@
 import ArgumentParser
+import EtcdGateway
+import MigrationEngine
 import Logging
+import PlatformShim
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -41,6 +44,14 @@ private struct Envelope<Result: Encodable>: Encodable {
 
 private struct NoResult: Encodable {}
 
+/// The envelope of a command that failed, on stdout: `--output json` prints one JSON
+/// document whatever happened, a usage error included.
+func printErrorEnvelope(command: String, status: ExitStatus, code: String, message: String, keys: [String] = []) {
+    printJSON(
+        Envelope<NoResult>(
+            command: command, ok: false, exitCode: status.rawValue, result: nil, error: .init(code: code, message: message, keys: keys)))
+}
+
 func printJSON<T: Encodable>(_ value: T) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
@@ -50,10 +61,27 @@ func printJSON<T: Encodable>(_ value: T) {
 }
 
 /// Runs a command body, prints its report or its error in the chosen format, and exits
-/// with the documented status.
-func runCommand(_ name: String, _ output: OutputOptions, _ body: (CommandContext) throws -> any CommandReport) throws {
+/// with the documented status. Under `--log-format json` every line is JSON: an error is an
+/// `error` event with its code, a text report a `result` event on stdout, and a `done`
+/// event closes the run with its exit code and elapsed time.
+///
+/// `connection`: the command's etcd options, so that an etcd it could not reach is named
+/// with where its address came from when no --endpoints was given.
+func runCommand(
+    _ name: String, _ output: OutputOptions, connection: ConnectionOptions? = nil, _ body: (CommandContext) throws -> any CommandReport
+) throws {
+    let started = ContinuousClock.now
     let logger = makeLogger(output)
     let context = CommandContext(logger: logger, output: output, progress: ProgressDisplay(enabled: !output.quiet, logger: logger))
+    func done(_ status: ExitStatus) {
+        guard output.logFormat == .json else { return }
+        logger.notice(
+            "\(name) done",
+            metadata: [
+                "event": "done", "command": "\(name)", "exitCode": .number(status.rawValue), "ok": .stringConvertible(status == .ok),
+                "elapsedSeconds": .number(seconds(ContinuousClock.now - started)),
+            ])
+    }
     let report: any CommandReport
     do {
         report = try body(context)
@@ -61,30 +89,61 @@ func runCommand(_ name: String, _ output: OutputOptions, _ body: (CommandContext
         throw exit
     } catch {
         context.progress.finish()
-        let (status, kind, message, keys) = describe(error)
-        switch output.output {
-        case .json:
-            printJSON(
-                Envelope<NoResult>(
-                    command: name, ok: false, exitCode: status.rawValue, result: nil,
-                    error: .init(code: kind, message: message, keys: keys)))
-        case .text:
+        let (status, kind, described, keys) = describe(error)
+        var message = described
+        if let note = connection?.endpointsNote, isUnreachable(error) { message += " (\(note))" }
+        switch (output.output, output.logFormat) {
+        case (.json, _):
+            printErrorEnvelope(command: name, status: status, code: kind, message: message, keys: keys)
+        case (.text, .json):
+            logger.error(
+                "\(message)",
+                metadata: [
+                    "event": "error", "command": "\(name)", "code": "\(kind)", "exitCode": .number(status.rawValue),
+                    "keys": .array(keys.map { .string($0) }),
+                ])
+        case (.text, .text):
             var text = "pachmigrate \(name): error: \(message)"
             for key in keys.prefix(200) { text += "\n  - \(key)" }
             if keys.count > 200 { text += "\n  … and \(keys.count - 200) more (use --output json for all)" }
             writeStderr(text)
         }
+        done(status)
         throw ExitCode(status.rawValue)
     }
-    context.progress.finish()
-    switch output.output {
-    case .json:
+    context.progress.complete()
+    switch (output.output, output.logFormat) {
+    case (.json, _):
         printJSON(AnyReportEnvelope(command: name, report: report))
-    case .text:
+    case (.text, .json):
+        // The report on stdout as one JSON line, its text beside its fields: a person reading
+        // `kubectl logs` reads the text, a machine the fields, and no line is plain text.
+        var metadata: Logger.Metadata = [
+            "event": "result", "command": "\(name)", "exitCode": .number(report.exitStatus.rawValue), "text": "\(report.renderText())",
+        ]
+        if let result = try? JSONValue(encoding: AnyEncodable(report)) { metadata["result"] = .json(result) }
+        print(JSONLogHandler.line(level: .notice, label: logger.label, message: "\(name) result", source: "PachmigrateCLI", metadata: metadata))
+    case (.text, .text):
         let text = report.renderText()
         if !text.isEmpty { print(text) }
     }
+    // Before the `done` event on stderr: a log collector reading both sees the result first.
+    fflush(nil)
+    done(report.exitStatus)
     if report.exitStatus != .ok { throw ExitCode(report.exitStatus.rawValue) }
+}
+
+/// Whether etcd could not be reached or did not answer: where the endpoints came from matters then.
+func isUnreachable(_ error: any Error) -> Bool {
+    let etcdError = (error as? EtcdError) ?? (error as? MigrationError)?.underlying
+    return etcdError.map { [.transport, .timeout].contains($0.code) } ?? false
+}
+
+/// Any report, as the Encodable its own encoding makes it.
+private struct AnyEncodable: Encodable {
+    let value: any Encodable
+    init(_ value: any Encodable) { self.value = value }
+    func encode(to encoder: any Encoder) throws { try value.encode(to: encoder) }
 }
 
 /// Type-erases the report for the envelope.
@@ -99,61 +158,5 @@ private struct AnyReportEnvelope: Encodable {
         try container.encode(report.exitStatus == .ok, forKey: .ok)
         try container.encode(report.exitStatus.rawValue, forKey: .exitCode)
         try container.encode(report, forKey: .result)
-    }
-}
-
-/// Parses durations like `30s`, `5m`, `1h`, `90` (seconds).
-struct DurationArgument: ExpressibleByArgument, Sendable {
-    var duration: Duration
-
-    init(_ duration: Duration) { self.duration = duration }
-
-    init?(argument: String) {
-        var text = Substring(argument)
-        var unit: Int64 = 1
-        var millis = false
-        if text.hasSuffix("ms") {
-            millis = true
-            text = text.dropLast(2)
-        } else if let last = text.last, "smh".contains(last) {
-            unit = last == "s" ? 1 : last == "m" ? 60 : 3600
-            text = text.dropLast()
-        }
-        guard let value = Int64(text), value >= 0 else { return nil }
-        duration = millis ? .milliseconds(value) : .seconds(value * unit)
-    }
-
-    var seconds: Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
-}
-
-/// Parses sizes like `2GiB`, `512MiB`, `8GB`, `1073741824` (bytes), for `--etcd-quota`.
-struct ByteSize: ExpressibleByArgument, Sendable {
-    var bytes: Int64
-
-    init(bytes: Int64) { self.bytes = bytes }
-
-    init?(argument: String) {
-        let units: [(String, Int64)] = [
-            ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
-            ("KB", 1_000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000), ("B", 1),
-        ]
-        let text = argument.filter { $0 != " " }
-        let (number, unit) = units.first { text.hasSuffix($0.0) }.map { (String(text.dropLast($0.0.count)), $0.1) } ?? (text, 1)
-        guard let value = Double(number), value > 0, value * Double(unit) < 9e18 else { return nil }
-        bytes = Int64(value * Double(unit))
-    }
-
-    /// `2.0 GiB`, `25.3 MiB`: for people.
-    static func describe(_ bytes: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(bytes)
-        var index = 0
-        while value >= 1024, index < units.count - 1 {
-            value /= 1024
-            index += 1
-        }
-        return index == 0 ? "\(bytes) B" : "\((value * 10).rounded() / 10) \(units[index])"
     }
 }
