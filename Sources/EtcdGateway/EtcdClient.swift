@@ -634,9 +634,9 @@ public final class EtcdClient: KeyValueService, Sendable {
                 + "check that it has not expired (openssl x509 -noout -dates -in FILE) and is signed by a CA etcd trusts (its --trusted-ca-file)"
         case CURLE_OPERATION_TIMEDOUT where failure.connected:
             // libcurl's own words ("timed out after 10001 milliseconds") only repeat this, less plainly.
-            return
-                "\(endpoint) accepted the connection but sent no answer within \(Self.describe(timeout == .zero ? configuration.requestTimeout : timeout)) "
-                + "(the request timeout): is it etcd's client port, and is etcd stuck?"
+            let waited = Self.describe(timeout == .zero ? configuration.requestTimeout : timeout)
+            return "\(endpoint) accepted the connection but sent no answer within \(waited) (the request timeout): "
+                + "is it etcd's client port, and is etcd stuck?"
         case CURLE_OPERATION_TIMEDOUT:
             return "\(endpoint): no connection within \(Self.describe(configuration.connectTimeout)) (the connect timeout)"
         default:
