@@ -32,6 +32,9 @@ public struct MigrationOptions: Sendable {
     public var toolVersion = "dev"
     /// etcd's space quota, and whether to compact behind the writes.
     public var space = SpacePolicy()
+    /// Measure the latencies a time forecast needs (about thirty requests that change
+    /// nothing); off, the run makes no forecast.
+    public var measureForecast = true
     /// Called once the scan, the space check and the backup are done, before the first write,
     /// with what is known then (`scan`, `space`, `backup`, `unfinishedRun`): so that the
     /// operator reads the plan while the records are written, and an interrupted run has
@@ -173,7 +176,7 @@ public struct Migrator: Sendable {
             result.took.scan = seconds(ContinuousClock.now - scanStart)
             let backupSeconds = Backup.calibratedSeconds(
                 keys: scan.keysScanned, averageBytes: Int(scan.bytesRead / Int64(max(1, scan.keysScanned))))
-            forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: backupSeconds, into: &result)
+            if options.measureForecast { forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: backupSeconds, into: &result) }
             if let unfinished = existing, unfinished.status == .running || unfinished.status == .failed {
                 result.unfinishedRun = UnfinishedRun(unfinished, cursors: try journal.laneCursors())
             }
@@ -297,7 +300,9 @@ public struct Migrator: Sendable {
         }
         current.step = MigrationStep.rewrite.rawValue
         result.startRevision = current.startRevision
-        forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: result.took.backup, into: &result)
+        if options.measureForecast {
+            forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: result.took.backup, into: &result)
+        }
         options.beforeFirstWrite?(result)
         // The last moment a stop ends the run with nothing written; from here on it finishes
         // the txn in flight and leaves the run resumable.
