@@ -86,6 +86,8 @@ public final class EtcdClient: KeyValueService, Sendable {
     /// nil until then, and again after a request to it failed (it may come back upgraded).
     private let dialects: Mutex<[GatewayDialect?]>
     private let authToken = Mutex<String?>(nil)
+    /// A client for each member, by member ID, once `members()` has resolved them.
+    private let memberClients = Mutex<[UInt64: (member: EtcdMember, client: EtcdClient)]?>(nil)
 
     public init(configuration: Configuration, logger: Logger) throws(EtcdError) {
         guard !configuration.endpoints.isEmpty else {
@@ -276,6 +278,80 @@ public final class EtcdClient: KeyValueService, Sendable {
         let _: WireAlarmResponse = try call(
             .alarm, WireAlarmRequest(action: "DEACTIVATE", memberID: WireUInt64(alarm.memberID), alarm: alarm.kind.rawValue),
             subject: "disarming the \(alarm.kind.rawValue) alarm")
+    }
+
+    /// Every member of the cluster, as it advertises itself.
+    public func memberList() throws(EtcdError) -> [EtcdMember] {
+        let wire: WireMemberListResponse = try call(.memberList, WireEmpty(), subject: "member list")
+        return (wire.members ?? []).map {
+            EtcdMember(id: $0.ID?.value ?? 0, name: $0.name ?? "", clientURLs: $0.clientURLs ?? [])
+        }
+    }
+
+    /// Each member's own status: the space quota is each member's, and so is its backend.
+    public func memberStatuses() throws(EtcdError) -> [MemberStatus] {
+        try members().map { entry throws(EtcdError) in
+            let status = try entry.client.status()
+            return MemberStatus(
+                memberID: entry.member.id, name: entry.member.name, endpoint: entry.client.currentEndpoint,
+                dbSize: status.dbSize, dbSizeInUse: status.dbSizeInUse, isLeader: status.leader == entry.member.id,
+                revision: status.header.revision)
+        }
+    }
+
+    /// Defragments one member: etcd rewrites its backend file to the size in use, and the
+    /// member answers nothing else meanwhile (seconds per GiB). Root only where auth is on.
+    public func defragment(memberID: UInt64, timeout: Duration) throws(EtcdError) {
+        guard let entry = try members().first(where: { $0.member.id == memberID }) else {
+            throw EtcdError(.invalidConfiguration, "No member \(String(memberID, radix: 16)) in the cluster to defragment.")
+        }
+        let _: WireIgnored = try entry.client.call(
+            .defragment, WireEmpty(), subject: "defragmenting member \(entry.member.name)", timeout: timeout)
+    }
+
+    /// Whether this user may defragment, asked without defragmenting: listing the users
+    /// needs the same root role (and any user may while auth is off).
+    public func defragmentPermitted() throws(EtcdError) -> Bool {
+        do {
+            let _: WireIgnored = try call(.userList, WireEmpty(), subject: "the user list (a permission probe)")
+            return true
+        } catch where error.code == .permissionDenied {
+            return false
+        }
+    }
+
+    /// The members with a client for each: a configured endpoint that answers as the member
+    /// where there is one (a port-forward, a Service), else the member's advertised URLs.
+    /// A one-member cluster is reached as configured.
+    private func members() throws(EtcdError) -> [(member: EtcdMember, client: EtcdClient)] {
+        if let resolved = memberClients.withLock({ $0 }) { return resolved.values.sorted { $0.member.name < $1.member.name } }
+        let members = try memberList()
+        var byID: [UInt64: (member: EtcdMember, client: EtcdClient)] = [:]
+        if members.count == 1 {
+            byID[members[0].id] = (members[0], self)
+        } else {
+            for endpoint in endpoints {
+                let client = try subClient([endpoint])
+                if let id = try? client.status().header.memberID, let member = members.first(where: { $0.id == id }) {
+                    byID[id] = (member, client)
+                }
+            }
+            for member in members where byID[member.id] == nil {
+                guard !member.clientURLs.isEmpty else {
+                    throw EtcdError(
+                        .unavailable, "Member \(member.name) advertises no client URL; pass its endpoint with --endpoints.")
+                }
+                byID[member.id] = (member, try subClient(member.clientURLs))
+            }
+        }
+        memberClients.withLock { $0 = byID }
+        return byID.values.sorted { $0.member.name < $1.member.name }
+    }
+
+    private func subClient(_ endpoints: [String]) throws(EtcdError) -> EtcdClient {
+        var configuration = self.configuration
+        configuration.endpoints = endpoints
+        return try EtcdClient(configuration: configuration, logger: logger)
     }
 
     /// Every endpoint's etcd version (asked afresh), or why it could not be learnt. The order

@@ -58,7 +58,7 @@ public struct EndpointVersion: Sendable, Hashable {
 enum GatewayRoute: Sendable {
     case range, put, deleteRange, txn, compaction
     case leaseGrant, leaseRevoke, leaseKeepAlive, leaseTimeToLive
-    case status, alarm, snapshot, authenticate
+    case status, alarm, snapshot, defragment, memberList, userList, authenticate
 
     var suffix: String {
         switch self {
@@ -74,6 +74,9 @@ enum GatewayRoute: Sendable {
         case .status: "/maintenance/status"
         case .alarm: "/maintenance/alarm"
         case .snapshot: "/maintenance/snapshot"
+        case .defragment: "/maintenance/defragment"
+        case .memberList: "/cluster/member/list"
+        case .userList: "/auth/user/list"
         case .authenticate: "/auth/authenticate"
         }
     }

@@ -325,6 +325,12 @@ public protocol KeyValueService: Sendable {
     func status() throws(EtcdError) -> StatusResponse
     /// Discards history before `revision`; `physical` waits until the backend freed it.
     func compact(revision: Int64, physical: Bool) throws(EtcdError)
+    /// Every member's own backend size: etcd holds each member to the quota.
+    func memberStatuses() throws(EtcdError) -> [MemberStatus]
+    /// Defragments one member (it answers nothing else meanwhile).
+    func defragment(memberID: UInt64, timeout: Duration) throws(EtcdError)
+    /// Whether this user may defragment, asked without defragmenting.
+    func defragmentPermitted() throws(EtcdError) -> Bool
 }
 
 extension KeyValueService {
@@ -341,6 +347,22 @@ extension KeyValueService {
     public func compact(revision: Int64, physical: Bool) throws(EtcdError) {
         throw EtcdError(.unsupported, "this store cannot compact")
     }
+
+    /// A store of one member: its own status.
+    public func memberStatuses() throws(EtcdError) -> [MemberStatus] {
+        let status = try status()
+        return [
+            MemberStatus(
+                memberID: status.header.memberID, name: "", endpoint: "", dbSize: status.dbSize, dbSizeInUse: status.dbSizeInUse,
+                isLeader: true, revision: status.header.revision)
+        ]
+    }
+
+    public func defragment(memberID: UInt64, timeout: Duration) throws(EtcdError) {
+        throw EtcdError(.unsupported, "this store cannot defragment")
+    }
+
+    public func defragmentPermitted() throws(EtcdError) -> Bool { false }
 }
 
 /// The pages of a prefix range at one pinned revision: the paging every full scan needs

@@ -82,17 +82,29 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
 
 /// What an operator needs to make room in etcd.
 public struct OutOfSpace: Sendable, Hashable {
-    /// The preflight that refused the run (nil when etcd ran out of space mid-run).
+    /// The preflight that refused the run (nil when the run stopped part way).
     public var estimate: SpaceEstimate?
-    /// When etcd raised NOSPACE: its revision then, the one to compact history up to.
+    /// The revision to compact history up to: the cluster's when the run stopped.
     public var compactTo: Int64?
+    /// Every member's backend when the run stopped, to defragment one at a time (the leader last).
+    public var members: [MemberStatus]
     /// etcd raised its NOSPACE alarm (writes fail for everyone until it is disarmed).
     public var alarmRaised: Bool
+    /// The run's space guard stopped it before etcd's quota: no alarm, the cluster writable.
+    public var guardStopped: Bool
+    /// How the run was keeping under the quota when it stopped.
+    public var mode: SpaceMode?
 
-    public init(estimate: SpaceEstimate? = nil, compactTo: Int64? = nil, alarmRaised: Bool = false) {
+    public init(
+        estimate: SpaceEstimate? = nil, compactTo: Int64? = nil, members: [MemberStatus] = [], alarmRaised: Bool = false,
+        guardStopped: Bool = false, mode: SpaceMode? = nil
+    ) {
         self.estimate = estimate
         self.compactTo = compactTo
+        self.members = members
         self.alarmRaised = alarmRaised
+        self.guardStopped = guardStopped
+        self.mode = mode
     }
 }
 

@@ -86,6 +86,8 @@ public struct MigrationResult: Sendable {
     public var spaceUnavailable: String?
     /// Physical compactions made behind the writes (`SpacePolicy.compactEvery`).
     public var compactions = 0
+    /// What the space guard did (nil where etcd would not say its size, or nothing was written).
+    public var spaceGuard: SpaceGuardReport?
     /// How long the run takes from here (`plan`, a dry run, and `migrate` before its first
     /// write); nil where the latencies could not be measured (`forecastUnavailable` says why).
     public var forecast: TimeForecast?
@@ -203,9 +205,12 @@ public struct Migrator: Sendable {
                     " by this attempt; the cluster is still partly migrated by run \(unfinished.runID) "
                     + "(started \(unfinished.startedAt)): run the same command again to resume it"
             }
-            if error.code == .outOfSpace, error.space?.compactTo == nil {
-                // Reads still work under NOSPACE: name the revision to compact to.
-                error.space?.compactTo = try? store.status().header.revision
+            if error.code == .outOfSpace, error.space?.estimate == nil, error.space?.members.isEmpty ?? false {
+                // Reads still work under NOSPACE: name the revision to compact to and the
+                // members to defragment.
+                let members = (try? store.memberStatuses()) ?? []
+                error.space?.members = members
+                error.space?.compactTo = members.map(\.revision).max() ?? (try? store.status().header.revision)
             }
             if !lock.isLost && error.code != .lockHeld {
                 recordFailure(error, lock: lock)
@@ -313,10 +318,23 @@ public struct Migrator: Sendable {
         // The first compaction, before the first record: it proves the user may compact
         // (a refusal then stops the run with nothing rewritten).
         try compactor?.compactNow(to: scan.revision)
+        // Blind where etcd would not say its size (`spaceUnavailable`): the preflight said so.
+        let space = result.space.map {
+            SpaceGuard(
+                store: store, mode: $0.mode, limits: options.space.limits, compactor: compactor, startRevision: scan.revision,
+                logger: logger)
+        }
         let writeStart = ContinuousClock.now
-        let writes = try writeLanes(
-            scan: scan, startRevision: current.startRevision, options: options, lock: lock, stop: stop,
-            compactor: compactor, progress: progress)
+        let writes: (revisions: RevisionBitmap, written: Int, keptInOrder: Int, txns: Int)
+        do {
+            writes = try writeLanes(
+                scan: scan, startRevision: current.startRevision, options: options, lock: lock, stop: stop,
+                compactor: compactor, space: space, progress: progress)
+        } catch {
+            result.spaceGuard = space?.report
+            throw error
+        }
+        result.spaceGuard = space?.report
         let ourRevisions = writes.revisions
         result.took.write = seconds(ContinuousClock.now - writeStart)
         result.written = writes.written
@@ -416,12 +434,13 @@ public struct Migrator: Sendable {
             return estimate
         }
         if !space.fits {
-            var error = MigrationError(
-                .outOfSpace,
-                "etcd would run out of space: rewriting \(scan.pendingCount) records would grow its backend "
-                    + "from \(space.currentBytes) to about \(space.projectedBytes) bytes, past its quota of \(space.quotaBytes) bytes; "
-                    + "nothing was written"
-            )
+            let why =
+                space.mode == .compactionAndDefragmentation
+                ? "even compacted and defragmented, its backend would hold about \(space.liveBytes ?? 0) bytes in use, "
+                    + "too close to its quota of \(space.quotaBytes) bytes (less a reserve of \(space.reserveBytes) kept free) to go on"
+                : "rewriting \(scan.pendingCount) records would grow its backend from \(space.currentBytes) to about "
+                    + "\(space.projectedBytes) bytes, past its quota of \(space.quotaBytes) bytes less a reserve of \(space.reserveBytes) kept free"
+            var error = MigrationError(.outOfSpace, "etcd would run out of space: \(why); nothing was written")
             error.space = OutOfSpace(estimate: space)
             throw error
         }
@@ -448,13 +467,20 @@ public struct Migrator: Sendable {
         }
     }
 
-    /// The space preflight for what `scan` leaves to write; a failure where etcd will not say
-    /// its size (no status permission on 3.1.4 without root, or a store without status).
+    /// The space preflight for what `scan` leaves to write, from the largest member's
+    /// backend; a failure where etcd will not say its size (no status permission on 3.1.4
+    /// without root, or a store without status): the run's guard is then blind.
     func estimateSpace(_ scan: ClusterScan, _ policy: SpacePolicy) -> Result<SpaceEstimate, EtcdError> {
-        Result { () throws(EtcdError) in try store.status() }.map { status in
-            SpaceEstimate(
-                currentBytes: status.dbSize, inUseBytes: status.dbSizeInUse, writeBytes: scan.writeBytes,
-                writes: scan.pendingCount, quotaBytes: policy.quotaBytes, compactEvery: policy.compactEvery)
+        Result { () throws(EtcdError) in
+            let members = try store.memberStatuses()
+            let largest = members.max { $0.dbSize < $1.dbSize }!
+            // Only `--compact` asks whether the user may defragment (one request).
+            let permitted = policy.compactEvery == nil ? nil : try store.defragmentPermitted()
+            return SpaceEstimate(
+                currentBytes: largest.dbSize, inUseBytes: members.compactMap(\.dbSizeInUse).max(), writeBytes: scan.writeBytes,
+                replacedBytes: scan.replacedBytes, writes: scan.pendingCount, limits: policy.limits,
+                mode: policy.mode(defragmentPermitted: permitted ?? false), defragmentPermitted: permitted,
+                compactEvery: policy.compactEvery ?? SpacePolicy.defaultCompactionInterval)
         }
     }
 
@@ -524,7 +550,7 @@ public struct Migrator: Sendable {
     /// unchanged only to keep its lane's order, and the txns.
     private func writeLanes(
         scan: ClusterScan, startRevision: Int64, options: MigrationOptions, lock: MigrationLock, stop: StopSignal,
-        compactor: HistoryCompactor?, progress: @escaping @Sendable (ProgressEvent) -> Void
+        compactor: HistoryCompactor?, space: SpaceGuard?, progress: @escaping @Sendable (ProgressEvent) -> Void
     ) throws(MigrationError) -> (revisions: RevisionBitmap, written: Int, keptInOrder: Int, txns: Int) {
         let cursors = try JournalReader(store: store, namespace: namespace).laneCursors()
         let lanes = scan.pendingCounts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
@@ -544,7 +570,7 @@ public struct Migrator: Sendable {
         let laneStop = StopSignal()
         lock.report(step: .rewrite, done: 0, total: total)
         progress(ProgressEvent(step: .rewrite, done: 0, total: total))
-        let writer = LaneWriter(store: store, lock: lock, namespace: namespace, stop: laneStop, logger: logger)
+        let writer = LaneWriter(store: store, lock: lock, namespace: namespace, stop: laneStop, space: space, logger: logger)
         let writersLeft = Atomic<Int>(shares.count)
         // One thread per writer, and the compactor's beside them.
         OSThread.forkJoin(shares.count + (compactor == nil ? 0 : 1)) { index in

@@ -68,6 +68,9 @@ public struct ClusterScan: Sendable {
     /// Bytes of keys and new values the rewrite will write (records and companions), for
     /// the space preflight.
     public var writeBytes: Int64 = 0
+    /// Bytes of keys and old values of the records that change: what the rewrite replaces,
+    /// so what a defragmentation after it no longer holds.
+    public var replacedBytes: Int64 = 0
 
     public var pendingCount: Int { pendingCounts.values.reduce(0, +) }
     /// The most records any one lane has to write: the floor on the write phase's txns
@@ -203,6 +206,7 @@ public struct ClusterScan: Sendable {
                 value: value, lease: kv.lease, keptInOrder: false,
                 companions: conversion.companions.map { PendingWrite.Companion(key: $0.key, value: $0.value) })
             writeBytes += Int64(kv.key.count + value.count)
+            replacedBytes += Int64(kv.key.count + kv.value.count)
             for companion in conversion.companions { writeBytes += Int64(companion.key.count + companion.value.count) }
             if writtenSinceStart {
                 findings.append(

@@ -62,6 +62,8 @@ struct LaneWriter {
     let lock: MigrationLock
     let namespace: Namespace
     let stop: StopSignal
+    /// Admits each txn's growth under etcd's quota; nil where etcd will not say its size.
+    let space: SpaceGuard?
     let logger: Logger
     /// etcd's limit on each of a txn's compare, success and failure lists: 128, fixed on
     /// 3.1 and the default since.
@@ -100,7 +102,16 @@ struct LaneWriter {
             }
             try lock.checkHeld()
             let chosen = pack(open)
-            let landed = try send(chosen.map { open[$0] })
+            let growth = SpaceEstimate.growth(writeBytes: chosen.reduce(0) { $0 + open[$1].writeBytes }, writes: chosen.count)
+            try space?.admit(growth)
+            let landed: (cursors: [LaneCursor], landed: Landed)
+            do {
+                landed = try send(chosen.map { open[$0] })
+            } catch {
+                space?.abandoned()
+                throw error
+            }
+            space?.landed(revision: landed.landed.revision)
             for (i, cursor) in zip(chosen, landed.cursors) {
                 open[i].cursor = cursor
                 open[i].advance()
@@ -129,6 +140,13 @@ struct LaneWriter {
 
         /// The lane's next record, nil once it is written (after `refill`, when it is done).
         var next: (entry: KeyRevision, write: PendingWrite)? { head < queue.count ? queue[head] : nil }
+
+        /// The keys and values the next record's write puts (cursor aside), as the space
+        /// preflight counts them (`ClusterScan.writeBytes`).
+        var writeBytes: Int64 {
+            guard let (entry, write) = next else { return 0 }
+            return Int64(entry.key.count + write.value.count + write.companions.reduce(0) { $0 + $1.key.count + $1.value.count })
+        }
 
         mutating func advance() {
             head += 1

@@ -29,6 +29,10 @@ struct MigrationReport: CommandReport {
     var space: SpaceEstimate?
     var spaceUnavailable: String?
     var compactions: Int?
+    /// What the space guard did while the run wrote.
+    var spaceGuard: SpaceGuardReport?
+    /// `--compact` was given (said where etcd reports no size).
+    var compactRequested = false
     /// How long the run takes from here, and what this invocation's phases took.
     var timeForecast: TimeForecast?
     var timeForecastUnavailable: String?
@@ -62,7 +66,8 @@ struct MigrationReport: CommandReport {
     }
 
     enum CodingKeys: String, CodingKey {
-        case etcd, outcome, from, to, detected, plan, state, scan, forecast, space, spaceUnavailable, compactions, backup, snapshot,
+        case etcd, outcome, from, to, detected, plan, state, scan, forecast, space, spaceUnavailable, compactions, spaceGuard, backup,
+            snapshot,
             timeForecast, timeForecastUnavailable, took, resumed, resuming, backupNotWritten, written, keptInOrder, txns,
             longestGroup, elapsedSeconds, message
     }
@@ -76,6 +81,7 @@ struct MigrationReport: CommandReport {
         backup = result.backup
         space = result.space
         spaceUnavailable = result.spaceUnavailable
+        spaceGuard = result.spaceGuard
         timeForecast = result.forecast
         timeForecastUnavailable = result.forecastUnavailable
     }
@@ -122,6 +128,7 @@ struct MigrationReport: CommandReport {
         if summary, let message { lines.append(message) }
         if preflight { lines += preflightDetails() }
         if summary, let compactions, compactions > 0 { lines.append("Compacted etcd's history \(compactions) time(s) behind the run.") }
+        if summary, let spaceGuard { lines.append(spaceGuard.text) }
         guard summary else { return lines.joined(separator: "\n") }
         switch outcome {
         case .migrated:
@@ -170,23 +177,14 @@ struct MigrationReport: CommandReport {
         var lines: [String] = []
         if let scan { lines.append(scan.renderText(verbose: verbose)) }
         if let forecast { lines.append(renderForecast(forecast)) }
-        if let space {
+        if let space { lines += space.textLines }
+        if let spaceUnavailable {
             lines.append(
-                "etcd space: backend \(ByteSize.describe(space.currentBytes))\(space.inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""), "
-                    + "expected growth \(ByteSize.describe(space.expectedGrowthBytes))\(space.compacting ? " with --compact" : ""), "
-                    + "projected \(ByteSize.describe(space.projectedBytes)) of a \(ByteSize.describe(space.quotaBytes)) quota: "
-                    + "\(space.fits ? "fits" : "DOES NOT FIT")"
-            )
-            if !space.fits { lines.append(spaceRemedy(OutOfSpace(estimate: space))) }
-            if space.fitsOnlyIfCompactionFrees, let uncompacted = space.uncompactedProjectedBytes {
-                lines.append(
-                    "etcd space: fits only if compaction frees enough of the old values' pages: were it to free nothing, "
-                        + "the backend would reach \(ByteSize.describe(uncompacted)). How much it frees depends on what shares "
-                        + "their pages (24–68% of the growth remained in our measurements). If etcd raises NOSPACE the run stops "
-                        + "resumably (exit 9) with the remedy; compacting and defragmenting first leaves the most room.")
-            }
+                "etcd space: not checked (\(spaceUnavailable)): the quota could not be compared, and the run cannot stop "
+                    + "itself before it (a user with the root role can read each member's size)"
+                    + (compactRequested ? "; --compact compacts every \(SpacePolicy.defaultCompactionInterval) writes, "
+                        + "but cannot defragment" : ""))
         }
-        if let spaceUnavailable { lines.append("etcd space: not checked (\(spaceUnavailable)); the quota could not be compared") }
         if let timeForecast { lines.append(timeForecast.text) }
         if let timeForecastUnavailable { lines.append("Time forecast: not made (\(timeForecastUnavailable))") }
         if let backup { lines.append("Backup: \(backup.path) (\(backup.keys) keys, sha256 \(backup.sha256))") }
@@ -280,6 +278,7 @@ struct MigrateCommand: ParsableCommand {
             options.lock = LockOptions(ttl: lockTTL.wholeSecondsRoundedUp, wait: waitLock?.duration ?? .zero)
             options.concurrency = concurrency
             options.space = space.policy
+            report.compactRequested = space.compact
             options.command = "pachmigrate migrate"
             options.toolVersion = toolVersion
             if report.detected.source == .journal, let backup, !dryRun {
@@ -336,6 +335,7 @@ struct MigrateCommand: ParsableCommand {
             }
             report.written = result.written
             report.compactions = result.compactions
+            report.spaceGuard = result.spaceGuard
             report.took = result.took
             report.keptInOrder = result.keptInOrder
             if result.written > 0 {
@@ -416,6 +416,7 @@ struct PlanCommand: ParsableCommand {
             report.forecast = migration.forecast.pipelines
             report.space = result.space
             report.spaceUnavailable = result.spaceUnavailable
+            report.compactRequested = space.compact
             return report
         }
     }
@@ -427,6 +428,55 @@ final class PreflightShown: Sendable {
     private let value = Atomic<Bool>(false)
     func set() { value.store(true, ordering: .sequentiallyConsistent) }
     var isSet: Bool { value.load(ordering: .sequentiallyConsistent) }
+}
+
+extension SpaceEstimate {
+    /// The space preflight: the numbers, the mode the run takes and why, and what it means.
+    var textLines: [String] {
+        let inUse = inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""
+        var lines = [
+            "etcd space: backend \(ByteSize.describe(currentBytes))\(inUse), expected growth \(ByteSize.describe(expectedGrowthBytes)), "
+                + "projected peak \(ByteSize.describe(projectedBytes)) of a \(ByteSize.describe(quotaBytes)) quota "
+                + "(the run stops itself \(ByteSize.describe(reserveBytes)) below it): \(fits ? "fits" : "DOES NOT FIT")"
+        ]
+        switch mode {
+        case .plain:
+            lines.append(
+                "etcd space: no compaction (no --compact); every member's size is watched as the run writes, and it stops "
+                    + "(exit 9, resumable, the cluster writable) before the quota if the estimate is off")
+        case .compaction:
+            lines.append(
+                "etcd space: --compact compacts etcd's history every \(SpacePolicy.defaultCompactionInterval) writes, but this etcd "
+                    + "user may not defragment (it needs the root role), so the backend never shrinks; the run stops (exit 9, "
+                    + "resumable, the cluster writable) before the quota if compaction frees too little")
+        case .compactionAndDefragmentation:
+            let rounds = expectedRounds.map { $0 == 0 ? "none expected" : "about \($0) expected" } ?? "unknown"
+            lines.append(
+                "etcd space: --compact compacts etcd's history as the run goes and, when a member nears the limit, compacts to the "
+                    + "latest write and defragments every member, followers first and the leader last (each stalls its member "
+                    + "while it rewrites its file): \(rounds); about \(ByteSize.describe(liveBytes ?? 0)) stays in use")
+        }
+        if !fits { lines.append(spaceRemedy(OutOfSpace(estimate: self))) }
+        if fitsOnlyIfCompactionFrees, let uncompacted = uncompactedProjectedBytes {
+            lines.append(
+                "etcd space: fits only if compaction frees enough of the old values' pages: were it to free nothing, "
+                    + "the backend would reach \(ByteSize.describe(uncompacted)). How much it frees depends on what shares "
+                    + "their pages (24–68% of the growth remained in our measurements); the run stops before the quota "
+                    + "(exit 9, resumable) if it frees too little. Compacting and defragmenting first leaves the most room.")
+        }
+        return lines
+    }
+}
+
+extension SpaceGuardReport {
+    /// "Space guard: peak 41.2 MB of a 45.0 MB quota, 3 rounds of compaction and defragmentation (3 members each), 28 size reads."
+    var text: String {
+        let roundsText =
+            mode == .compactionAndDefragmentation
+            ? ", \(rounds) round(s) of compaction and defragmentation (\(defragmentations) member defragmentation(s))" : ""
+        return "Space guard: peak backend \(ByteSize.describe(peakBytes)) of a \(ByteSize.describe(limits.quotaBytes)) quota"
+            + "\(roundsText), \(measurements) size read(s)."
+    }
 }
 
 extension TimeForecast {

@@ -168,26 +168,48 @@ func remedy(for code: MigrationError.Code) -> String? {
 /// The ways out when etcd would run out of space, or did.
 func spaceRemedy(_ space: OutOfSpace) -> String {
     if let estimate = space.estimate {
+        let defragment =
+            estimate.mode == .compaction
+            ? "\n  - or run it as a user with the root role: --compact then also defragments, which shrinks the backend as it goes;" : ""
         return """
             Space: backend \(ByteSize.describe(estimate.currentBytes))\(estimate.inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""), \
             expected growth \(ByteSize.describe(estimate.expectedGrowthBytes)), projected \(ByteSize.describe(estimate.projectedBytes)), \
             quota \(ByteSize.describe(estimate.quotaBytes)) (--etcd-quota: etcd's --quota-backend-bytes, which etcd does not tell; \
             without the flag, etcd's own default of \(ByteSize(bytes: SpacePolicy().quotaBytes).defaultValueDescription) is assumed).
             Ways out:
-              - run with --compact: the migration compacts etcd's history behind itself (history before the run is lost; \
-            the backup keeps every original value);
+              - run with --compact: the migration compacts etcd's history behind itself and, as root, defragments every member \
+            when one nears the quota (history before the run is lost; the backup keeps every original value);\(defragment)
               - or compact and defragment etcd first: etcdctl compact <current revision> --physical, then etcdctl defrag on every member;
               - or raise etcd's --quota-backend-bytes (and pass the new value as --etcd-quota).
             """
     }
     let revision = space.compactTo.map(String.init) ?? "<current revision, from etcdctl endpoint status -w json>"
-    return """
-        etcd's NOSPACE alarm is raised: every write fails (pachd's too) until it is cleared. Nothing is lost; the run is resumable. To clear it:
-          1. etcdctl compact \(revision) --physical
-          2. etcdctl defrag --endpoints=<each member, one at a time>
-          3. etcdctl alarm disarm
-        Then run the same command again, with --compact: a run that stopped here left no room for another copy of its history.
-        """
+    let all = space.members.map(\.endpoint).filter { !$0.isEmpty }
+    let endpoints = all.isEmpty ? "" : " --endpoints=\(all.joined(separator: ","))"
+    // Followers first: defragmenting the leader stalls the whole cluster.
+    let ordered = space.members.sorted { !$0.isLeader && $1.isLeader }
+    var steps = ["etcdctl\(endpoints) compact \(revision) --physical"]
+    if ordered.isEmpty || ordered.allSatisfy({ $0.endpoint.isEmpty }) {
+        steps.append("etcdctl defrag --endpoints=<each member, one at a time, the leader last>")
+    } else {
+        for member in ordered {
+            let name = member.name.isEmpty ? "" : "   # \(member.name)\(member.isLeader ? ", the leader" : ""), \(ByteSize.describe(member.dbSize))"
+            steps.append("etcdctl --endpoints=\(member.endpoint) defrag\(name)")
+        }
+    }
+    if space.alarmRaised { steps.append("etcdctl\(endpoints) alarm disarm") }
+    let numbered = steps.enumerated().map { "  \($0.offset + 1). \($0.element)" }.joined(separator: "\n")
+    let opening =
+        space.alarmRaised
+        ? "etcd's NOSPACE alarm is raised: every write fails (pachd's too) until it is cleared. Nothing is lost; the run is resumable. To clear it:"
+        : "Nothing is lost, and the cluster takes writes (pachd's too). To make room (as a user with the root role):"
+    let rerun =
+        space.mode == .compactionAndDefragmentation
+        ? "Then raise etcd's --quota-backend-bytes (and --etcd-quota) if the run needs more room than the quota gives, "
+            + "and run the same command again."
+        : "Then run the same command again, with --compact (as root it also defragments as it goes), or raise etcd's "
+            + "--quota-backend-bytes and --etcd-quota."
+    return opening + "\n" + numbered + "\n" + rerun
 }
 
 /// `text` broken at spaces into lines of at most `width` characters, the first starting

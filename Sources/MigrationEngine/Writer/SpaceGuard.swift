@@ -1,0 +1,230 @@
+import EtcdGateway
+import Logging
+import Synchronization
+
+/// How a run keeps etcd's backend under its quota: chosen from `--compact` and what the
+/// etcd user may do (`SpacePolicy.mode(permitsDefragmentation:)`).
+public enum SpaceMode: String, Sendable, Hashable, Codable {
+    /// History grows with every write; the guard stops the run before the quota.
+    case plain
+    /// Physical compaction behind the writes: bbolt reuses the freed pages, but the file
+    /// never shrinks (the user may not defragment), so the guard may still stop the run.
+    case compaction
+    /// When a member nears the guard's limit: compaction to the latest write, then each
+    /// member defragmented (followers first, the leader last), which shrinks every file to
+    /// what is in use. Needs the root role where auth is on.
+    case compactionAndDefragmentation
+}
+
+/// The line the guard holds every member's backend under.
+public struct SpaceLimits: Sendable, Hashable, Encodable {
+    /// etcd's `--quota-backend-bytes`.
+    public var quotaBytes: Int64
+    /// Kept free below the quota when the guard stops a run: the run's last journal writes
+    /// and pachd's own fit in it, and etcd never raises NOSPACE.
+    public var reserveBytes: Int64
+    /// The least room below the limit worth compacting and defragmenting for: a run left
+    /// with less after doing so needs more room than the quota gives, and stops.
+    public var minimumWindowBytes: Int64
+
+    public var limitBytes: Int64 { quotaBytes - reserveBytes }
+
+    public init(quotaBytes: Int64) {
+        self.quotaBytes = quotaBytes
+        reserveBytes = max(512 << 10, quotaBytes / 100)
+        minimumWindowBytes = max(256 << 10, quotaBytes / 200)
+    }
+}
+
+/// What the guard did during a run.
+public struct SpaceGuardReport: Sendable, Hashable, Encodable {
+    public var mode: SpaceMode
+    public var limits: SpaceLimits
+    /// Times every member's size was read.
+    public var measurements = 0
+    /// Compaction-and-defragmentation rounds (`compactionAndDefragmentation` only).
+    public var rounds = 0
+    /// Members defragmented, counting each round.
+    public var defragmentations = 0
+    /// The largest backend any member reported during the run.
+    public var peakBytes: Int64 = 0
+}
+
+/// Keeps a writing run's growth under etcd's space quota, so that etcd never raises its
+/// NOSPACE alarm (which makes the cluster read-only for everyone, pachd included).
+///
+/// Every txn asks `admit` for its expected growth (`SpaceEstimate.growth`) before it is
+/// sent. Admissions draw on a budget of half the room last measured below the limit
+/// (`SpaceLimits`), minus what was admitted too recently to show in a member's size; when
+/// the budget runs out, every member's size is read again. So the reads come more often
+/// as the room shrinks, and a growth twice the model's still lands under the limit. When
+/// the room is gone, the run makes more (`compactionAndDefragmentation`) or stops with
+/// `.outOfSpace`, resumable, the reserve still free.
+final class SpaceGuard: Sendable {
+    private struct State {
+        var budget: Int64 = 0
+        var inFlight = 0
+        var latestRevision: Int64
+        /// Growth admitted lately, with when: etcd commits its backend in batches (every
+        /// 100 ms by default) and followers apply after the leader, so a member's size does
+        /// not show it yet.
+        var recent: [(at: ContinuousClock.Instant, bytes: Int64)] = []
+        var report: SpaceGuardReport
+    }
+    /// How long admitted growth may take to show in every member's size: etcd's default
+    /// batch interval (100 ms) and a follower's apply, with room to spare.
+    static let defaultReportingLag: Duration = .milliseconds(250)
+    private let reportingLag: Duration
+
+    private let store: any KeyValueService
+    private let compactor: HistoryCompactor?
+    private let logger: Logger
+    /// Held by one admission at a time, and through a measurement or a round of
+    /// compaction and defragmentation: the other writers wait at it.
+    private let gate = Mutex(())
+    private let state: Mutex<State>
+
+    /// `compactor`: required for the compacting modes; `startRevision`: the run's fence, the
+    /// revision compacted to if a round comes before any write landed.
+    init(
+        store: any KeyValueService, mode: SpaceMode, limits: SpaceLimits, compactor: HistoryCompactor?, startRevision: Int64,
+        reportingLag: Duration = defaultReportingLag, logger: Logger
+    ) {
+        precondition(mode == .plain || compactor != nil, "the compacting modes compact through the run's compactor")
+        self.store = store
+        self.compactor = compactor
+        self.reportingLag = reportingLag
+        self.logger = logger
+        state = Mutex(State(latestRevision: startRevision, report: SpaceGuardReport(mode: mode, limits: limits)))
+    }
+
+    var report: SpaceGuardReport { state.withLock { $0.report } }
+
+    /// Waits until `growth` more bytes fit under the limit (measuring, or compacting and
+    /// defragmenting, as needed); throws `.outOfSpace` when they cannot. Every admission is
+    /// followed by `landed` or `abandoned`.
+    func admit(_ growth: Int64) throws(MigrationError) {
+        try gate.withLock { _ throws(MigrationError) in
+            if take(growth, force: false) { return }
+            try refill(for: growth)
+            _ = take(growth, force: true)
+        }
+    }
+
+    /// The admitted txn landed at `revision`.
+    func landed(revision: Int64) {
+        state.withLock { s in
+            s.inFlight -= 1
+            s.latestRevision = max(s.latestRevision, revision)
+        }
+    }
+
+    /// The admitted txn was not sent, or failed.
+    func abandoned() { state.withLock { $0.inFlight -= 1 } }
+
+    private func take(_ growth: Int64, force: Bool) -> Bool {
+        state.withLock { s in
+            guard force || s.budget >= growth else { return false }
+            s.budget -= growth
+            s.inFlight += 1
+            s.recent.append((ContinuousClock.now, growth))
+            return true
+        }
+    }
+
+    private func refill(for growth: Int64) throws(MigrationError) {
+        let (mode, limits) = state.withLock { ($0.report.mode, $0.report.limits) }
+        // Half the room, always: a txn that grows the backend twice as much as the model says
+        // still lands under the limit.
+        let needed = 2 * growth
+        var (room, members) = try measureRoom()
+        if mode == .compactionAndDefragmentation && room < max(needed, limits.minimumWindowBytes) {
+            try compactAndDefragment()
+            (room, members) = try measureRoom()
+            guard room >= max(needed, limits.minimumWindowBytes) else {
+                throw stopped(members, limits: limits, mode: mode, afterRound: true)
+            }
+        }
+        guard room >= needed else { throw stopped(members, limits: limits, mode: mode, afterRound: false) }
+        state.withLock { $0.budget = room / 2 }
+    }
+
+    /// The room below the limit: the limit less the largest member's backend and what was
+    /// admitted too recently to show in it.
+    private func measureRoom() throws(MigrationError) -> (room: Int64, members: [MemberStatus]) {
+        let members = try memberStatuses()
+        let largest = members.map(\.dbSize).max() ?? 0
+        return state.withLock { s in
+            let now = ContinuousClock.now
+            s.recent.removeAll { now - $0.at > reportingLag }
+            s.report.measurements += 1
+            s.report.peakBytes = max(s.report.peakBytes, largest)
+            let unseen = s.recent.reduce(0) { $0 + $1.bytes }
+            return (s.report.limits.limitBytes - largest - unseen, members)
+        }
+    }
+
+    /// Every member's status, retried for a few seconds through a member's restart or an
+    /// election; then the run stops resumably (`Migrator.resumableIfTransient`).
+    private func memberStatuses() throws(MigrationError) -> [MemberStatus] {
+        var attempt = 0
+        while true {
+            do {
+                return try store.memberStatuses()
+            } catch {
+                attempt += 1
+                guard error.isTransient, attempt < 5 else {
+                    throw MigrationError.store(error, while: "reading each member's backend size, which keeps the run under etcd's quota")
+                }
+                ContinuousClockSleep.sleep(for: .milliseconds(200 * attempt))
+            }
+        }
+    }
+
+    /// Compacts to the latest landed write, then defragments every member, followers
+    /// first and the leader last (a defragmenting leader stalls the whole cluster, a
+    /// follower only itself). No txn is in flight meanwhile: the writers wait at the gate.
+    private func compactAndDefragment() throws(MigrationError) {
+        while state.withLock({ $0.inFlight }) > 0 { ContinuousClockSleep.sleep(for: .milliseconds(1)) }
+        let revision = state.withLock { $0.latestRevision }
+        let start = ContinuousClock.now
+        try compactor?.compactNow(to: revision)
+        let members = try memberStatuses().sorted { !$0.isLeader && $1.isLeader }
+        for member in members {
+            // A member rewrites its file at tens of MB/s; a timeout well past that.
+            let timeout = Duration.seconds(max(120, member.dbSize / (4 << 20)))
+            do {
+                try store.defragment(memberID: member.memberID, timeout: timeout)
+            } catch {
+                throw MigrationError.store(error, while: "defragmenting member \(member.name) (\(member.endpoint))")
+            }
+            state.withLock { $0.report.defragmentations += 1 }
+        }
+        state.withLock { s in
+            s.report.rounds += 1
+            s.recent.removeAll()
+        }
+        logger.info(
+            "compacted and defragmented etcd to keep under its quota",
+            metadata: [
+                "revision": "\(revision)", "members": "\(members.map(\.name))", "seconds": "\(seconds(ContinuousClock.now - start))",
+            ])
+    }
+
+    private func stopped(_ members: [MemberStatus], limits: SpaceLimits, mode: SpaceMode, afterRound: Bool) -> MigrationError {
+        let largest = members.max { $0.dbSize < $1.dbSize }
+        let why =
+            afterRound
+            ? "even after compacting and defragmenting every member, the largest backend (\(largest?.dbSize ?? 0) bytes) leaves "
+                + "less than \(limits.minimumWindowBytes) bytes below the guard's limit: the run needs more room than the quota gives"
+            : "the largest backend (member \(largest?.name ?? "?"), \(largest?.dbSize ?? 0) bytes) has reached the guard's limit"
+        var error = MigrationError(
+            .outOfSpace,
+            "stopped before etcd's space quota: \(why). The limit keeps \(limits.reserveBytes) bytes of the quota's "
+                + "\(limits.quotaBytes) free, so etcd raised no alarm and the cluster is writable; everything written so far is recorded"
+        )
+        error.space = OutOfSpace(
+            compactTo: members.map(\.revision).max(), members: members, guardStopped: true, mode: mode)
+        return error
+    }
+}
