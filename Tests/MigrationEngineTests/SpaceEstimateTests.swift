@@ -181,9 +181,10 @@ struct SpaceGuardTests {
         return (txns, nil, spaceGuard)
     }
 
-    /// No member ever passes the limit, even when the backend grows twice as fast as the
-    /// model says; the run stops with the reserve still free and says so.
-    @Test(arguments: [1.0, 2.0])
+    /// No member ever passes the limit, even when the backend grows several times as fast as
+    /// the model says (the guard learns the ratio); the run stops with the reserve still free
+    /// and says so.
+    @Test(arguments: [1.0, 2.0, 3.5])
     func plainRunStopsBeforeTheLimit(factor: Double) {
         let quota: Int64 = 40_000_000
         let backend = SimulatedBackend(members: 3, size: 30_000_000, permitsDefragmentation: false)
@@ -197,7 +198,7 @@ struct SpaceGuardTests {
         #expect(largest <= limits.limitBytes, "reached \(largest) of limit \(limits.limitBytes)")
         // It used most of the room before stopping, reading the sizes more often as the room shrank.
         #expect(largest > limits.limitBytes - 100_000, "stopped at \(largest), far below \(limits.limitBytes)")
-        if factor == 1 { #expect((8...30).contains(result.guard.report.measurements), "\(result.guard.report.measurements)") }
+        #expect((5...40).contains(result.guard.report.measurements), "\(result.guard.report.measurements)")
     }
 
     /// With defragmentation the run goes on through rounds; each compacts first and

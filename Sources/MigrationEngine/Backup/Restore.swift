@@ -228,7 +228,8 @@ public struct Restorer: Sendable {
         try stop.beginWriting()
         // Unstamped before the first key is touched: a restore stopped half way (a signal, a
         // crash) must not leave a cluster that `wait --version` lets a new pachd start on.
-        try fenced(lock, [.deleteRange(DeleteRangeRequest(key: namespace.versionKey))], doing: "unstamping the cluster")
+        let unstamped = try fenced(lock, [.deleteRange(DeleteRangeRequest(key: namespace.versionKey))], doing: "unstamping the cluster")
+        let space = spaceGuard(options.space, startRevision: unstamped)
         var restored = 0
         var removed = 0
         func stopIfAsked() throws(MigrationError) {
@@ -273,7 +274,15 @@ public struct Restorer: Sendable {
             func flush() throws(MigrationError) {
                 guard !group.isEmpty else { return }
                 // Leases of the backup's time are long gone: restore values without them.
-                try fenced(lock, group.map { .put(PutRequest(key: $0.key, value: $0.value)) }, doing: "restoring values")
+                try space?.admit(
+                    SpaceEstimate.growth(writeBytes: group.reduce(0) { $0 + Int64($1.key.count + $1.value.count) }, writes: group.count))
+                do {
+                    let revision = try fenced(lock, group.map { .put(PutRequest(key: $0.key, value: $0.value)) }, doing: "restoring values")
+                    space?.landed(revision: revision)
+                } catch {
+                    space?.abandoned()
+                    throw error
+                }
                 restored += group.count
                 lock.report(done: restored)
                 progress(ProgressEvent(step: .restore, done: restored, total: lines))
@@ -356,13 +365,31 @@ public struct Restorer: Sendable {
         }
     }
 
-    private func fenced(_ lock: MigrationLock, _ ops: [RequestOp], doing: String) throws(MigrationError) {
+    /// Returns the revision the ops landed at.
+    @discardableResult
+    private func fenced(_ lock: MigrationLock, _ ops: [RequestOp], doing: String) throws(MigrationError) -> Int64 {
         let response = try etcd(doing) { () throws(EtcdError) in
             try store.txn(TxnRequest(compare: [lock.fenceCompare], success: ops))
         }
         guard response.succeeded else {
             throw MigrationError(.leaseLost, "the lock was lost while \(doing); run the restore again: it starts over and is safe to repeat")
         }
+        return response.header.revision
+    }
+
+    /// The restore's space guard, as a migration's (`Migrator.estimateSpace`): nil where etcd
+    /// will not say its size.
+    private func spaceGuard(_ policy: SpacePolicy, startRevision: Int64) -> SpaceGuard? {
+        guard (try? store.memberStatuses()) != nil else {
+            logger.warning("etcd reports no backend size: the restore cannot stop itself before etcd's space quota")
+            return nil
+        }
+        let permitted = policy.compactEvery == nil ? false : ((try? store.defragmentPermitted()) ?? false)
+        let mode = policy.mode(defragmentPermitted: permitted)
+        return SpaceGuard(
+            store: store, mode: mode, limits: policy.limits,
+            compactor: mode == .plain ? nil : HistoryCompactor(store: store, every: policy.compactEvery ?? 1, logger: logger),
+            startRevision: startRevision, logger: logger)
     }
 }
 

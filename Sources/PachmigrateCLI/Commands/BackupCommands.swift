@@ -164,9 +164,10 @@ struct RestoreCommand: ParsableCommand {
             \(ExitStatus.helpLine(Self.exitStatuses))
             """)
 
-    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .lockHeld, .notAtRest, .interrupted]
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .lockHeld, .notAtRest, .interrupted, .outOfSpace]
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var space: SpaceOptions
     @OptionGroup var output: OutputOptions
 
     @Argument(help: ArgumentHelp("The backup to restore (PATH.sha256 must be beside it).", valueName: "path"))
@@ -194,6 +195,7 @@ struct RestoreCommand: ParsableCommand {
             options.command = "pachmigrate restore"
             options.toolVersion = toolVersion
             options.lock = LockOptions(wait: waitLock?.duration ?? .zero)
+            options.space = space.policy
             let restorer = Restorer(
                 store: client, namespace: connection.namespace,
                 prefixes: [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)], logger: context.logger)
