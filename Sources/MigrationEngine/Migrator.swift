@@ -573,9 +573,11 @@ public struct Migrator: Sendable {
         let writer = LaneWriter(store: store, lock: lock, namespace: namespace, stop: laneStop, space: space, logger: logger)
         let writersLeft = Atomic<Int>(shares.count)
         // One thread per writer, and the compactor's beside them.
-        OSThread.forkJoin(shares.count + (compactor == nil ? 0 : 1)) { index in
+        // Compaction behind the writes, unless the guard's rounds compact (and reserve room for it).
+        let background = space?.compactsInRounds == true ? nil : compactor
+        OSThread.forkJoin(shares.count + (background == nil ? 0 : 1)) { index in
             guard index < shares.count else {
-                compactor?.run(until: { writersLeft.load(ordering: .acquiring) == 0 })
+                background?.run(until: { writersLeft.load(ordering: .acquiring) == 0 })
                 return
             }
             defer { writersLeft.subtract(1, ordering: .releasing) }
@@ -583,7 +585,7 @@ public struct Migrator: Sendable {
             do throws(MigrationError) {
                 try writer.write(lanes: shares[index], scan: scan, cursors: cursors) { landed in
                     revisions.withLock { _ = $0.insert(landed.revision) }
-                    compactor?.wrote(revision: landed.revision, records: landed.records)
+                    background?.wrote(revision: landed.revision, records: landed.records)
                     kept.add(landed.keptInOrder, ordering: .relaxed)
                     let n = done.add(landed.records, ordering: .relaxed).newValue
                     lock.report(done: n)

@@ -171,7 +171,7 @@ struct SpaceGuardTests {
             reportingLag: .zero, logger: .init(label: "test"))
         for i in 0..<txns {
             do {
-                try spaceGuard.admit(growth)
+                try spaceGuard.admit(growth, records: 1)
             } catch {
                 return (i, error, spaceGuard)
             }

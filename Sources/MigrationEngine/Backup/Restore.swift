@@ -275,7 +275,8 @@ public struct Restorer: Sendable {
                 guard !group.isEmpty else { return }
                 // Leases of the backup's time are long gone: restore values without them.
                 try space?.admit(
-                    SpaceEstimate.growth(writeBytes: group.reduce(0) { $0 + Int64($1.key.count + $1.value.count) }, writes: group.count))
+                    SpaceEstimate.growth(writeBytes: group.reduce(0) { $0 + Int64($1.key.count + $1.value.count) }, writes: group.count),
+                    records: group.count)
                 do {
                     let revision = try fenced(lock, group.map { .put(PutRequest(key: $0.key, value: $0.value)) }, doing: "restoring values")
                     space?.landed(revision: revision)

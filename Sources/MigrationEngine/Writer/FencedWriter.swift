@@ -103,7 +103,7 @@ struct LaneWriter {
             try lock.checkHeld()
             let chosen = pack(open)
             let growth = SpaceEstimate.growth(writeBytes: chosen.reduce(0) { $0 + open[$1].writeBytes }, writes: chosen.count)
-            try space?.admit(growth)
+            try space?.admit(growth, records: chosen.count)
             let landed: (cursors: [LaneCursor], landed: Landed)
             do {
                 landed = try send(chosen.map { open[$0] })

@@ -62,32 +62,47 @@ public struct SpaceGuardReport: Sendable, Hashable, Encodable {
 /// `.outOfSpace`, resumable, the reserve still free.
 final class SpaceGuard: Sendable {
     private struct State {
+        /// Bytes of growth admitted until the next measurement.
         var budget: Int64 = 0
         var inFlight = 0
         var latestRevision: Int64
-        /// Growth admitted lately, with when: etcd commits its backend in batches (every
-        /// 100 ms by default) and followers apply after the leader, so a member's size does
-        /// not show it yet.
+        /// Modelled growth admitted lately, with when: etcd commits its backend in batches
+        /// (every 100 ms by default) and followers apply after the leader, so a member's
+        /// size does not show it yet.
         var recent: [(at: ContinuousClock.Instant, bytes: Int64)] = []
-        /// Growth admitted since the run began, by the model.
+        /// Modelled growth admitted since the run began.
         var admitted: Int64 = 0
-        /// The last measurement: the largest backend, and the admitted growth it shows.
+        /// The last measurement: the largest backend, and the modelled growth it shows.
         var baseline: (largest: Int64, shown: Int64)?
-        /// The backend's growth per byte of modelled growth, the most seen (at least 1).
+        /// The backend's growth per byte of modelled growth, the most seen since the run
+        /// began or the last round; `initialGrowthRatio` until one is seen (`learned`).
         var growthRatio = SpaceGuard.initialGrowthRatio
+        var learned = false
+        /// Records landed since the last compaction of a round: what the next one costs.
+        var uncompactedRecords: Int64 = 0
         var report: SpaceGuardReport
     }
-    /// Before the first measurement shows it: measured up to 1.7 on 3.1.4 right after a
-    /// defragmentation (full pages split on every insert), where the model counts the
-    /// growth of a backend that has free pages.
+    /// Before a measurement shows it (the guard then admits little at a time): the model
+    /// counts the growth of a backend with free pages; a freshly defragmented one grows
+    /// faster (measured: 1.7× to 4.3× on 3.1.4).
     static let initialGrowthRatio = 2.0
+    /// Growth between two measurements too small to tell a ratio from a page split.
+    static let leastGrowthToLearnFrom: Int64 = 64 << 10
+    /// A ratio past this is a measurement's noise, not the backend's growth.
+    static let largestGrowthRatio = 8.0
+    /// What compacting one rewritten record's old revision away grows the backend by, for a
+    /// moment: the old revisions lie scattered through the file, so the compaction rewrites
+    /// about a page for each, and with no free page (after a defragmentation) each goes to
+    /// the file's end until the compaction's commit frees them. Measured on 3.1.4: 5.2 MB
+    /// for 1,400 records compacted at once, 3.7 KB a record.
+    static let compactionGrowthPerRecord: Int64 = 4096
     /// How long admitted growth may take to show in every member's size: etcd's default
     /// batch interval (100 ms) and a follower's apply, with room to spare.
     static let defaultReportingLag: Duration = .milliseconds(250)
-    private let reportingLag: Duration
 
     private let store: any KeyValueService
     private let compactor: HistoryCompactor?
+    private let reportingLag: Duration
     private let logger: Logger
     /// Held by one admission at a time, and through a measurement or a round of
     /// compaction and defragmentation: the other writers wait at it.
@@ -110,14 +125,19 @@ final class SpaceGuard: Sendable {
 
     var report: SpaceGuardReport { state.withLock { $0.report } }
 
-    /// Waits until `growth` more bytes fit under the limit (measuring, or compacting and
-    /// defragmenting, as needed); throws `.outOfSpace` when they cannot. Every admission is
+    /// Whether the run's compactor should also compact behind the writes: not where rounds
+    /// compact, whose compaction of what accumulated is reserved for (`uncompactedRecords`).
+    var compactsInRounds: Bool { state.withLock { $0.report.mode == .compactionAndDefragmentation } }
+
+    /// Waits until a txn of `records` records that grows the backend by `modelled` bytes
+    /// (`SpaceEstimate.growth`) fits under the limit, measuring, or compacting and
+    /// defragmenting, as needed; throws `.outOfSpace` when it cannot. Every admission is
     /// followed by `landed` or `abandoned`.
-    func admit(_ growth: Int64) throws(MigrationError) {
+    func admit(_ modelled: Int64, records: Int) throws(MigrationError) {
         try gate.withLock { _ throws(MigrationError) in
-            if take(growth, force: false) { return }
-            try refill(for: growth)
-            _ = take(growth, force: true)
+            if take(modelled, records: records, force: false) { return }
+            try refill(for: modelled, records: records)
+            _ = take(modelled, records: records, force: true)
         }
     }
 
@@ -132,39 +152,53 @@ final class SpaceGuard: Sendable {
     /// The admitted txn was not sent, or failed.
     func abandoned() { state.withLock { $0.inFlight -= 1 } }
 
-    private func take(_ growth: Int64, force: Bool) -> Bool {
+    /// A txn's cost against the room: its modelled growth at the ratio seen, and in rounds
+    /// mode the compaction of its records' old revisions to come.
+    private static func cost(_ s: State, modelled: Int64, records: Int) -> Int64 {
+        let compaction = s.report.mode == .compactionAndDefragmentation ? Int64(records) * compactionGrowthPerRecord : 0
+        return Int64(s.growthRatio * Double(modelled)) + compaction
+    }
+
+    private func take(_ modelled: Int64, records: Int, force: Bool) -> Bool {
         state.withLock { s in
-            guard force || s.budget >= growth else { return false }
-            s.budget -= growth
+            let cost = Self.cost(s, modelled: modelled, records: records)
+            guard force || s.budget >= cost else { return false }
+            s.budget -= cost
             s.inFlight += 1
-            s.admitted += growth
-            s.recent.append((ContinuousClock.now, growth))
+            s.admitted += modelled
+            s.uncompactedRecords += Int64(records)
+            s.recent.append((ContinuousClock.now, modelled))
             return true
         }
     }
 
-    private func refill(for growth: Int64) throws(MigrationError) {
+    private func refill(for modelled: Int64, records: Int) throws(MigrationError) {
         let (mode, limits) = state.withLock { ($0.report.mode, $0.report.limits) }
-        var (room, ratio, members) = try measureRoom()
-        // Half the room, in the backend's growth as seen so far: a txn that grows it twice as
-        // much again still lands under the limit.
-        var needed = Int64(2 * ratio * Double(growth))
+        // Half the room, always: a txn that grows the backend twice as much again as
+        // measured still lands under the limit.
+        var (room, members) = try measureRoom()
+        var needed = 2 * state.withLock { Self.cost($0, modelled: modelled, records: records) }
         if mode == .compactionAndDefragmentation && room < max(needed, limits.minimumWindowBytes) {
             try compactAndDefragment()
-            (room, ratio, members) = try measureRoom()
-            needed = Int64(2 * ratio * Double(growth))
+            (room, members) = try measureRoom()
+            needed = 2 * state.withLock { Self.cost($0, modelled: modelled, records: records) }
             guard room >= max(needed, limits.minimumWindowBytes) else {
                 throw stopped(members, limits: limits, mode: mode, afterRound: true)
             }
         }
         guard room >= needed else { throw stopped(members, limits: limits, mode: mode, afterRound: false) }
-        state.withLock { $0.budget = Int64(Double(room) / (2 * ratio)) }
+        state.withLock { s in
+            // Until the ratio is known (right after a defragmentation, full pages split on
+            // every insert), little at a time.
+            let cap = s.learned ? Int64.max : max(needed / 2, Int64(2 * s.growthRatio * Double(Self.leastGrowthToLearnFrom)))
+            s.budget = min(cap, room / 2)
+        }
     }
 
-    /// The room below the limit: the limit less the largest member's backend and what was
-    /// admitted too recently to show in it (at the growth ratio seen so far, which this
-    /// measurement updates).
-    private func measureRoom() throws(MigrationError) -> (room: Int64, growthRatio: Double, members: [MemberStatus]) {
+    /// The room below the limit: the limit less the largest member's backend, what was
+    /// admitted too recently to show in it, and in rounds mode the compaction still to come
+    /// of what landed since the last round. Updates the ratio seen.
+    private func measureRoom() throws(MigrationError) -> (room: Int64, members: [MemberStatus]) {
         let members = try memberStatuses()
         let largest = members.map(\.dbSize).max() ?? 0
         return state.withLock { s in
@@ -175,22 +209,22 @@ final class SpaceGuard: Sendable {
             let unseen = s.recent.reduce(0) { $0 + $1.bytes }
             let shown = s.admitted - unseen
             if let baseline = s.baseline, shown - baseline.shown >= Self.leastGrowthToLearnFrom {
-                let ratio = Double(largest - baseline.largest) / Double(shown - baseline.shown)
-                s.growthRatio = min(Self.largestGrowthRatio, max(s.growthRatio, ratio))
+                let ratio = min(Self.largestGrowthRatio, max(1, Double(largest - baseline.largest) / Double(shown - baseline.shown)))
+                s.growthRatio = s.learned ? max(s.growthRatio, ratio) : ratio
+                s.learned = true
             }
             s.baseline = (largest, shown)
+            let pendingCompaction =
+                s.report.mode == .compactionAndDefragmentation ? s.uncompactedRecords * Self.compactionGrowthPerRecord : 0
             logger.debug(
                 "space guard: measured",
                 metadata: [
                     "largest": "\(largest)", "unseen": "\(unseen)", "limit": "\(s.report.limits.limitBytes)", "ratio": "\(s.growthRatio)",
+                    "pendingCompaction": "\(pendingCompaction)",
                 ])
-            return (s.report.limits.limitBytes - largest - Int64(s.growthRatio * Double(unseen)), s.growthRatio, members)
+            return (s.report.limits.limitBytes - largest - Int64(s.growthRatio * Double(unseen)) - pendingCompaction, members)
         }
     }
-    /// Growth between two measurements too small to tell a ratio from a page split.
-    static let leastGrowthToLearnFrom: Int64 = 64 << 10
-    /// A ratio past this is a measurement's noise, not the backend's growth.
-    static let largestGrowthRatio = 8.0
 
     /// Every member's status, retried for a few seconds through a member's restart or an
     /// election; then the run stops resumably (`Migrator.resumableIfTransient`).
@@ -212,10 +246,8 @@ final class SpaceGuard: Sendable {
     /// Compacts to the latest landed write, then defragments every member, followers
     /// first and the leader last (a defragmenting leader stalls the whole cluster, a
     /// follower only itself). No txn is in flight meanwhile: the writers wait at the gate.
-    ///
-    /// The run's compactor has compacted behind the writes all along, so this compaction is
-    /// small: a physical compaction of a long history grows the file while it deletes
-    /// (measured on 3.1.4: 3.7 MB for 2,200 records' history, past a 1.15× quota).
+    /// The compaction grows the files while it deletes (`compactionGrowthPerRecord`): the
+    /// admissions reserved room for it.
     private func compactAndDefragment() throws(MigrationError) {
         while state.withLock({ $0.inFlight }) > 0 { ContinuousClockSleep.sleep(for: .milliseconds(1)) }
         let revision = state.withLock { $0.latestRevision }
@@ -235,8 +267,12 @@ final class SpaceGuard: Sendable {
         state.withLock { s in
             s.report.rounds += 1
             s.recent.removeAll()
-            // The files shrank: the next measurement starts a new baseline.
+            s.uncompactedRecords = 0
+            // The files shrank: the next measurement starts a new baseline, and the growth
+            // of freshly defragmented files is learnt again.
             s.baseline = nil
+            s.learned = false
+            s.growthRatio = Self.initialGrowthRatio
         }
         logger.info(
             "compacted and defragmented etcd to keep under its quota",
