@@ -454,7 +454,8 @@ public final class EtcdCluster: @unchecked Sendable {
         self.members = members
     }
 
-    public static func start(members count: Int = 3) throws -> EtcdCluster {
+    /// `extraArgs`: given to every member (e.g. `--quota-backend-bytes`).
+    public static func start(members count: Int = 3, extraArgs: [String] = []) throws -> EtcdCluster {
         let workDir = try makeTemporaryDirectory("etcd-cluster")
         var lastError: Error = TestSupportError("no attempt")
         for _ in 0..<5 {
@@ -475,7 +476,7 @@ public final class EtcdCluster: @unchecked Sendable {
                         "--listen-peer-urls", peerURLs[index], "--initial-advertise-peer-urls", peerURLs[index],
                         "--initial-cluster", initialCluster, "--initial-cluster-state", "new",
                         "--initial-cluster-token", token,
-                    ] + EtcdBinaries.logArguments,
+                    ] + EtcdBinaries.logArguments + extraArgs,
                     logFile: "\(workDir)/m\(index).log")
             }
             do {

@@ -277,7 +277,8 @@ final class SpaceGuard: Sendable {
         logger.info(
             "compacted and defragmented etcd to keep under its quota",
             metadata: [
-                "revision": "\(revision)", "members": "\(members.map(\.name))", "seconds": "\(seconds(ContinuousClock.now - start))",
+                "revision": "\(revision)", "members": "\(members.map(\.name))", "leader": "\(members.last { $0.isLeader }?.name ?? "")",
+                "seconds": "\(seconds(ContinuousClock.now - start))",
             ])
     }
 
