@@ -284,7 +284,7 @@ public final class EtcdClient: KeyValueService, Sendable {
     public func memberList() throws(EtcdError) -> [EtcdMember] {
         let wire: WireMemberListResponse = try call(.memberList, WireEmpty(), subject: "member list")
         return (wire.members ?? []).map {
-            EtcdMember(id: $0.ID?.value ?? 0, name: $0.name ?? "", clientURLs: $0.clientURLs ?? [])
+            EtcdMember(id: $0.id?.value ?? 0, name: $0.name ?? "", clientURLs: $0.clientURLs ?? [])
         }
     }
 
@@ -315,7 +315,7 @@ public final class EtcdClient: KeyValueService, Sendable {
         do {
             let _: WireIgnored = try call(.userList, WireEmpty(), subject: "the user list (a permission probe)")
             return true
-        } catch where error.code == .permissionDenied {
+        } catch  where error.code == .permissionDenied {
             return false
         }
     }

@@ -39,9 +39,14 @@ public struct MemberStatus: Sendable, Hashable, Encodable {
 
 struct WireMemberListResponse: Decodable {
     struct Member: Decodable {
-        var ID: WireUInt64?
+        var id: WireUInt64?
         var name: String?
         var clientURLs: [String]?
+
+        enum CodingKeys: String, CodingKey {
+            case id = "ID"
+            case name, clientURLs
+        }
     }
     var members: [Member]?
 }

@@ -22,9 +22,9 @@ struct SpaceEstimateTests {
     @Test func theLimitKeepsAReserveBelowTheQuota() {
         #expect(SpaceLimits(quotaBytes: 2 << 30).reserveBytes == (2 << 30) / 100)
         #expect(SpaceLimits(quotaBytes: 2 << 30).limitBytes == (2 << 30) - (2 << 30) / 100)
-        // Small quotas keep at least 512 KiB free, and rounds are worth at least 256 KiB.
-        #expect(SpaceLimits(quotaBytes: 20_000_000).reserveBytes == 512 << 10)
-        #expect(SpaceLimits(quotaBytes: 20_000_000).minimumWindowBytes == 256 << 10)
+        // Small quotas keep at least 256 KiB free, and rounds are worth at least 128 KiB.
+        #expect(SpaceLimits(quotaBytes: 10_000_000).reserveBytes == 256 << 10)
+        #expect(SpaceLimits(quotaBytes: 10_000_000).minimumWindowBytes == 128 << 10)
     }
 
     @Test(arguments: [
@@ -222,8 +222,8 @@ struct SpaceGuardTests {
     /// What stays in use leaves no window: the run stops after a round instead of looping.
     @Test func defragmentingRunStopsWhenNoWindowIsLeft() {
         let backend = SimulatedBackend(members: 1, size: 30_000_000, permitsDefragmentation: true)
-        // 31 MB less the 512 KiB reserve leaves 176 KB above what stays in use: under the 256 KiB a round must win.
-        backend.state.withLock { $0.live = 30_300_000 }
+        // 31 MB less the 310 KB reserve leaves 90 KB above what stays in use: under the 155 KB a round must win.
+        backend.state.withLock { $0.live = 30_600_000 }
         let quota: Int64 = 31_000_000
         let result = run(backend, mode: .compactionAndDefragmentation, quota: quota, txns: 3000, growth: 10_000, factor: 1)
         #expect(result.error?.code == .outOfSpace)

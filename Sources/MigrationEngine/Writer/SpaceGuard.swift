@@ -31,8 +31,8 @@ public struct SpaceLimits: Sendable, Hashable, Encodable {
 
     public init(quotaBytes: Int64) {
         self.quotaBytes = quotaBytes
-        reserveBytes = max(512 << 10, quotaBytes / 100)
-        minimumWindowBytes = max(256 << 10, quotaBytes / 200)
+        reserveBytes = max(256 << 10, quotaBytes / 100)
+        minimumWindowBytes = max(128 << 10, quotaBytes / 200)
     }
 }
 

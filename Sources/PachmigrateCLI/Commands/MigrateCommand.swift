@@ -182,8 +182,9 @@ struct MigrationReport: CommandReport {
             lines.append(
                 "etcd space: not checked (\(spaceUnavailable)): the quota could not be compared, and the run cannot stop "
                     + "itself before it (a user with the root role can read each member's size)"
-                    + (compactRequested ? "; --compact compacts every \(SpacePolicy.defaultCompactionInterval) writes, "
-                        + "but cannot defragment" : ""))
+                    + (compactRequested
+                        ? "; --compact compacts every \(SpacePolicy.defaultCompactionInterval) writes, "
+                            + "but cannot defragment" : ""))
         }
         if let timeForecast { lines.append(timeForecast.text) }
         if let timeForecastUnavailable { lines.append("Time forecast: not made (\(timeForecastUnavailable))") }
@@ -442,24 +443,24 @@ extension SpaceEstimate {
         switch mode {
         case .plain:
             lines.append(
-                "etcd space: no compaction (no --compact); every member's size is watched as the run writes, and it stops "
+                "  no compaction (no --compact): every member's size is watched as the run writes, and it stops "
                     + "(exit 9, resumable, the cluster writable) before the quota if the estimate is off")
         case .compaction:
             lines.append(
-                "etcd space: --compact compacts etcd's history every \(SpacePolicy.defaultCompactionInterval) writes, but this etcd "
+                "  --compact compacts etcd's history every \(SpacePolicy.defaultCompactionInterval) writes, but this etcd "
                     + "user may not defragment (it needs the root role), so the backend never shrinks; the run stops (exit 9, "
                     + "resumable, the cluster writable) before the quota if compaction frees too little")
         case .compactionAndDefragmentation:
             let rounds = expectedRounds.map { $0 == 0 ? "none expected" : "about \($0) expected" } ?? "unknown"
             lines.append(
-                "etcd space: --compact compacts etcd's history as the run goes and, when a member nears the limit, compacts to the "
+                "  --compact compacts etcd's history as the run goes and, when a member nears the limit, compacts to the "
                     + "latest write and defragments every member, followers first and the leader last (each stalls its member "
                     + "while it rewrites its file): \(rounds); about \(ByteSize.describe(liveBytes ?? 0)) stays in use")
         }
         if !fits { lines.append(spaceRemedy(OutOfSpace(estimate: self))) }
         if fitsOnlyIfCompactionFrees, let uncompacted = uncompactedProjectedBytes {
             lines.append(
-                "etcd space: fits only if compaction frees enough of the old values' pages: were it to free nothing, "
+                "  fits only if compaction frees enough of the old values' pages: were it to free nothing, "
                     + "the backend would reach \(ByteSize.describe(uncompacted)). How much it frees depends on what shares "
                     + "their pages (24–68% of the growth remained in our measurements); the run stops before the quota "
                     + "(exit 9, resumable) if it frees too little. Compacting and defragmenting first leaves the most room.")

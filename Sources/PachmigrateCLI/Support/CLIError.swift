@@ -203,13 +203,18 @@ func spaceRemedy(_ space: OutOfSpace) -> String {
         space.alarmRaised
         ? "etcd's NOSPACE alarm is raised: every write fails (pachd's too) until it is cleared. Nothing is lost; the run is resumable. To clear it:"
         : "Nothing is lost, and the cluster takes writes (pachd's too). To make room (as a user with the root role):"
+    // With the guard watching, etcd reaches its quota only when --etcd-quota overstates it.
+    let quota =
+        space.alarmRaised
+        ? " Pass etcd's real --quota-backend-bytes as --etcd-quota: the run stops itself before that quota, not before NOSPACE at another."
+        : ""
     let rerun =
         space.mode == .compactionAndDefragmentation
         ? "Then raise etcd's --quota-backend-bytes (and --etcd-quota) if the run needs more room than the quota gives, "
             + "and run the same command again."
         : "Then run the same command again, with --compact (as root it also defragments as it goes), or raise etcd's "
             + "--quota-backend-bytes and --etcd-quota."
-    return opening + "\n" + numbered + "\n" + rerun
+    return opening + "\n" + numbered + "\n" + rerun + quota
 }
 
 /// `text` broken at spaces into lines of at most `width` characters, the first starting
