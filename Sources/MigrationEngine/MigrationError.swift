@@ -41,8 +41,9 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         public static let store = Code(base: .store)
         /// The journal in etcd is not one this tool can continue from.
         public static let invalidState = Code(base: .invalidState)
-        /// etcd would run out of space (refused before any write), or did (NOSPACE mid-run:
-        /// resumable once an operator has made room); `space` says what to do.
+        /// etcd would run out of space (refused before any write), the space guard stopped the
+        /// run before etcd's quota, or etcd ran out (NOSPACE mid-run); resumable once there is
+        /// room; `space` says what to do.
         public static let outOfSpace = Code(base: .outOfSpace)
         public var description: String { base.rawValue }
     }

@@ -38,7 +38,8 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case .verificationFailed: "verify found problems"
         case .interrupted: "interrupted (signal, lost lock, etcd gone away); run the same command again to resume"
         case .conversionFailed: "a record could not be converted (each is named)"
-        case .outOfSpace: "etcd would run out of space (refused before any write), or did (NOSPACE): make room, then run again"
+        case .outOfSpace:
+            "etcd would run out of space: refused before any write, stopped before the quota (no alarm), or NOSPACE: make room, then run again"
         case .stoppedBySIGINT: "stopped by SIGINT (Ctrl-C) before the first write: nothing was written, no lock is left"
         case .stoppedBySIGTERM: "stopped by SIGTERM before the first write: nothing was written, no lock is left"
         }
