@@ -47,6 +47,14 @@ public struct RecordConverter: Sendable {
         key: [UInt8], value: [UInt8], hasEntry: (Read14_Commit) -> Bool
     ) throws(RecordCodecError) -> Converted? {
         guard case .record(let kind, _) = layout.classify(key) else { return nil }
+        return try convert(kind, key: key, value: value, hasEntry: hasEntry)
+    }
+
+    /// Converts a record of `kind` (its key already classified). Nil when no step of the
+    /// plan applies to its kind (nothing to do).
+    public func convert(
+        _ kind: RecordKind, key: [UInt8], value: [UInt8], hasEntry: (Read14_Commit) -> Bool
+    ) throws(RecordCodecError) -> Converted? {
         let steps = plan.steps.filter { $0.kinds.contains(kind) }
         guard let firstStep = steps.first else { return nil }
         let read = try firstStep.transform(kind, key, value)

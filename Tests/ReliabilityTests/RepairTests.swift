@@ -45,7 +45,7 @@ struct RepairExpectation {
         var changed: Set<String> = []
         var writes = 0, kept = 0
         for kv in start {
-            guard case .record(let kind, let group) = layout.classify(kv.key) else { continue }
+            guard case .record(let kind, _) = layout.classify(kv.key), let group = orderingGroup(kv.key) else { continue }
             let decoded = try RecordCodec.decode(kind: kind, key: kv.key, value: kv.value)
             let canonical = try RecordCodec.canonical(kind: kind, key: kv.key, value: kv.value)
             var changes = decoded.encoding == .text14 || canonical != expected[kv.key]
