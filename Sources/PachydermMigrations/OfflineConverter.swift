@@ -1,4 +1,4 @@
-import EtcdGateway
+import EtcdModel
 import Logging
 import MigrationEngine
 

@@ -1,4 +1,4 @@
-import EtcdGateway
+import EtcdModel
 import PachydermSchema
 import SwiftProtobuf
 

@@ -1,4 +1,4 @@
-import EtcdGateway
+import EtcdModel
 import PachydermSchema
 
 /// One record along a plan's steps, under one policy. The offline `convert`

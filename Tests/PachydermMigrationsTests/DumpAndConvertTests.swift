@@ -1,5 +1,6 @@
 import ArgumentParser
 import EtcdGateway
+import EtcdModel
 import EtcdTestSupport
 import Foundation
 import MigrationEngine

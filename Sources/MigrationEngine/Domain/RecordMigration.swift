@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 
 /// What the engine needs to know about one product's records, for one version path.
 /// The engine moves bytes, fences writes and keeps the journal; a `RecordMigration` says

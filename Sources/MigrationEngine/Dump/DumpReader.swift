@@ -1,5 +1,6 @@
 import EtcdGateway
 
+import EtcdModel
 import PlatformShim
 
 /// Reads a dump written by `DumpWriter` (or etcd's own JSON `KeyValue` lines) one line at a

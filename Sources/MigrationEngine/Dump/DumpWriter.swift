@@ -99,4 +99,5 @@ public final class DumpWriter {
     }
 }
 
+import EtcdModel
 import PlatformShim

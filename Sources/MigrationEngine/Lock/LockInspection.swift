@@ -1,5 +1,6 @@
 import EtcdGateway
 
+import EtcdModel
 import PlatformShim
 
 #if canImport(FoundationEssentials)

@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import Logging
 
 /// A key and the revision it was last written at: the unit of ordering, with what the

@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import MigrationEngine
 
 /// What version a cluster's metadata is at, and how we know.

@@ -1,4 +1,4 @@
-import EtcdGateway
+import EtcdModel
 import MigrationEngine
 
 /// Pachyderm's records for the engine: which keys are records and in which ordering group,
