@@ -38,7 +38,9 @@ let package = Package(
         // Non-variadic wrappers: Swift cannot call curl_easy_setopt/getinfo directly.
         .target(name: "CCurlShims", dependencies: ["CCurl"]),
         // The C library (glibc), and the calls whose Swift shape differs between C libraries.
-        .target(name: "PlatformShim"),
+        .target(name: "PlatformShim", dependencies: ["CPlatformShims", .product(name: "SystemPackage", package: "swift-system")]),
+        // glibc calls Swift's Glibc module does not expose (pthread_setname_np needs _GNU_SOURCE).
+        .target(name: "CPlatformShims"),
         // What etcd stores, without a client: KeyValue, printable keys, the dump line codec, base64.
         .target(name: "EtcdModel"),
         // etcd v3 JSON gateway client. Knows etcd, nothing about Pachyderm or migrations.

@@ -31,12 +31,7 @@ func run(_ executable: String, _ arguments: [String], in directory: URL) throws 
     return try String(contentsOf: output, encoding: .utf8)
 }
 
-func readAll(_ path: String) throws -> [KeyValue] {
-    let reader = try DumpReader(path: path)
-    var out: [KeyValue] = []
-    while let kv = try reader.read() { out.append(kv) }
-    return out
-}
+func readAll(_ path: String) throws -> [KeyValue] { try DumpReader(path: path).readAll() }
 
 @Suite("Dump files")
 struct DumpTests {

@@ -148,11 +148,16 @@ public struct HistoryEntry: Codable, Sendable, Hashable {
 }
 
 enum JSONCoding {
+    /// Our own plain Codable structs (strings, integers, no floats) cannot fail to encode;
+    /// were one to, writing an empty journal record would hide it, so it stops the process.
     static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        // Encoding our own plain Codable structs cannot fail.
-        return Array((try? encoder.encode(value)) ?? Data())
+        do {
+            return Array(try encoder.encode(value))
+        } catch {
+            preconditionFailure("cannot encode \(T.self) as JSON: \(error)")
+        }
     }
 
     static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], key: [UInt8]) throws(MigrationError) -> T {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EtcdGateway
+import Glibc
 import Logging
 import MigrationEngine
 import PachydermMigrations
