@@ -1,12 +1,6 @@
 import PachydermSchema
 import SwiftProtobuf
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 // Small typed views on decoded 1.4 records, for the engine's at-rest checks (open commits,
 // starting/running jobs) and the CLI's reprocessing forecast (pipelines with env).
 
@@ -26,7 +20,6 @@ extension Read14_JobInfo {
     public var isStartingOrRunning: Bool { state == .jobStarting || state == .jobRunning }
     public var pipelineName: String? { hasPipeline ? String(decoding: pipeline.name, as: UTF8.self) : nil }
     public var jobID: String? { hasJob ? String(decoding: job.id, as: UTF8.self) : nil }
-    public var finishedTime: Date? { hasFinished ? finished.date : nil }
 }
 
 extension Read14_CommitInfo {

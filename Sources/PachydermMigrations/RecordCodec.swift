@@ -121,13 +121,6 @@ public enum RecordCodec {
         }
     }
 
-    /// A stored value (text or binary) in one form for comparisons: what it decodes to,
-    /// re-encoded as `canonicalBinary` does. Two values compare equal exactly when they hold
-    /// the same fields, whatever order their writer put map entries in.
-    public static func canonical(kind: RecordKind, key: [UInt8], value: [UInt8]) throws(RecordCodecError) -> [UInt8] {
-        try canonicalBinary(decode(kind: kind, key: key, value: value).record, key: key)
-    }
-
     /// A binary record's bytes in this tool's form, whatever fields it carries: map entries
     /// sorted (`Transform.env` by key, as `encode15` does), deterministic encoding. Equal to
     /// the converted value exactly when the record needs no repair.

@@ -6,6 +6,10 @@ import PachydermMigrations
 import PachydermSchema
 import Testing
 
+extension Read14_JobInfo {
+    fileprivate var finishedTime: Date? { hasFinished ? finished.date : nil }
+}
+
 @Suite("Key layout")
 struct LayoutTests {
     static let keys: [(String, PachydermKeyClass)] = [

@@ -3,8 +3,18 @@ import EtcdModel
 import EtcdTestSupport
 import Foundation
 import MigrationEngine
-import PachydermMigrations
 import Testing
+
+@testable import PachydermMigrations
+
+extension RecordCodec {
+    /// A stored value (text or binary) in one form for comparisons: what it decodes to,
+    /// re-encoded as `canonicalBinary` does. Two values compare equal exactly when they hold
+    /// the same fields, whatever order their writer put map entries in.
+    static func canonical(kind: RecordKind, key: [UInt8], value: [UInt8]) throws -> [UInt8] {
+        try canonicalBinary(decode(kind: kind, key: key, value: value).record, key: key)
+    }
+}
 
 /// What a repair of `start` must leave: every record equal to the policy conversion of the
 /// 1.4 record it came from (`original`), every group in the order it had in `start`, the
