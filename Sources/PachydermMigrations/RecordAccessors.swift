@@ -1,3 +1,4 @@
+import EtcdModel
 import PachydermSchema
 import SwiftProtobuf
 
@@ -45,17 +46,12 @@ extension Decoded14Record {
 extension PachydermLayout {
     /// The 1.5.0 `openCommits/<commitID>` entry for an open 1.4 commit: key and value (the
     /// `Commit`, binary, as 1.5.0's StartCommit writes it). nil when the commit is finished.
-    public func openCommitEntry(for commit: Read14_CommitInfo) throws(RecordCodecError) -> (key: [UInt8], value: [UInt8])? {
-        guard commit.isOpen else { return nil }
-        return try openCommitEntry(forOpen: commit.commit)
-    }
-
     /// The `openCommits/<id>` key of `commit`.
     public func openCommitKey(forOpen commit: Read14_Commit) -> [UInt8] { openCommitsPrefix + [UInt8](commit.id) }
 
     /// The `openCommits/<id>` entry for `commit`, known to be open.
-    public func openCommitEntry(forOpen commit: Read14_Commit) throws(RecordCodecError) -> (key: [UInt8], value: [UInt8]) {
+    public func openCommitEntry(forOpen commit: Read14_Commit) throws(RecordCodecError) -> KeyValue {
         let key = openCommitKey(forOpen: commit)
-        return (key, try RecordCodec.encode15(Pach150_Commit(copying: commit), key: key))
+        return KeyValue(key: key, value: try RecordCodec.encode15(Pach150_Commit(copying: commit), key: key))
     }
 }

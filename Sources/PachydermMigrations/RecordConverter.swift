@@ -33,7 +33,7 @@ public struct RecordConverter: Sendable {
         /// What another migration left in the record (1.5 binary only; see `LeftoverProblem`).
         public var problems: Set<LeftoverProblem>
         /// The `openCommits/<id>` entry to create with the record (`writeOpenCommits`).
-        public var openCommitEntry: (key: [UInt8], value: [UInt8])?
+        public var openCommitEntry: KeyValue?
         /// An open commit that has no `openCommits/<id>` entry, written or existing.
         public var openCommitLacksEntry: Bool
         /// Every note of every step, then the converter's own, in that order.
@@ -68,7 +68,7 @@ public struct RecordConverter: Sendable {
         let problems =
             read.sourceEncoding == .binary15 ? LeftoverProblem.found(in: read.source, hasOpenCommitEntry: hasEntry) : []
         let open = read.openCommit.flatMap { hasEntry($0) ? nil : $0 }
-        var entry: (key: [UInt8], value: [UInt8])?
+        var entry: KeyValue?
         if let open {
             if writeOpenCommits {
                 entry = try layout.openCommitEntry(forOpen: open)

@@ -44,7 +44,7 @@ struct ConverterAgreementTests {
         let live = PachydermRecordMigration(layout: layout, plan: plan)
         let error = #expect(throws: RecordConversionError.self) { try live.convert(kv) }
         #expect(error?.key == offline.key)
-        #expect(error?.code == "unknownField" && error?.code == offline.error.code.description)
+        #expect(error?.code?.rawValue == "unknownField" && error?.code?.rawValue == offline.error.code.description)
         #expect(error?.field == "bogus" && error?.field == offline.error.field)
         #expect(error?.message == offline.error.message)
     }

@@ -124,7 +124,7 @@ struct AccessorTests {
             let record = try RecordCodec.decode(kind: kind, key: kv.key, value: kv.value).record
             if let commit = record.commit, commit.isOpen {
                 openCommits.append("\(commit.repoName)/\(commit.commitID)")
-                let entry = try #require(try layout.openCommitEntry(for: commit))
+                let entry = try layout.openCommitEntry(forOpen: commit.commit)
                 #expect(entry.key == Array("pachyderm_pfs/openCommits/\(commit.commitID)".utf8))
                 let value = try Pach150_Commit(serializedBytes: entry.value)
                 #expect(value.repo.name == commit.commit.repo.name && value.id == commit.commit.id)
@@ -181,7 +181,6 @@ struct AccessorTests {
         ).record
         let commit = try #require(record.commit)
         #expect(!commit.isOpen && commit.repoName == "r" && commit.commitID == "c")
-        #expect(try layout.openCommitEntry(for: commit) == nil)
     }
 
     @Test("job accessors")

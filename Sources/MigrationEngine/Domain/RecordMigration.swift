@@ -125,16 +125,23 @@ public struct ConversionNote: Sendable, Hashable, Codable, CustomStringConvertib
 
 /// Why one record cannot be converted: the key, and where in its value and why when known.
 public struct RecordConversionError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
+    /// Why, as a stable code: the product's own (`extension RecordConversionError.Code`);
+    /// encoded as its text.
+    public struct Code: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+    }
     public var key: String
-    /// A stable code for the reason (the product's), when there is one.
-    public var code: String?
+    /// A stable code for the reason, when there is one.
+    public var code: Code?
     /// The field path inside the value, when known.
     public var field: String?
     /// Offset in the value's bytes where the problem starts, when known.
     public var byteOffset: Int?
     public var message: String
 
-    public init(key: String, message: String, code: String? = nil, field: String? = nil, byteOffset: Int? = nil) {
+    public init(key: String, message: String, code: Code? = nil, field: String? = nil, byteOffset: Int? = nil) {
         self.key = key
         self.code = code
         self.field = field

@@ -137,6 +137,8 @@ extension RecordConversion {
 
 extension RecordConversionError {
     init(_ error: RecordCodecError) {
-        self.init(key: error.key, message: error.message, code: error.code.description, field: error.field, byteOffset: error.byteOffset)
+        self.init(
+            key: error.key, message: error.message, code: Code(rawValue: error.code.description), field: error.field,
+            byteOffset: error.byteOffset)
     }
 }
