@@ -14,11 +14,6 @@ public enum RecordKind: String, Sendable, Hashable, CaseIterable, CustomStringCo
         case .job: "jobs"
         }
     }
-
-    public init?(collection: String) {
-        guard let kind = Self.allCases.first(where: { $0.collection == collection }) else { return nil }
-        self = kind
-    }
 }
 
 /// What a key in Pachyderm's etcd is, as far as the migration is concerned.

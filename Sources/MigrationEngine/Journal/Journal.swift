@@ -126,6 +126,17 @@ public struct HistoryEntry: Codable, Sendable, Hashable {
     public var from: String?
     public var to: String?
     public var counts: [String: Int]?
+    /// Of `counts`, the records written per kind (`HistoryCount.Category.written`).
+    public var writtenCounts: [String: Int]? {
+        counts.map { counts in
+            var written: [String: Int] = [:]
+            for (key, n) in counts {
+                let count = HistoryCount(parsing: key)
+                if count.category == .written { written[count.kind, default: 0] += n }
+            }
+            return written
+        }
+    }
     public var backupPath: String?
     public var backupSHA256: String?
     public var detail: String?

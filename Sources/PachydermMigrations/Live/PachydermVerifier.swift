@@ -64,7 +64,8 @@ public struct PachydermVerifier: Sendable {
     }
 
     /// `expectedVersion`: `1.5.x` requires every record in 1.5 binary; `1.4.x` in 1.4 text.
-    /// `journalCounts`: per-kind counts the last migration recorded, checked when given.
+    /// `journalCounts`: records per kind (`RecordKind.collection`) the last migration wrote
+    /// (`HistoryEntry.writtenCounts`), checked when given.
     public func verify(
         store: any KeyValueService, expectedVersion: String, journalCounts: [String: Int]? = nil
     ) throws(MigrationError) -> VerificationReport {
@@ -152,12 +153,11 @@ public struct PachydermVerifier: Sendable {
         }
 
         if let journalCounts {
-            for (key, expected) in journalCounts {
-                let count = HistoryCount(parsing: key)
-                guard count.category == .written else { continue }
-                let found = RecordKind(collection: count.kind).map { report.counts[$0.rawValue] ?? 0 } ?? 0
+            let foundPerCollection = Dictionary(uniqueKeysWithValues: RecordKind.allCases.map { ($0.collection, report.counts[$0.rawValue] ?? 0) })
+            for (kind, expected) in journalCounts {
+                let found = foundPerCollection[kind] ?? 0
                 if found < expected {
-                    report.problem(.missingRecords, nil, "the journal records \(expected) \(count.kind) migrated, but only \(found) exist now")
+                    report.problem(.missingRecords, nil, "the journal records \(expected) \(kind) migrated, but only \(found) exist now")
                 }
             }
         }
