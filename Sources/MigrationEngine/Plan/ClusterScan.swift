@@ -73,7 +73,7 @@ public struct ClusterScan: Sendable {
     /// alone, so a scan restarted after a compaction counts every record once.
     public var tally: any ScanTally = NoScanTally()
     /// Every lane the scan saw a record of, by name.
-    var lanes: [String: LaneID] = [:]
+    var laneIDs: [String: LaneID] = [:]
 
     public var pendingCount: Int { pendingCounts.values.reduce(0, +) }
     /// The most records any one lane has to write: the floor on the write phase's txns
@@ -81,7 +81,7 @@ public struct ClusterScan: Sendable {
     public var longestLane: Int { pendingCounts.values.max() ?? 0 }
     /// The record kind of the longest lane (`jobs`, `commits`, …).
     public var longestLaneKind: String {
-        pendingCounts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }.flatMap { lanes[$0.key]?.kind } ?? ""
+        pendingCounts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }.flatMap { laneIDs[$0.key]?.kind } ?? ""
     }
     public var blockingFindings: [AtRestFinding] { findings.filter(\.blocking) }
 
@@ -171,7 +171,7 @@ public struct ClusterScan: Sendable {
         var thresholds = lanes.firstChange
         // A cursor's lane the scan saw no record of has nothing left to write.
         for (name, revision) in resumeCursors {
-            guard let lane = self.lanes[name] else { continue }
+            guard let lane = laneIDs[name] else { continue }
             thresholds[lane] = min(thresholds[lane] ?? Int64.max, revision)
         }
         for (lane, threshold) in thresholds {
@@ -211,7 +211,7 @@ public struct ClusterScan: Sendable {
             (lane, conversion) = (id, converted)
         }
         let kind = lane.kind
-        self.lanes[lane.name] = lane
+        laneIDs[lane.name] = lane
         let writtenSinceStart = runStartRevision.map { kv.modRevision > $0 } ?? false
         let pending: PendingWrite
         switch conversion.action {
