@@ -20,14 +20,8 @@ CURLcode pm_curl_setopt_slist(CURL *handle, CURLoption option, struct curl_slist
 CURLcode pm_curl_setopt_write_callback(CURL *handle, pm_curl_data_callback callback) {
     return curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, callback);
 }
-CURLcode pm_curl_setopt_header_callback(CURL *handle, pm_curl_data_callback callback) {
-    return curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, callback);
-}
 
 CURLcode pm_curl_getinfo_long(CURL *handle, CURLINFO info, long *value) {
-    return curl_easy_getinfo(handle, info, value);
-}
-CURLcode pm_curl_getinfo_double(CURL *handle, CURLINFO info, double *value) {
     return curl_easy_getinfo(handle, info, value);
 }
 CURLcode pm_curl_getinfo_off_t(CURL *handle, CURLINFO info, curl_off_t *value) {

@@ -8,6 +8,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import CCurlShims
+import Glibc
 import Logging
 import Synchronization
 

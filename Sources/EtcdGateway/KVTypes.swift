@@ -1,27 +1,7 @@
 // Value types of etcd's v3 KV and lease API, as the JSON gateway speaks them.
 // Keys and values are raw bytes ([UInt8]); etcd keys are arbitrary bytes, not strings.
 
-/// One key-value pair as etcd stores it (`mvccpb.KeyValue`).
-public struct KeyValue: Sendable, Hashable {
-    public var key: [UInt8]
-    public var value: [UInt8]
-    public var createRevision: Int64
-    public var modRevision: Int64
-    public var version: Int64
-    public var lease: Int64
-
-    public init(
-        key: [UInt8], value: [UInt8], createRevision: Int64 = 0, modRevision: Int64 = 0,
-        version: Int64 = 0, lease: Int64 = 0
-    ) {
-        self.key = key
-        self.value = value
-        self.createRevision = createRevision
-        self.modRevision = modRevision
-        self.version = version
-        self.lease = lease
-    }
-}
+import EtcdModel
 
 public struct RangeRequest: Sendable, Hashable {
     public enum SortOrder: String, Sendable {

@@ -31,7 +31,7 @@ public final class LeaseKeeper: Sendable {
         onKeptAlive: @escaping @Sendable () -> Void = {}, onLost: @escaping @Sendable (EtcdError) -> Void
     ) -> LeaseKeeper {
         let keeper = LeaseKeeper(leaseID: leaseID, ttl: max(ttl, 1))
-        switch OSThread.start({ keeper.run(store: store, logger: logger, onKeptAlive: onKeptAlive, onLost: onLost) }) {
+        switch OSThread.start(name: "lease-keeper", { keeper.run(store: store, logger: logger, onKeptAlive: onKeptAlive, onLost: onLost) }) {
         case .success(let thread):
             keeper.thread.withLock { $0 = thread }
         case .failure(let error):
@@ -124,7 +124,7 @@ public final class LeaseKeeper: Sendable {
                 return
             }
             // Short naps keep stop() and loss detection prompt.
-            usleep(50_000)
+            OSThread.sleep(for: .milliseconds(50))
         }
     }
 }

@@ -8,6 +8,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import EtcdModel
 
 /// An int64 that etcd writes as a JSON string (and accepts as string or number).
 struct WireInt64: Codable, Sendable {
@@ -50,15 +51,14 @@ struct WireBytes: Codable, Sendable {
     init(_ bytes: [UInt8]) { self.bytes = bytes }
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
-        let text = try container.decode(String.self)
-        guard let data = Data(base64Encoded: text) else {
+        guard let bytes = Base64.decode(Array(try container.decode(String.self).utf8)) else {
             throw DecodingError.dataCorruptedError(in: container, debugDescription: "invalid base64")
         }
-        bytes = [UInt8](data)
+        self.bytes = bytes
     }
     func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
-        try container.encode(Data(bytes).base64EncodedString())
+        try container.encode(Base64.encode(bytes))
     }
 }
 

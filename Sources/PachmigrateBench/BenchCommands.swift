@@ -1,5 +1,7 @@
 import ArgumentParser
 import EtcdGateway
+import EtcdModel
+import Glibc
 import Logging
 import MigrationEngine
 
@@ -108,10 +110,10 @@ struct WriteLimit: ParsableCommand {
 
     func run() throws {
         var original: [[UInt8]: [UInt8]] = [:]
-        for kv in try DumpReader(path: before) { original[kv.key] = kv.value }
+        for kv in try DumpReader(path: before).readAll() { original[kv.key] = kv.value }
         // Only what the migration rewrites: values that convert changed.
         var writes: [KeyValue] = []
-        for kv in try DumpReader(path: after) where original[kv.key] != kv.value { writes.append(kv) }
+        for kv in try DumpReader(path: after).readAll() where original[kv.key] != kv.value { writes.append(kv) }
         original = [:]
         if let maxWrites, maxWrites < writes.count { writes.removeLast(writes.count - maxWrites) }
 

@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import MigrationEngine
 import SeededRandom
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 
+import Glibc
 import PlatformShim
 
 /// `measure`: runs a command, then prints its wall time and peak RSS (from `wait4`'s

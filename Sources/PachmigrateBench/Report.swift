@@ -1,5 +1,6 @@
 import ArgumentParser
 
+import Glibc
 import PlatformShim
 
 /// `report`: turns the raw measurement lines Scripts/bench collected (one `key=value …`

@@ -1,5 +1,4 @@
 import PachydermSchema
-import Synchronization
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -122,8 +121,9 @@ public enum ClusterCondition: String, Sendable, Hashable, Codable {
 }
 
 /// Counts, per record kind, how records are stored and what another migration left in them.
-/// Filled by the scan (one `count` per record), read by `plan` and `migrate` for their report.
-public final class LeftoverCensus: Sendable {
+/// Filled by the scan (one `count` per record, `PachydermScanTally`), read by `plan` and
+/// `migrate` for their report.
+public struct LeftoverCensus: Sendable {
     public struct Tally: Sendable, Hashable, Codable {
         /// Per record kind (`repo`, `job`, …).
         public var text14: [String: Int] = [:]
@@ -141,27 +141,25 @@ public final class LeftoverCensus: Sendable {
             return problems.isEmpty && binaryToRepair.isEmpty ? .clean15 : .halfDone15
         }
     }
-    private let tally = Mutex(Tally())
+    private var tally = Tally()
 
     public init() {}
 
-    func count(_ record: ConvertedValue, problems: Set<LeftoverProblem>, changes: Bool) {
+    mutating func count(_ record: ConvertedValue, problems: Set<LeftoverProblem>, changes: Bool) {
         let kind = record.source.kind.rawValue
-        tally.withLock { tally in
-            switch record.sourceEncoding {
-            case .text14:
-                tally.text14[kind, default: 0] += 1
-            case .binary15:
-                tally.binary15[kind, default: 0] += 1
-                if changes { tally.binaryToRepair[kind, default: 0] += 1 }
-                for problem in problems { tally.problems[problem, default: [:]][kind, default: 0] += 1 }
-            }
+        switch record.sourceEncoding {
+        case .text14:
+            tally.text14[kind, default: 0] += 1
+        case .binary15:
+            tally.binary15[kind, default: 0] += 1
+            if changes { tally.binaryToRepair[kind, default: 0] += 1 }
+            for problem in problems { tally.problems[problem, default: [:]][kind, default: 0] += 1 }
         }
     }
 
     /// What the scan found; text records among binary ones are counted as `leftoverText`.
     public var result: Tally {
-        var result = tally.withLock { $0 }
+        var result = tally
         if result.condition == .partlyMigrated { result.problems[.leftoverText] = result.text14 }
         return result
     }

@@ -1,4 +1,4 @@
-import EtcdGateway
+import EtcdModel
 import Logging
 import MigrationEngine
 
@@ -74,8 +74,15 @@ public struct OfflineConverter: Sendable {
         self.logger = logger
     }
 
+    /// What `convert(_:)` made of a dump held in memory.
+    public struct Conversion: Sendable {
+        /// The output key-values, sorted by mod revision.
+        public var output: [KeyValue]
+        public var report: ConversionReport
+    }
+
     /// Converts `kvs` (any order) and returns the output key-values sorted by mod revision.
-    public func convert(_ kvs: [KeyValue]) -> (output: [KeyValue], report: ConversionReport) {
+    public func convert(_ kvs: [KeyValue]) -> Conversion {
         var report = ConversionReport()
         // Stable sort by mod revision: the input dump is normally sorted already.
         let ordered = kvs.enumerated().sorted { ($0.element.modRevision, $0.offset) < ($1.element.modRevision, $1.offset) }
@@ -88,7 +95,7 @@ public struct OfflineConverter: Sendable {
             output.append(converted.value)
             if let extra = converted.openCommitEntry { output.append(extra) }
         }
-        return (output, report)
+        return Conversion(output: output, report: report)
     }
 
     /// One input key's output: its (converted or copied) value, plus the `openCommits`
@@ -184,7 +191,7 @@ public struct OfflineConverter: Sendable {
     {
         var report = ConversionReport()
         var writer = try DumpWriter(path: outputPath, overwrite: overwrite)
-        var reader = try DumpReader(path: inputPath)
+        let reader = try DumpReader(path: inputPath)
         var lastRevision = Int64.min
         var ordered = true
         // Entries sort after the commits: find them first (an open commit with its entry
@@ -215,10 +222,8 @@ public struct OfflineConverter: Sendable {
         }
         logger.notice("input is not ordered by mod revision; sorting it in memory", metadata: ["path": "\(inputPath)"])
         writer.abandon()
-        reader = try DumpReader(path: inputPath)
-        var kvs: [KeyValue] = []
-        while let kv = try reader.read() { kvs.append(kv) }
-        let (output, sortedReport) = convert(kvs)
+        let sorted = convert(try DumpReader(path: inputPath).readAll())
+        let (output, sortedReport) = (sorted.output, sorted.report)
         writer = try DumpWriter(path: outputPath, overwrite: true)
         do throws(DumpError) {
             try writer.write(contentsOf: output)

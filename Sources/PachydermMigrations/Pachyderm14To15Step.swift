@@ -1,4 +1,4 @@
-import EtcdGateway
+import EtcdModel
 import PachydermSchema
 import SwiftProtobuf
 
@@ -36,7 +36,8 @@ public enum Pachyderm14To15Step {
     public static func convert(kind: RecordKind, key: [UInt8], value: [UInt8]) throws(RecordCodecError)
         -> ConvertedValue
     {
-        let (record, encoding) = try RecordCodec.decode(kind: kind, key: key, value: value)
+        let decoded = try RecordCodec.decode(kind: kind, key: key, value: value)
+        let (record, encoding) = (decoded.record, decoded.encoding)
         var notes: [MigrationNote] = []
         let keyText = key.printable
         if value.isEmpty {

@@ -3,8 +3,8 @@ public enum RecordKind: String, Sendable, Hashable, CaseIterable, CustomStringCo
     case repo, commit, branch, pipeline, job
     public var description: String { rawValue }
 
-    /// The collection's name in etcd (`repos`), also the kind of its lanes
-    /// (`ClusterScan.kind(ofLane:)`) and of its counts in the history.
+    /// The collection's name in etcd (`repos`), also the kind of its lanes (`LaneID.kind`)
+    /// and of its counts in the history.
     public var collection: String {
         switch self {
         case .repo: "repos"
@@ -14,19 +14,14 @@ public enum RecordKind: String, Sendable, Hashable, CaseIterable, CustomStringCo
         case .job: "jobs"
         }
     }
-
-    public init?(collection: String) {
-        guard let kind = Self.allCases.first(where: { $0.collection == collection }) else { return nil }
-        self = kind
-    }
 }
 
 /// What a key in Pachyderm's etcd is, as far as the migration is concerned.
 public enum PachydermKeyClass: Sendable, Hashable {
-    /// A protobuf record. `orderingGroup` is the set of records whose relative mod-revision
-    /// order users can see and the migration must keep: `repos`, `pipelines`, `jobs`,
-    /// `commits/<repo>`, `branches/<repo>`.
-    case record(RecordKind, orderingGroup: String)
+    /// A protobuf record. `group` narrows the ordering group, the set of records whose
+    /// relative mod-revision order users can see and the migration must keep, to one repo
+    /// (`commits/<repo>`, `branches/<repo>`); nil: the whole kind (`repos`, `pipelines`, `jobs`).
+    case record(RecordKind, group: String?)
     /// A secondary-index key (`<collection>__index_<index>/…`); its value is a plain string.
     /// `collection` is the collection path without the root, e.g. `jobs` or `commits/edges`.
     case indexKey(collection: String)
@@ -65,9 +60,6 @@ public struct PachydermLayout: Sendable, Hashable {
 
     public var openCommitsPrefix: [UInt8] { Array("\(pfsPrefix)/openCommits/".utf8) }
 
-    /// The 1.5.0 key StartCommit writes for an open commit.
-    public func openCommitKey(commitID: String) -> [UInt8] { openCommitsPrefix + Array(commitID.utf8) }
-
     public func classify(_ key: [UInt8]) -> PachydermKeyClass {
         let pfs = pfsRoot, pps = ppsRoot
         if key.starts(with: pfs) {
@@ -93,7 +85,7 @@ public struct PachydermLayout: Sendable, Hashable {
         case "repos":
             // repos/<repo>: repo names never contain '/'.
             guard segments.count == 2, !segments[1].isEmpty else { return .other }
-            return .record(.repo, orderingGroup: "repos")
+            return .record(.repo, group: nil)
         case "commits", "branches":
             // Per-repo collections: commits/<repo>/<id>, and their indexes commits/<repo>__index_…/…
             guard segments.count >= 2, !segments[1].isEmpty else { return .other }
@@ -105,9 +97,9 @@ public struct PachydermLayout: Sendable, Hashable {
             if firstName == "commits" {
                 // A commit ID has no '/'.
                 guard !segments[2].contains(Self.slash) else { return .other }
-                return .record(.commit, orderingGroup: "commits/\(repo)")
+                return .record(.commit, group: repo)
             }
-            return .record(.branch, orderingGroup: "branches/\(repo)")
+            return .record(.branch, group: repo)
         case "repoRefCounts": return segments.count >= 2 ? .repoRefCount : .other
         case "scratch": return segments.count >= 2 ? .scratch : .other
         case "openCommits": return segments.count >= 2 ? .openCommit : .other
@@ -125,10 +117,10 @@ public struct PachydermLayout: Sendable, Hashable {
         switch firstName {
         case "pipelines":
             guard segments.count == 2, !segments[1].isEmpty, !segments[1].contains(Self.slash) else { return .other }
-            return .record(.pipeline, orderingGroup: "pipelines")
+            return .record(.pipeline, group: nil)
         case "jobs":
             guard segments.count == 2, !segments[1].isEmpty, !segments[1].contains(Self.slash) else { return .other }
-            return .record(.job, orderingGroup: "jobs")
+            return .record(.job, group: nil)
         case "workers": return segments.count == 2 ? .worker : .other
         default: return .other
         }

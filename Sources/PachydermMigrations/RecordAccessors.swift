@@ -1,11 +1,6 @@
+import EtcdModel
 import PachydermSchema
 import SwiftProtobuf
-
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 
 // Small typed views on decoded 1.4 records, for the engine's at-rest checks (open commits,
 // starting/running jobs) and the CLI's reprocessing forecast (pipelines with env).
@@ -26,7 +21,6 @@ extension Read14_JobInfo {
     public var isStartingOrRunning: Bool { state == .jobStarting || state == .jobRunning }
     public var pipelineName: String? { hasPipeline ? String(decoding: pipeline.name, as: UTF8.self) : nil }
     public var jobID: String? { hasJob ? String(decoding: job.id, as: UTF8.self) : nil }
-    public var finishedTime: Date? { hasFinished ? finished.date : nil }
 }
 
 extension Read14_CommitInfo {
@@ -52,17 +46,12 @@ extension Decoded14Record {
 extension PachydermLayout {
     /// The 1.5.0 `openCommits/<commitID>` entry for an open 1.4 commit: key and value (the
     /// `Commit`, binary, as 1.5.0's StartCommit writes it). nil when the commit is finished.
-    public func openCommitEntry(for commit: Read14_CommitInfo) throws(RecordCodecError) -> (key: [UInt8], value: [UInt8])? {
-        guard commit.isOpen else { return nil }
-        return try openCommitEntry(forOpen: commit.commit)
-    }
-
     /// The `openCommits/<id>` key of `commit`.
     public func openCommitKey(forOpen commit: Read14_Commit) -> [UInt8] { openCommitsPrefix + [UInt8](commit.id) }
 
     /// The `openCommits/<id>` entry for `commit`, known to be open.
-    public func openCommitEntry(forOpen commit: Read14_Commit) throws(RecordCodecError) -> (key: [UInt8], value: [UInt8]) {
+    public func openCommitEntry(forOpen commit: Read14_Commit) throws(RecordCodecError) -> KeyValue {
         let key = openCommitKey(forOpen: commit)
-        return (key, try RecordCodec.encode15(Pach150_Commit(copying: commit), key: key))
+        return KeyValue(key: key, value: try RecordCodec.encode15(Pach150_Commit(copying: commit), key: key))
     }
 }

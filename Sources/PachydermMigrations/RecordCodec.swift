@@ -1,4 +1,4 @@
-import EtcdGateway
+import EtcdModel
 import PachydermSchema
 import SwiftProtobuf
 
@@ -37,6 +37,12 @@ public enum StoredEncoding: String, Sendable, Hashable {
 }
 
 /// Reads one stored value of a record kind in either encoding.
+/// A stored record as read: what it holds, and how it was stored.
+public struct DecodedRecord: Sendable {
+    public var record: Decoded14Record
+    public var encoding: StoredEncoding
+}
+
 public enum RecordCodec {
     /// Classifies and decodes `value`: 1.4 text, else 1.5 binary (already migrated), else an
     /// error naming `key` (and the field and byte offset when they can be found).
@@ -47,23 +53,23 @@ public enum RecordCodec {
     /// are a superset of 1.5.0's, so values 1.5.0's own routine wrote (still holding the
     /// removed `stopped`/`strategy` fields) decode too and are cleaned by the step.
     public static func decode(kind: RecordKind, key: [UInt8], value: [UInt8]) throws(RecordCodecError)
-        -> (record: Decoded14Record, encoding: StoredEncoding)
+        -> DecodedRecord
     {
         let keyText = key.printable
         if value.isEmpty || GogoText.looksLikeText(value) {
             if let offset = GogoText.firstNonTextByte(value) {
                 // A value can start like text and still be binary only by accident; try it.
-                if let record = try? decodeBinary(kind: kind, value: value) { return (record, .binary15) }
+                if let record = try? decodeBinary(kind: kind, value: value) { return DecodedRecord(record: record, encoding: .binary15) }
                 throw RecordCodecError(
                     code: .nonTextByte, key: keyText, byteOffset: offset,
                     message: "byte 0x\(String(value[offset], radix: 16)) in what looks like 1.4 text; gogo's text "
                         + "writer escapes every byte outside printable ASCII as \\ooo, so the value was altered "
                         + "after Pachyderm wrote it. Compare it with the backup, fix or delete the key, then run again.")
             }
-            return (try decodeText(kind: kind, value: value, key: keyText), .text14)
+            return DecodedRecord(record: try decodeText(kind: kind, value: value, key: keyText), encoding: .text14)
         }
         do {
-            return (try decodeBinary(kind: kind, value: value), .binary15)
+            return DecodedRecord(record: try decodeBinary(kind: kind, value: value), encoding: .binary15)
         } catch {
             throw RecordCodecError(
                 code: .notARecord, key: keyText, byteOffset: 0,
@@ -119,13 +125,6 @@ public enum RecordCodec {
             if !info.error.isEmpty { throw NotBinary15(description: "field 1020 is not in 1.5.0") }
             return .job(info)
         }
-    }
-
-    /// A stored value (text or binary) in one form for comparisons: what it decodes to,
-    /// re-encoded as `canonicalBinary` does. Two values compare equal exactly when they hold
-    /// the same fields, whatever order their writer put map entries in.
-    public static func canonical(kind: RecordKind, key: [UInt8], value: [UInt8]) throws(RecordCodecError) -> [UInt8] {
-        try canonicalBinary(decode(kind: kind, key: key, value: value).record, key: key)
     }
 
     /// A binary record's bytes in this tool's form, whatever fields it carries: map entries

@@ -1,4 +1,4 @@
-import EtcdGateway
+import EtcdModel
 import PachydermSchema
 
 /// One record along a plan's steps, under one policy. The offline `convert`
@@ -33,7 +33,7 @@ public struct RecordConverter: Sendable {
         /// What another migration left in the record (1.5 binary only; see `LeftoverProblem`).
         public var problems: Set<LeftoverProblem>
         /// The `openCommits/<id>` entry to create with the record (`writeOpenCommits`).
-        public var openCommitEntry: (key: [UInt8], value: [UInt8])?
+        public var openCommitEntry: KeyValue?
         /// An open commit that has no `openCommits/<id>` entry, written or existing.
         public var openCommitLacksEntry: Bool
         /// Every note of every step, then the converter's own, in that order.
@@ -47,6 +47,14 @@ public struct RecordConverter: Sendable {
         key: [UInt8], value: [UInt8], hasEntry: (Read14_Commit) -> Bool
     ) throws(RecordCodecError) -> Converted? {
         guard case .record(let kind, _) = layout.classify(key) else { return nil }
+        return try convert(kind, key: key, value: value, hasEntry: hasEntry)
+    }
+
+    /// Converts a record of `kind` (its key already classified). Nil when no step of the
+    /// plan applies to its kind (nothing to do).
+    public func convert(
+        _ kind: RecordKind, key: [UInt8], value: [UInt8], hasEntry: (Read14_Commit) -> Bool
+    ) throws(RecordCodecError) -> Converted? {
         let steps = plan.steps.filter { $0.kinds.contains(kind) }
         guard let firstStep = steps.first else { return nil }
         let read = try firstStep.transform(kind, key, value)
@@ -60,7 +68,7 @@ public struct RecordConverter: Sendable {
         let problems =
             read.sourceEncoding == .binary15 ? LeftoverProblem.found(in: read.source, hasOpenCommitEntry: hasEntry) : []
         let open = read.openCommit.flatMap { hasEntry($0) ? nil : $0 }
-        var entry: (key: [UInt8], value: [UInt8])?
+        var entry: KeyValue?
         if let open {
             if writeOpenCommits {
                 entry = try layout.openCommitEntry(forOpen: open)

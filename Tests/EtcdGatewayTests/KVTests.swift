@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import EtcdTestSupport
 import Foundation
 import Testing

@@ -1,5 +1,7 @@
 import EtcdGateway
+import EtcdModel
 import Foundation
+import MigrationEngine
 import PachydermMigrations
 import SeededRandom
 import Testing
@@ -94,8 +96,9 @@ public func temporaryDirectory() throws -> String {
 
 public let layout = PachydermLayout()
 
+/// The ordering group (lane name: `commits/images`) of a record key; nil for any other key.
 public func orderingGroup(_ key: [UInt8]) -> String? {
-    if case .record(_, let g) = layout.classify(key) { return g }
+    if case .record(let kind, let group) = layout.classify(key) { return LaneID(kind: kind.collection, group: group).name }
     return nil
 }
 

@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import Foundation
 import MigrationEngine
 
@@ -29,10 +30,7 @@ public enum SampleData {
     }
 
     public static func keyValues(_ path: String) throws -> [KeyValue] {
-        let reader = try DumpReader(path: path)
-        var kvs: [KeyValue] = []
-        while let kv = try reader.read() { kvs.append(kv) }
-        return kvs
+        try DumpReader(path: path).readAll()
     }
 }
 

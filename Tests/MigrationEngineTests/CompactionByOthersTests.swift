@@ -78,8 +78,16 @@ struct CompactionByOthersTests {
             var options = MigrationOptions(backup: .file("\(dir)/backup.jsonl"))
             options.pageSize = 100  // several pages, so the scan is mid-way when etcd is compacted
 
+            // What one uninterrupted scan of the same cluster counts.
+            let quiet = try ClusterScan.scan(store: client, migration: migration, keepAllKeys: false, logger: testLogger).pachyderm
+
             let result = try Migrator(store: store, migration: migration, namespace: Namespace(), logger: testLogger).run(options: options)
             #expect(store.compacted)
+            // A restarted scan counts every record once: the census is the uninterrupted scan's.
+            let census = try #require(result.scan).pachyderm.census.result
+            #expect(census == quiet.census.result)
+            #expect(census.text14.values.reduce(0, +) == expectation.before.count { migration.lane(of: $0.key) != nil })
+            #expect(try #require(result.scan).pachyderm.forecast.pipelines == quiet.forecast.pipelines)
             #expect(result.outcome == .migrated)
             // Compacted during the scan, the rerun read the cluster at a revision after the
             // compaction; compacted after it, the backup, written from the scan's own reads,

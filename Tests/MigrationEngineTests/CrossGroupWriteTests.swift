@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import Foundation
 import Synchronization
 import Testing
@@ -144,7 +145,7 @@ struct CrossGroupWriteTests {
         // nothing of its own (reading 601 keys 100 a txn would take 7 more).
         #expect(store.txnCount - base <= plain.txnCount - plainBase + 2)
         #expect(result.backup?.keys == original.count)
-        let backedUp = Array(try DumpReader(path: path))
+        let backedUp = try DumpReader(path: path).readAll()
         #expect(backedUp.map(\.key) == original.map(\.key))
         #expect(backedUp.map(\.value) == original.map(\.value))
         #expect(backedUp.map(\.modRevision) == original.map(\.modRevision))

@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import Logging
 import Synchronization
 import Testing
@@ -14,10 +15,10 @@ struct ToyMigration: RecordMigration {
     var noteEach = false
     var backupPrefixes: [[UInt8]] { [Array("app/".utf8)] }
 
-    func lane(of key: [UInt8]) -> String? {
+    func lane(of key: [UInt8]) -> LaneID? {
         let parts = String(decoding: key, as: UTF8.self).split(separator: "/")
         guard parts.count == 4, parts[1] == "c" else { return nil }
-        return "c/\(parts[2])"
+        return LaneID(kind: "c", group: String(parts[2]))
     }
 
     func convert(_ record: KeyValue) throws(RecordConversionError) -> RecordConversion {
@@ -30,14 +31,14 @@ struct ToyMigration: RecordMigration {
         return RecordConversion(action: .rewrite(Array(("v2:" + text.dropFirst(3).uppercased()).utf8)), notes: notes)
     }
 
-    func examine(_ record: KeyValue, findings: inout [AtRestFinding]) throws(RecordConversionError) -> RecordConversion {
-        try convert(record)
-    }
-
-    func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
-        if kv.key.starts(with: Array("app/busy/".utf8)) {
-            findings.append(AtRestFinding(kind: AtRestFinding.Kind(rawValue: "busy"), key: kv.key.printable, detail: "busy", blocking: true))
+    func examine(_ kv: KeyValue, findings: inout [AtRestFinding], tally: inout NoScanTally) -> Examination {
+        guard let lane = lane(of: kv.key) else {
+            if kv.key.starts(with: Array("app/busy/".utf8)) {
+                findings.append(AtRestFinding(kind: AtRestFinding.Kind(rawValue: "busy"), key: kv.key.printable, detail: "busy", blocking: true))
+            }
+            return .untouched
         }
+        return .record(lane, Result { () throws(RecordConversionError) in try convert(kv) })
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import PlatformShim
 import Synchronization
 import Testing
@@ -17,7 +18,7 @@ struct ForkJoinTests {
             // at the core count would leave some waiting for the others to finish first.
             var waited = 0
             while started.load(ordering: .relaxed) < count && waited < 10_000 {
-                usleep(1_000)
+                OSThread.sleep(for: .microseconds(1_000))
                 waited += 1
             }
             if started.load(ordering: .relaxed) == count { allTogether.add(1, ordering: .relaxed) }
@@ -25,5 +26,23 @@ struct ForkJoinTests {
         }
         #expect(seen.withLock { $0.sorted() } == Array(0..<count))
         #expect(allTogether.load(ordering: .relaxed) == count)
+    }
+
+    /// Threads are told apart in `top -H` and a debugger: the kernel holds each one's name.
+    @Test func startedThreadsCarryTheirNames() throws {
+        let names = Mutex<[String]>([])
+        @Sendable func ownName() -> String {
+            (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8))?.trimmingCharacters(in: .newlines) ?? ""
+        }
+        let thread = try OSThread.start(name: "lease-keeper") { names.withLock { $0.append(ownName()) } }.get()
+        thread.join()
+        let recordSecondThreadsName: @Sendable (Int) -> Void = { index in
+            if index == 1 { names.withLock { $0.append(ownName()) } }
+        }
+        OSThread.forkJoin(2, name: { "writer-\($0)" }, recordSecondThreadsName)
+        // Linux keeps 15 bytes of a name.
+        let long = try OSThread.start(name: "a-name-longer-than-fifteen-bytes") { names.withLock { $0.append(ownName()) } }.get()
+        long.join()
+        #expect(names.withLock { $0 } == ["lease-keeper", "writer-1", "a-name-longer-t"])
     }
 }

@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import Synchronization
 
 /// An in-memory stand-in for etcd's KV, txn and lease semantics (revisions, create/mod

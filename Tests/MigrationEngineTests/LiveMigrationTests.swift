@@ -59,7 +59,7 @@ struct LiveMigrationTests {
             #expect(entry.counts?["jobs"] == 200 && entry.counts?["commits"] == 273)
             #expect(entry.backupSHA256 == result.backup?.sha256)
             let verification = try PachydermVerifier(layout: layout).verify(
-                store: client, expectedVersion: "1.5.0", journalCounts: entry.counts)
+                store: client, expectedVersion: "1.5.0", journalCounts: entry.writtenCounts)
             #expect(verification.problems == [])
             let revision = try client.status().header.revision
             let again = try migrator.run(options: MigrationOptions(backup: .none))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EtcdGateway
+import EtcdModel
 import EtcdTestSupport
 import Foundation
 import MigrationEngine
@@ -30,12 +31,7 @@ func run(_ executable: String, _ arguments: [String], in directory: URL) throws 
     return try String(contentsOf: output, encoding: .utf8)
 }
 
-func readAll(_ path: String) throws -> [KeyValue] {
-    let reader = try DumpReader(path: path)
-    var out: [KeyValue] = []
-    while let kv = try reader.read() { out.append(kv) }
-    return out
-}
+func readAll(_ path: String) throws -> [KeyValue] { try DumpReader(path: path).readAll() }
 
 @Suite("Dump files")
 struct DumpTests {
@@ -210,10 +206,11 @@ struct ConvertTests {
     func busyOpenCommits() throws {
         let plan = try VersionPlanner.plan(from: "1.4.x", to: "1.5.0")
         let kvs = try SampleData.keyValues(before: "busy")
-        let (_, warned) = OfflineConverter(plan: plan).convert(kvs)
+        let warned = OfflineConverter(plan: plan).convert(kvs).report
         #expect(warned.succeeded && warned.warnings.count == 2 && warned.openCommitsWritten == 0)
-        let (output, written) = OfflineConverter(plan: plan, writeOpenCommits: true).convert(kvs)
-        #expect(written.openCommitsWritten == 2)
+        let withEntries = OfflineConverter(plan: plan, writeOpenCommits: true).convert(kvs)
+        let output = withEntries.output
+        #expect(withEntries.report.openCommitsWritten == 2)
         let entries = output.filter { layout.classify($0.key) == .openCommit }
         #expect(entries.count == 2)
         #expect(output.count == kvs.count + 2)
@@ -224,7 +221,8 @@ struct ConvertTests {
         var kvs = try Array(SampleData.keyValues(before: "at-rest").prefix(200))
         let broken = kvs.indices.filter { if case .record = layout.classify(kvs[$0].key) { true } else { false } }.prefix(3)
         for i in broken { kvs[i].value = Array("bogus:1 ".utf8) }
-        let (output, report) = OfflineConverter(plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0")).convert(kvs)
+        let converted = OfflineConverter(plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0")).convert(kvs)
+        let (output, report) = (converted.output, converted.report)
         #expect(!report.succeeded)
         #expect(report.failures.map(\.key) == broken.map { kvs[$0].keyText })
         #expect(report.failures.allSatisfy { $0.error.code == .unknownField && $0.error.field == "bogus" })

@@ -16,10 +16,8 @@ CURLcode pm_curl_setopt_string(CURL *handle, CURLoption option, const char *valu
 CURLcode pm_curl_setopt_off_t(CURL *handle, CURLoption option, curl_off_t value);
 CURLcode pm_curl_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *value);
 CURLcode pm_curl_setopt_write_callback(CURL *handle, pm_curl_data_callback callback);
-CURLcode pm_curl_setopt_header_callback(CURL *handle, pm_curl_data_callback callback);
 
 CURLcode pm_curl_getinfo_long(CURL *handle, CURLINFO info, long *value);
-CURLcode pm_curl_getinfo_double(CURL *handle, CURLINFO info, double *value);
 CURLcode pm_curl_getinfo_off_t(CURL *handle, CURLINFO info, curl_off_t *value);
 
 #endif

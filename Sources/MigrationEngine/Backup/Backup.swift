@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import Logging
 import PlatformShim
 
@@ -30,8 +31,8 @@ public enum Backup {
         let directory = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         let path = "\(directory)/pachmigrate-calibration-\(UUID().uuidString).jsonl"
         defer {
-            _ = unlink(path)
-            _ = unlink(path + ".sha256")
+            PosixFile.remove(path)
+            PosixFile.remove(path + ".sha256")
         }
         do throws(MigrationError) {
             let spill = try RevisionOrderSpill()

@@ -1,25 +1,64 @@
 import EtcdGateway
+import EtcdModel
 
 /// What the engine needs to know about one product's records, for one version path.
 /// The engine moves bytes, fences writes and keeps the journal; a `RecordMigration` says
 /// which keys are records, which lane (ordering group) each belongs to and how each
 /// value changes. Pachyderm's implementation lives in `PachydermMigrations`.
 public protocol RecordMigration: Sendable {
+    /// What the product counts over the records one scan reads (a census, a forecast …).
+    associatedtype Tally: ScanTally = NoScanTally
     /// Version the cluster is migrated from and to (for the journal and history).
     var fromVersion: String { get }
     var toVersion: String { get }
     /// Whole roots scanned, backed up before the first write and restored by `restore`.
     var backupPrefixes: [[UInt8]] { get }
-    /// The ordering group of a record key, or nil for a key to leave untouched (index
+    /// The lane (ordering group) of a record key, or nil for a key to leave untouched (index
     /// keys, counters, scratch …). Records in one lane keep their relative mod-revision order.
-    func lane(of key: [UInt8]) -> String?
-    /// Converts one record. Throws with the key named when it cannot.
-    func convert(_ record: KeyValue) throws(RecordConversionError) -> RecordConversion
-    /// The scan's view of one record: its conversion, plus what it shows about the cluster
-    /// being at rest (e.g. work in progress). One call, so the value is decoded once.
-    func examine(_ record: KeyValue, findings: inout [AtRestFinding]) throws(RecordConversionError) -> RecordConversion
-    /// Adds what makes the cluster not at rest, as seen in a key that is not a record.
-    func inspect(_ kv: KeyValue, findings: inout [AtRestFinding])
+    func lane(of key: [UInt8]) -> LaneID?
+    /// The scan's one call per key: whether it is a record, its lane and its conversion (or
+    /// why it cannot convert, with the key named). What the key shows about the cluster being
+    /// at rest (e.g. work in progress) goes to `findings`, what the product counts to `tally`.
+    /// One call, so the value is decoded once.
+    func examine(_ kv: KeyValue, findings: inout [AtRestFinding], tally: inout Tally) -> Examination
+}
+
+/// What a product counts over the records of one scan. Each scan starts from a fresh one
+/// and returns it (`ClusterScan.tally`): a scan restarted after a compaction counts every
+/// record once.
+public protocol ScanTally: Sendable {
+    init()
+}
+
+/// For a product that counts nothing beyond what the scan does.
+public struct NoScanTally: ScanTally {
+    public init() {}
+}
+
+/// What one key is to the scan.
+public enum Examination: Sendable {
+    /// Not a record (index, counter, scratch …): left untouched.
+    case untouched
+    /// A record of this lane, converted or not convertible.
+    case record(LaneID, Result<RecordConversion, RecordConversionError>)
+}
+
+/// A lane: the records of one ordering group, written in their original mod-revision order.
+public struct LaneID: Sendable, Hashable, CustomStringConvertible {
+    /// The kind of record (`commits`): what the scan, the result and the history count by.
+    public var kind: String
+    /// The group within the kind when the kind has several (the repo of `commits/<repo>`);
+    /// nil when every record of the kind is one group.
+    public var group: String?
+
+    public init(kind: String, group: String? = nil) {
+        self.kind = kind
+        self.group = group
+    }
+
+    /// The lane's name in the journal (its cursor key) and the scan's counts: `commits/images`.
+    public var name: String { group.map { "\(kind)/\($0)" } ?? kind }
+    public var description: String { name }
 }
 
 public struct RecordConversion: Sendable {
@@ -32,13 +71,24 @@ public struct RecordConversion: Sendable {
     public var action: Action
     /// Keys to create in the same txn as the rewrite (only if absent), e.g. Pachyderm
     /// 1.5's `openCommits/<id>` for a commit migrated open.
-    public var companions: [(key: [UInt8], value: [UInt8])]
+    public var companions: [Companion]
     public var notes: [ConversionNote]
 
-    public init(action: Action, companions: [(key: [UInt8], value: [UInt8])] = [], notes: [ConversionNote] = []) {
+    public init(action: Action, companions: [Companion] = [], notes: [ConversionNote] = []) {
         self.action = action
         self.companions = companions
         self.notes = notes
+    }
+}
+
+/// A key created in the same txn as its record's rewrite, only if absent.
+public struct Companion: Sendable, Hashable {
+    public var key: [UInt8]
+    public var value: [UInt8]
+
+    public init(key: [UInt8], value: [UInt8]) {
+        self.key = key
+        self.value = value
     }
 }
 
@@ -75,16 +125,23 @@ public struct ConversionNote: Sendable, Hashable, Codable, CustomStringConvertib
 
 /// Why one record cannot be converted: the key, and where in its value and why when known.
 public struct RecordConversionError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
+    /// Why, as a stable code: the product's own (`extension RecordConversionError.Code`);
+    /// encoded as its text.
+    public struct Code: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+    }
     public var key: String
-    /// A stable code for the reason (the product's), when there is one.
-    public var code: String?
+    /// A stable code for the reason, when there is one.
+    public var code: Code?
     /// The field path inside the value, when known.
     public var field: String?
     /// Offset in the value's bytes where the problem starts, when known.
     public var byteOffset: Int?
     public var message: String
 
-    public init(key: String, message: String, code: String? = nil, field: String? = nil, byteOffset: Int? = nil) {
+    public init(key: String, message: String, code: Code? = nil, field: String? = nil, byteOffset: Int? = nil) {
         self.key = key
         self.code = code
         self.field = field
@@ -124,8 +181,4 @@ public struct AtRestFinding: Sendable, Hashable, Codable {
         self.detail = detail
         self.blocking = blocking
     }
-}
-
-extension String {
-    var bytes: [UInt8] { Array(utf8) }
 }

@@ -1,4 +1,6 @@
 /// A failure reading, writing or verifying a dump file.
+
+import EtcdModel
 public struct DumpError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Base: String, Hashable, Sendable { case io, alreadyExists, malformedLine, checksumMismatch, missingChecksum }

@@ -1,30 +1,31 @@
 import EtcdGateway
 
+import EtcdModel
 import PlatformShim
+import SystemPackage
 
 /// Reads a dump written by `DumpWriter` (or etcd's own JSON `KeyValue` lines) one line at a
 /// time through a fixed buffer: memory stays constant whatever the dump's size.
 /// Blank lines are skipped; a bad line throws with its 1-based line number.
-public final class DumpReader: Sequence, IteratorProtocol {
+public final class DumpReader {
     public let path: String
-    private var fd: Int32
+    /// Nil once the end of the file is reached.
+    private var file: FileDescriptor?
     private var chunk: [UInt8]
     private var carry: [UInt8] = []
     private var chunkStart = 0
     private var chunkEnd = 0
     private var atEOF = false
     public private(set) var lineNumber = 0
-    /// The first error `next()` hit when used as a `Sequence` (which cannot throw).
-    public private(set) var error: DumpError?
 
     public init(path: String, bufferSize: Int = 1 << 20) throws(DumpError) {
         self.path = path
-        self.fd = try PosixFile.openForReading(path)
+        self.file = try PosixFile.openForReading(path)
         self.chunk = [UInt8](repeating: 0, count: Swift.max(bufferSize, 4096))
     }
 
     deinit {
-        if fd >= 0 { _ = close(fd) }
+        try? file?.close()
     }
 
     /// The next key-value, nil at the end of the file.
@@ -44,13 +45,12 @@ public final class DumpReader: Sequence, IteratorProtocol {
         }
     }
 
-    /// `Sequence` conformance: stops at the end or at the first error (kept in `error`).
-    public func next() -> KeyValue? {
-        guard error == nil else { return nil }
-        do { return try read() } catch {
-            self.error = error
-            return nil
-        }
+    /// Every key-value left, for dumps small enough to hold (samples, tests). Not a
+    /// `Sequence`: iteration cannot throw, and an error kept aside is an error nobody reads.
+    public func readAll() throws(DumpError) -> [KeyValue] {
+        var all: [KeyValue] = []
+        while let kv = try read() { all.append(kv) }
+        return all
     }
 
     private func nextLine() throws(DumpError) -> [UInt8]? {
@@ -73,14 +73,15 @@ public final class DumpReader: Sequence, IteratorProtocol {
                 lineNumber += 1
                 return line
             }
-            let fd = self.fd, path = self.path
+            guard let file else { return nil }
+            let path = self.path
             let n = try chunk.withUnsafeMutableBytes { buffer in
-                Result { () throws(DumpError) -> Int in try PosixFile.readChunk(fd, into: buffer, path: path) }
+                Result { () throws(DumpError) -> Int in try PosixFile.readChunk(file, into: buffer, path: path) }
             }.get()
             if n == 0 {
                 atEOF = true
-                _ = close(fd)
-                self.fd = -1
+                try? file.close()
+                self.file = nil
             }
             chunkEnd = n
         }
@@ -94,11 +95,11 @@ public func verifyDumpChecksum(path: String) throws(DumpError) -> String {
     let checksumPath = path + ".sha256"
     let expected: String
     do throws(DumpError) {
-        let fd = try PosixFile.openForReading(checksumPath)
-        defer { _ = close(fd) }
+        let file = try PosixFile.openForReading(checksumPath)
+        defer { try? file.close() }
         var buffer = [UInt8](repeating: 0, count: 4096)
         let n = try buffer.withUnsafeMutableBytes { b in
-            Result { () throws(DumpError) -> Int in try PosixFile.readChunk(fd, into: b, path: checksumPath) }
+            Result { () throws(DumpError) -> Int in try PosixFile.readChunk(file, into: b, path: checksumPath) }
         }.get()
         let text = String(decoding: buffer[0..<n], as: UTF8.self)
         guard let first = text.split(separator: " ", maxSplits: 1).first, first.count == 64 else {
@@ -111,13 +112,13 @@ public func verifyDumpChecksum(path: String) throws(DumpError) -> String {
             code: .missingChecksum, path: checksumPath,
             message: "cannot read the checksum file (\(error.message)); without it the dump cannot be trusted")
     }
-    let fd = try PosixFile.openForReading(path)
-    defer { _ = close(fd) }
+    let file = try PosixFile.openForReading(path)
+    defer { try? file.close() }
     var digest = SHA256Digest()
     var buffer = [UInt8](repeating: 0, count: 1 << 20)
     while true {
         let n = try buffer.withUnsafeMutableBytes { b in
-            Result { () throws(DumpError) -> Int in try PosixFile.readChunk(fd, into: b, path: path) }
+            Result { () throws(DumpError) -> Int in try PosixFile.readChunk(file, into: b, path: path) }
         }.get()
         if n == 0 { break }
         buffer.withUnsafeBytes { digest.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
@@ -170,13 +171,13 @@ public func readDumpSidecar(path: String, suffix: String) throws(DumpError) -> [
 
 /// A whole file of at most `limit` bytes (checksum files, sidecars).
 private func readSmallFile(_ path: String, limit: Int = 1 << 20) throws(DumpError) -> [UInt8] {
-    let fd = try PosixFile.openForReading(path)
-    defer { _ = close(fd) }
+    let file = try PosixFile.openForReading(path)
+    defer { try? file.close() }
     var out: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 64 * 1024)
     while true {
         let n = try buffer.withUnsafeMutableBytes { b in
-            Result { () throws(DumpError) -> Int in try PosixFile.readChunk(fd, into: b, path: path) }
+            Result { () throws(DumpError) -> Int in try PosixFile.readChunk(file, into: b, path: path) }
         }.get()
         if n == 0 { return out }
         out += buffer[0..<n]

@@ -8,7 +8,8 @@ import EtcdGateway
 /// Streams through a fixed buffer: memory does not grow with the dump.
 public final class DumpWriter {
     public let path: String
-    private var fd: Int32
+    /// Nil once finished or abandoned.
+    private var file: FileDescriptor?
     private var buffer: [UInt8] = []
     private var digest = SHA256Digest()
     private static let flushThreshold = 1 << 20
@@ -18,16 +19,16 @@ public final class DumpWriter {
     /// Creates `path` (mode 0600). Refuses an existing file unless `overwrite`.
     public init(path: String, overwrite: Bool = false) throws(DumpError) {
         self.path = path
-        self.fd = try PosixFile.openForWriting(path, overwrite: overwrite)
+        self.file = try PosixFile.openForWriting(path, overwrite: overwrite)
         buffer.reserveCapacity(Self.flushThreshold + 64 * 1024)
     }
 
     deinit {
-        if fd >= 0 { _ = close(fd) }
+        try? file?.close()
     }
 
     public func write(_ kv: KeyValue) throws(DumpError) {
-        precondition(fd >= 0, "DumpWriter used after finish()")
+        precondition(file != nil, "DumpWriter used after finish()")
         EtcdJSONLine.append(kv, to: &buffer)
         linesWritten += 1
         if buffer.count >= Self.flushThreshold { try flush() }
@@ -39,11 +40,12 @@ public final class DumpWriter {
 
     private func flush() throws(DumpError) {
         guard !buffer.isEmpty else { return }
-        let path = self.path, fd = self.fd
+        guard let file else { return }
+        let path = self.path
         var failure: DumpError?
         buffer.withUnsafeBytes { bytes in
             digest.update(bytes)
-            do throws(DumpError) { try PosixFile.writeAll(fd, bytes, path: path) } catch { failure = error }
+            do throws(DumpError) { try PosixFile.writeAll(file, bytes, path: path) } catch { failure = error }
         }
         if let failure { throw failure }
         bytesWritten += buffer.count
@@ -53,10 +55,10 @@ public final class DumpWriter {
     /// Closes and deletes the unfinished dump (and writes no checksum): a partial dump
     /// must not be mistaken for a complete one.
     public func abandon() {
-        guard fd >= 0 else { return }
-        _ = close(fd)
-        fd = -1
-        _ = unlink(path)
+        guard let file else { return }
+        try? file.close()
+        self.file = nil
+        PosixFile.remove(path)
     }
 
     /// Flushes, fsyncs and closes the dump, then writes and fsyncs `PATH.sha256`.
@@ -69,8 +71,9 @@ public final class DumpWriter {
     @discardableResult
     public func finish(sidecar: (suffix: String, bytes: [UInt8])? = nil) throws(DumpError) -> String {
         try flush()
-        try PosixFile.syncAndClose(fd, path: path)
-        fd = -1
+        guard let file else { preconditionFailure("DumpWriter finished twice") }
+        self.file = nil
+        try PosixFile.syncAndClose(file, path: path)
         let hex = SHA256Digest.hex(digest.finalize())
         var checksums = "\(hex)  \(PosixFile.basename(path))\n"
         if let sidecar {
@@ -86,17 +89,19 @@ public final class DumpWriter {
 
     /// Creates (or replaces) a small file, mode 0600, and fsyncs it.
     private static func writeFile(_ path: String, _ contents: [UInt8]) throws(DumpError) {
-        let fd = try PosixFile.openForWriting(path, overwrite: true)
+        let file = try PosixFile.openForWriting(path, overwrite: true)
         do throws(DumpError) {
             try contents.withUnsafeBytes { bytes in
-                Result { () throws(DumpError) in try PosixFile.writeAll(fd, bytes, path: path) }
+                Result { () throws(DumpError) in try PosixFile.writeAll(file, bytes, path: path) }
             }.get()
         } catch {
-            _ = close(fd)
+            try? file.close()
             throw error
         }
-        try PosixFile.syncAndClose(fd, path: path)
+        try PosixFile.syncAndClose(file, path: path)
     }
 }
 
+import EtcdModel
+import SystemPackage
 import PlatformShim

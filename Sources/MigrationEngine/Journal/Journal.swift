@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import Logging
 
 #if canImport(FoundationEssentials)
@@ -125,6 +126,17 @@ public struct HistoryEntry: Codable, Sendable, Hashable {
     public var from: String?
     public var to: String?
     public var counts: [String: Int]?
+    /// Of `counts`, the records written per kind (`HistoryCount.Category.written`).
+    public var writtenCounts: [String: Int]? {
+        counts.map { counts in
+            var written: [String: Int] = [:]
+            for (key, n) in counts {
+                let count = HistoryCount(parsing: key)
+                if count.category == .written { written[count.kind, default: 0] += n }
+            }
+            return written
+        }
+    }
     public var backupPath: String?
     public var backupSHA256: String?
     public var detail: String?
@@ -147,11 +159,16 @@ public struct HistoryEntry: Codable, Sendable, Hashable {
 }
 
 enum JSONCoding {
+    /// Our own plain Codable structs (strings, integers, no floats) cannot fail to encode;
+    /// were one to, writing an empty journal record would hide it, so it stops the process.
     static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        // Encoding our own plain Codable structs cannot fail.
-        return Array((try? encoder.encode(value)) ?? Data())
+        do {
+            return Array(try encoder.encode(value))
+        } catch {
+            preconditionFailure("cannot encode \(T.self) as JSON: \(error)")
+        }
     }
 
     static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], key: [UInt8]) throws(MigrationError) -> T {

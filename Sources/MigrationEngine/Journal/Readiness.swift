@@ -46,15 +46,25 @@ extension JournalReader {
         changed: (Result<Readiness, MigrationError>) -> Void = { _ in }
     ) -> ReadinessWait {
         let start = ContinuousClock.now
-        var previous: String?
+        // What a look saw, compared with the look before: the readiness itself, or the
+        // failure's code and message (an error is news when either differs).
+        enum Seen: Equatable {
+            case readiness(Readiness)
+            case failure(MigrationError.Code, String)
+        }
+        var previous: Seen?
         while true {
             let look = Result { () throws(MigrationError) in try readiness(for: accepted) }
             let waited = ContinuousClock.now - start
             if case .success(.ready) = look { return ReadinessWait(last: look, waited: waited) }
-            let summary = "\(look)"
-            if summary != previous {
+            let seen: Seen =
+                switch look {
+                case .success(let readiness): .readiness(readiness)
+                case .failure(let error): .failure(error.code, error.message)
+                }
+            if seen != previous {
                 changed(look)
-                previous = summary
+                previous = seen
             }
             if let timeout, waited >= timeout { return ReadinessWait(last: look, waited: waited) }
             ContinuousClockSleep.sleep(for: min(interval, timeout.map { $0 - waited } ?? interval))

@@ -1,5 +1,6 @@
 import EtcdGateway
 
+import EtcdModel
 import PlatformShim
 
 #if canImport(FoundationEssentials)
@@ -74,7 +75,7 @@ public struct LockInspection: Sendable, Encodable {
         }
         var gone: Bool?
         if holder.host == hostName {
-            gone = kill(holder.pid, 0) != 0 && errno == ESRCH
+            gone = !Posix.processExists(holder.pid)
         }
         var inspection = LockInspection(
             holder: holder, heartbeatAgeSeconds: Int(age), leaseRemainingSeconds: remaining, leaseRemainingSource: source,

@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import Logging
 import Synchronization
 
@@ -257,13 +258,7 @@ public final class MigrationLock: Sendable {
 
 /// Blocking sleep for code that runs on its own threads (never on Swift's cooperative pool).
 enum ContinuousClockSleep {
-    static func sleep(for duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        guard seconds > 0 || attoseconds > 0 else { return }
-        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
-        var remaining = timespec()
-        while nanosleep(&request, &remaining) == -1 && errno == EINTR { request = remaining }
-    }
+    static func sleep(for duration: Duration) { OSThread.sleep(for: duration) }
 }
 
 extension MigrationLock {

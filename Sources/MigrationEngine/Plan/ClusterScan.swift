@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import Logging
 
 /// A key and the revision it was last written at: the unit of ordering, with what the
@@ -71,6 +72,11 @@ public struct ClusterScan: Sendable {
     /// Bytes of keys and old values of the records that change: what the rewrite replaces,
     /// so what a defragmentation after it no longer holds.
     public var replacedBytes: Int64 = 0
+    /// What the product counted over the records (`RecordMigration.Tally`): this scan's
+    /// alone, so a scan restarted after a compaction counts every record once.
+    public var tally: any ScanTally = NoScanTally()
+    /// Every lane the scan saw a record of, by name.
+    var laneIDs: [String: LaneID] = [:]
 
     public var pendingCount: Int { pendingCounts.values.reduce(0, +) }
     /// The most records any one lane has to write: the floor on the write phase's txns
@@ -78,11 +84,12 @@ public struct ClusterScan: Sendable {
     public var longestLane: Int { pendingCounts.values.max() ?? 0 }
     /// The record kind of the longest lane (`jobs`, `commits`, …).
     public var longestLaneKind: String {
-        pendingCounts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }.map { Self.kind(ofLane: $0.key) } ?? ""
+        pendingCounts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }.flatMap { laneIDs[$0.key]?.kind } ?? ""
     }
     public var blockingFindings: [AtRestFinding] { findings.filter(\.blocking) }
 
-    /// The kind of a lane: its name up to the first `/` (`commits/images` → `commits`).
+    /// The kind of a lane named in the journal (a cursor key read back from etcd): its name
+    /// up to the first `/` (`commits/images` → `commits`). The scan knows its lanes' kinds.
     public static func kind(ofLane lane: String) -> String {
         lane.split(separator: "/", maxSplits: 1).first.map(String.init) ?? lane
     }
@@ -103,25 +110,40 @@ public struct ClusterScan: Sendable {
         keepAllKeys: Bool = true, sortChunk: Int = 20_000, stop: StopSignal = StopSignal(),
         logger: Logger, progress: (Int) -> Void = { _ in }
     ) throws(MigrationError) -> ClusterScan {
+        try scan(
+            store: store, opened: migration, revision: revision, runStartRevision: runStartRevision, resumeCursors: resumeCursors,
+            pageSize: pageSize, keepAllKeys: keepAllKeys, sortChunk: sortChunk, stop: stop, logger: logger, progress: progress)
+    }
+
+    /// `scan` with the migration's type known, so its tally can be kept.
+    private static func scan<Migration: RecordMigration>(
+        store: any KeyValueService, opened migration: Migration, revision: Int64, runStartRevision: Int64?,
+        resumeCursors: [String: Int64], pageSize: Int, keepAllKeys: Bool, sortChunk: Int, stop: StopSignal, logger: Logger,
+        progress: (Int) -> Void
+    ) throws(MigrationError) -> ClusterScan {
         var result = ClusterScan(
             revision: revision, order: try RevisionOrderSpill(chunk: sortChunk), pendingCounts: [:], toRewrite: [:],
             alreadyMigrated: [:], rewrittenByThisRun: [:], untouched: 0, notes: [], failures: [], findings: [],
             companions: 0)
         var pinned = revision
         var lanes = LaneTally()
+        var tally = Migration.Tally()
         // Every root at the same pinned revision: the first page pins it.
         for root in migration.backupPrefixes {
             var pages = store.pages(prefix: root, revision: pinned, pageSize: pageSize)
             while let page = try etcd("reading \(root.printable) at revision \(pinned)", { () throws(EtcdError) in try pages.next() }) {
                 pinned = pages.revision
                 for kv in page {
-                    try result.add(kv, migration: migration, runStartRevision: runStartRevision, keepKey: keepAllKeys, lanes: &lanes)
+                    try result.add(
+                        kv, migration: migration, runStartRevision: runStartRevision, keepKey: keepAllKeys, lanes: &lanes,
+                        tally: &tally)
                 }
                 progress(result.keysScanned)
                 try stop.checkBeforeWriting("the scan")
             }
         }
         result.revision = pinned
+        result.tally = tally
         try result.order.finish()
         try stop.checkBeforeWriting("the scan")
         try result.applyOrderRule(lanes, resumeCursors: resumeCursors)
@@ -138,8 +160,8 @@ public struct ClusterScan: Sendable {
     /// Per lane, what the order rule needs from the scan: the earliest record that changes,
     /// and how many change.
     struct LaneTally {
-        var firstChange: [String: Int64] = [:]
-        var changes: [String: Int] = [:]
+        var firstChange: [LaneID: Int64] = [:]
+        var changes: [LaneID: Int] = [:]
         /// Unchanged records' keys and values, for the size of those put back to keep order.
         var unchangedBytes: Int64 = 0
         var unchangedCount = 0
@@ -150,18 +172,20 @@ public struct ClusterScan: Sendable {
     /// of it. Counts them by reading each such lane's spilled order once.
     private mutating func applyOrderRule(_ lanes: LaneTally, resumeCursors: [String: Int64]) throws(MigrationError) {
         var thresholds = lanes.firstChange
-        for (lane, revision) in resumeCursors where order.count(of: lane) > 0 {
+        // A cursor's lane the scan saw no record of has nothing left to write.
+        for (name, revision) in resumeCursors {
+            guard let lane = laneIDs[name] else { continue }
             thresholds[lane] = min(thresholds[lane] ?? Int64.max, revision)
         }
         for (lane, threshold) in thresholds {
-            var tail = LaneTail(order.reader(for: lane), from: threshold)
+            var tail = LaneTail(order.reader(for: lane.name), from: threshold)
             var count = 0
             while case let batch = try tail.next(max: 4096), !batch.isEmpty { count += batch.count }
             guard count > 0 else { continue }
-            orderThresholds[lane] = threshold
-            pendingCounts[lane] = count
+            orderThresholds[lane.name] = threshold
+            pendingCounts[lane.name] = count
             let kept = count - (lanes.changes[lane] ?? 0)
-            if kept > 0 { keptInOrder[Self.kind(ofLane: lane), default: 0] += kept }
+            if kept > 0 { keptInOrder[lane.kind, default: 0] += kept }
         }
         // Records put back only to keep order are written too: estimated at the unchanged
         // records' mean size, for the space preflight.
@@ -169,26 +193,28 @@ public struct ClusterScan: Sendable {
         if kept > 0, lanes.unchangedCount > 0 { writeBytes += Int64(kept) * lanes.unchangedBytes / Int64(lanes.unchangedCount) }
     }
 
-    private mutating func add(
-        _ kv: KeyValue, migration: any RecordMigration, runStartRevision: Int64?, keepKey: Bool, lanes: inout LaneTally
+    private mutating func add<Migration: RecordMigration>(
+        _ kv: KeyValue, migration: Migration, runStartRevision: Int64?, keepKey: Bool, lanes: inout LaneTally,
+        tally: inout Migration.Tally
     ) throws(MigrationError) {
         keysScanned += 1
         bytesRead += Int64(kv.key.count + kv.value.count)
         // The backup is written from these reads: no second read of the cluster.
         if keepKey { try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision, payload: kv.spilled), to: Self.backupGroup) }
-        guard let lane = migration.lane(of: kv.key) else {
-            migration.inspect(kv, findings: &findings)
+        let lane: LaneID
+        let conversion: RecordConversion
+        switch migration.examine(kv, findings: &findings, tally: &tally) {
+        case .untouched:
             untouched += 1
             return
-        }
-        let kind = Self.kind(ofLane: lane)
-        let conversion: RecordConversion
-        do {
-            conversion = try migration.examine(kv, findings: &findings)
-        } catch {
+        case .record(_, .failure(let error)):
             failures.append(error)
             return
+        case .record(let id, .success(let converted)):
+            (lane, conversion) = (id, converted)
         }
+        let kind = lane.kind
+        laneIDs[lane.name] = lane
         let writtenSinceStart = runStartRevision.map { kv.modRevision > $0 } ?? false
         let pending: PendingWrite
         switch conversion.action {
@@ -227,7 +253,7 @@ public struct ClusterScan: Sendable {
         // Every record not yet written by this run goes into its lane's order, changed or not,
         // with what the writer will put: which of them must be written is known only once the
         // lane's first change is.
-        try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision, payload: pending.encoded), to: lane)
+        try order.append(KeyRevision(key: kv.key, modRevision: kv.modRevision, payload: pending.encoded), to: lane.name)
     }
 }
 

@@ -1,4 +1,5 @@
 import PlatformShim
+import SystemPackage
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -20,8 +21,8 @@ public protocol KeyRevisionBatches {
 /// unlinked temp file; a group is read by merging its runs.
 public final class RevisionOrderSpill: @unchecked Sendable {
     // Appends happen during the (single-threaded) scan; reads only after `finish()`, each
-    // reader with its own cursor and pread(2), so readers on several threads are safe.
-    private let fd: Int32
+    // reader with its own cursor and positioned reads, so readers on several threads are safe.
+    private let file: FileDescriptor
     private var end: Int64 = 0
     private var buffers: [String: [KeyRevision]] = [:]
     private var buffered = 0
@@ -34,20 +35,18 @@ public final class RevisionOrderSpill: @unchecked Sendable {
     public init(chunk: Int = 20_000, byteBudget: Int = 4 << 20) throws(MigrationError) {
         self.chunk = max(1, chunk)
         self.byteBudget = max(1, byteBudget)
-        var template = Array((FileManager.default.temporaryDirectory.path + "/pachmigrate-order.XXXXXX").utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else {
+        let directory = FileManager.default.temporaryDirectory.path
+        do throws(Errno) {
+            file = try Posix.unlinkedTemporaryFile(in: directory, prefix: "pachmigrate-order")
+        } catch {
             throw MigrationError(
                 .invalidState,
-                "cannot create a temporary file in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno))). "
-                    + "Nothing was written to etcd; set TMPDIR to a writable directory."
+                "cannot create a temporary file in \(directory): \(error). Nothing was written to etcd; set TMPDIR to a writable directory."
             )
         }
-        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
-        self.fd = fd
     }
 
-    deinit { close(fd) }
+    deinit { try? file.close() }
 
     public func append(_ entry: KeyRevision, to group: String) throws(MigrationError) {
         buffers[group, default: []].append(entry)
@@ -65,7 +64,7 @@ public final class RevisionOrderSpill: @unchecked Sendable {
     /// The group's entries in (mod revision, key) order. `budget`: bytes its read buffers
     /// share (the writer, holding a reader per lane, gives each a share of its own).
     public func reader(for group: String, budget: Int = 256 * 1024) -> SpillReader {
-        SpillReader(fd: fd, runs: runs[group] ?? [], budget: budget, owner: self)
+        SpillReader(file: file, runs: runs[group] ?? [], budget: budget, owner: self)
     }
 
     private func flushAll() throws(MigrationError) {
@@ -95,17 +94,14 @@ public final class RevisionOrderSpill: @unchecked Sendable {
 
     /// Appends `bytes` to the file at `end`, and empties it.
     private func write(_ bytes: inout [UInt8]) throws(MigrationError) {
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + written, $0.count - written, off_t(end) + off_t(written)) }
-            guard n > 0 else {
-                throw MigrationError(
-                    .invalidState,
-                    "cannot write the scan's temporary sort file in \(FileManager.default.temporaryDirectory.path): "
-                        + "\(String(cString: strerror(errno))). Nothing was written to etcd; free space there or set TMPDIR to another directory."
-                )
-            }
-            written += n
+        do {
+            _ = try file.writeAll(toAbsoluteOffset: end, bytes)
+        } catch {
+            throw MigrationError(
+                .invalidState,
+                "cannot write the scan's temporary sort file in \(FileManager.default.temporaryDirectory.path): "
+                    + "\(error). Nothing was written to etcd; free space there or set TMPDIR to another directory."
+            )
         }
         end += Int64(bytes.count)
         bytes.removeAll(keepingCapacity: true)
@@ -121,14 +117,14 @@ public struct SpillReader: KeyRevisionBatches {
         var position = 0
         var head: KeyRevision?
     }
-    private let fd: Int32
+    private let file: FileDescriptor
     private var runs: [Run]
     private let owner: RevisionOrderSpill  // keeps the file open while reading
 
     private let readSize: Int
 
-    init(fd: Int32, runs: [(offset: Int64, count: Int)], budget: Int, owner: RevisionOrderSpill) {
-        self.fd = fd
+    init(file: FileDescriptor, runs: [(offset: Int64, count: Int)], budget: Int, owner: RevisionOrderSpill) {
+        self.file = file
         self.owner = owner
         self.runs = runs.map { Run(offset: $0.offset, remaining: $0.count) }
         // A bigger cluster has more runs; the reader's buffers share a fixed budget, so its
@@ -191,9 +187,20 @@ public struct SpillReader: KeyRevisionBatches {
         guard available < bytes else { return }
         let want = max(bytes - available, readSize)
         var fresh = [UInt8](repeating: 0, count: want)
-        let n = fresh.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, want, off_t(runs[i].offset)) }
-        guard n >= bytes - available else {
-            throw MigrationError(.invalidState, "the temporary sort file ended early (errno \(errno))")
+        // A positioned read may return less than asked before the end: read until enough.
+        var n = 0
+        while n < bytes - available {
+            let offset = runs[i].offset + Int64(n)
+            let read: Int
+            do {
+                read = try fresh.withUnsafeMutableBytes {
+                    try file.read(fromAbsoluteOffset: offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[n...]))
+                }
+            } catch {
+                throw MigrationError(.invalidState, "cannot read the scan's temporary sort file: \(error)")
+            }
+            guard read > 0 else { throw MigrationError(.invalidState, "the temporary sort file ended early") }
+            n += read
         }
         runs[i].offset += Int64(n)
         runs[i].buffer = Array(runs[i].buffer[runs[i].position...]) + fresh[0..<n]

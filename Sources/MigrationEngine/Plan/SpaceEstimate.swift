@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 
 /// What the run will do to etcd's backend, against its space quota. etcd keeps every old
 /// value as history until a compaction, so rewriting every record grows the backend by

@@ -1,4 +1,5 @@
 import EtcdGateway
+import Glibc
 import Logging
 import Synchronization
 

@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 
 /// What the writer needs of one record, computed by the scan's one conversion and carried
 /// through the on-disk sort as a `KeyRevision`'s payload: the writer reads no value from

@@ -274,7 +274,7 @@ struct VerifyCommand: ParsableCommand {
             guard let expected = version ?? detected.version else {
                 throw CLIError(.failure, "nothing to verify: \(detected.detail)")
             }
-            let counts = try journal.history(limit: 20).last { $0.event == .migrate && $0.to == expected }?.counts
+            let counts = try journal.history(limit: 20).last { $0.event == .migrate && $0.to == expected }?.writtenCounts
             return VerifyReport(
                 report: try PachydermVerifier(layout: connection.layout).verify(
                     store: client, expectedVersion: expected, journalCounts: counts))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EtcdGateway
+import Glibc
 import Logging
 import MigrationEngine
 import PachydermMigrations
@@ -77,7 +78,7 @@ struct MigrationReport: CommandReport {
     mutating func fill(from result: MigrationResult, migration: PachydermRecordMigration) {
         scan = result.scan.map(ScanSummary.init)
         resuming = result.unfinishedRun
-        if result.scan != nil { state = LeftoverSummary(migration.census.result, resuming: result.unfinishedRun) }
+        if let scan = result.scan { state = LeftoverSummary(scan.pachyderm.census.result, resuming: result.unfinishedRun) }
         backup = result.backup
         space = result.space
         spaceUnavailable = result.spaceUnavailable
@@ -312,7 +313,7 @@ struct MigrateCommand: ParsableCommand {
                 options.beforeFirstWrite = { partial in
                     var early = before
                     early.fill(from: partial, migration: migration)
-                    early.forecast = migration.forecast.pipelines
+                    early.forecast = partial.scan?.pachyderm.forecast.pipelines
                     endBarLine()
                     switch logFormat {
                     case .text: print(early.preflightText)
@@ -348,13 +349,13 @@ struct MigrateCommand: ParsableCommand {
                 report.message = "Nothing to do: \(why)"
             case .dryRun:
                 report.outcome = .dryRun
-                report.forecast = migration.forecast.pipelines
+                report.forecast = result.scan?.pachyderm.forecast.pipelines
             case .migrated where migration.plan.purpose == .repair && result.written == 0 && !result.resumed:
                 // Every record was read and found clean; the cluster is now stamped.
                 report.message = "Nothing to do: every record is clean 1.5.0 binary; the cluster is now stamped \(migration.toVersion)"
             case .migrated:
                 report.outcome = .migrated
-                report.forecast = migration.forecast.pipelines
+                report.forecast = result.scan?.pachyderm.forecast.pipelines
             }
             report.elapsedSeconds = (seconds(ContinuousClock.now - started) * 10).rounded() / 10
             return report
@@ -413,8 +414,8 @@ struct PlanCommand: ParsableCommand {
             report.outcome = .plan
             report.scan = result.scan.map(ScanSummary.init)
             report.resuming = result.unfinishedRun
-            report.state = LeftoverSummary(migration.census.result, resuming: result.unfinishedRun)
-            report.forecast = migration.forecast.pipelines
+            report.state = result.scan.map { LeftoverSummary($0.pachyderm.census.result, resuming: result.unfinishedRun) }
+            report.forecast = result.scan?.pachyderm.forecast.pipelines
             report.space = result.space
             report.spaceUnavailable = result.spaceUnavailable
             report.compactRequested = space.compact

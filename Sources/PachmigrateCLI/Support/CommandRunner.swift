@@ -128,7 +128,7 @@ func runCommand(
         if !text.isEmpty { print(text) }
     }
     // Before the `done` event on stderr: a log collector reading both sees the result first.
-    fflush(nil)
+    Posix.flushStandardStreams()
     done(report.exitStatus)
     if report.exitStatus != .ok { throw ExitCode(report.exitStatus.rawValue) }
 }

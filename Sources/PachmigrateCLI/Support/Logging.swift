@@ -23,9 +23,7 @@ func endBarLine() {
 func writeStderr(_ line: String) {
     var line = line
     if !line.hasSuffix("\n") { line += "\n" }
-    line.utf8CString.withUnsafeBufferPointer { buffer in
-        _ = write(2, buffer.baseAddress, buffer.count - 1)
-    }
+    Posix.writeStandardError(line)
 }
 
 /// A log field's value as JSON, so that counts, rates and durations reach a log pipeline as

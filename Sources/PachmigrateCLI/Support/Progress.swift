@@ -26,7 +26,7 @@ final class ProgressDisplay: Sendable {
 
     init(enabled: Bool, logger: Logger) {
         self.enabled = enabled
-        self.isTerminal = isatty(2) == 1
+        self.isTerminal = Posix.isTerminal(.standardError)
         self.logger = logger
     }
 
@@ -81,7 +81,7 @@ final class ProgressDisplay: Sendable {
             text += ", \(Int(rate))/s"
             var line = "\r\u{1B}[2K" + text
             if finished { line += "\n" }
-            line.utf8CString.withUnsafeBufferPointer { _ = write(2, $0.baseAddress, $0.count - 1) }
+            Posix.writeStandardError(line)
             progressBarMidLine.store(!finished, ordering: .sequentiallyConsistent)
         }
     }

@@ -1,6 +1,6 @@
 import EtcdGateway
+import EtcdModel
 import MigrationEngine
-import Synchronization
 
 /// What version a cluster's metadata is at, and how we know.
 public struct DetectedVersion: Sendable, Hashable, Codable {
@@ -102,27 +102,22 @@ public enum ClusterInspection {
 /// with `env` cleared, so every datum of a pipeline whose transform sets env looks new.
 /// Fed every pipeline and job the scan reads; the size is the newest finished job's
 /// `data_total`.
-public final class ReprocessingForecaster: Sendable {
-    private struct State {
-        var envNames: [String: [String]] = [:]
-        var newestFinished: [String: (finished: Int64, job: String, total: Int64)] = [:]
-    }
-    private let state = Mutex(State())
+public struct ReprocessingForecaster: Sendable {
+    private var envNames: [String: [String]] = [:]
+    private var newestFinished: [String: (finished: Int64, job: String, total: Int64)] = [:]
 
     public init() {}
 
-    func observe(_ record: Decoded14Record) {
+    mutating func observe(_ record: Decoded14Record) {
         switch record {
         case .pipeline(let info) where !info.transform.env.isEmpty:
-            state.withLock { $0.envNames[info.pipelineName] = info.envNames }
+            envNames[info.pipelineName] = info.envNames
         case .job(let job):
             // Jobs come before pipelines in key order, so every pipeline's are kept.
             guard let name = job.pipelineName, job.hasFinished else { return }
             let finished = job.finished.seconds
-            state.withLock {
-                if ($0.newestFinished[name]?.finished ?? Int64.min) < finished {
-                    $0.newestFinished[name] = (finished, job.jobID ?? "", job.dataTotal)
-                }
+            if (newestFinished[name]?.finished ?? Int64.min) < finished {
+                newestFinished[name] = (finished, job.jobID ?? "", job.dataTotal)
             }
         default:
             return
@@ -131,12 +126,10 @@ public final class ReprocessingForecaster: Sendable {
 
     /// One entry per pipeline that sets env, by name.
     public var pipelines: [ReprocessingForecast] {
-        state.withLock { state in
-            state.envNames.keys.sorted().map { name in
-                let newest = state.newestFinished[name]
-                return ReprocessingForecast(
-                    pipeline: name, envNames: state.envNames[name]!, newestFinishedJob: newest?.job, dataTotal: newest?.total)
-            }
+        envNames.keys.sorted().map { name in
+            let newest = newestFinished[name]
+            return ReprocessingForecast(
+                pipeline: name, envNames: envNames[name]!, newestFinishedJob: newest?.job, dataTotal: newest?.total)
         }
     }
 }

@@ -1,4 +1,4 @@
-import EtcdGateway
+import EtcdModel
 import MigrationEngine
 
 /// Pachyderm's records for the engine: which keys are records and in which ordering group,
@@ -10,10 +10,6 @@ public struct PachydermRecordMigration: RecordMigration {
     public let allowOpenCommits: Bool
     /// `openCommits/<id>` keys that exist (read before the scan: they sort after the commits).
     public let openCommitEntries: Set<[UInt8]>
-    /// Filled by the scan (`examine`), which reads every pipeline and job anyway.
-    public let forecast = ReprocessingForecaster()
-    /// Filled by the scan: what state the records are in, and what another migration left.
-    public let census = LeftoverCensus()
 
     public init(
         layout: PachydermLayout, plan: MigrationPlan, allowOpenCommits: Bool = false, openCommitEntries: Set<[UInt8]> = []
@@ -28,24 +24,42 @@ public struct PachydermRecordMigration: RecordMigration {
     public var toVersion: String { plan.to.description }
     public var backupPrefixes: [[UInt8]] { [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)] }
 
-    public func lane(of key: [UInt8]) -> String? {
-        if case .record(_, let group) = layout.classify(key) { return group }
-        return nil
+    public func lane(of key: [UInt8]) -> LaneID? {
+        guard case .record(let kind, let group) = layout.classify(key) else { return nil }
+        return LaneID(kind: kind.collection, group: group)
     }
 
     /// The converter `convert` uses offline too, with this migration's policy.
     public var converter: RecordConverter { RecordConverter(layout: layout, plan: plan, writeOpenCommits: allowOpenCommits) }
 
+    /// One record's conversion, outside a scan.
     public func convert(_ record: KeyValue) throws(RecordConversionError) -> RecordConversion {
-        RecordConversion(try converted(record))
+        var findings: [AtRestFinding] = []
+        var tally = PachydermScanTally()
+        switch examine(record, findings: &findings, tally: &tally) {
+        case .untouched: throw RecordConversionError(key: record.key.printable, message: "not a record key")
+        case .record(_, let conversion): return try conversion.get()
+        }
     }
 
-    public func examine(_ record: KeyValue, findings: inout [AtRestFinding]) throws(RecordConversionError) -> RecordConversion {
-        let converted = try converted(record)
-        guard let converted else { return RecordConversion(nil) }
+    public func examine(_ record: KeyValue, findings: inout [AtRestFinding], tally: inout PachydermScanTally) -> Examination {
+        guard case .record(let kind, let group) = layout.classify(record.key) else {
+            inspect(record, findings: &findings)
+            return .untouched
+        }
+        let lane = LaneID(kind: kind.collection, group: group)
+        let converted: RecordConverter.Converted?
+        do {
+            converted = try converter.convert(kind, key: record.key, value: record.value) {
+                openCommitEntries.contains(layout.openCommitKey(forOpen: $0))
+            }
+        } catch {
+            return .record(lane, .failure(RecordConversionError(error)))
+        }
+        guard let converted else { return .record(lane, .success(RecordConversion(nil))) }
         let read = converted.read
-        forecast.observe(read.source)
-        census.count(read, problems: converted.problems, changes: converted.action != .alreadyMigrated)
+        tally.forecast.observe(read.source)
+        tally.census.count(read, problems: converted.problems, changes: converted.action != .alreadyMigrated)
         switch read.source {
         case .job(let info) where read.sourceEncoding == .text14 && info.isStartingOrRunning:
             findings.append(
@@ -65,23 +79,11 @@ public struct PachydermRecordMigration: RecordMigration {
         default:
             break
         }
-        return RecordConversion(converted)
+        return .record(lane, .success(RecordConversion(converted)))
     }
 
-    private func converted(_ record: KeyValue) throws(RecordConversionError) -> RecordConverter.Converted? {
-        guard case .record = layout.classify(record.key) else {
-            throw RecordConversionError(key: record.key.printable, message: "not a record key")
-        }
-        do {
-            return try converter.convert(key: record.key, value: record.value) {
-                openCommitEntries.contains(layout.openCommitKey(forOpen: $0))
-            }
-        } catch {
-            throw RecordConversionError(error)
-        }
-    }
-
-    public func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
+    /// What makes the cluster not at rest, as seen in a key that is not a record.
+    private func inspect(_ kv: KeyValue, findings: inout [AtRestFinding]) {
         switch layout.classify(kv.key) {
         case .scratch:
             findings.append(
@@ -96,6 +98,20 @@ public struct PachydermRecordMigration: RecordMigration {
             return
         }
     }
+}
+
+/// What the scan counts of Pachyderm's records besides the engine's counts: the state the
+/// records are in (and what another migration left), and the reprocessing forecast.
+public struct PachydermScanTally: ScanTally {
+    public var census = LeftoverCensus()
+    public var forecast = ReprocessingForecaster()
+
+    public init() {}
+}
+
+extension ClusterScan {
+    /// What this scan counted of Pachyderm's records (empty for another product's scan).
+    public var pachyderm: PachydermScanTally { tally as? PachydermScanTally ?? PachydermScanTally() }
 }
 
 /// What keeps a Pachyderm cluster from being at rest.
@@ -114,13 +130,15 @@ extension RecordConversion {
             return
         }
         self.init(
-            action: .rewrite(value), companions: converted.openCommitEntry.map { [$0] } ?? [],
+            action: .rewrite(value), companions: converted.openCommitEntry.map { [Companion(key: $0.key, value: $0.value)] } ?? [],
             notes: converted.notes)
     }
 }
 
 extension RecordConversionError {
     init(_ error: RecordCodecError) {
-        self.init(key: error.key, message: error.message, code: error.code.description, field: error.field, byteOffset: error.byteOffset)
+        self.init(
+            key: error.key, message: error.message, code: Code(rawValue: error.code.description), field: error.field,
+            byteOffset: error.byteOffset)
     }
 }

@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdModel
 import MigrationEngine
 import PachydermSchema
 import SwiftProtobuf
@@ -9,15 +10,46 @@ import FoundationEssentials
 import Foundation
 #endif
 
-public struct VerificationReport: Sendable, Codable {
+public struct VerificationReport: Sendable, Encodable {
     /// What the records were checked against.
     public var expectedVersion: String
     public var counts: [String: Int]
-    /// Each problem names its key. Any problem fails `verify` (exit 6).
-    public var problems: [String]
+    /// Any problem fails `verify` (exit 6).
+    public var problems: [VerificationProblem]
     /// Worth knowing, harmless to Pachyderm (e.g. fields 1.5.0 ignores).
     public var warnings: [String]
     public var ok: Bool { problems.isEmpty }
+
+    mutating func problem(_ kind: VerificationProblem.Kind, _ key: String?, _ detail: String) {
+        problems.append(VerificationProblem(kind: kind, key: key, detail: detail))
+    }
+}
+
+/// One thing `verify` found wrong: about one record (its key), or about the whole cluster.
+public struct VerificationProblem: Sendable, Hashable, Encodable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Hashable {
+        /// The value decodes neither as 1.4 text nor as 1.5 binary, or not with the 1.5.0 schema.
+        case undecodable
+        /// Stored in the other release's encoding than the one expected.
+        case wrongEncoding
+        /// What another migration left (`LeftoverProblem`); `migrate` repairs it.
+        case leftover
+        /// A reference to a repo or commit that does not exist.
+        case danglingReference
+        /// Fewer records than the journal's last migration recorded.
+        case missingRecords
+    }
+    public var kind: Kind
+    public var key: String?
+    public var detail: String
+
+    public var description: String { key.map { "\($0): \(detail)" } ?? detail }
+
+    /// Encoded as its sentence, the form `verify --output json` has always had.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
 }
 
 /// Checks a cluster's Pachyderm records: each decodes with the expected version's schema,
@@ -32,7 +64,8 @@ public struct PachydermVerifier: Sendable {
     }
 
     /// `expectedVersion`: `1.5.x` requires every record in 1.5 binary; `1.4.x` in 1.4 text.
-    /// `journalCounts`: per-kind counts the last migration recorded, checked when given.
+    /// `journalCounts`: records per kind (`RecordKind.collection`) the last migration wrote
+    /// (`HistoryEntry.writtenCounts`), checked when given.
     public func verify(
         store: any KeyValueService, expectedVersion: String, journalCounts: [String: Int]? = nil
     ) throws(MigrationError) -> VerificationReport {
@@ -48,19 +81,19 @@ public struct PachydermVerifier: Sendable {
             try ClusterInspection.scanRecords(store: store, layout: layout, kind: kind, pageSize: pageSize) { kv in
                 report.counts[kind.rawValue, default: 0] += 1
                 let key = kv.key.printable
-                let decoded: (record: Decoded14Record, encoding: StoredEncoding)
+                let decoded: DecodedRecord
                 do {
                     decoded = try RecordCodec.decode(kind: kind, key: kv.key, value: kv.value)
                 } catch {
-                    report.problems.append("\(key): does not decode: \(error)")
+                    report.problem(.undecodable, key, "does not decode: \(error)")
                     return
                 }
                 if wants15 && decoded.encoding != .binary15 {
-                    report.problems.append("\(key): still 1.4 text; the cluster is not fully migrated (`pachmigrate migrate` converts it)")
+                    report.problem(.wrongEncoding, key, "still 1.4 text; the cluster is not fully migrated (`pachmigrate migrate` converts it)")
                     return
                 }
                 if !wants15 && decoded.encoding != .text14 {
-                    report.problems.append("\(key): 1.5 binary in a cluster expected at \(expectedVersion)")
+                    report.problem(.wrongEncoding, key, "1.5 binary in a cluster expected at \(expectedVersion)")
                 }
                 if wants15 {
                     check15(kind: kind, kv: kv, report: &report)
@@ -69,7 +102,7 @@ public struct PachydermVerifier: Sendable {
                         openCommitEntries.contains(layout.openCommitKey(forOpen: $0))
                     }
                     for problem in problems.sorted() {
-                        report.problems.append("\(key): \(problem.rawValue): \(problem.summary); `pachmigrate migrate` repairs it: \(problem.remedy)")
+                        report.problem(.leftover, key, "\(problem.rawValue): \(problem.summary); `pachmigrate migrate` repairs it: \(problem.remedy)")
                     }
                 }
                 switch decoded.record {
@@ -89,24 +122,25 @@ public struct PachydermVerifier: Sendable {
                 switch decoded.record {
                 case .repo(let info):
                     for repo in info.provenance where !repos.contains(repo.name) {
-                        report.problems.append("\(key): provenance repo \(text(repo.name)) does not exist")
+                        report.problem(.danglingReference, key, "provenance repo \(text(repo.name)) does not exist")
                     }
                 case .commit(let info):
                     if !repos.contains(info.commit.repo.name) {
-                        report.problems.append("\(key): repo \(text(info.commit.repo.name)) does not exist")
+                        report.problem(.danglingReference, key, "repo \(text(info.commit.repo.name)) does not exist")
                     }
                     if info.hasParentCommit && !commits.contains(commitRef(info.parentCommit.repo.name, info.parentCommit.id)) {
-                        report.problems.append(
-                            "\(key): parent commit \(text(info.parentCommit.repo.name))@\(text(info.parentCommit.id)) does not exist")
+                        report.problem(
+                            .danglingReference, key, "parent commit \(text(info.parentCommit.repo.name))@\(text(info.parentCommit.id)) does not exist"
+                        )
                     }
                     for p in info.provenance where !commits.contains(commitRef(p.repo.name, p.id)) {
-                        report.problems.append("\(key): provenance commit \(text(p.repo.name))@\(text(p.id)) does not exist")
+                        report.problem(.danglingReference, key, "provenance commit \(text(p.repo.name))@\(text(p.id)) does not exist")
                     }
                 case .branch(let head):
                     if !repos.contains(head.repo.name) {
-                        report.problems.append("\(key): repo \(text(head.repo.name)) does not exist")
+                        report.problem(.danglingReference, key, "repo \(text(head.repo.name)) does not exist")
                     } else if !head.id.isEmpty && !commits.contains(commitRef(head.repo.name, head.id)) {
-                        report.problems.append("\(key): head commit \(text(head.repo.name))@\(text(head.id)) does not exist")
+                        report.problem(.danglingReference, key, "head commit \(text(head.repo.name))@\(text(head.id)) does not exist")
                     }
                 case .job(let info):
                     if info.hasPipeline && !pipelines.contains(info.pipeline.name) {
@@ -119,12 +153,11 @@ public struct PachydermVerifier: Sendable {
         }
 
         if let journalCounts {
-            for (key, expected) in journalCounts {
-                let count = HistoryCount(parsing: key)
-                guard count.category == .written else { continue }
-                let found = RecordKind(collection: count.kind).map { report.counts[$0.rawValue] ?? 0 } ?? 0
+            let foundPerCollection = Dictionary(uniqueKeysWithValues: RecordKind.allCases.map { ($0.collection, report.counts[$0.rawValue] ?? 0) })
+            for (kind, expected) in journalCounts {
+                let found = foundPerCollection[kind] ?? 0
                 if found < expected {
-                    report.problems.append("the journal records \(expected) \(count.kind) migrated, but only \(found) exist now")
+                    report.problem(.missingRecords, nil, "the journal records \(expected) \(kind) migrated, but only \(found) exist now")
                 }
             }
         }
@@ -147,7 +180,7 @@ public struct PachydermVerifier: Sendable {
             case .job: _ = try Pach150_JobInfo(serializedBytes: bytes, options: options)
             }
         } catch {
-            report.problems.append("\(key): does not decode with the 1.5.0 schema: \(error)")
+            report.problem(.undecodable, key, "does not decode with the 1.5.0 schema: \(error)")
         }
     }
 }

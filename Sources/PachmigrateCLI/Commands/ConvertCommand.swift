@@ -1,4 +1,5 @@
 import ArgumentParser
+import EtcdModel
 import MigrationEngine
 import PachydermMigrations
 

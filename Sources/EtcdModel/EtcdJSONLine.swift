@@ -1,10 +1,8 @@
-import EtcdGateway
-
 /// One `KeyValue` as etcd's v3 JSON gateway renders it (`mvccpb.KeyValue` through
 /// grpc-gateway): fields in proto order, `key`/`value` standard base64, int64 as decimal
 /// strings, zero values omitted. Hand-written both ways: dumps hold millions of lines.
-enum EtcdJSONLine {
-    static func append(_ kv: KeyValue, to out: inout [UInt8]) {
+public enum EtcdJSONLine {
+    public static func append(_ kv: KeyValue, to out: inout [UInt8]) {
         out.append(contentsOf: #"{"key":""#.utf8)
         Base64.encode(kv.key, into: &out)
         out.append(UInt8(ascii: "\""))
@@ -27,11 +25,13 @@ enum EtcdJSONLine {
         out.append(UInt8(ascii: "\""))
     }
 
-    struct ParseError: Error { var message: String }
+    public struct ParseError: Error, Sendable {
+        public var message: String
+    }
 
     /// Parses one line: a flat JSON object whose values are strings or integers. Unknown
     /// members are ignored (newer etcd versions may add some); `key` is required.
-    static func parse(_ line: UnsafeBufferPointer<UInt8>) throws(ParseError) -> KeyValue {
+    public static func parse(_ line: UnsafeBufferPointer<UInt8>) throws(ParseError) -> KeyValue {
         var i = 0
         let n = line.count
         func skipSpace() { while i < n, line[i] == 0x20 || line[i] == 0x09 || line[i] == 0x0d { i += 1 } }
@@ -132,7 +132,7 @@ enum EtcdJSONLine {
 }
 
 /// Standard base64 (RFC 4648, with padding), as etcd's JSON gateway writes bytes.
-enum Base64 {
+public enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
     private static let reverse: [UInt8] = {
         var table = [UInt8](repeating: 0xff, count: 256)
@@ -140,7 +140,13 @@ enum Base64 {
         return table
     }()
 
-    static func encode(_ bytes: [UInt8], into out: inout [UInt8]) {
+    public static func encode(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        encode(bytes, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func encode(_ bytes: [UInt8], into out: inout [UInt8]) {
         out.reserveCapacity(out.count + (bytes.count + 2) / 3 * 4)
         alphabet.withUnsafeBufferPointer { alphabet in
             bytes.withUnsafeBufferPointer { bytes in encode(bytes, alphabet, into: &out) }
@@ -167,7 +173,7 @@ enum Base64 {
         }
     }
 
-    static func decode(_ text: [UInt8]) -> [UInt8]? {
+    public static func decode(_ text: [UInt8]) -> [UInt8]? {
         reverse.withUnsafeBufferPointer { reverse in text.withUnsafeBufferPointer { decode($0, reverse) } }
     }
 
