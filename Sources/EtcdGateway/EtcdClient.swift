@@ -290,14 +290,26 @@ public final class EtcdClient: KeyValueService, Sendable {
     }
 
     /// Each member's own status: the space quota is each member's, and so is its backend.
+    /// A member that does not answer (down, or cut off) is left out, as it takes no writes
+    /// meanwhile; only when none answers, or one refuses (permission), does this throw.
     public func memberStatuses() throws(EtcdError) -> [MemberStatus] {
-        try members().map { entry throws(EtcdError) in
-            let status = try entry.client.status()
-            return MemberStatus(
-                memberID: entry.member.id, name: entry.member.name, endpoint: entry.client.currentEndpoint,
-                dbSize: status.dbSize, dbSizeInUse: status.dbSizeInUse, isLeader: status.leader == entry.member.id,
-                revision: status.header.revision)
+        var statuses: [MemberStatus] = []
+        var lastFailure: EtcdError?
+        for entry in try members() {
+            do {
+                let status = try entry.client.status()
+                statuses.append(
+                    MemberStatus(
+                        memberID: entry.member.id, name: entry.member.name, endpoint: entry.client.currentEndpoint,
+                        dbSize: status.dbSize, dbSizeInUse: status.dbSizeInUse, isLeader: status.leader == entry.member.id,
+                        revision: status.header.revision))
+            } catch  where error.code == .unavailable || error.code == .timeout || error.code == .transport {
+                logger.warning("a member does not answer; its backend size is not watched meanwhile", metadata: ["member": "\(entry.member.name)"])
+                lastFailure = error
+            }
         }
+        if statuses.isEmpty, let lastFailure { throw lastFailure }
+        return statuses
     }
 
     /// Defragments one member: etcd rewrites its backend file to the size in use, and the

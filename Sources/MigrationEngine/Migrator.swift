@@ -322,7 +322,7 @@ public struct Migrator: Sendable {
         let space = result.space.map {
             SpaceGuard(
                 store: store, mode: $0.mode, limits: options.space.limits, compactor: compactor, startRevision: scan.revision,
-                logger: logger)
+                patience: .seconds(max(5, lock.ttl)), logger: logger)
         }
         let writeStart = ContinuousClock.now
         let writes: (revisions: RevisionBitmap, written: Int, keptInOrder: Int, txns: Int)

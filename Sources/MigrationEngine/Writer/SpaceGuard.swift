@@ -103,6 +103,8 @@ final class SpaceGuard: Sendable {
     private let store: any KeyValueService
     private let compactor: HistoryCompactor?
     private let reportingLag: Duration
+    /// How long a measurement waits for etcd to come back.
+    private let patience: Duration
     private let logger: Logger
     /// Held by one admission at a time, and through a measurement or a round of
     /// compaction and defragmentation: the other writers wait at it.
@@ -113,12 +115,13 @@ final class SpaceGuard: Sendable {
     /// revision compacted to if a round comes before any write landed.
     init(
         store: any KeyValueService, mode: SpaceMode, limits: SpaceLimits, compactor: HistoryCompactor?, startRevision: Int64,
-        reportingLag: Duration = defaultReportingLag, logger: Logger
+        reportingLag: Duration = defaultReportingLag, patience: Duration = .seconds(30), logger: Logger
     ) {
         precondition(mode == .plain || compactor != nil, "the compacting modes compact through the run's compactor")
         self.store = store
         self.compactor = compactor
         self.reportingLag = reportingLag
+        self.patience = patience
         self.logger = logger
         state = Mutex(State(latestRevision: startRevision, report: SpaceGuardReport(mode: mode, limits: limits)))
     }
@@ -226,19 +229,22 @@ final class SpaceGuard: Sendable {
         }
     }
 
-    /// Every member's status, retried for a few seconds through a member's restart or an
-    /// election; then the run stops resumably (`Migrator.resumableIfTransient`).
+    /// Every member's status, retried through etcd's restart or an election for as long as
+    /// the writers would ride it out (`patience`: the lock's TTL); then the run stops
+    /// resumably (`Migrator.resumableIfTransient`).
     private func memberStatuses() throws(MigrationError) -> [MemberStatus] {
-        var attempt = 0
+        let deadline = ContinuousClock.now + patience
+        var delay = Duration.milliseconds(100)
         while true {
             do {
                 return try store.memberStatuses()
             } catch {
-                attempt += 1
-                guard error.isTransient, attempt < 5 else {
+                guard error.isTransient, ContinuousClock.now + delay < deadline else {
                     throw MigrationError.store(error, while: "reading each member's backend size, which keeps the run under etcd's quota")
                 }
-                ContinuousClockSleep.sleep(for: .milliseconds(200 * attempt))
+                logger.warning("etcd unavailable; retrying", metadata: ["while": "reading each member's backend size", "error": "\(error.message)"])
+                ContinuousClockSleep.sleep(for: delay)
+                delay = min(delay * 2, .seconds(1))
             }
         }
     }
