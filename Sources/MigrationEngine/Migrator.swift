@@ -325,15 +325,9 @@ public struct Migrator: Sendable {
                 patience: .seconds(max(5, lock.ttl)), logger: logger)
         }
         let writeStart = ContinuousClock.now
-        let writes: (revisions: RevisionBitmap, written: Int, keptInOrder: Int, txns: Int)
-        do {
-            writes = try writeLanes(
-                scan: scan, startRevision: current.startRevision, options: options, lock: lock, stop: stop,
-                compactor: compactor, space: space, progress: progress)
-        } catch {
-            result.spaceGuard = space?.report
-            throw error
-        }
+        let writes = try writeLanes(
+            scan: scan, startRevision: current.startRevision, options: options, lock: lock, stop: stop,
+            compactor: compactor, space: space, progress: progress)
         result.spaceGuard = space?.report
         let ourRevisions = writes.revisions
         result.took.write = seconds(ContinuousClock.now - writeStart)
@@ -572,8 +566,8 @@ public struct Migrator: Sendable {
         progress(ProgressEvent(step: .rewrite, done: 0, total: total))
         let writer = LaneWriter(store: store, lock: lock, namespace: namespace, stop: laneStop, space: space, logger: logger)
         let writersLeft = Atomic<Int>(shares.count)
-        // One thread per writer, and the compactor's beside them.
-        // Compaction behind the writes, unless the guard's rounds compact (and reserve room for it).
+        // One thread per writer, and the compactor's beside them, unless the guard's rounds
+        // compact (and reserve room for it).
         let background = space?.compactsInRounds == true ? nil : compactor
         OSThread.forkJoin(shares.count + (background == nil ? 0 : 1)) { index in
             guard index < shares.count else {
