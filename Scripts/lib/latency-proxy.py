@@ -12,10 +12,13 @@ with its due time (now + rtt/2) and a sender that waits for that time and sends 
 read while earlier ones are still in flight does not wait for them to arrive first, so
 pipelined requests overlap as they would on a real link, and bandwidth is not limited.
 
-The waits have to be finer than the delays they add (0.25 ms at 0.5 ms RTT): time.sleep is
-good to about 50-100 us on Linux but can overshoot on a loaded machine, so the last
-SPIN_SECONDS of each wait spin on perf_counter instead. `--self-test` prints how late the
-waits end.
+The waits have to be finer than the delays they add (0.25 ms at 0.5 ms RTT). A sleeping
+thread wakes up to its timer slack late (50 us by default on Linux), so the proxy sets its
+slack to 1 ns: its waits then end within tens of microseconds, without spinning. It must not
+spin: on a machine whose cores it shares with etcd and the tool being measured, a spinning
+proxy takes CPU from both (an earlier version that spun the last 0.2 ms of each wait used
+9 CPU seconds in a 36 s migrate) and a preempted spin ends a timeslice late anyway.
+`--self-test` prints how late the waits end.
 
 It only ever connects to --target, which must be on the loopback interface: it is a test
 fixture, not a general relay. SIGTERM or SIGINT closes everything and exits 0.
@@ -23,6 +26,7 @@ fixture, not a general relay. SIGTERM or SIGINT closes everything and exits 0.
 
 import argparse
 import collections
+import ctypes
 import os
 import signal
 import socket
@@ -30,21 +34,26 @@ import sys
 import threading
 import time
 
-# Long enough to absorb a sleep's overshoot, short enough not to burn a core spinning.
-SPIN_SECONDS = 0.0002
 CHUNK_BYTES = 65536
+PR_SET_TIMERSLACK = 29
+
+
+def sleep_precisely():
+    """Sets this process's timer slack to 1 ns (Linux): a sleep then ends when it is due,
+    not up to 50 us later. Threads started afterwards inherit it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    except (AttributeError, OSError):
+        pass  # not Linux: the default slack only makes the waits a little later
 
 
 def wait_until(due):
-    """Returns at perf_counter() >= due, late by microseconds, not by a timer tick."""
-    remaining = due - time.perf_counter()
-    if remaining > SPIN_SECONDS:
-        time.sleep(remaining - SPIN_SECONDS)
-    # A pure spin: sched_yield here hands the core to other processes on a loaded machine,
-    # for a whole timeslice (ms). Other threads of ours still get the interpreter within the
-    # switch interval main() sets.
-    while time.perf_counter() < due:
-        pass
+    """Returns at perf_counter() >= due, late by microseconds (see sleep_precisely)."""
+    while True:
+        remaining = due - time.perf_counter()
+        if remaining <= 0:
+            return
+        time.sleep(remaining)
 
 
 class Direction:
@@ -169,6 +178,7 @@ def main():
     delay = args.rtt / 2000
     if args.rtt < 0:
         parser.error("--rtt must not be negative")
+    sleep_precisely()
     if args.self_test:
         self_test(delay)
         return 0

@@ -47,18 +47,31 @@ struct Report: ParsableCommand {
         var longestGroup: Int?
         /// fenced-txn only: a lone fenced txn's mean latency (median over runs), seconds.
         var txnSeconds: Double?
+        /// Migrate only, from its report: what its phases took (scan, backup, writes) and the
+        /// writes alone, and its own forecast of both, made before its first write.
+        var tookSeconds: Double?
+        var writeSeconds: Double?
+        var forecastSeconds: Double?
+        var forecastWriteSeconds: Double?
+        /// The forecast's error against what the phases took: +0.1 forecast 10% too long.
+        var forecastError: Double? {
+            guard let forecastSeconds, let tookSeconds, tookSeconds > 0 else { return nil }
+            return forecastSeconds / tookSeconds - 1
+        }
         /// Networked migrate only: the critical-path floor (longest group × a lone fenced
-        /// txn's latency at the same RTT) and the wall time against it, whole and less the
-        /// scan (plan's time at the same RTT: about what the writes took).
+        /// txn's latency at the same RTT) and the wall time against it, whole and the writes
+        /// alone (the run's own clock of its write phase).
         var floorSeconds: Double?
         var ratioToFloor: Double?
         var writesRatioToFloor: Double?
+        /// migrate-tls only: its wall time against the plain migrate's at the same RTT.
+        var ratioToPlain: Double?
         /// Networked plan only: its time against one read of every key at the same RTT.
         var ratioToReadAll: Double?
     }
 
     /// Run kinds, in table order.
-    static let kinds = ["convert", "write-limit", "fenced-txn", "read-all", "plan", "migrate", "migrate-backup"]
+    static let kinds = ["convert", "write-limit", "fenced-txn", "read-all", "plan", "migrate", "migrate-backup", "migrate-tls"]
 
     func run() throws {
         guard let file = fopen(raw, "r") else { throw BenchError(.io, "cannot read \(raw)") }
@@ -85,6 +98,10 @@ struct Report: ParsableCommand {
             for rtt in rtts {
                 for kind in Self.kinds {
                     guard let runs = samples["\(size) \(rtt) \(kind)"], let first = runs.first else { continue }
+                    func optional(_ field: String) -> Double? {
+                        let values = runs.compactMap { $0[field].flatMap(Double.init) }
+                        return values.isEmpty ? nil : median(values)
+                    }
                     rows.append(
                         Row(
                             size: size, rtt: Double(rtt), kind: kind, runs: runs.count, keys: Int(first["keys"] ?? "") ?? 0,
@@ -94,8 +111,9 @@ struct Report: ParsableCommand {
                             rssKiB: Int(median(runs.compactMap { Double($0["max_rss_kib"] ?? "") })),
                             txns: optionalMedian(runs.compactMap { Double($0["txns"] ?? "") }),
                             longestGroup: optionalMedian(runs.compactMap { Double($0["longest_group"] ?? "") }),
-                            txnSeconds: runs.contains { $0["txn_seconds"] != nil }
-                                ? median(runs.compactMap { Double($0["txn_seconds"] ?? "") }) : nil))
+                            txnSeconds: optional("txn_seconds"), tookSeconds: optional("took_seconds"),
+                            writeSeconds: optional("write_seconds"), forecastSeconds: optional("forecast_seconds"),
+                            forecastWriteSeconds: optional("forecast_write_seconds")))
                 }
             }
         }
@@ -112,11 +130,19 @@ struct Report: ParsableCommand {
                 let floor = Double(longest) * txn
                 rows[i].floorSeconds = floor
                 rows[i].ratioToFloor = rows[i].seconds / floor
-                if let plan = peer("plan") { rows[i].writesRatioToFloor = (rows[i].seconds - plan.seconds) / floor }
+                rows[i].writesRatioToFloor = rows[i].writeSeconds.map { $0 / floor }
             }
             if rows[i].kind == "plan", let read = peer("read-all"), read.seconds > 0 { rows[i].ratioToReadAll = rows[i].seconds / read.seconds }
         }
-        let checks = targetChecks(rows.filter { $0.rtt == nil }) + networkChecks(rows.filter { $0.rtt != nil })
+        for i in rows.indices where rows[i].kind == "migrate-tls" {
+            if let plain = rows.first(where: { $0.size == rows[i].size && $0.rtt == rows[i].rtt && $0.kind == "migrate" }),
+                plain.seconds > 0
+            {
+                rows[i].ratioToPlain = rows[i].seconds / plain.seconds
+            }
+        }
+        let checks =
+            targetChecks(rows.filter { $0.rtt == nil }) + networkChecks(rows.filter { $0.rtt != nil }) + forecastAndTLSChecks(rows)
         print(table(rows.filter { $0.rtt == nil }))
         let networked = rows.filter { $0.rtt != nil }
         if !networked.isEmpty {
@@ -186,8 +212,8 @@ struct Report: ParsableCommand {
         return checks
     }
 
-    /// The networked targets (issue 22): the writes within 1.15× their critical-path floor,
-    /// plan within 1.5× one read of every key, at the same RTT.
+    /// The networked targets: the writes within 1.15× their critical-path floor, plan within
+    /// 1.5× one read of every key, at the same RTT.
     private func networkChecks(_ rows: [Row]) -> [Check] {
         var checks: [Check] = []
         for row in rows {
@@ -195,11 +221,31 @@ struct Report: ParsableCommand {
             if let ratio = row.writesRatioToFloor {
                 checks.append(
                     Check(
-                        name: "migrate's writes (wall less plan) \(at) <= 1.15x critical-path floor", met: ratio <= 1.15,
+                        name: "migrate's writes \(at) <= 1.15x critical-path floor", met: ratio <= 1.15,
                         measured: fixed(ratio, 2) + "x"))
             }
             if let ratio = row.ratioToReadAll {
                 checks.append(Check(name: "plan \(at) <= 1.5x reading every key once", met: ratio <= 1.5, measured: fixed(ratio, 2) + "x"))
+            }
+        }
+        return checks
+    }
+
+    /// Every migrate's own time forecast within ±25% of what its phases took; a migrate over
+    /// TLS within 10% of the plain one at the same RTT.
+    private func forecastAndTLSChecks(_ rows: [Row]) -> [Check] {
+        var checks: [Check] = []
+        for row in rows where row.kind.hasPrefix("migrate") {
+            let at = "at \(row.size) keys, " + (row.rtt.map { "\(fixed($0, 1)) ms RTT" } ?? "loopback")
+            if let error = row.forecastError {
+                checks.append(
+                    Check(
+                        name: "\(row.kind)'s time forecast \(at) within 25%", met: abs(error) <= 0.25,
+                        measured: "\(fixed(row.forecastSeconds ?? 0, 1)) s forecast, \(fixed(row.tookSeconds ?? 0, 1)) s taken ("
+                            + (error >= 0 ? "+" : "") + fixed(error * 100, 0) + "%)"))
+            }
+            if let ratio = row.ratioToPlain {
+                checks.append(Check(name: "migrate over TLS \(at) <= 1.1x plain", met: ratio <= 1.1, measured: fixed(ratio, 2) + "x"))
             }
         }
         return checks
@@ -210,8 +256,9 @@ struct Report: ParsableCommand {
     private func networkTable(_ rows: [Row]) -> String {
         var lines = [
             "| keys | RTT ms | fenced txn ms | longest group | critical-path floor s | migrate s (wall) | wall ÷ floor | "
-                + "(wall − plan) ÷ floor | txns | plan s | read-all s | plan ÷ read-all | peak RSS MiB |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+                + "writes s | writes ÷ floor | txns | forecast / took s | TLS ÷ plain | plan s | read-all s | plan ÷ read-all | "
+                + "peak RSS MiB |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         var seen = Set<String>()
         for row in rows where seen.insert("\(row.size) \(row.rtt ?? 0)").inserted {
@@ -223,7 +270,8 @@ struct Report: ParsableCommand {
             func count(_ value: Int?) -> String { value.map { "\($0)" } ?? "" }
             var cells: [String] = ["\(row.keys)", fixed(row.rtt ?? 0, 2), cell(txn.map { $0 * 1000 }, 3)]
             cells += [count(migrate?.longestGroup), cell(migrate?.floorSeconds, 2), cell(migrate?.seconds, 2)]
-            cells += [cell(migrate?.ratioToFloor, 2, "x"), cell(migrate?.writesRatioToFloor, 2, "x"), count(migrate?.txns)]
+            cells += [cell(migrate?.ratioToFloor, 2, "x"), cell(migrate?.writeSeconds, 2), cell(migrate?.writesRatioToFloor, 2, "x")]
+            cells += [count(migrate?.txns), forecastCell(migrate), cell(peer("migrate-tls")?.ratioToPlain, 2, "x")]
             cells += [cell(plan?.seconds, 2), cell(peer("read-all")?.seconds, 2), cell(plan?.ratioToReadAll, 2, "x")]
             cells.append(fixed(Double(max(migrate?.rssKiB ?? 0, plan?.rssKiB ?? 0)) / 1024, 1))
             lines.append("| " + cells.joined(separator: " | ") + " |")
@@ -231,11 +279,17 @@ struct Report: ParsableCommand {
         return lines.joined(separator: "\n")
     }
 
+    /// "17.1 / 19.8 (−14%)": a migrate's forecast of its phases, what they took, the error.
+    private func forecastCell(_ row: Row?) -> String {
+        guard let row, let forecast = row.forecastSeconds, let took = row.tookSeconds, let error = row.forecastError else { return "" }
+        return "\(fixed(forecast, 1)) / \(fixed(took, 1)) (" + (error >= 0 ? "+" : "") + fixed(error * 100, 0) + "%)"
+    }
+
     private func table(_ rows: [Row]) -> String {
         var lines = [
             "| keys | kind | runs | records | median s (wall) | median s (CPU) | records/s | keys/s | MB/s text | ratio to limit | "
-                + "longest group (floor on txns) | txns (× floor) | peak RSS MiB |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+                + "longest group (floor on txns) | txns (× floor) | forecast / took s | peak RSS MiB |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in rows {
             let mbps = row.kind == "convert" && row.rateSeconds > 0 ? fixed(Double(row.textBytes) / row.rateSeconds / 1e6, 1) : ""
@@ -247,7 +301,7 @@ struct Report: ParsableCommand {
             lines.append(
                 "| \(row.keys) | \(row.kind) | \(row.runs) | \(row.records) | \(fixed(row.seconds, 2)) | \(fixed(row.cpuSeconds, 2)) | "
                     + "\(Int(row.recordsPerSecond)) | \(Int(row.keysPerSecond)) | \(mbps) | \(ratio) | \(floor) | \(txns) | "
-                    + "\(fixed(Double(row.rssKiB) / 1024, 1)) |"
+                    + "\(forecastCell(row)) | \(fixed(Double(row.rssKiB) / 1024, 1)) |"
             )
         }
         return lines.joined(separator: "\n")
@@ -271,6 +325,11 @@ struct Report: ParsableCommand {
             if let ratio = row.ratioToFloor { fields.append("\"ratio_to_floor\": \(fixed(ratio, 4))") }
             if let ratio = row.writesRatioToFloor { fields.append("\"writes_ratio_to_floor\": \(fixed(ratio, 4))") }
             if let ratio = row.ratioToReadAll { fields.append("\"ratio_to_read_all\": \(fixed(ratio, 4))") }
+            if let took = row.tookSeconds { fields.append("\"took_seconds\": \(fixed(took, 4))") }
+            if let write = row.writeSeconds { fields.append("\"write_seconds\": \(fixed(write, 4))") }
+            if let forecast = row.forecastSeconds { fields.append("\"forecast_seconds\": \(fixed(forecast, 4))") }
+            if let forecast = row.forecastWriteSeconds { fields.append("\"forecast_write_seconds\": \(fixed(forecast, 4))") }
+            if let ratio = row.ratioToPlain { fields.append("\"ratio_to_plain\": \(fixed(ratio, 4))") }
             return "    {" + fields.joined(separator: ", ") + "}"
         }
         let targets = checks.map { "    {\"target\": \(quoted($0.name)), \"met\": \($0.met), \"measured\": \(quoted($0.measured))}" }
