@@ -555,6 +555,13 @@ public struct Migrator: Sendable {
             dealt[least].records += count
         }
         let shares = dealt.map(\.lanes)
+        logger.debug(
+            "writers",
+            metadata: [
+                "records": "\(dealt.map(\.records))",
+                "longestLanes": "\(dealt.map { $0.lanes.map { scan.pendingCounts[$0] ?? 0 }.max() ?? 0 })",
+                "lanes": "\(dealt.map(\.lanes.count))",
+            ])
         let total = scan.pendingCount
         let done = Atomic<Int>(0)
         let kept = Atomic<Int>(0)
@@ -566,6 +573,8 @@ public struct Migrator: Sendable {
         progress(ProgressEvent(step: .rewrite, done: 0, total: total))
         let writer = LaneWriter(store: store, lock: lock, namespace: namespace, stop: laneStop, space: space, logger: logger)
         let writersLeft = Atomic<Int>(shares.count)
+        // `dealt[0]` has the longest lane (dealt first): the others keep its pace.
+        let pace = shares.count > 1 ? WritePace(leaderRecords: dealt[0].records) : nil
         // One thread per writer, and the compactor's beside them, unless the guard's rounds
         // compact (and reserve room for it).
         let background = space?.compactsInRounds == true ? nil : compactor
@@ -577,7 +586,8 @@ public struct Migrator: Sendable {
             defer { writersLeft.subtract(1, ordering: .releasing) }
             guard !shares[index].isEmpty else { return }
             do throws(MigrationError) {
-                try writer.write(lanes: shares[index], scan: scan, cursors: cursors) { landed in
+                let role = pace.map { index == 0 ? WritePace.Role.leads($0) : .follows($0) }
+                try writer.write(lanes: shares[index], scan: scan, cursors: cursors, pace: role) { landed in
                     revisions.withLock { _ = $0.insert(landed.revision) }
                     background?.wrote(revision: landed.revision, records: landed.records)
                     kept.add(landed.keptInOrder, ordering: .relaxed)
