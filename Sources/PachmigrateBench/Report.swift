@@ -176,7 +176,14 @@ struct Report: ParsableCommand {
         let sizes = Set(rows.map(\.size)).sorted()
         for size in sizes {
             if let migrate = row(size, "migrate"), let ratio = migrate.ratioToLimit {
-                checks.append(Check(name: "migrate at \(size) keys >= 1.6x write limit", met: ratio >= 1.6, measured: fixed(ratio, 2) + "x"))
+                // 1.6×: the first target, missed (etcd's own CPU bounds it on one machine);
+                // 1.1×: what no change may fall below.
+                for target in [1.6, 1.1] {
+                    checks.append(
+                        Check(
+                            name: "migrate at \(size) keys >= \(fixed(target, 1))x write limit", met: ratio >= target,
+                            measured: fixed(ratio, 2) + "x"))
+                }
             }
             if let plan = row(size, "plan"), let read = row(size, "read-all"), read.seconds > 0 {
                 let ratio = plan.seconds / read.seconds
