@@ -30,6 +30,8 @@ public struct MigrationOptions: Sendable {
     /// For the lock holder record and the history.
     public var command = "migrate"
     public var toolVersion = "dev"
+    /// Who the lock holder record names: the caller knows where it runs (a pod, say).
+    public var identity = HolderIdentity.thisProcess
     /// etcd's space quota, and whether to compact behind the writes.
     public var space = SpacePolicy()
     /// Measure the latencies a time forecast needs (about thirty requests that change
@@ -46,9 +48,21 @@ public struct MigrationOptions: Sendable {
     }
 }
 
-/// What a run (or a restore) is doing; the lock's holder record publishes it as text.
-public enum MigrationStep: String, Sendable {
-    case starting, scan, backup, rewrite, check, done, restore
+/// What a run (or a restore) is doing. A string on the wire (the lock's holder record and
+/// the run's state), as these names: a record a newer tool wrote with a step this one does
+/// not know still decodes.
+public struct MigrationStep: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public static let starting = MigrationStep(rawValue: "starting")
+    public static let scan = MigrationStep(rawValue: "scan")
+    public static let backup = MigrationStep(rawValue: "backup")
+    public static let rewrite = MigrationStep(rawValue: "rewrite")
+    public static let check = MigrationStep(rawValue: "check")
+    public static let done = MigrationStep(rawValue: "done")
+    public static let restore = MigrationStep(rawValue: "restore")
 }
 
 public struct ProgressEvent: Sendable {
@@ -59,8 +73,8 @@ public struct ProgressEvent: Sendable {
 
 public struct MigrationResult: Sendable {
     public enum Outcome: Sendable, Equatable {
-        /// The cluster is already stamped with the target version.
-        case nothingToDo(String)
+        /// Nothing to do: the cluster is already stamped with the target version.
+        case alreadyMigrated(to: String)
         case dryRun
         case migrated
     }
@@ -153,7 +167,7 @@ public struct Migrator: Sendable {
         let existing = try journal.state()
         if let stamped, existing?.status != .running && existing?.status != .failed {
             if stamped == migration.toVersion {
-                return MigrationResult(outcome: .nothingToDo("the cluster is already migrated to \(stamped)"))
+                return MigrationResult(outcome: .alreadyMigrated(to: stamped))
             }
             if stamped != migration.fromVersion {
                 throw MigrationError(
@@ -190,7 +204,8 @@ public struct Migrator: Sendable {
         }
 
         let holder = LockHolder.current(
-            command: options.command, toolVersion: options.toolVersion, from: migration.fromVersion, to: migration.toVersion)
+            command: options.command, toolVersion: options.toolVersion, from: migration.fromVersion, to: migration.toVersion,
+            identity: options.identity)
         let lock = try MigrationLock.acquire(
             store: store, namespace: namespace, holder: holder, options: options.lock, stop: stop, logger: logger)
         do {
@@ -230,7 +245,7 @@ public struct Migrator: Sendable {
         if let stamped = try journal.stampedVersion(), stamped == migration.toVersion,
             try journal.state()?.status == .done
         {
-            return MigrationResult(outcome: .nothingToDo("the cluster is already migrated to \(stamped)"))
+            return MigrationResult(outcome: .alreadyMigrated(to: stamped))
         }
         var state = try journal.state()
         if let s = state, s.status == .done || s.status == .idle { state = nil }
@@ -298,12 +313,12 @@ public struct Migrator: Sendable {
             let now = timestamp()
             current = RunState(
                 status: .running, runID: holder.holderID, from: migration.fromVersion, to: migration.toVersion,
-                startRevision: scan.revision, startedAt: now, updatedAt: now, step: MigrationStep.rewrite.rawValue,
+                startRevision: scan.revision, startedAt: now, updatedAt: now, step: .rewrite,
                 backupPath: result.backup?.path, backupHost: result.backup.map { _ in holder.host },
                 backupSHA256: result.backup?.sha256,
                 records: scan.pendingCount)
         }
-        current.step = MigrationStep.rewrite.rawValue
+        current.step = .rewrite
         result.startRevision = current.startRevision
         if options.measureForecast {
             forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: result.took.backup, into: &result)
@@ -348,7 +363,7 @@ public struct Migrator: Sendable {
         }
         for (kind, n) in scan.alreadyMigrated { counts[HistoryCount(.alreadyMigrated, kind: kind).key, default: 0] += n }
         current.status = .done
-        current.step = MigrationStep.done.rawValue
+        current.step = .done
         current.updatedAt = timestamp()
         let entry = HistoryEntry(
             event: .migrate, at: current.updatedAt, who: holder.who, from: migration.fromVersion, to: migration.toVersion,
@@ -409,7 +424,7 @@ public struct Migrator: Sendable {
             throw MigrationError(
                 .conversionFailed,
                 "\(scan.failures.count) record(s) cannot be converted from \(migration.fromVersion) to \(migration.toVersion); nothing was written",
-                keys: scan.failures.map(\.description))
+                keys: scan.failures.map(MigrationError.InvolvedKey.conversion))
         }
         let blocking = scan.blockingFindings
         if !blocking.isEmpty {
@@ -419,7 +434,7 @@ public struct Migrator: Sendable {
                 foreign
                     ? "records were changed by someone else since this migration started; nothing of theirs was overwritten"
                     : "the cluster is not at rest; nothing was written",
-                keys: blocking.map { "\($0.key): \($0.kind.rawValue): \($0.detail)" })
+                keys: blocking.map(MigrationError.InvolvedKey.finding))
         }
 
         let estimate = estimateSpace(scan, policy)
@@ -456,7 +471,7 @@ public struct Migrator: Sendable {
             throw MigrationError(
                 .store,
                 "the etcd user has no write permission under \(migration.backupPrefixes.map(\.printable).joined(separator: " and ")); "
-                    + "nothing was written. Grant its role readwrite on those prefixes (README: \"Least privilege\")",
+                    + "nothing was written. Grant its role readwrite on those prefixes",
                 underlying: error)
         }
     }
@@ -506,7 +521,7 @@ public struct Migrator: Sendable {
         // record at any of them is ours.
         var recordRevisions = RevisionBitmap(above: startRevision)
         var changedOthers: [KeyRevision] = []
-        var foreign: [String] = []
+        var foreign: [MigrationError.InvolvedKey] = []
         for prefix in migration.backupPrefixes {
             var pages = store.pages(prefix: prefix, keysOnly: true)
             while let page = try etcd("checking for foreign writes", { () throws(EtcdError) in try pages.next() }) {
@@ -516,14 +531,14 @@ public struct Migrator: Sendable {
                     } else {
                         recordRevisions.insert(kv.modRevision)
                         if !resumed && !ourRevisions.contains(kv.modRevision) {
-                            foreign.append("\(kv.key.printable) (revision \(kv.modRevision))")
+                            foreign.append(MigrationError.InvolvedKey(kv.key.printable, .changed(atRevision: kv.modRevision)))
                         }
                     }
                 }
             }
         }
         for entry in changedOthers where !recordRevisions.contains(entry.modRevision) {
-            foreign.append("\(entry.key.printable) (revision \(entry.modRevision))")
+            foreign.append(MigrationError.InvolvedKey(entry.key.printable, .changed(atRevision: entry.modRevision)))
         }
         guard foreign.isEmpty else {
             throw MigrationError(

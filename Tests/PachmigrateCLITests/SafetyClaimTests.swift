@@ -149,7 +149,7 @@ struct SafetyClaimTests {
             let error = #expect(throws: MigrationError.self) { try migrator.run(options: MigrationOptions(backup: .none)) }
             let key = try #require(created.withLock { $0 }, "no openCommits entry was ever written")
             #expect(error?.code == .foreignWrite, "\(String(describing: error))")
-            #expect(error?.keys == [text(key)])
+            #expect(error?.keys.map(\.description) == [text(key)])
             #expect(error.map { describe($0).status } == .notAtRest)
             #expect(ExitStatus.notAtRest.rawValue == 4)
             #expect(try client.range(RangeRequest(key: key)).kvs.first?.value == theirs)

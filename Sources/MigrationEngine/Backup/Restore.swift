@@ -65,10 +65,9 @@ public struct RestorePlan: Sendable, Codable, Hashable {
         public var sample: [String]?
     }
 
-    /// Why a restore would be refused, and the flag that overrides it.
+    /// Why a restore would be refused (each is overridden by a `RestoreOptions` setting).
     public enum Refusal: String, Sendable, Codable, Hashable {
         case otherCluster, originUnknown, newerWrites
-        public var flag: String { self == .newerWrites ? "--discard-newer-writes" : "--onto-other-cluster" }
     }
 
     public var verdict: Verdict
@@ -96,50 +95,6 @@ public struct RestorePlan: Sendable, Codable, Hashable {
     public var migrationWrites: ClosedRange<Int64>?
     /// What stops the restore unless its flag is given; empty when it may go ahead.
     public var refusals: [Refusal]
-
-    /// The refusal as the operator reads it: which signals differ, what would be lost,
-    /// which flag, and that the endpoint may simply be the wrong one.
-    public func refusalMessage(backup path: String) -> String {
-        "refusing to restore \(path); nothing was written. " + refusalReasons(backup: path)
-    }
-
-    /// `refusalMessage` without its first sentence (a dry run words its own).
-    public func refusalReasons(backup path: String) -> String {
-        let endpoint = target.endpoints.isEmpty ? "the target etcd" : target.endpoints.joined(separator: ",")
-        var parts: [String] = []
-        if refusals.contains(.otherCluster) {
-            let signals = mismatches.map { m -> String in
-                switch m.signal {
-                case .clusterID: "its cluster ID is \(m.target), the backup's is \(m.backup)"
-                case .revision: "its revision is \(m.target), below the backup's \(m.backup)"
-                case .keys: "it holds \(m.target)"
-                }
-            }
-            parts.append(
-                "\(endpoint) does not look like the cluster \(path) was taken from"
-                    + (origin.map { " (\($0.endpoints.joined(separator: ",")), \($0.takenAt))" } ?? "") + ": "
-                    + signals.joined(separator: "; ") + ".")
-        }
-        if refusals.contains(.originUnknown) {
-            parts.append(
-                "\(path) records no origin (it was written by an earlier pachmigrate, or by `convert`), "
-                    + "so whether \(endpoint) is its cluster cannot be checked.")
-        }
-        if refusals.contains(.otherCluster) || refusals.contains(.originUnknown) {
-            parts.append(
-                "\(endpoint) holds \(targetKeys) key(s) under the roots; restoring would remove \(toRemove) of them "
-                    + "and replace the rest with the backup's \(backupKeys). "
-                    + "Check --endpoints: you may be pointing at the wrong cluster. If replacing this cluster is intended, "
-                    + "run again with --onto-other-cluster.")
-        }
-        if refusals.contains(.newerWrites) {
-            parts.append(
-                "\(newerWrites) key(s) under the roots were written after the backup (revision \(backupRevision)) by something "
-                    + "other than pachmigrate (pachd, most likely); restoring would throw those writes away. Stop pachd; "
-                    + "if losing them is intended, run again with --discard-newer-writes.")
-        }
-        return parts.joined(separator: " ")
-    }
 }
 
 /// Puts a backup back: the exact values, in their original relative mod-revision order,
@@ -217,11 +172,17 @@ public struct Restorer: Sendable {
             return RestoreResult(plan: plan, dryRun: true, restored: 0, removed: [], sha256: sha)
         }
         if !plan.refusals.isEmpty {
-            throw MigrationError(.restoreRefused, plan.refusalMessage(backup: path), keys: plan.newerWriteSample)
+            var error = MigrationError(
+                .restoreRefused,
+                "refusing to restore \(path); nothing was written: \(plan.refusals.map(\.rawValue).joined(separator: ", "))",
+                keys: plan.newerWriteSample)
+            error.refusedRestore = plan
+            throw error
         }
 
         try stop.checkBeforeWriting("the restore's checks")
-        let holder = LockHolder.current(command: options.command, toolVersion: options.toolVersion, from: nil, to: nil)
+        let holder = LockHolder.current(
+            command: options.command, toolVersion: options.toolVersion, from: nil, to: nil, identity: options.identity)
         let lock = try MigrationLock.acquire(
             store: store, namespace: namespace, holder: holder, options: options.lock, stop: stop, logger: logger)
         defer { lock.release() }

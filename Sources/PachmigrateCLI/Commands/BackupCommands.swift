@@ -194,6 +194,7 @@ struct RestoreCommand: ParsableCommand {
             var options = MigrationOptions(backup: .none)
             options.command = "pachmigrate restore"
             options.toolVersion = toolVersion
+            options.identity = .fromEnvironment()
             options.lock = LockOptions(wait: waitLock?.duration ?? .zero)
             options.space = space.policy
             let restorer = Restorer(
@@ -205,11 +206,17 @@ struct RestoreCommand: ParsableCommand {
                         ? "signal \(signal): finishing the txn in flight, then stopping (run the same restore command again to finish)"
                         : "signal \(signal): stopping now; nothing has been written")
             }
-            let result = try restorer.restore(
-                from: path, options: options,
-                restore: RestoreOptions(dryRun: dryRun, ontoOtherCluster: ontoOtherCluster, discardNewerWrites: discardNewerWrites),
-                stop: signals.stop
-            ) { context.progress.update($0) }
+            let result: RestoreResult
+            do throws(MigrationError) {
+                result = try restorer.restore(
+                    from: path, options: options,
+                    restore: RestoreOptions(dryRun: dryRun, ontoOtherCluster: ontoOtherCluster, discardNewerWrites: discardNewerWrites),
+                    stop: signals.stop
+                ) { context.progress.update($0) }
+            } catch var error {
+                if let plan = error.refusedRestore { error.message = plan.refusalMessage(backup: path) }
+                throw error
+            }
             return RestoreReport(
                 path: path, sha256: result.sha256, dryRun: result.dryRun, plan: result.plan, restored: result.restored,
                 removed: result.removed)
