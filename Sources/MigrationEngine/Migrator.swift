@@ -584,12 +584,14 @@ public struct Migrator: Sendable {
         // One thread per writer, and the compactor's beside them, unless the guard's rounds
         // compact (and reserve room for it).
         let background = space?.compactsInRounds == true ? nil : compactor
-        OSThread.forkJoin(shares.count + (background == nil ? 0 : 1)) { index in
+        // Named so that `top -H` and a debugger tell them apart (writer 0 is this thread).
+        let name = { (index: Int) in index < shares.count ? "writer-\(index)" : "compactor" }
+        OSThread.forkJoin(shares.count + (background == nil ? 0 : 1), name: name) { index in
             guard index < shares.count else {
-                background?.run(until: { writersLeft.load(ordering: .acquiring) == 0 })
+                background?.run()
                 return
             }
-            defer { writersLeft.subtract(1, ordering: .releasing) }
+            defer { if writersLeft.subtract(1, ordering: .releasing).newValue == 0 { background?.writersFinished() } }
             guard !shares[index].isEmpty else { return }
             do throws(MigrationError) {
                 try writer.write(lanes: shares[index], scan: scan, cursors: cursors) { landed in
