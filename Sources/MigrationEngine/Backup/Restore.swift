@@ -93,7 +93,7 @@ public struct RestorePlan: Sendable, Codable, Hashable {
     public var newerWriteSample: [String]
     /// The revisions pachmigrate's last migration wrote (`Restorer.migrationWrites`), if any.
     public var migrationWrites: ClosedRange<Int64>?
-    /// What stops the restore unless its flag is given; empty when it may go ahead.
+    /// What stops the restore unless its `RestoreOptions` setting allows it; empty when it may go ahead.
     public var refusals: [Refusal]
 }
 
