@@ -55,7 +55,7 @@ struct BackupCommand: ParsableCommand {
         try runCommand("backup", output, connection: connection) { context in
             let client = try connection.makeClient(logger: context.logger)
             let layout = connection.layout
-            let prefixes = [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)]
+            let prefixes = layout.roots
             // Ctrl-C deletes the unfinished file rather than leave one that looks like a backup.
             let signals = SignalHandlers { signal, _ in context.progress.interrupt("signal \(signal): stopping; the unfinished backup is deleted") }
             let info = try Backup.take(
@@ -199,7 +199,7 @@ struct RestoreCommand: ParsableCommand {
             options.space = space.policy
             let restorer = Restorer(
                 store: client, namespace: connection.namespace,
-                prefixes: [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)], logger: context.logger)
+                prefixes: layout.roots, logger: context.logger)
             let signals = SignalHandlers { signal, writing in
                 context.progress.interrupt(
                     writing
