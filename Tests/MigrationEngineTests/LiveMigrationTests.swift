@@ -76,14 +76,13 @@ struct LiveMigrationTests {
             let unrefused = try pachydermState(client)
             let revisionBeforeRefusal = try client.status().header.revision
             let refused = #expect(throws: MigrationError.self) {
-                try restorer.restore(from: backupPath, options: MigrationOptions(backup: .none))
+                try restorer.restore(from: backupPath)
             }
             #expect(refused?.code == .restoreRefused)
             #expect(refused?.keys.count == strays.count)
             #expect(try pachydermState(client) == unrefused)
             #expect(try client.status().header.revision == revisionBeforeRefusal)
-            let restoring = try restorer.restore(
-                from: backupPath, options: MigrationOptions(backup: .none), restore: RestoreOptions(discardNewerWrites: true))
+            let restoring = try restorer.restore(from: backupPath, options: RestoreOptions(discardNewerWrites: true))
             #expect(restoring.removed == strays)
             #expect(restoring.restored == before.count)
             let restored = try pachydermState(client)

@@ -75,7 +75,7 @@ struct SafetyClaimTests {
             let restorer = Restorer(
                 store: store, namespace: Namespace(), prefixes: try Self.migration().backupPrefixes, logger: testLogger)
             let error = #expect(throws: MigrationError.self) {
-                try restorer.restore(from: "\(dir)/b.jsonl", options: MigrationOptions(backup: .none))
+                try restorer.restore(from: "\(dir)/b.jsonl")
             }
             #expect(error?.code == .leaseLost, "\(String(describing: error))")
             let revision = try #require(revoked.withLock { $0 }, "the restore never sent a third txn")

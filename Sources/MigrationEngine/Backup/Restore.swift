@@ -14,7 +14,7 @@ public struct RestoreResult: Sendable {
 /// What `restore` may do without being told: it replaces the cluster it is pointed at, so
 /// it asks for a flag before replacing another cluster's keys or throwing away writes made
 /// after the backup by something other than pachmigrate.
-public struct RestoreOptions: Sendable, Hashable {
+public struct RestoreOptions: Sendable {
     /// Check and report, write nothing (not even the lock).
     public var dryRun = false
     /// Restore although the target is not the backup's cluster (or the backup does not say
@@ -22,6 +22,14 @@ public struct RestoreOptions: Sendable, Hashable {
     public var ontoOtherCluster = false
     /// Restore although keys were written after the backup by something other than pachmigrate.
     public var discardNewerWrites = false
+    /// The lock the restore takes, and what its holder record says: the command, the
+    /// tool's version, and who runs it (the caller knows where it runs).
+    public var lock = LockOptions()
+    public var command = "restore"
+    public var toolVersion = "dev"
+    public var identity = HolderIdentity.thisProcess
+    /// etcd's space quota, and whether a guard's rounds may compact and defragment.
+    public var space = SpacePolicy()
 
     public init(dryRun: Bool = false, ontoOtherCluster: Bool = false, discardNewerWrites: Bool = false) {
         self.dryRun = dryRun
@@ -117,8 +125,8 @@ public struct Restorer: Sendable {
     }
 
     public func restore(
-        from path: String, options: MigrationOptions, restore restoreOptions: RestoreOptions = RestoreOptions(),
-        stop: StopSignal = StopSignal(), progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }
+        from path: String, options: RestoreOptions = RestoreOptions(), stop: StopSignal = StopSignal(),
+        progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }
     ) throws(MigrationError) -> RestoreResult {
         let sha: String
         do {
@@ -167,8 +175,8 @@ public struct Restorer: Sendable {
 
         let plan = try assess(
             backup: backupKeys.reader(for: Self.keysGroup), origin: origin, backupKeys: lines, backupFingerprint: fingerprint.hex,
-            backupRevision: origin?.revision ?? newestModRevision, options: restoreOptions)
-        if restoreOptions.dryRun {
+            backupRevision: origin?.revision ?? newestModRevision, options: options)
+        if options.dryRun {
             return RestoreResult(plan: plan, dryRun: true, restored: 0, removed: [], sha256: sha)
         }
         if !plan.refusals.isEmpty {

@@ -191,7 +191,7 @@ struct RestoreCommand: ParsableCommand {
         try runCommand("restore", output, connection: connection) { context in
             let client = try connection.makeClient(logger: context.logger)
             let layout = connection.layout
-            var options = MigrationOptions(backup: .none)
+            var options = RestoreOptions(dryRun: dryRun, ontoOtherCluster: ontoOtherCluster, discardNewerWrites: discardNewerWrites)
             options.command = "pachmigrate restore"
             options.toolVersion = toolVersion
             options.identity = .fromEnvironment()
@@ -208,11 +208,7 @@ struct RestoreCommand: ParsableCommand {
             }
             let result: RestoreResult
             do throws(MigrationError) {
-                result = try restorer.restore(
-                    from: path, options: options,
-                    restore: RestoreOptions(dryRun: dryRun, ontoOtherCluster: ontoOtherCluster, discardNewerWrites: discardNewerWrites),
-                    stop: signals.stop
-                ) { context.progress.update($0) }
+                result = try restorer.restore(from: path, options: options, stop: signals.stop) { context.progress.update($0) }
             } catch var error {
                 if let plan = error.refusedRestore { error.message = plan.refusalMessage(backup: path) }
                 throw error
