@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// The target graph mirrors the architecture (see README "Architecture"):
+// The target graph mirrors the architecture (docs/architecture.md, "Source layout"):
 //   CCurl/CCurlShims → EtcdGateway → MigrationEngine ← PachydermMigrations ← PachydermSchema
 //   EtcdModel (KeyValue, the dump line codec) under EtcdGateway, MigrationEngine and PachydermMigrations
 //   PachmigrateCLI glues them together; `pachmigrate` is a one-line executable.

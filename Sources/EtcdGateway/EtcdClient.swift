@@ -367,12 +367,18 @@ public final class EtcdClient: KeyValueService, Sendable {
         return try EtcdClient(configuration: configuration, logger: logger)
     }
 
+    /// One configured endpoint and its etcd version, or why it could not be learnt.
+    public struct EndpointAnswer: Sendable {
+        public var endpoint: String
+        public var version: Result<EndpointVersion, EtcdError>
+    }
+
     /// Every endpoint's etcd version (asked afresh), or why it could not be learnt. The order
     /// is that of the configuration.
-    public func endpointVersions() -> [(endpoint: String, version: Result<EndpointVersion, EtcdError>)] {
+    public func endpointVersions() -> [EndpointAnswer] {
         endpoints.indices.map { index in
             dialects.withLock { $0[index] = nil }
-            return (endpoints[index], dialect(forEndpointAt: index).map(\.version).mapError { $0.error })
+            return EndpointAnswer(endpoint: endpoints[index], version: dialect(forEndpointAt: index).map(\.version).mapError { $0.error })
         }
     }
 

@@ -11,7 +11,8 @@ public final class LeaseKeeper: Sendable {
     public let leaseID: Int64
     public let ttl: Int64
 
-    private let stopRequested = Atomic<Bool>(false)
+    /// Set by `stop()`; its condition wakes the keeper from its wait for the next keep-alive.
+    private let stopRequested = ConditionLock(false)
     private let lost = Atomic<Bool>(false)
     private let thread = Mutex<OSThread?>(nil)
 
@@ -46,7 +47,7 @@ public final class LeaseKeeper: Sendable {
     /// Stops keeping the lease alive (the lease itself stays until it expires or is revoked).
     /// Waits for the keeper thread to finish, unless called from that thread (e.g. in `onLost`).
     public func stop() {
-        stopRequested.store(true, ordering: .releasing)
+        stopRequested.withLockWakingWaiters { $0 = true }
         guard
             let thread = thread.withLock({ current -> OSThread? in
                 defer { current = nil }
@@ -61,7 +62,7 @@ public final class LeaseKeeper: Sendable {
     }
 
     deinit {
-        stopRequested.store(true, ordering: .releasing)
+        stopRequested.withLockWakingWaiters { $0 = true }
         thread.withLock { $0 }?.detach()
     }
 
@@ -83,7 +84,7 @@ public final class LeaseKeeper: Sendable {
         var nextSend = clock.now
         let description = EtcdClient.describeLease(leaseID)
 
-        while !stopRequested.load(ordering: .acquiring) && !isLost {
+        while !stopRequested.withLock({ $0 }) && !isLost {
             let now = clock.now
             if now >= nextSend {
                 let sentAt = now
@@ -115,7 +116,8 @@ public final class LeaseKeeper: Sendable {
                     nextSend = clock.now + min(interval, .milliseconds(500))
                 }
             }
-            if clock.now - lastConfirmedSend >= ttlDuration - margin {
+            let presumedLost = lastConfirmedSend + ttlDuration - margin
+            if clock.now >= presumedLost {
                 markLost(
                     EtcdError(
                         .leaseNotFound,
@@ -123,8 +125,9 @@ public final class LeaseKeeper: Sendable {
                     onLost: onLost)
                 return
             }
-            // Short naps keep stop() and loss detection prompt.
-            OSThread.sleep(for: .milliseconds(50))
+            // Asleep until the next keep-alive is due or the lease would be presumed lost;
+            // `stop()` wakes it at once.
+            stopRequested.wait(until: { $0 }, timeout: min(nextSend, presumedLost) - clock.now)
         }
     }
 }

@@ -32,17 +32,68 @@ public enum EtcdJSONLine {
     /// Parses one line: a flat JSON object whose values are strings or integers. Unknown
     /// members are ignored (newer etcd versions may add some); `key` is required.
     public static func parse(_ line: UnsafeBufferPointer<UInt8>) throws(ParseError) -> KeyValue {
+        var scanner = Scanner(line)
+        var kv = KeyValue(key: [], value: [])
+        var sawKey = false
+        try scanner.expect(UInt8(ascii: "{"))
+        scanner.skipSpace()
+        if scanner.next == UInt8(ascii: "}") { throw ParseError(message: "empty object: no `key`") }
+        repeat {
+            let name = String(decoding: try scanner.string(), as: UTF8.self)
+            try scanner.expect(UInt8(ascii: ":"))
+            try assign(try scanner.value(of: name), to: name, in: &kv)
+            if name == "key" { sawKey = true }
+        } while try scanner.anotherMember()
+        try scanner.expectEnd()
+        guard sawKey else { throw ParseError(message: "no `key`") }
+        return kv
+    }
+
+    /// Sets the member `name` (its raw string or digits) in `kv`; ignores a member it does not know.
+    private static func assign(_ raw: [UInt8], to name: String, in kv: inout KeyValue) throws(ParseError) {
+        func int() throws(ParseError) -> Int64 {
+            guard let v = Int64(String(decoding: raw, as: UTF8.self)) else {
+                throw ParseError(message: "`\(name)` is not a decimal int64")
+            }
+            return v
+        }
+        switch name {
+        case "key":
+            guard let bytes = Base64.decode(raw) else { throw ParseError(message: "`key` is not standard base64") }
+            kv.key = bytes
+        case "value":
+            guard let bytes = Base64.decode(raw) else { throw ParseError(message: "`value` is not standard base64") }
+            kv.value = bytes
+        case "create_revision": kv.createRevision = try int()
+        case "mod_revision": kv.modRevision = try int()
+        case "version": kv.version = try int()
+        case "lease": kv.lease = try int()
+        default: break
+        }
+    }
+
+    /// Reads one line left to right: the JSON tokens a flat object of strings and integers has.
+    private struct Scanner {
+        let line: UnsafeBufferPointer<UInt8>
         var i = 0
-        let n = line.count
-        func skipSpace() { while i < n, line[i] == 0x20 || line[i] == 0x09 || line[i] == 0x0d { i += 1 } }
-        func expect(_ c: UInt8) throws(ParseError) {
+        var n: Int { line.count }
+
+        init(_ line: UnsafeBufferPointer<UInt8>) { self.line = line }
+
+        /// The byte at the position, nil at the end.
+        var next: UInt8? { i < n ? line[i] : nil }
+
+        mutating func skipSpace() { while i < n, line[i] == 0x20 || line[i] == 0x09 || line[i] == 0x0d { i += 1 } }
+
+        mutating func expect(_ c: UInt8) throws(ParseError) {
             skipSpace()
             guard i < n, line[i] == c else {
                 throw ParseError(message: "expected `\(Character(Unicode.Scalar(c)))` at column \(i + 1)")
             }
             i += 1
         }
-        func string() throws(ParseError) -> [UInt8] {
+
+        mutating func string() throws(ParseError) -> [UInt8] {
             try expect(UInt8(ascii: "\""))
             // Fast path: etcd's strings are base64 or digits, never escaped.
             let start = i
@@ -56,19 +107,7 @@ public enum EtcdJSONLine {
                 if line[i] == UInt8(ascii: "\\") {
                     i += 1
                     guard i < n else { break }
-                    switch line[i] {
-                    case UInt8(ascii: "n"): out.append(0x0a)
-                    case UInt8(ascii: "t"): out.append(0x09)
-                    case UInt8(ascii: "r"): out.append(0x0d)
-                    case UInt8(ascii: "u"):
-                        // Only ASCII escapes occur in etcd's output (values are base64).
-                        guard i + 4 < n, let code = UInt32(String(decoding: line[(i + 1)...(i + 4)], as: UTF8.self), radix: 16),
-                            let scalar = Unicode.Scalar(code)
-                        else { throw ParseError(message: "bad \\u escape at column \(i + 1)") }
-                        out.append(contentsOf: Array(String(Character(scalar)).utf8))
-                        i += 4
-                    default: out.append(line[i])
-                    }
+                    try unescape(into: &out)
                     i += 1
                     continue
                 }
@@ -79,55 +118,55 @@ public enum EtcdJSONLine {
             i += 1
             return out
         }
-        var kv = KeyValue(key: [], value: [])
-        var sawKey = false
-        try expect(UInt8(ascii: "{"))
-        skipSpace()
-        if i < n, line[i] == UInt8(ascii: "}") { throw ParseError(message: "empty object: no `key`") }
-        while true {
-            let name = String(decoding: try string(), as: UTF8.self)
-            try expect(UInt8(ascii: ":"))
+
+        /// The character after a backslash, at the position.
+        private mutating func unescape(into out: inout [UInt8]) throws(ParseError) {
+            switch line[i] {
+            case UInt8(ascii: "n"): out.append(0x0a)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "r"): out.append(0x0d)
+            case UInt8(ascii: "u"):
+                // Only ASCII escapes occur in etcd's output (values are base64).
+                guard i + 4 < n, let code = UInt32(String(decoding: line[(i + 1)...(i + 4)], as: UTF8.self), radix: 16),
+                    let scalar = Unicode.Scalar(code)
+                else { throw ParseError(message: "bad \\u escape at column \(i + 1)") }
+                out.append(contentsOf: Array(String(Character(scalar)).utf8))
+                i += 4
+            default: out.append(line[i])
+            }
+        }
+
+        /// The value of member `name`: a string's bytes, or an integer's digits.
+        mutating func value(of name: String) throws(ParseError) -> [UInt8] {
             skipSpace()
             guard i < n else { throw ParseError(message: "missing value for `\(name)`") }
-            let raw: [UInt8]
-            if line[i] == UInt8(ascii: "\"") {
-                raw = try string()
-            } else {
-                let start = i
-                while i < n, line[i] == UInt8(ascii: "-") || (line[i] >= UInt8(ascii: "0") && line[i] <= UInt8(ascii: "9")) { i += 1 }
-                guard i > start else { throw ParseError(message: "value of `\(name)` is neither a string nor an integer") }
-                raw = Array(line[start..<i])
-            }
-            func int() throws(ParseError) -> Int64 {
-                guard let v = Int64(String(decoding: raw, as: UTF8.self)) else {
-                    throw ParseError(message: "`\(name)` is not a decimal int64")
-                }
-                return v
-            }
-            switch name {
-            case "key":
-                guard let bytes = Base64.decode(raw) else { throw ParseError(message: "`key` is not standard base64") }
-                kv.key = bytes
-                sawKey = true
-            case "value":
-                guard let bytes = Base64.decode(raw) else { throw ParseError(message: "`value` is not standard base64") }
-                kv.value = bytes
-            case "create_revision": kv.createRevision = try int()
-            case "mod_revision": kv.modRevision = try int()
-            case "version": kv.version = try int()
-            case "lease": kv.lease = try int()
-            default: break
-            }
+            if line[i] == UInt8(ascii: "\"") { return try string() }
+            let start = i
+            while i < n, line[i] == UInt8(ascii: "-") || (line[i] >= UInt8(ascii: "0") && line[i] <= UInt8(ascii: "9")) { i += 1 }
+            guard i > start else { throw ParseError(message: "value of `\(name)` is neither a string nor an integer") }
+            return Array(line[start..<i])
+        }
+
+        /// After a member: true past a `,` (another follows), false past the closing `}`.
+        mutating func anotherMember() throws(ParseError) -> Bool {
             skipSpace()
             guard i < n else { throw ParseError(message: "missing `}`") }
-            if line[i] == UInt8(ascii: ",") { i += 1; skipSpace(); continue }
-            if line[i] == UInt8(ascii: "}") { i += 1; break }
+            if line[i] == UInt8(ascii: ",") {
+                i += 1
+                skipSpace()
+                return true
+            }
+            if line[i] == UInt8(ascii: "}") {
+                i += 1
+                return false
+            }
             throw ParseError(message: "expected `,` or `}` at column \(i + 1)")
         }
-        skipSpace()
-        guard i == n else { throw ParseError(message: "trailing characters after the object at column \(i + 1)") }
-        guard sawKey else { throw ParseError(message: "no `key`") }
-        return kv
+
+        mutating func expectEnd() throws(ParseError) {
+            skipSpace()
+            guard i == n else { throw ParseError(message: "trailing characters after the object at column \(i + 1)") }
+        }
     }
 }
 

@@ -48,20 +48,60 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         public var description: String { base.rawValue }
     }
 
+    /// A key the error names, and what about it when there is more to say than the message.
+    public struct InvolvedKey: Sendable, Hashable, CustomStringConvertible {
+        public enum Reason: Sendable, Hashable {
+            /// The record cannot be converted (`error.key` is the key).
+            case conversion(RecordConversionError)
+            /// The record keeps the cluster from being at rest (`finding.key` is the key).
+            case finding(AtRestFinding)
+            /// Someone else changed the key at this revision.
+            case changed(atRevision: Int64)
+        }
+        /// Printable (`[UInt8].printable`).
+        public var key: String
+        public var reason: Reason?
+
+        public init(_ key: String, _ reason: Reason? = nil) {
+            self.key = key
+            self.reason = reason
+        }
+        public static func conversion(_ error: RecordConversionError) -> InvolvedKey { InvolvedKey(error.key, .conversion(error)) }
+        public static func finding(_ finding: AtRestFinding) -> InvolvedKey { InvolvedKey(finding.key, .finding(finding)) }
+
+        /// One line of an error's list of keys.
+        public var description: String {
+            switch reason {
+            case nil: key
+            case .conversion(let error): error.description
+            case .finding(let finding): "\(key): \(finding.kind): \(finding.detail)"
+            case .changed(let revision): "\(key) (revision \(revision))"
+            }
+        }
+    }
+
     public var code: Code
     public var message: String
-    public var keys: [String]
+    public var keys: [InvolvedKey]
     public var underlying: EtcdError?
     /// With `.outOfSpace`: the numbers and the revision to compact to.
     public var space: OutOfSpace?
     /// With `.stoppedBeforeWriting` and `.interrupted`: the signal that asked for the stop.
     public var signal: Int32?
+    /// With `.restoreRefused`: what the restore found, from which the caller words the refusal
+    /// (the setting that overrides each reason is the caller's to name).
+    public var refusedRestore: RestorePlan?
 
-    public init(_ code: Code, _ message: String, keys: [String] = [], underlying: EtcdError? = nil) {
+    public init(_ code: Code, _ message: String, keys: [InvolvedKey] = [], underlying: EtcdError? = nil) {
         self.code = code
         self.message = message
         self.keys = keys
         self.underlying = underlying
+    }
+
+    /// Naming keys with nothing more to say about each than the message does.
+    public init(_ code: Code, _ message: String, keys: [String], underlying: EtcdError? = nil) {
+        self.init(code, message, keys: keys.map { InvolvedKey($0) }, underlying: underlying)
     }
 
     public static func store(_ error: EtcdError, while doing: String) -> MigrationError {

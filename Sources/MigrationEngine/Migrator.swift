@@ -30,6 +30,8 @@ public struct MigrationOptions: Sendable {
     /// For the lock holder record and the history.
     public var command = "migrate"
     public var toolVersion = "dev"
+    /// Who the lock holder record names: the caller knows where it runs (a pod, say).
+    public var identity = HolderIdentity.thisProcess
     /// etcd's space quota, and whether to compact behind the writes.
     public var space = SpacePolicy()
     /// Measure the latencies a time forecast needs (about thirty requests that change
@@ -46,9 +48,21 @@ public struct MigrationOptions: Sendable {
     }
 }
 
-/// What a run (or a restore) is doing; the lock's holder record publishes it as text.
-public enum MigrationStep: String, Sendable {
-    case starting, scan, backup, rewrite, check, done, restore
+/// What a run (or a restore) is doing. A string on the wire (the lock's holder record and
+/// the run's state), as these names: a record a newer tool wrote with a step this one does
+/// not know still decodes.
+public struct MigrationStep: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public static let starting = MigrationStep(rawValue: "starting")
+    public static let scan = MigrationStep(rawValue: "scan")
+    public static let backup = MigrationStep(rawValue: "backup")
+    public static let rewrite = MigrationStep(rawValue: "rewrite")
+    public static let check = MigrationStep(rawValue: "check")
+    public static let done = MigrationStep(rawValue: "done")
+    public static let restore = MigrationStep(rawValue: "restore")
 }
 
 public struct ProgressEvent: Sendable {
@@ -59,8 +73,8 @@ public struct ProgressEvent: Sendable {
 
 public struct MigrationResult: Sendable {
     public enum Outcome: Sendable, Equatable {
-        /// The cluster is already stamped with the target version.
-        case nothingToDo(String)
+        /// Nothing to do: the cluster is already stamped with the target version.
+        case alreadyMigrated(to: String)
         case dryRun
         case migrated
     }
@@ -153,7 +167,7 @@ public struct Migrator: Sendable {
         let existing = try journal.state()
         if let stamped, existing?.status != .running && existing?.status != .failed {
             if stamped == migration.toVersion {
-                return MigrationResult(outcome: .nothingToDo("the cluster is already migrated to \(stamped)"))
+                return MigrationResult(outcome: .alreadyMigrated(to: stamped))
             }
             if stamped != migration.fromVersion {
                 throw MigrationError(
@@ -190,7 +204,8 @@ public struct Migrator: Sendable {
         }
 
         let holder = LockHolder.current(
-            command: options.command, toolVersion: options.toolVersion, from: migration.fromVersion, to: migration.toVersion)
+            command: options.command, toolVersion: options.toolVersion, from: migration.fromVersion, to: migration.toVersion,
+            identity: options.identity)
         let lock = try MigrationLock.acquire(
             store: store, namespace: namespace, holder: holder, options: options.lock, stop: stop, logger: logger)
         do {
@@ -221,6 +236,8 @@ public struct Migrator: Sendable {
         }
     }
 
+    /// The run once the lock is held: what to resume, the scan and the backup, the run's
+    /// state, the writes and their check, the completion stamp.
     private func runLocked(
         options: MigrationOptions, lock: MigrationLock, holder: LockHolder, stop: StopSignal,
         progress: @escaping @Sendable (ProgressEvent) -> Void
@@ -230,32 +247,65 @@ public struct Migrator: Sendable {
         if let stamped = try journal.stampedVersion(), stamped == migration.toVersion,
             try journal.state()?.status == .done
         {
-            return MigrationResult(outcome: .nothingToDo("the cluster is already migrated to \(stamped)"))
+            return MigrationResult(outcome: .alreadyMigrated(to: stamped))
         }
-        var state = try journal.state()
-        if let s = state, s.status == .done || s.status == .idle { state = nil }
-        if let s = state, s.from != migration.fromVersion || s.to != migration.toVersion {
+        let state = try runToResume(journal)
+        try requireWritePermission()
+        if let state { logger.info("resuming an interrupted migration", metadata: ["run": "\(state.runID)"]) }
+
+        lock.report(step: .scan)
+        // A resumed run must finish every lane tail it started, changed or not (the order rule).
+        let cursorsBefore = state == nil ? [:] : try journal.laneCursors()
+        var result = MigrationResult(outcome: .migrated, resumed: state != nil)
+        result.unfinishedRun = state.map { UnfinishedRun($0, cursors: cursorsBefore) }
+        let scan = try scanAndBackUp(
+            options: options, resuming: state, resumeCursors: cursorsBefore.mapValues(\.lastRevision), lock: lock, stop: stop,
+            progress: progress, into: &result)
+        result.scan = scan
+
+        let run = try runState(continuing: state, scan: scan, backup: result.backup, lock: lock, holder: holder)
+        result.startRevision = run.startRevision
+        if options.measureForecast {
+            forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: result.took.backup, into: &result)
+        }
+        options.beforeFirstWrite?(result)
+        // The last moment a stop ends the run with nothing written; from here on it finishes
+        // the txn in flight and leaves the run resumable.
+        try stop.beginWriting()
+        try fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(run))], doing: "recording the run's state")
+
+        try writeAndCheck(
+            scan, startRevision: run.startRevision, resumed: state != nil, options: options, lock: lock, stop: stop,
+            progress: progress, into: &result)
+        try recordCompletion(of: run, scan: scan, lock: lock, holder: holder)
+        lock.report(step: .done)
+        return result
+    }
+
+    /// The interrupted run the journal records, if any, to resume; refuses one between
+    /// other versions.
+    private func runToResume(_ journal: JournalReader) throws(MigrationError) -> RunState? {
+        guard let s = try journal.state(), s.status != .done && s.status != .idle else { return nil }
+        guard s.from == migration.fromVersion && s.to == migration.toVersion else {
             throw MigrationError(
                 .invalidState,
                 "an unfinished migration from \(s.from) to \(s.to) (run \(s.runID), started \(s.startedAt)) is recorded; "
                     + "resume it (from \(s.from) to \(s.to)), or restore its backup \(s.backupPath ?? "(none)")"
             )
         }
-        let resuming = state != nil
-        try requireWritePermission()
-        if resuming { logger.info("resuming an interrupted migration", metadata: ["run": "\(state!.runID)"]) }
+        return s
+    }
 
-        lock.report(step: .scan)
+    /// The scan, the refusals before any write, and the backup of a fresh run that asked for
+    /// one. Nothing is written before the backup is complete: a compaction by someone else
+    /// during the scan or the backup restarts both at a newer revision.
+    private func scanAndBackUp(
+        options: MigrationOptions, resuming state: RunState?, resumeCursors: [String: Int64], lock: MigrationLock,
+        stop: StopSignal, progress: @escaping @Sendable (ProgressEvent) -> Void, into result: inout MigrationResult
+    ) throws(MigrationError) -> ClusterScan {
         // A backup is written only by a fresh run that asked for one; only it needs every key.
         let writesBackup = state == nil && options.backup != .none
-        // A resumed run must finish every lane tail it started, changed or not (the order rule).
-        let cursorsBefore = state == nil ? [:] : try journal.laneCursors()
-        let resumeCursors = cursorsBefore.mapValues(\.lastRevision)
-        var result = MigrationResult(outcome: .migrated, resumed: resuming)
-        result.unfinishedRun = state.map { UnfinishedRun($0, cursors: cursorsBefore) }
-        // Nothing is written before the backup is complete: a compaction by someone else
-        // during the scan or the backup restarts both at a newer revision.
-        let scan = try retryingCompaction { () throws(MigrationError) -> ClusterScan in
+        return try retryingCompaction { () throws(MigrationError) -> ClusterScan in
             let scanStart = ContinuousClock.now
             let scan = try scanCluster(
                 options: options, runStartRevision: state?.startRevision, resumeCursors: resumeCursors,
@@ -266,54 +316,66 @@ public struct Migrator: Sendable {
             case .failure(let error): result.spaceUnavailable = error.message
             }
             if writesBackup, case .file(let path) = options.backup {
-                let total = scan.allKeysCount
                 let backupStart = ContinuousClock.now
                 defer { result.took.backup = seconds(ContinuousClock.now - backupStart) }
-                lock.report(step: .backup, done: 0, total: total)
-                progress(ProgressEvent(step: .backup, done: 0, total: total))
-                result.backup = try Backup.reuse(records: scan.allKeys(), revision: scan.revision, at: path, logger: logger)
-                if result.backup != nil { return scan }
-                let source = try migration.backupPrefixes.first.map { (prefix) throws(MigrationError) in
-                    try ClusterIdentity.read(store: store, probe: prefix)
-                }
-                result.backup = try Backup.write(
-                    records: scan.allKeys(), revision: scan.revision, source: source, toolVersion: options.toolVersion, to: path,
-                    stop: stop, logger: logger
-                ) {
-                    progress(ProgressEvent(step: .backup, done: $0, total: total))
-                }
+                result.backup = try backUp(scan, to: path, options: options, lock: lock, stop: stop, progress: progress)
             }
             return scan
         }
-        result.scan = scan
+    }
 
-        var current: RunState
+    /// The backup of what `scan` read, or the complete one an earlier attempt left at `path`.
+    private func backUp(
+        _ scan: ClusterScan, to path: String, options: MigrationOptions, lock: MigrationLock, stop: StopSignal,
+        progress: @escaping @Sendable (ProgressEvent) -> Void
+    ) throws(MigrationError) -> BackupInfo {
+        let total = scan.allKeysCount
+        lock.report(step: .backup, done: 0, total: total)
+        progress(ProgressEvent(step: .backup, done: 0, total: total))
+        if let reused = try Backup.reuse(records: scan.allKeys(), revision: scan.revision, at: path, logger: logger) {
+            return reused
+        }
+        let source = try migration.backupPrefixes.first.map { (prefix) throws(MigrationError) in
+            try ClusterIdentity.read(store: store, probe: prefix)
+        }
+        return try Backup.write(
+            records: scan.allKeys(), revision: scan.revision, source: source, toolVersion: options.toolVersion, to: path,
+            stop: stop, logger: logger
+        ) {
+            progress(ProgressEvent(step: .backup, done: $0, total: total))
+        }
+    }
+
+    /// The run's state as the writes begin: the resumed run's, running again, or a fresh
+    /// run's, fenced at the scan's revision.
+    private func runState(
+        continuing state: RunState?, scan: ClusterScan, backup: BackupInfo?, lock: MigrationLock, holder: LockHolder
+    ) throws(MigrationError) -> RunState {
+        var run: RunState
         if let state {
-            current = state
-            current.status = .running
-            current.updatedAt = timestamp()
-            current.message = nil
+            run = state
+            run.status = .running
+            run.updatedAt = timestamp()
+            run.message = nil
         } else {
             try lock.checkHeld()
             let now = timestamp()
-            current = RunState(
+            run = RunState(
                 status: .running, runID: holder.holderID, from: migration.fromVersion, to: migration.toVersion,
-                startRevision: scan.revision, startedAt: now, updatedAt: now, step: MigrationStep.rewrite.rawValue,
-                backupPath: result.backup?.path, backupHost: result.backup.map { _ in holder.host },
-                backupSHA256: result.backup?.sha256,
+                startRevision: scan.revision, startedAt: now, updatedAt: now, step: .rewrite,
+                backupPath: backup?.path, backupHost: backup.map { _ in holder.host }, backupSHA256: backup?.sha256,
                 records: scan.pendingCount)
         }
-        current.step = MigrationStep.rewrite.rawValue
-        result.startRevision = current.startRevision
-        if options.measureForecast {
-            forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: result.took.backup, into: &result)
-        }
-        options.beforeFirstWrite?(result)
-        // The last moment a stop ends the run with nothing written; from here on it finishes
-        // the txn in flight and leaves the run resumable.
-        try stop.beginWriting()
-        try fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(current))], doing: "recording the run's state")
+        run.step = .rewrite
+        return run
+    }
 
+    /// The write phase: the compactor and the space guard, the lanes written, then the check
+    /// that no one else wrote meanwhile.
+    private func writeAndCheck(
+        _ scan: ClusterScan, startRevision: Int64, resumed: Bool, options: MigrationOptions, lock: MigrationLock,
+        stop: StopSignal, progress: @escaping @Sendable (ProgressEvent) -> Void, into result: inout MigrationResult
+    ) throws(MigrationError) {
         let compactor = options.space.compactEvery.map { HistoryCompactor(store: store, every: $0, logger: logger) }
         // The first compaction, before the first record: it proves the user may compact
         // (a refusal then stops the run with nothing rewritten).
@@ -326,19 +388,23 @@ public struct Migrator: Sendable {
         }
         let writeStart = ContinuousClock.now
         let writes = try writeLanes(
-            scan: scan, startRevision: current.startRevision, options: options, lock: lock, stop: stop,
+            scan: scan, startRevision: startRevision, options: options, lock: lock, stop: stop,
             compactor: compactor, space: space, progress: progress)
         result.spaceGuard = space?.report
-        let ourRevisions = writes.revisions
         result.took.write = seconds(ContinuousClock.now - writeStart)
         result.written = writes.written
         result.keptInOrder = writes.keptInOrder
         result.txns = writes.txns
         result.compactions = compactor?.count ?? 0
         lock.report(step: .check)
-        try checkForForeignWrites(startRevision: current.startRevision, ourRevisions: ourRevisions, resumed: resuming)
+        try checkForForeignWrites(startRevision: startRevision, ourRevisions: writes.revisions, resumed: resumed)
+    }
 
-        // Done: stamp the version, append the history and clear the cursors in one txn.
+    /// Done: stamps the version, appends the history and clears the cursors in one txn.
+    private func recordCompletion(
+        of run: RunState, scan: ClusterScan, lock: MigrationLock, holder: LockHolder
+    ) throws(MigrationError) {
+        let journal = JournalReader(store: store, namespace: namespace)
         let cursors = try journal.laneCursors()
         var counts: [String: Int] = [:]
         for (lane, cursor) in cursors {
@@ -347,19 +413,20 @@ public struct Migrator: Sendable {
             if let kept = cursor.keptInOrder, kept > 0 { counts[HistoryCount(.keptInOrder, kind: kind).key, default: 0] += kept }
         }
         for (kind, n) in scan.alreadyMigrated { counts[HistoryCount(.alreadyMigrated, kind: kind).key, default: 0] += n }
-        current.status = .done
-        current.step = MigrationStep.done.rawValue
-        current.updatedAt = timestamp()
+        var done = run
+        done.status = .done
+        done.step = .done
+        done.updatedAt = timestamp()
         let entry = HistoryEntry(
-            event: .migrate, at: current.updatedAt, who: holder.who, from: migration.fromVersion, to: migration.toVersion,
-            counts: counts, backupPath: current.backupPath, backupSHA256: current.backupSHA256,
-            detail: "run \(current.runID), started \(current.startedAt) at revision \(current.startRevision)")
+            event: .migrate, at: done.updatedAt, who: holder.who, from: migration.fromVersion, to: migration.toVersion,
+            counts: counts, backupPath: done.backupPath, backupSHA256: done.backupSHA256,
+            detail: "run \(done.runID), started \(done.startedAt) at revision \(done.startRevision)")
         let txn = TxnRequest(
             compare: [lock.fenceCompare],
             success: [
-                .put(PutRequest(key: namespace.stateKey, value: JSONCoding.encode(current))),
+                .put(PutRequest(key: namespace.stateKey, value: JSONCoding.encode(done))),
                 .put(PutRequest(key: namespace.versionKey, value: Array(migration.toVersion.utf8))),
-                .put(PutRequest(key: journal.newHistoryKey(runID: current.runID), value: JSONCoding.encode(entry))),
+                .put(PutRequest(key: journal.newHistoryKey(runID: done.runID), value: JSONCoding.encode(entry))),
                 .deleteRange(.prefix(namespace.lanesPrefix)),
             ])
         // Idempotent (same keys, same values), so safe to retry after a dropped connection.
@@ -367,8 +434,6 @@ public struct Migrator: Sendable {
             try store.txn(txn)
         }
         guard response.succeeded else { throw lostLock(doing: "recording the completed migration") }
-        lock.report(step: .done)
-        return result
     }
 
     /// Measures the latencies and makes the forecast; a failure to measure (a user who may
@@ -409,7 +474,7 @@ public struct Migrator: Sendable {
             throw MigrationError(
                 .conversionFailed,
                 "\(scan.failures.count) record(s) cannot be converted from \(migration.fromVersion) to \(migration.toVersion); nothing was written",
-                keys: scan.failures.map(\.description))
+                keys: scan.failures.map(MigrationError.InvolvedKey.conversion))
         }
         let blocking = scan.blockingFindings
         if !blocking.isEmpty {
@@ -419,7 +484,7 @@ public struct Migrator: Sendable {
                 foreign
                     ? "records were changed by someone else since this migration started; nothing of theirs was overwritten"
                     : "the cluster is not at rest; nothing was written",
-                keys: blocking.map { "\($0.key): \($0.kind.rawValue): \($0.detail)" })
+                keys: blocking.map(MigrationError.InvolvedKey.finding))
         }
 
         let estimate = estimateSpace(scan, policy)
@@ -456,7 +521,7 @@ public struct Migrator: Sendable {
             throw MigrationError(
                 .store,
                 "the etcd user has no write permission under \(migration.backupPrefixes.map(\.printable).joined(separator: " and ")); "
-                    + "nothing was written. Grant its role readwrite on those prefixes (README: \"Least privilege\")",
+                    + "nothing was written. Grant its role readwrite on those prefixes",
                 underlying: error)
         }
     }
@@ -506,7 +571,7 @@ public struct Migrator: Sendable {
         // record at any of them is ours.
         var recordRevisions = RevisionBitmap(above: startRevision)
         var changedOthers: [KeyRevision] = []
-        var foreign: [String] = []
+        var foreign: [MigrationError.InvolvedKey] = []
         for prefix in migration.backupPrefixes {
             var pages = store.pages(prefix: prefix, keysOnly: true)
             while let page = try etcd("checking for foreign writes", { () throws(EtcdError) in try pages.next() }) {
@@ -516,14 +581,14 @@ public struct Migrator: Sendable {
                     } else {
                         recordRevisions.insert(kv.modRevision)
                         if !resumed && !ourRevisions.contains(kv.modRevision) {
-                            foreign.append("\(kv.key.printable) (revision \(kv.modRevision))")
+                            foreign.append(MigrationError.InvolvedKey(kv.key.printable, .changed(atRevision: kv.modRevision)))
                         }
                     }
                 }
             }
         }
         for entry in changedOthers where !recordRevisions.contains(entry.modRevision) {
-            foreign.append("\(entry.key.printable) (revision \(entry.modRevision))")
+            foreign.append(MigrationError.InvolvedKey(entry.key.printable, .changed(atRevision: entry.modRevision)))
         }
         guard foreign.isEmpty else {
             throw MigrationError(
@@ -578,12 +643,14 @@ public struct Migrator: Sendable {
         // One thread per writer, and the compactor's beside them, unless the guard's rounds
         // compact (and reserve room for it).
         let background = space?.compactsInRounds == true ? nil : compactor
-        OSThread.forkJoin(shares.count + (background == nil ? 0 : 1)) { index in
+        // Named so that `top -H` and a debugger tell them apart (writer 0 is this thread).
+        let name = { (index: Int) in index < shares.count ? "writer-\(index)" : "compactor" }
+        OSThread.forkJoin(shares.count + (background == nil ? 0 : 1), name: name) { index in
             guard index < shares.count else {
-                background?.run(until: { writersLeft.load(ordering: .acquiring) == 0 })
+                background?.run()
                 return
             }
-            defer { writersLeft.subtract(1, ordering: .releasing) }
+            defer { if writersLeft.subtract(1, ordering: .releasing).newValue == 0 { background?.writersFinished() } }
             guard !shares[index].isEmpty else { return }
             do throws(MigrationError) {
                 let role = pace.map { index == 0 ? WritePace.Role.leads($0) : .follows($0) }

@@ -3,6 +3,10 @@ import Logging
 
 import PlatformShim
 
+/// The release; also the default image tag (`pachmigrate:<toolVersion>`, README "Container
+/// image") and the Dockerfile's VERSION, which a test holds to it.
+public let toolVersion = "0.1.0"
+
 public struct Pachmigrate: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "pachmigrate",

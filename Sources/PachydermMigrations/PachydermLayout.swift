@@ -49,6 +49,10 @@ public struct PachydermLayout: Sendable, Hashable {
         self.ppsRoot = Array("\(ppsPrefix)/".utf8)
     }
 
+    /// The two roots, each with its trailing slash: every key Pachyderm stores is under one
+    /// (what a backup, a restore and a migration read).
+    public var roots: [[UInt8]] { [pfsRoot, ppsRoot] }
+
     /// The range prefix of a collection, WITH its trailing slash: without it a range over
     /// `…/jobs` also returns the `…/jobs__index_…` keys.
     public func collectionPrefix(_ kind: RecordKind) -> [UInt8] {

@@ -103,7 +103,7 @@ struct EngineTests {
         _ = try migrator(store).run(options: MigrationOptions(backup: .none))
         let revision = store.revision
         let again = try migrator(store).run(options: MigrationOptions(backup: .none))
-        guard case .nothingToDo = again.outcome else { Issue.record("expected nothing to do"); return }
+        guard case .alreadyMigrated = again.outcome else { Issue.record("expected nothing to do"); return }
         #expect(store.revision == revision)
     }
 
@@ -147,7 +147,10 @@ struct EngineTests {
         let before = values(store)
         let error = #expect(throws: MigrationError.self) { try migrator(store).run(options: MigrationOptions(backup: .none)) }
         #expect(error?.code == .notAtRest)
-        #expect(error?.keys.first?.hasPrefix("app/busy/job1: busy: busy") == true)
+        #expect(error?.keys.first?.description.hasPrefix("app/busy/job1: busy: busy") == true)
+        // The key and why, typed; the sentence is made where it is printed.
+        guard case .finding(let finding)? = error?.keys.first?.reason else { Issue.record("expected a finding"); return }
+        #expect(finding.key == "app/busy/job1" && finding.blocking)
         // The engine knows no product and no command line: the remedy is theirs to word.
         #expect(error?.message == "the cluster is not at rest; nothing was written")
         #expect(values(store) == before)
@@ -160,7 +163,9 @@ struct EngineTests {
         let before = values(store)
         let error = #expect(throws: MigrationError.self) { try migrator(store).run(options: MigrationOptions(backup: .none)) }
         #expect(error?.code == .conversionFailed)
-        #expect(error?.keys.sorted() == ["app/c/g0/bad1: neither v1 nor v2", "app/c/g2/bad2: neither v1 nor v2"])
+        #expect(error?.keys.map(\.description).sorted() == ["app/c/g0/bad1: neither v1 nor v2", "app/c/g2/bad2: neither v1 nor v2"])
+        #expect(error?.keys.map(\.key).sorted() == ["app/c/g0/bad1", "app/c/g2/bad2"])
+        #expect(error?.keys.allSatisfy { if case .conversion = $0.reason { true } else { false } } == true)
         #expect(values(store) == before)
     }
 
@@ -210,7 +215,7 @@ struct EngineTests {
         }
         let error = #expect(throws: MigrationError.self) { try migrator(store).run(options: MigrationOptions(backup: .none)) }
         #expect(error?.code == .foreignWrite)
-        #expect(error?.keys == ["app/c/g1/id3"])
+        #expect(error?.keys.map(\.description) == ["app/c/g1/id3"])
         #expect(values(store)["app/c/g1/id3"] == "v1:theirs")
         // The resumed run refuses too: the record changed after the run started.
         let again = #expect(throws: MigrationError.self) { try migrator(store).run(options: MigrationOptions(backup: .none)) }
@@ -232,7 +237,10 @@ struct EngineTests {
         let error = #expect(throws: MigrationError.self) { try migrator(store).run(options: MigrationOptions(backup: .none)) }
         #expect(error?.code == .foreignWrite)
         #expect(error?.keys.count == 1)
-        #expect(error?.keys.first?.hasPrefix("app/meta/count (revision") == true)
+        #expect(error?.keys.first?.description.hasPrefix("app/meta/count (revision") == true)
+        #expect(error?.keys.first?.key == "app/meta/count")
+        guard case .changed(let revision)? = error?.keys.first?.reason else { Issue.record("expected the revision"); return }
+        #expect(error?.keys.first?.description == "app/meta/count (revision \(revision))")
         #expect(values(store)["app/meta/count"] == "8")
         // Every record was still migrated (fenced), but the cluster is not stamped done.
         #expect(values(store).filter { $0.key.hasPrefix("app/c/") }.allSatisfy { $0.value.hasPrefix("v2:") })

@@ -45,4 +45,21 @@ struct ForkJoinTests {
         long.join()
         #expect(names.withLock { $0 } == ["lease-keeper", "writer-1", "a-name-longer-t"])
     }
+
+    /// The condition threads wait on an event with: woken by the change, or given up after
+    /// the timeout (not earlier).
+    @Test func aConditionWaitEndsWhenTheValueChangesOrTimesOut() throws {
+        let flag = ConditionLock(false)
+        let clock = ContinuousClock()
+        let start = clock.now
+        #expect(!flag.wait(until: { $0 }, timeout: .milliseconds(30)))
+        #expect(clock.now - start >= .milliseconds(30))
+        let setter = try OSThread.start(name: "setter") {
+            OSThread.sleep(for: .milliseconds(20))
+            flag.withLockWakingWaiters { $0 = true }
+        }.get()
+        #expect(flag.wait(until: { $0 }, timeout: .seconds(30)))
+        setter.join()
+        #expect(flag.wait(until: { $0 }, then: { $0 }))
+    }
 }

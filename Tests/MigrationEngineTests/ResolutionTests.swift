@@ -83,7 +83,7 @@ struct ReadinessTests {
         JSONCoding.encode(
             RunState(
                 status: status, runID: "r", from: "1.4.8", to: "1.5.0", startRevision: 1, startedAt: "t", updatedAt: "t",
-                step: "rewrite"))
+                step: .rewrite))
     }
 
     @Test func unstampedIsNotReady() throws {

@@ -22,7 +22,7 @@ struct RestoreOwnershipTests {
 
     func dryRun() throws -> RestorePlan {
         try Restorer(store: store, namespace: Namespace(), prefixes: ToyMigration().backupPrefixes, logger: testLogger)
-            .restore(from: path, options: MigrationOptions(backup: .none), restore: RestoreOptions(dryRun: true)).plan
+            .restore(from: path, options: RestoreOptions(dryRun: true)).plan
     }
 
     @Test func aCompletedRunsWritesAreItsOwnAndLaterOnesAreNot() throws {

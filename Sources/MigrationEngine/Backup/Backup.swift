@@ -38,7 +38,7 @@ public enum Backup {
             let spill = try RevisionOrderSpill()
             let value = [UInt8](repeating: 0x61, count: max(1, averageBytes - 40))
             for i in 0..<sample {
-                let key = Array("pachyderm_pps/jobs/calibration-\(i)".utf8)
+                let key = Array("calibration/a-typical-record-\(i)".utf8)
                 let kv = KeyValue(key: key, value: value, createRevision: Int64(i + 1), modRevision: Int64(i + 1), version: 1, lease: 0)
                 try spill.append(KeyRevision(key: key, modRevision: Int64(i + 1), payload: kv.spilled), to: "")
             }

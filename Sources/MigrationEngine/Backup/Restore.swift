@@ -14,7 +14,7 @@ public struct RestoreResult: Sendable {
 /// What `restore` may do without being told: it replaces the cluster it is pointed at, so
 /// it asks for a flag before replacing another cluster's keys or throwing away writes made
 /// after the backup by something other than pachmigrate.
-public struct RestoreOptions: Sendable, Hashable {
+public struct RestoreOptions: Sendable {
     /// Check and report, write nothing (not even the lock).
     public var dryRun = false
     /// Restore although the target is not the backup's cluster (or the backup does not say
@@ -22,6 +22,14 @@ public struct RestoreOptions: Sendable, Hashable {
     public var ontoOtherCluster = false
     /// Restore although keys were written after the backup by something other than pachmigrate.
     public var discardNewerWrites = false
+    /// The lock the restore takes, and what its holder record says: the command, the
+    /// tool's version, and who runs it (the caller knows where it runs).
+    public var lock = LockOptions()
+    public var command = "restore"
+    public var toolVersion = "dev"
+    public var identity = HolderIdentity.thisProcess
+    /// etcd's space quota, and whether a guard's rounds may compact and defragment.
+    public var space = SpacePolicy()
 
     public init(dryRun: Bool = false, ontoOtherCluster: Bool = false, discardNewerWrites: Bool = false) {
         self.dryRun = dryRun
@@ -65,10 +73,9 @@ public struct RestorePlan: Sendable, Codable, Hashable {
         public var sample: [String]?
     }
 
-    /// Why a restore would be refused, and the flag that overrides it.
+    /// Why a restore would be refused (each is overridden by a `RestoreOptions` setting).
     public enum Refusal: String, Sendable, Codable, Hashable {
         case otherCluster, originUnknown, newerWrites
-        public var flag: String { self == .newerWrites ? "--discard-newer-writes" : "--onto-other-cluster" }
     }
 
     public var verdict: Verdict
@@ -94,52 +101,8 @@ public struct RestorePlan: Sendable, Codable, Hashable {
     public var newerWriteSample: [String]
     /// The revisions pachmigrate's last migration wrote (`Restorer.migrationWrites`), if any.
     public var migrationWrites: ClosedRange<Int64>?
-    /// What stops the restore unless its flag is given; empty when it may go ahead.
+    /// What stops the restore unless its `RestoreOptions` setting allows it; empty when it may go ahead.
     public var refusals: [Refusal]
-
-    /// The refusal as the operator reads it: which signals differ, what would be lost,
-    /// which flag, and that the endpoint may simply be the wrong one.
-    public func refusalMessage(backup path: String) -> String {
-        "refusing to restore \(path); nothing was written. " + refusalReasons(backup: path)
-    }
-
-    /// `refusalMessage` without its first sentence (a dry run words its own).
-    public func refusalReasons(backup path: String) -> String {
-        let endpoint = target.endpoints.isEmpty ? "the target etcd" : target.endpoints.joined(separator: ",")
-        var parts: [String] = []
-        if refusals.contains(.otherCluster) {
-            let signals = mismatches.map { m -> String in
-                switch m.signal {
-                case .clusterID: "its cluster ID is \(m.target), the backup's is \(m.backup)"
-                case .revision: "its revision is \(m.target), below the backup's \(m.backup)"
-                case .keys: "it holds \(m.target)"
-                }
-            }
-            parts.append(
-                "\(endpoint) does not look like the cluster \(path) was taken from"
-                    + (origin.map { " (\($0.endpoints.joined(separator: ",")), \($0.takenAt))" } ?? "") + ": "
-                    + signals.joined(separator: "; ") + ".")
-        }
-        if refusals.contains(.originUnknown) {
-            parts.append(
-                "\(path) records no origin (it was written by an earlier pachmigrate, or by `convert`), "
-                    + "so whether \(endpoint) is its cluster cannot be checked.")
-        }
-        if refusals.contains(.otherCluster) || refusals.contains(.originUnknown) {
-            parts.append(
-                "\(endpoint) holds \(targetKeys) key(s) under the roots; restoring would remove \(toRemove) of them "
-                    + "and replace the rest with the backup's \(backupKeys). "
-                    + "Check --endpoints: you may be pointing at the wrong cluster. If replacing this cluster is intended, "
-                    + "run again with --onto-other-cluster.")
-        }
-        if refusals.contains(.newerWrites) {
-            parts.append(
-                "\(newerWrites) key(s) under the roots were written after the backup (revision \(backupRevision)) by something "
-                    + "other than pachmigrate (pachd, most likely); restoring would throw those writes away. Stop pachd; "
-                    + "if losing them is intended, run again with --discard-newer-writes.")
-        }
-        return parts.joined(separator: " ")
-    }
 }
 
 /// Puts a backup back: the exact values, in their original relative mod-revision order,
@@ -162,8 +125,8 @@ public struct Restorer: Sendable {
     }
 
     public func restore(
-        from path: String, options: MigrationOptions, restore restoreOptions: RestoreOptions = RestoreOptions(),
-        stop: StopSignal = StopSignal(), progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }
+        from path: String, options: RestoreOptions = RestoreOptions(), stop: StopSignal = StopSignal(),
+        progress: @escaping @Sendable (ProgressEvent) -> Void = { _ in }
     ) throws(MigrationError) -> RestoreResult {
         let sha: String
         do {
@@ -212,16 +175,22 @@ public struct Restorer: Sendable {
 
         let plan = try assess(
             backup: backupKeys.reader(for: Self.keysGroup), origin: origin, backupKeys: lines, backupFingerprint: fingerprint.hex,
-            backupRevision: origin?.revision ?? newestModRevision, options: restoreOptions)
-        if restoreOptions.dryRun {
+            backupRevision: origin?.revision ?? newestModRevision, options: options)
+        if options.dryRun {
             return RestoreResult(plan: plan, dryRun: true, restored: 0, removed: [], sha256: sha)
         }
         if !plan.refusals.isEmpty {
-            throw MigrationError(.restoreRefused, plan.refusalMessage(backup: path), keys: plan.newerWriteSample)
+            var error = MigrationError(
+                .restoreRefused,
+                "refusing to restore \(path); nothing was written: \(plan.refusals.map(\.rawValue).joined(separator: ", "))",
+                keys: plan.newerWriteSample)
+            error.refusedRestore = plan
+            throw error
         }
 
         try stop.checkBeforeWriting("the restore's checks")
-        let holder = LockHolder.current(command: options.command, toolVersion: options.toolVersion, from: nil, to: nil)
+        let holder = LockHolder.current(
+            command: options.command, toolVersion: options.toolVersion, from: nil, to: nil, identity: options.identity)
         let lock = try MigrationLock.acquire(
             store: store, namespace: namespace, holder: holder, options: options.lock, stop: stop, logger: logger)
         defer { lock.release() }

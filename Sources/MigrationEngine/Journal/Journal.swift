@@ -22,7 +22,7 @@ public struct RunState: Codable, Sendable, Hashable {
     public var startRevision: Int64
     public var startedAt: String
     public var updatedAt: String
-    public var step: String
+    public var step: MigrationStep
     /// The backup the run's first attempt took, as an absolute path on `backupHost` (the
     /// host or pod that wrote it: a resume may run elsewhere).
     public var backupPath: String?
@@ -33,7 +33,7 @@ public struct RunState: Codable, Sendable, Hashable {
 
     public init(
         status: Status, runID: String, from: String, to: String, startRevision: Int64, startedAt: String,
-        updatedAt: String, step: String, backupPath: String? = nil, backupHost: String? = nil, backupSHA256: String? = nil,
+        updatedAt: String, step: MigrationStep, backupPath: String? = nil, backupHost: String? = nil, backupSHA256: String? = nil,
         records: Int = 0, message: String? = nil
     ) {
         self.status = status

@@ -37,7 +37,7 @@ public struct LockInspection: Sendable, Encodable {
     /// The journal's account of the run, which outlives the holder: its step and how many of
     /// its records the lanes have written (the holder's own record may predate its first
     /// progress heartbeat).
-    public var journalStep: String?
+    public var journalStep: MigrationStep?
     public var journalWritten: Int?
     public var journalRecords: Int?
     /// The lock key as read (its lease and create revision, which a lock break compares).

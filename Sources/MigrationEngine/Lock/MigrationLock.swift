@@ -24,7 +24,7 @@ public struct LockHolder: Codable, Sendable, Hashable {
     public var from: String?
     public var to: String?
     public var startedAt: String
-    public var step: String
+    public var step: MigrationStep
     public var done: Int
     public var total: Int
     public var heartbeat: String
@@ -33,16 +33,15 @@ public struct LockHolder: Codable, Sendable, Hashable {
     public var leaseID: String
     public var ttl: Int64
 
-    /// The holder record for this process.
-    public static func current(command: String, toolVersion: String, from: String?, to: String?) -> LockHolder {
-        let env = ProcessInfo.processInfo.environment
+    /// The holder record for a process about to take the lock.
+    public static func current(
+        command: String, toolVersion: String, from: String?, to: String?, identity: HolderIdentity = .thisProcess
+    ) -> LockHolder {
         let now = Date()
         return LockHolder(
-            holderID: UUID().uuidString.lowercased(), host: ProcessInfo.processInfo.hostName,
-            pid: ProcessInfo.processInfo.processIdentifier,
-            podName: env["POD_NAME"] ?? env["HOSTNAME"].flatMap { env["KUBERNETES_SERVICE_HOST"] != nil ? $0 : nil },
-            podNamespace: env["POD_NAMESPACE"], toolVersion: toolVersion, command: command, from: from, to: to,
-            startedAt: timestamp(now), step: MigrationStep.starting.rawValue, done: 0, total: 0, heartbeat: timestamp(now),
+            holderID: UUID().uuidString.lowercased(), host: identity.host, pid: identity.pid, podName: identity.podName,
+            podNamespace: identity.podNamespace, toolVersion: toolVersion, command: command, from: from, to: to,
+            startedAt: timestamp(now), step: .starting, done: 0, total: 0, heartbeat: timestamp(now),
             heartbeatEpoch: now.timeIntervalSince1970, leaseID: "", ttl: 0)
     }
 
@@ -50,6 +49,28 @@ public struct LockHolder: Codable, Sendable, Hashable {
         var s = "\(host) pid \(pid)"
         if let podName { s += " (pod \(podNamespace.map { "\($0)/" } ?? "")\(podName))" }
         return s
+    }
+}
+
+/// Who takes the lock: the process, its host and, where the caller knows it, the pod it runs
+/// in. The caller reads its deployment (the environment of a Kubernetes pod, say); the engine
+/// only records what it is given.
+public struct HolderIdentity: Sendable, Hashable {
+    public var host: String
+    public var pid: Int32
+    public var podName: String?
+    public var podNamespace: String?
+
+    public init(host: String, pid: Int32, podName: String? = nil, podNamespace: String? = nil) {
+        self.host = host
+        self.pid = pid
+        self.podName = podName
+        self.podNamespace = podNamespace
+    }
+
+    /// This process on this host, in no pod the engine knows of.
+    public static var thisProcess: HolderIdentity {
+        HolderIdentity(host: ProcessInfo.processInfo.hostName, pid: ProcessInfo.processInfo.processIdentifier)
     }
 }
 
@@ -149,8 +170,8 @@ public final class MigrationLock: Sendable {
             let level: Logger.Level = waited ? .info : .notice
             waited = true
             logger.log(
-                level: level, "lock held, waiting (up to --wait-lock)",
-                metadata: ["holder": "\(current?.who ?? "unknown")", "step": "\(current?.step ?? "?")"])
+                level: level, "lock held, waiting for its release",
+                metadata: ["holder": "\(current?.who ?? "unknown")", "step": "\(current.map { "\($0.step)" } ?? "?")"])
             ContinuousClockSleep.sleep(for: min(.seconds(1), deadline - ContinuousClock.now))
         }
     }
@@ -171,8 +192,8 @@ public final class MigrationLock: Sendable {
     /// is as fresh as the last heartbeat).
     public func report(step: MigrationStep? = nil, done: Int? = nil, total: Int? = nil) {
         let newStep = holder.withLock { h -> Bool in
-            let changed = step.map { $0.rawValue != h.step } ?? false
-            if let step { h.step = step.rawValue }
+            let changed = step.map { $0 != h.step } ?? false
+            if let step { h.step = step }
             if let done { h.done = done }
             if let total { h.total = total }
             return changed

@@ -1,7 +1,5 @@
 import EtcdGateway
-import Glibc
 import Logging
-import Synchronization
 
 import PlatformShim
 
@@ -10,7 +8,7 @@ import PlatformShim
 /// reuse their pages. History before the run is gone with it (the backup keeps every
 /// original value).
 ///
-/// The compactions run on a thread of their own beside the writers (`run(until:)`): a
+/// The compactions run on a thread of their own beside the writers (`run()`): a
 /// physical compaction returns only once etcd has deleted the old revisions (about half a
 /// second each on a 100k-key cluster, measured), which a writer waiting for it added to
 /// the run once per interval: 2.5× a plain run.
@@ -19,11 +17,13 @@ final class HistoryCompactor: Sendable {
         var sinceLast = 0
         var latest: Int64 = 0
         var count = 0
+        /// The writers are done: `run()` returns.
+        var finished = false
     }
     private let store: any KeyValueService
     private let every: Int
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = ConditionLock(State())
 
     init(store: any KeyValueService, every: Int, logger: Logger) {
         self.store = store
@@ -48,28 +48,34 @@ final class HistoryCompactor: Sendable {
     }
 
     /// Called by the writers after each landed txn with the records it wrote (record writes,
-    /// not txns: what grows the backend). Only counts; `run(until:)` compacts.
+    /// not txns: what grows the backend). Only counts, and wakes `run()` when a compaction is due.
     func wrote(revision: Int64, records: Int = 1) {
-        state.withLock { s in
+        let due = state.withLock { s in
             s.latest = max(s.latest, revision)
             s.sinceLast += records
+            return s.sinceLast >= every
         }
+        if due { state.wakeWaiters() }
+    }
+
+    /// The writes are over: `run()` returns (without a last compaction).
+    func writersFinished() {
+        state.withLockWakingWaiters { $0.finished = true }
     }
 
     /// Compacts up to the latest landed write each time `every` records have landed since the
-    /// last compaction, until `writersFinished` says the writes are over. A failure is logged,
+    /// last compaction, until `writersFinished()`; asleep in between. A failure is logged,
     /// not fatal: NOSPACE remains the backstop and stops the run resumably.
-    func run(until writersFinished: () -> Bool) {
-        while !writersFinished() {
-            let due: Int64? = state.withLock { s in
-                guard s.sinceLast >= every else { return nil }
-                s.sinceLast = 0
-                return s.latest
-            }
-            guard let due else {
-                usleep(20_000)
-                continue
-            }
+    func run() {
+        while true {
+            let due: Int64? = state.wait(
+                until: { $0.finished || $0.sinceLast >= every },
+                then: { s in
+                    guard !s.finished else { return nil }
+                    s.sinceLast = 0
+                    return s.latest
+                })
+            guard let due else { return }
             do {
                 try compactNow(to: due)
             } catch {

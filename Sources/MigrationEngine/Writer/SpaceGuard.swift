@@ -2,6 +2,8 @@ import EtcdGateway
 import Logging
 import Synchronization
 
+import PlatformShim
+
 /// How a run keeps etcd's backend under its quota: chosen from `--compact` and what the
 /// etcd user may do (`SpacePolicy.mode(permitsDefragmentation:)`).
 public enum SpaceMode: String, Sendable, Hashable, Codable {
@@ -109,7 +111,8 @@ final class SpaceGuard: Sendable {
     /// Held by one admission at a time, and through a measurement or a round of
     /// compaction and defragmentation: the other writers wait at it.
     private let gate = Mutex(())
-    private let state: Mutex<State>
+    /// Its condition wakes a round waiting for the txns in flight to land.
+    private let state: ConditionLock<State>
 
     /// `compactor`: required for the compacting modes; `startRevision`: the run's fence, the
     /// revision compacted to if a round comes before any write landed.
@@ -123,7 +126,7 @@ final class SpaceGuard: Sendable {
         self.reportingLag = reportingLag
         self.patience = patience
         self.logger = logger
-        state = Mutex(State(latestRevision: startRevision, report: SpaceGuardReport(mode: mode, limits: limits)))
+        state = ConditionLock(State(latestRevision: startRevision, report: SpaceGuardReport(mode: mode, limits: limits)))
     }
 
     var report: SpaceGuardReport { state.withLock { $0.report } }
@@ -146,14 +149,22 @@ final class SpaceGuard: Sendable {
 
     /// The admitted txn landed at `revision`.
     func landed(revision: Int64) {
-        state.withLock { s in
+        let none = state.withLock { s in
             s.inFlight -= 1
             s.latestRevision = max(s.latestRevision, revision)
+            return s.inFlight == 0
         }
+        if none { state.wakeWaiters() }
     }
 
     /// The admitted txn was not sent, or failed.
-    func abandoned() { state.withLock { $0.inFlight -= 1 } }
+    func abandoned() {
+        let none = state.withLock { s in
+            s.inFlight -= 1
+            return s.inFlight == 0
+        }
+        if none { state.wakeWaiters() }
+    }
 
     /// A txn's cost against the room: its modelled growth at the ratio seen, and in rounds
     /// mode the compaction of its records' old revisions to come.
@@ -255,8 +266,7 @@ final class SpaceGuard: Sendable {
     /// The compaction grows the files while it deletes (`compactionGrowthPerRecord`): the
     /// admissions reserved room for it.
     private func compactAndDefragment() throws(MigrationError) {
-        while state.withLock({ $0.inFlight }) > 0 { ContinuousClockSleep.sleep(for: .milliseconds(1)) }
-        let revision = state.withLock { $0.latestRevision }
+        let revision = state.wait(until: { $0.inFlight == 0 }, then: { $0.latestRevision })
         let start = ContinuousClock.now
         try compactor?.compactNow(to: revision)
         let members = try memberStatuses().sorted { !$0.isLeader && $1.isLeader }

@@ -55,7 +55,7 @@ struct BackupCommand: ParsableCommand {
         try runCommand("backup", output, connection: connection) { context in
             let client = try connection.makeClient(logger: context.logger)
             let layout = connection.layout
-            let prefixes = [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)]
+            let prefixes = layout.roots
             // Ctrl-C deletes the unfinished file rather than leave one that looks like a backup.
             let signals = SignalHandlers { signal, _ in context.progress.interrupt("signal \(signal): stopping; the unfinished backup is deleted") }
             let info = try Backup.take(
@@ -191,25 +191,28 @@ struct RestoreCommand: ParsableCommand {
         try runCommand("restore", output, connection: connection) { context in
             let client = try connection.makeClient(logger: context.logger)
             let layout = connection.layout
-            var options = MigrationOptions(backup: .none)
+            var options = RestoreOptions(dryRun: dryRun, ontoOtherCluster: ontoOtherCluster, discardNewerWrites: discardNewerWrites)
             options.command = "pachmigrate restore"
             options.toolVersion = toolVersion
+            options.identity = .fromEnvironment()
             options.lock = LockOptions(wait: waitLock?.duration ?? .zero)
             options.space = space.policy
             let restorer = Restorer(
                 store: client, namespace: connection.namespace,
-                prefixes: [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)], logger: context.logger)
+                prefixes: layout.roots, logger: context.logger)
             let signals = SignalHandlers { signal, writing in
                 context.progress.interrupt(
                     writing
                         ? "signal \(signal): finishing the txn in flight, then stopping (run the same restore command again to finish)"
                         : "signal \(signal): stopping now; nothing has been written")
             }
-            let result = try restorer.restore(
-                from: path, options: options,
-                restore: RestoreOptions(dryRun: dryRun, ontoOtherCluster: ontoOtherCluster, discardNewerWrites: discardNewerWrites),
-                stop: signals.stop
-            ) { context.progress.update($0) }
+            let result: RestoreResult
+            do throws(MigrationError) {
+                result = try restorer.restore(from: path, options: options, stop: signals.stop) { context.progress.update($0) }
+            } catch var error {
+                if let plan = error.refusedRestore { error.message = plan.refusalMessage(backup: path) }
+                throw error
+            }
             return RestoreReport(
                 path: path, sha256: result.sha256, dryRun: result.dryRun, plan: result.plan, restored: result.restored,
                 removed: result.removed)

@@ -283,6 +283,7 @@ struct MigrateCommand: ParsableCommand {
             report.compactRequested = space.compact
             options.command = "pachmigrate migrate"
             options.toolVersion = toolVersion
+            options.identity = .fromEnvironment()
             if report.detected.source == .journal, let backup, !dryRun {
                 // Said before the run, not only in the report at its end.
                 context.logger.notice(
@@ -345,8 +346,8 @@ struct MigrateCommand: ParsableCommand {
                 report.longestGroup = result.scan?.longestLane
             }
             switch result.outcome {
-            case .nothingToDo(let why):
-                report.message = "Nothing to do: \(why)"
+            case .alreadyMigrated(let version):
+                report.message = "Nothing to do: the cluster is already migrated to \(version)"
             case .dryRun:
                 report.outcome = .dryRun
                 report.forecast = result.scan?.pachyderm.forecast.pipelines
@@ -407,8 +408,8 @@ struct PlanCommand: ParsableCommand {
             options.space = space.policy
             let migrator = Migrator(store: client, migration: migration, namespace: connection.namespace, logger: context.logger)
             let result = try migrator.run(options: options) { context.progress.update($0) }
-            if case .nothingToDo(let why) = result.outcome {
-                report.message = "Nothing to do: \(why)"
+            if case .alreadyMigrated(let version) = result.outcome {
+                report.message = "Nothing to do: the cluster is already migrated to \(version)"
                 return report
             }
             report.outcome = .plan

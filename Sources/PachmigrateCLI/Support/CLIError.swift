@@ -126,12 +126,17 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
             default: .failure
             }
         if let space = error.space {
-            return (status, error.code.description, error.message + "\n" + spaceRemedy(space), error.keys)
+            return (status, error.code.description, error.message + "\n" + spaceRemedy(space), error.keys.map(\.description))
         }
         // An etcd failure keeps etcd's own code, so scripts can tell "unreachable" from "denied".
         let kind = error.underlying.map { "etcd-\($0.code)" } ?? error.code.description
         return (
-            status, kind, error.message + (remedy(for: error.code).map { (error.message.hasSuffix(".") ? " " : ". ") + $0 + "." } ?? ""), error.keys
+            status, kind,
+            error.message
+                + ((remedy(for: error.code) ?? error.underlying.flatMap(remedy(for:))).map {
+                    (error.message.hasSuffix(".") ? " " : ". ") + $0 + "."
+                } ?? ""),
+            error.keys.map(\.description)
         )
     case let error as EtcdError:
         return (.failure, "etcd-\(error.code)", error.description, [])
@@ -163,6 +168,14 @@ func remedy(for code: MigrationError.Code) -> String? {
         "Free some space there, move the file there away, or choose another path for the backup, then run again"
     default:
         nil
+    }
+}
+
+/// What the operator does next when etcd itself refused, whatever the engine was doing.
+func remedy(for error: EtcdError) -> String? {
+    switch error.code {
+    case .permissionDenied: "README \"Least privilege\" gives the roles each command needs"
+    default: nil
     }
 }
 

@@ -15,10 +15,10 @@ struct EtcdSummary: Encodable {
     var endpoints: [Endpoint]
 
     init(_ client: EtcdClient) {
-        endpoints = client.endpointVersions().map { endpoint, version in
-            switch version {
-            case .success(let v): Endpoint(endpoint: endpoint, server: v.server.description, cluster: v.cluster)
-            case .failure(let error): Endpoint(endpoint: endpoint, error: error.message)
+        endpoints = client.endpointVersions().map { answer in
+            switch answer.version {
+            case .success(let v): Endpoint(endpoint: answer.endpoint, server: v.server.description, cluster: v.cluster)
+            case .failure(let error): Endpoint(endpoint: answer.endpoint, error: error.message)
             }
         }
     }

@@ -95,7 +95,7 @@ final class ProgressDisplay: Sendable {
             case .rewrite: "writing started: the first record is being written"
             case .check: "check started"
             case .restore: "restore started"
-            case .starting, .done: nil
+            default: nil  // `starting` and `done` are no milestones
             }
         guard let what else { return }
         var metadata: Logger.Metadata = [:]

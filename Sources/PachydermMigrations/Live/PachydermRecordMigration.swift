@@ -22,7 +22,7 @@ public struct PachydermRecordMigration: RecordMigration {
 
     public var fromVersion: String { plan.from.description }
     public var toVersion: String { plan.to.description }
-    public var backupPrefixes: [[UInt8]] { [Array("\(layout.pfsPrefix)/".utf8), Array("\(layout.ppsPrefix)/".utf8)] }
+    public var backupPrefixes: [[UInt8]] { layout.roots }
 
     public func lane(of key: [UInt8]) -> LaneID? {
         guard case .record(let kind, let group) = layout.classify(key) else { return nil }

@@ -69,14 +69,27 @@ public struct PachydermVerifier: Sendable {
     public func verify(
         store: any KeyValueService, expectedVersion: String, journalCounts: [String: Int]? = nil
     ) throws(MigrationError) -> VerificationReport {
-        let wants15 = expectedVersion.hasPrefix("1.5")
         var report = VerificationReport(expectedVersion: expectedVersion, counts: [:], problems: [], warnings: [])
+        let existing = try checkRecords(store: store, expectedVersion: expectedVersion, report: &report)
+        try checkReferences(store: store, existing: existing, report: &report)
+        if let journalCounts { checkCounts(journalCounts, report: &report) }
+        return report
+    }
+
+    /// The repos, commits and pipelines that exist, for the references to resolve against.
+    private struct ExistingRecords {
         var repos = Set<Data>()
         var commits = Set<Data>()
         var pipelines = Set<Data>()
-        let openCommitEntries = wants15 ? try ClusterInspection.openCommitEntries(store: store, layout: layout) : []
+    }
 
-        // Pass 1: every record decodes as the expected version; collect what exists.
+    /// Pass 1: every record decodes as the expected version; collects what exists.
+    private func checkRecords(
+        store: any KeyValueService, expectedVersion: String, report: inout VerificationReport
+    ) throws(MigrationError) -> ExistingRecords {
+        let wants15 = expectedVersion.hasPrefix("1.5")
+        let openCommitEntries = wants15 ? try ClusterInspection.openCommitEntries(store: store, layout: layout) : []
+        var existing = ExistingRecords()
         for kind in RecordKind.allCases {
             try ClusterInspection.scanRecords(store: store, layout: layout, kind: kind, pageSize: pageSize) { kv in
                 report.counts[kind.rawValue, default: 0] += 1
@@ -106,62 +119,70 @@ public struct PachydermVerifier: Sendable {
                     }
                 }
                 switch decoded.record {
-                case .repo(let info): repos.insert(info.repo.name)
-                case .commit(let info): commits.insert(commitRef(info.commit.repo.name, info.commit.id))
-                case .pipeline(let info): pipelines.insert(info.pipeline.name)
+                case .repo(let info): existing.repos.insert(info.repo.name)
+                case .commit(let info): existing.commits.insert(commitRef(info.commit.repo.name, info.commit.id))
+                case .pipeline(let info): existing.pipelines.insert(info.pipeline.name)
                 default: break
                 }
             }
         }
+        return existing
+    }
 
-        // Pass 2: references resolve.
+    /// Pass 2: the references between records resolve.
+    private func checkReferences(
+        store: any KeyValueService, existing: ExistingRecords, report: inout VerificationReport
+    ) throws(MigrationError) {
         for kind: RecordKind in [.repo, .commit, .branch, .job] {
             try ClusterInspection.scanRecords(store: store, layout: layout, kind: kind, pageSize: pageSize) { kv in
                 guard let decoded = try? RecordCodec.decode(kind: kind, key: kv.key, value: kv.value) else { return }
-                let key = kv.key.printable
-                switch decoded.record {
-                case .repo(let info):
-                    for repo in info.provenance where !repos.contains(repo.name) {
-                        report.problem(.danglingReference, key, "provenance repo \(text(repo.name)) does not exist")
-                    }
-                case .commit(let info):
-                    if !repos.contains(info.commit.repo.name) {
-                        report.problem(.danglingReference, key, "repo \(text(info.commit.repo.name)) does not exist")
-                    }
-                    if info.hasParentCommit && !commits.contains(commitRef(info.parentCommit.repo.name, info.parentCommit.id)) {
-                        report.problem(
-                            .danglingReference, key, "parent commit \(text(info.parentCommit.repo.name))@\(text(info.parentCommit.id)) does not exist"
-                        )
-                    }
-                    for p in info.provenance where !commits.contains(commitRef(p.repo.name, p.id)) {
-                        report.problem(.danglingReference, key, "provenance commit \(text(p.repo.name))@\(text(p.id)) does not exist")
-                    }
-                case .branch(let head):
-                    if !repos.contains(head.repo.name) {
-                        report.problem(.danglingReference, key, "repo \(text(head.repo.name)) does not exist")
-                    } else if !head.id.isEmpty && !commits.contains(commitRef(head.repo.name, head.id)) {
-                        report.problem(.danglingReference, key, "head commit \(text(head.repo.name))@\(text(head.id)) does not exist")
-                    }
-                case .job(let info):
-                    if info.hasPipeline && !pipelines.contains(info.pipeline.name) {
-                        report.warnings.append("\(key): job of pipeline \(text(info.pipeline.name)), which no longer exists")
-                    }
-                default:
-                    break
-                }
+                checkReferences(of: decoded.record, key: kv.key.printable, existing: existing, report: &report)
             }
         }
+    }
 
-        if let journalCounts {
-            let foundPerCollection = Dictionary(uniqueKeysWithValues: RecordKind.allCases.map { ($0.collection, report.counts[$0.rawValue] ?? 0) })
-            for (kind, expected) in journalCounts {
-                let found = foundPerCollection[kind] ?? 0
-                if found < expected {
-                    report.problem(.missingRecords, nil, "the journal records \(expected) \(kind) migrated, but only \(found) exist now")
-                }
+    private func checkReferences(of record: Decoded14Record, key: String, existing: ExistingRecords, report: inout VerificationReport) {
+        switch record {
+        case .repo(let info):
+            for repo in info.provenance where !existing.repos.contains(repo.name) {
+                report.problem(.danglingReference, key, "provenance repo \(text(repo.name)) does not exist")
+            }
+        case .commit(let info):
+            if !existing.repos.contains(info.commit.repo.name) {
+                report.problem(.danglingReference, key, "repo \(text(info.commit.repo.name)) does not exist")
+            }
+            if info.hasParentCommit && !existing.commits.contains(commitRef(info.parentCommit.repo.name, info.parentCommit.id)) {
+                report.problem(
+                    .danglingReference, key, "parent commit \(text(info.parentCommit.repo.name))@\(text(info.parentCommit.id)) does not exist"
+                )
+            }
+            for p in info.provenance where !existing.commits.contains(commitRef(p.repo.name, p.id)) {
+                report.problem(.danglingReference, key, "provenance commit \(text(p.repo.name))@\(text(p.id)) does not exist")
+            }
+        case .branch(let head):
+            if !existing.repos.contains(head.repo.name) {
+                report.problem(.danglingReference, key, "repo \(text(head.repo.name)) does not exist")
+            } else if !head.id.isEmpty && !existing.commits.contains(commitRef(head.repo.name, head.id)) {
+                report.problem(.danglingReference, key, "head commit \(text(head.repo.name))@\(text(head.id)) does not exist")
+            }
+        case .job(let info):
+            if info.hasPipeline && !existing.pipelines.contains(info.pipeline.name) {
+                report.warnings.append("\(key): job of pipeline \(text(info.pipeline.name)), which no longer exists")
+            }
+        default:
+            break
+        }
+    }
+
+    /// No fewer records of a kind than the journal's last migration wrote.
+    private func checkCounts(_ journalCounts: [String: Int], report: inout VerificationReport) {
+        let foundPerCollection = Dictionary(uniqueKeysWithValues: RecordKind.allCases.map { ($0.collection, report.counts[$0.rawValue] ?? 0) })
+        for (kind, expected) in journalCounts {
+            let found = foundPerCollection[kind] ?? 0
+            if found < expected {
+                report.problem(.missingRecords, nil, "the journal records \(expected) \(kind) migrated, but only \(found) exist now")
             }
         }
-        return report
     }
 
     /// Decodes with the 1.5.0 schema itself. Fields it does not know are the removed ones,

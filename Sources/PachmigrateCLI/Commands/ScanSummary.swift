@@ -1,6 +1,4 @@
-import ArgumentParser
 import EtcdGateway
-import Logging
 import MigrationEngine
 import PachydermMigrations
 
@@ -9,61 +7,6 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-
-/// The release; also the default image tag (`pachmigrate:<toolVersion>`, README "Container
-/// image") and the Dockerfile's VERSION, which a test holds to it.
-public let toolVersion = "0.1.0"
-
-/// `--from` and `--to`, shared by plan and migrate.
-struct VersionOptions: ParsableArguments {
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "Pachyderm release the metadata is at: 1.4.0 … 1.4.9 or 1.4.x. Default: detected from the cluster.",
-            valueName: "version"))
-    var from: String?
-
-    @Option(name: .long, help: ArgumentHelp("Release to migrate to. Default: the newest pachmigrate knows (1.5.0).", valueName: "version"))
-    var to: String?
-
-    var target: String { to ?? "1.5.0" }
-
-    /// The plan the flags alone decide, nil when `--from` is left to the cluster. Made
-    /// before any etcd call, so a path that cannot exist (e.g. `--from 2.0.0 --to 1.5.0`)
-    /// exits 5 even when etcd is unreachable, instead of 1 for the connection.
-    func explicitPlan() throws(VersionPlanError) -> MigrationPlan? {
-        guard let from else { return nil }
-        return try VersionPlanner.plan(from: from, to: target)
-    }
-}
-
-/// `--etcd-quota` and `--compact`, shared by plan and migrate.
-struct SpaceOptions: ParsableArguments {
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "etcd's --quota-backend-bytes (bytes, or 8Gi, 8GiB, 8G, 8GB: Gi/GiB are 1024³, G/GB 1000³; etcd's default is 2GiB). "
-                + "etcd does not tell its quota, so say it: the run refuses (exit 9) before writing if it would not fit, and stops "
-                + "itself (exit 9, resumable) 1% below it (at least 512KiB) if a member's backend gets there.",
-            valueName: "size"))
-    var etcdQuota = ByteSize(bytes: SpacePolicy().quotaBytes)
-
-    @Flag(
-        name: .long,
-        help:
-            """
-            Make room as the run goes: compact etcd's history behind it (physical, every 500 writes) and, when a member nears \
-            the quota, compact to the latest write and defragment every member, followers first and the leader last (each \
-            stalls its member while it rewrites its file). Defragmenting needs the root role where auth is on; without it, \
-            only compaction. History from before the run is lost (the backup keeps every original value).
-            """
-    )
-    var compact = false
-
-    var policy: SpacePolicy {
-        SpacePolicy(quotaBytes: etcdQuota.bytes, compactEvery: compact ? SpacePolicy.defaultCompactionInterval : nil)
-    }
-}
 
 /// The parts of a scan an operator reads, for text and JSON.
 struct ScanSummary: Encodable {
@@ -206,30 +149,4 @@ func renderForecast(_ forecast: [ReprocessingForecast]) -> String {
         lines.append("  - \(f.pipeline): env \(f.envNames.joined(separator: ", ")); \(size)")
     }
     return lines.joined(separator: "\n")
-}
-
-func defaultBackupPath(from: String) -> String {
-    let stamp = Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false))
-        .replacing(":", with: "")
-    return "pachmigrate-backup-\(from)-\(stamp).jsonl"
-}
-
-/// `path` made absolute against the working directory: the journal records where the backup
-/// is for whoever resumes or restores, from wherever they run.
-func absolutePath(_ path: String) -> String {
-    guard !path.hasPrefix("/") else { return path }
-    let cwd = FileManager.default.currentDirectoryPath
-    return (cwd.hasSuffix("/") ? cwd : cwd + "/") + (path.hasPrefix("./") ? String(path.dropFirst(2)) : path)
-}
-
-extension UnfinishedRun {
-    /// Where its backup is, as `host:/path`, for the report and `status`.
-    var backupText: String? {
-        backupPath.map { path in "\(backupHost.map { "\($0):" } ?? "")\(path)\(backupSHA256.map { " (sha256 \($0))" } ?? "")" }
-    }
-
-    var text: String {
-        "Resuming run \(runID) (\(status.rawValue), started \(startedAt)): \(written) of \(records) records written by its earlier "
-            + "attempt(s); backup from its first attempt: \(backupText ?? "none (--no-backup)")"
-    }
 }

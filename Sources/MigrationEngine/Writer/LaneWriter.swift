@@ -1,49 +1,6 @@
 import EtcdGateway
 import EtcdModel
 import Logging
-import Synchronization
-
-/// Set from a signal handler (or a test) to stop a run. Before the run's first write the
-/// engine stops at its next check (a page of the scan, a batch of the backup, a step of the
-/// preflight) and throws `.stoppedBeforeWriting` with nothing written; once writing has begun
-/// it stops after the txn in flight (`.interrupted`, resumable).
-public final class StopSignal: Sendable {
-    private let flag = Atomic<Bool>(false)
-    private let number = Atomic<Int32>(0)
-    private let writing = Atomic<Bool>(false)
-    public init() {}
-    /// `signal`: the signal that asked (SIGINT, SIGTERM), 0 for a request from code.
-    public func stop(signal: Int32 = 0) {
-        number.store(signal, ordering: .relaxed)
-        flag.store(true, ordering: .sequentiallyConsistent)
-    }
-    public var isStopped: Bool { flag.load(ordering: .acquiring) }
-    /// The signal that asked the run to stop, if one did.
-    public var signal: Int32? {
-        let n = number.load(ordering: .relaxed)
-        return n == 0 ? nil : n
-    }
-    /// Whether the run has begun writing (its first fenced write to etcd was sent): a stop
-    /// then finishes the txn in flight instead of ending at once.
-    public var hasBegunWriting: Bool { writing.load(ordering: .sequentiallyConsistent) }
-    /// Marks the run as writing, unless a stop was asked for first (then throws
-    /// `.stoppedBeforeWriting`). Sequentially consistent with `stop(signal:)`: a stop either
-    /// sees the run writing or is seen here, never neither.
-    func beginWriting() throws(MigrationError) {
-        writing.store(true, ordering: .sequentiallyConsistent)
-        guard flag.load(ordering: .sequentiallyConsistent) else { return }
-        writing.store(false, ordering: .sequentiallyConsistent)
-        try checkBeforeWriting("the preflight")
-    }
-
-    /// Throws `.stoppedBeforeWriting` when a stop was asked for; `phase` says where the run was.
-    func checkBeforeWriting(_ phase: String) throws(MigrationError) {
-        guard isStopped else { return }
-        var error = MigrationError(.stoppedBeforeWriting, "stopped on request during \(phase), before the first write; nothing was written")
-        error.signal = signal
-        throw error
-    }
-}
 
 /// Writes lanes' records back, strictly in their original mod-revision order inside each
 /// lane, with no etcd read and no conversion: the scan spilled each record's new value
@@ -295,42 +252,5 @@ struct LaneWriter {
             "someone else wrote to the cluster during the migration: \(foreign.map { "\($0.key) was \($0.what)" }.joined(separator: ", ")). "
                 + "Nothing of theirs was overwritten; once it stops, the same command resumes the run.",
             keys: foreign.map(\.key))
-    }
-}
-
-extension EtcdError {
-    /// Failures that say nothing about the request itself: etcd restarting, a member gone
-    /// (the client has already tried every endpoint), no leader for a moment, no answer in time.
-    var isTransient: Bool { code == .unavailable || code == .timeout || code == .transport }
-}
-
-/// Runs one etcd call of the write phase, retrying transient failures with backoff while
-/// the lock is still ours, for at most the lock's TTL: an etcd restart or a leader
-/// election is ridden out instead of failing the run. Every write-phase call is safe to
-/// repeat: puts of the same value are idempotent and the fenced record txn recognizes its
-/// own landed write. When etcd stays away, stops resumably (`.interrupted`, exit 7).
-func etcdRetrying<T>(
-    _ doing: @autoclosure () -> String, lock: MigrationLock, logger: Logger, _ body: () throws(EtcdError) -> T
-) throws(MigrationError) -> T {
-    let patience = Duration.seconds(max(5, lock.ttl))
-    let deadline = ContinuousClock.now + patience
-    var delay = Duration.milliseconds(100)
-    while true {
-        do {
-            return try body()
-        } catch {
-            guard error.isTransient else { throw MigrationError.store(error, while: doing()) }
-            try lock.checkHeld()
-            guard ContinuousClock.now + delay < deadline else {
-                throw MigrationError(
-                    .interrupted,
-                    "etcd stayed unavailable for \(patience) while \(doing()) (\(error)); everything written so far is recorded. "
-                        + "Run the same command again to resume once etcd is back.",
-                    underlying: error)
-            }
-            logger.warning("etcd unavailable; retrying", metadata: ["while": "\(doing())", "error": "\(error.message)"])
-            ContinuousClockSleep.sleep(for: delay)
-            delay = min(delay * 2, .seconds(1))
-        }
     }
 }
