@@ -1,5 +1,4 @@
-import Foundation
-import Synchronization
+import PlatformShim
 
 /// Keeps the writers that do not carry the longest lane from crowding it out.
 ///
@@ -13,9 +12,9 @@ import Synchronization
 ///
 /// A writer follows only while it has time to spare: once its own longest lane needs
 /// nearly as many txns as the longest lane has left, it writes at full speed.
-final class WritePace: @unchecked Sendable {
-    /// How a writer takes part: it carries the longest lane (`leads`), keeps its pace
-    /// (`follows`), or writes alone.
+final class WritePace: Sendable {
+    /// How a writer takes part: it carries the longest lane (`leads`) or keeps its pace
+    /// (`follows`).
     enum Role {
         case leads(WritePace)
         case follows(WritePace)
@@ -27,12 +26,15 @@ final class WritePace: @unchecked Sendable {
     /// no longer waits: it could otherwise finish after the leader.
     static let nearlyCritical = 0.8
     /// Waits end at least this often, so that a stop is seen.
-    static let longestWait = 0.05
+    static let longestWait = Duration.milliseconds(50)
+
+    private struct Leader {
+        var done = 0
+        var ended = false
+    }
 
     private let leaderTotal: Int
-    private let leaderDone = Atomic<Int>(0)
-    private let leaderStopped = Atomic<Bool>(false)
-    private let landed = NSCondition()
+    private let leader = ConditionLock(Leader())
 
     /// `leaderRecords`: the records of the writer that carries the longest lane.
     init(leaderRecords: Int) {
@@ -41,36 +43,34 @@ final class WritePace: @unchecked Sendable {
 
     /// The leader landed a txn of `records` records.
     func leaderLanded(records: Int) {
-        leaderDone.add(records, ordering: .releasing)
-        landed.lock()
-        landed.broadcast()
-        landed.unlock()
+        leader.withLockWakingWaiters { $0.done += records }
     }
 
     /// The leader wrote its last record, or stopped: nobody waits for it any more.
     func leaderEnded() {
-        leaderStopped.store(true, ordering: .releasing)
-        landed.lock()
-        landed.broadcast()
-        landed.unlock()
+        leader.withLockWakingWaiters { $0.ended = true }
     }
 
     /// Whether a follower that has written `done` of its `total` records, and whose longest
     /// lane has `longestRemaining` left, may send its next txn now.
     func mayWrite(done: Int, total: Int, longestRemaining: Int) -> Bool {
-        if leaderStopped.load(ordering: .acquiring) { return true }
-        let leaderDone = leaderDone.load(ordering: .acquiring)
-        let leaderRemaining = leaderTotal - leaderDone
-        if Double(longestRemaining) >= Self.nearlyCritical * Double(leaderRemaining) { return true }
-        return Double(done) / Double(max(1, total)) <= Double(leaderDone) / Double(leaderTotal) + Self.lead
+        leader.withLock { mayWrite(done: done, total: total, longestRemaining: longestRemaining, leader: $0) }
     }
 
     /// Returns once a follower may send its next txn (see `mayWrite`) or `stop` is set.
     func waitForTurn(done: Int, total: Int, longestRemaining: Int, stop: StopSignal) {
-        landed.lock()
-        defer { landed.unlock() }
-        while !stop.isStopped && !mayWrite(done: done, total: total, longestRemaining: longestRemaining) {
-            _ = landed.wait(until: Date(timeIntervalSinceNow: Self.longestWait))
+        while !stop.isStopped {
+            let ready = leader.wait(
+                until: { self.mayWrite(done: done, total: total, longestRemaining: longestRemaining, leader: $0) },
+                timeout: Self.longestWait)
+            if ready { return }
         }
+    }
+
+    private func mayWrite(done: Int, total: Int, longestRemaining: Int, leader: Leader) -> Bool {
+        if leader.ended { return true }
+        let leaderRemaining = leaderTotal - leader.done
+        if Double(longestRemaining) >= Self.nearlyCritical * Double(leaderRemaining) { return true }
+        return Double(done) / Double(max(1, total)) <= Double(leader.done) / Double(leaderTotal) + Self.lead
     }
 }
