@@ -638,8 +638,6 @@ public struct Migrator: Sendable {
         progress(ProgressEvent(step: .rewrite, done: 0, total: total))
         let writer = LaneWriter(store: store, lock: lock, namespace: namespace, stop: laneStop, space: space, logger: logger)
         let writersLeft = Atomic<Int>(shares.count)
-        // `dealt[0]` has the longest lane (dealt first): the others keep its pace.
-        let pace = shares.count > 1 ? WritePace(leaderRecords: dealt[0].records) : nil
         // One thread per writer, and the compactor's beside them, unless the guard's rounds
         // compact (and reserve room for it).
         let background = space?.compactsInRounds == true ? nil : compactor
@@ -653,8 +651,7 @@ public struct Migrator: Sendable {
             defer { if writersLeft.subtract(1, ordering: .releasing).newValue == 0 { background?.writersFinished() } }
             guard !shares[index].isEmpty else { return }
             do throws(MigrationError) {
-                let role = pace.map { index == 0 ? WritePace.Role.leads($0) : .follows($0) }
-                try writer.write(lanes: shares[index], scan: scan, cursors: cursors, pace: role) { landed in
+                try writer.write(lanes: shares[index], scan: scan, cursors: cursors) { landed in
                     revisions.withLock { _ = $0.insert(landed.revision) }
                     background?.wrote(revision: landed.revision, records: landed.records)
                     kept.add(landed.keptInOrder, ordering: .relaxed)

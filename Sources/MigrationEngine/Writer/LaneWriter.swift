@@ -39,10 +39,8 @@ struct LaneWriter {
     typealias Landed = (revision: Int64, records: Int, keptInOrder: Int)
 
     /// Writes every record of `lanes`, calling `onLanded` after each txn (the caller counts).
-    /// `pace`: whether this writer carries the longest lane or keeps its pace (`WritePace`).
     func write(
-        lanes: [String], scan: ClusterScan, cursors: [String: LaneCursor], pace: WritePace.Role?,
-        onLanded: (Landed) -> Void
+        lanes: [String], scan: ClusterScan, cursors: [String: LaneCursor], onLanded: (Landed) -> Void
     ) throws(MigrationError) {
         let perLane = max(1, readAhead / max(1, lanes.count))
         var open = lanes.map { lane in
@@ -52,9 +50,6 @@ struct LaneWriter {
                 source: scan.pending(lane, readBudget: max(16 * 1024, readBudget / max(1, lanes.count))),
                 remaining: scan.pendingCounts[lane] ?? 0)
         }
-        defer { if case .leads(let pace) = pace { pace.leaderEnded() } }
-        let total = open.reduce(0) { $0 + $1.remaining }
-        var done = 0
         while true {
             for i in open.indices where open[i].next == nil { try open[i].refill(perLane) }
             open.removeAll { $0.next == nil }
@@ -62,10 +57,6 @@ struct LaneWriter {
             if stop.isStopped {
                 // The caller words it with the whole run's count (`Migrator.writeLanes`).
                 throw MigrationError(.interrupted, "stopped on request; run the same command again to resume")
-            }
-            if case .follows(let pace) = pace {
-                pace.waitForTurn(done: done, total: total, longestRemaining: open.map(\.remaining).max() ?? 0, stop: stop)
-                if stop.isStopped { continue }
             }
             try lock.checkHeld()
             let chosen = pack(open)
@@ -83,8 +74,6 @@ struct LaneWriter {
                 open[i].cursor = cursor
                 open[i].advance()
             }
-            done += chosen.count
-            if case .leads(let pace) = pace { pace.leaderLanded(records: chosen.count) }
             onLanded(landed.landed)
         }
     }
