@@ -66,3 +66,23 @@ extension KeyValueService {
         return try range(RangeRequest(key: Array(lockKey.utf8))).header.revision
     }
 }
+
+/// A test double that changes a few calls of a store and hands the others to `base`: it
+/// spells out only what it changes. The six calls every store has are forwarded; the
+/// maintenance calls keep `KeyValueService`'s defaults (unsupported) unless a double
+/// forwards them itself.
+public protocol ForwardingKeyValueService: KeyValueService {
+    associatedtype Base: KeyValueService
+    var base: Base { get }
+}
+
+extension ForwardingKeyValueService {
+    public func range(_ request: RangeRequest) throws(EtcdError) -> RangeResponse { try base.range(request) }
+    public func txn(_ request: TxnRequest) throws(EtcdError) -> TxnResponse { try base.txn(request) }
+    public func leaseGrant(ttl: Int64) throws(EtcdError) -> LeaseGrantResponse { try base.leaseGrant(ttl: ttl) }
+    public func leaseRevoke(id: Int64) throws(EtcdError) { try base.leaseRevoke(id: id) }
+    public func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64? { try base.leaseKeepAliveOnce(id: id) }
+    public func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse {
+        try base.leaseTimeToLive(id: id, keys: keys)
+    }
+}

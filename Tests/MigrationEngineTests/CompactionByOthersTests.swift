@@ -10,7 +10,7 @@ import Testing
 /// after the scan's second page at the run's pinned revision, or right after the scan,
 /// before the backup is written (the backup reads nothing of its own: its values come from
 /// the scan). The compaction is real; only its timing is staged.
-private final class CompactedUnderfoot: KeyValueService, @unchecked Sendable {
+private final class CompactedUnderfoot: ForwardingKeyValueService, @unchecked Sendable {
     enum Moment { case duringScan, duringBackup }
     let base: EtcdClient
     let moment: Moment
@@ -44,14 +44,6 @@ private final class CompactedUnderfoot: KeyValueService, @unchecked Sendable {
         return answer
     }
 
-    func txn(_ request: TxnRequest) throws(EtcdError) -> TxnResponse { try base.txn(request) }
-
-    func leaseGrant(ttl: Int64) throws(EtcdError) -> LeaseGrantResponse { try base.leaseGrant(ttl: ttl) }
-    func leaseRevoke(id: Int64) throws(EtcdError) { try base.leaseRevoke(id: id) }
-    func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64? { try base.leaseKeepAliveOnce(id: id) }
-    func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse {
-        try base.leaseTimeToLive(id: id, keys: keys)
-    }
     func status() throws(EtcdError) -> StatusResponse {
         // The space preflight: after the scan, before the backup.
         if moment == .duringBackup { compactPastPinnedReads() }

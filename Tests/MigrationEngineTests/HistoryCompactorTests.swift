@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdTestSupport
 import PlatformShim
 import Synchronization
 import Testing
@@ -6,17 +7,9 @@ import Testing
 @testable import MigrationEngine
 
 /// A store that only records the revisions it was compacted to.
-private final class CompactionRecorder: KeyValueService, Sendable {
+private final class CompactionRecorder: ForwardingKeyValueService, Sendable {
     let base = InMemoryKeyValueService()
     let compactedTo = Mutex<[Int64]>([])
-    func range(_ request: RangeRequest) throws(EtcdError) -> RangeResponse { try base.range(request) }
-    func txn(_ request: TxnRequest) throws(EtcdError) -> TxnResponse { try base.txn(request) }
-    func leaseGrant(ttl: Int64) throws(EtcdError) -> LeaseGrantResponse { try base.leaseGrant(ttl: ttl) }
-    func leaseRevoke(id: Int64) throws(EtcdError) { try base.leaseRevoke(id: id) }
-    func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64? { try base.leaseKeepAliveOnce(id: id) }
-    func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse {
-        try base.leaseTimeToLive(id: id, keys: keys)
-    }
     func compact(revision: Int64, physical: Bool) throws(EtcdError) { compactedTo.withLock { $0.append(revision) } }
 }
 

@@ -1,16 +1,12 @@
 import EtcdGateway
+import EtcdTestSupport
 import Foundation
 import MigrationEngine
 import Testing
 
 /// An etcd whose gateway has no lease time-to-live, as 3.1.4's may not.
-private struct NoTimeToLive: KeyValueService {
+private struct NoTimeToLive: ForwardingKeyValueService {
     let base: InMemoryKeyValueService
-    func range(_ request: RangeRequest) throws(EtcdError) -> RangeResponse { try base.range(request) }
-    func txn(_ request: TxnRequest) throws(EtcdError) -> TxnResponse { try base.txn(request) }
-    func leaseGrant(ttl: Int64) throws(EtcdError) -> LeaseGrantResponse { try base.leaseGrant(ttl: ttl) }
-    func leaseRevoke(id: Int64) throws(EtcdError) { try base.leaseRevoke(id: id) }
-    func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64? { try base.leaseKeepAliveOnce(id: id) }
     func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse {
         throw EtcdError(.unsupported, "no time-to-live here")
     }
