@@ -26,7 +26,7 @@ struct PachmigrateBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pachmigrate-bench",
         abstract: "Pieces of Scripts/bench: generate clusters, seed etcd, measure the write limit, time a command, report.",
-        subcommands: [Generate.self, Seed.self, WriteLimit.self, ReadAll.self, Measure.self, Report.self])
+        subcommands: [Generate.self, Seed.self, WriteLimit.self, ReadAll.self, Measure.self, Report.self, LatencyProxy.self])
 }
 
 /// `generate`: a deterministic 1.4.8 cluster of about N keys, as a dump.
@@ -52,9 +52,10 @@ struct Generate: ParsableCommand {
     }
 }
 
-func makeClient(_ endpoint: String) throws -> EtcdClient {
+func makeClient(_ endpoint: String, caFile: String? = nil) throws -> EtcdClient {
     try EtcdClient(
-        configuration: .init(endpoints: [endpoint], requestTimeout: .seconds(30)), logger: Logger(label: "bench"))
+        configuration: .init(endpoints: [endpoint], requestTimeout: .seconds(30), tls: caFile.map { .init(caFile: $0) }),
+        logger: Logger(label: "bench"))
 }
 
 /// `seed`: loads a dump into an empty etcd, 100 puts per txn (etcd allows 128). Keys of one
@@ -108,16 +109,28 @@ struct WriteLimit: ParsableCommand {
     @Option(help: "Write only the first N records: enough to time a lone fenced txn where all would take minutes.")
     var maxWrites: Int?
 
+    @Option(help: "Write only records whose key starts with this (e.g. the longest group's collection).")
+    var keyPrefix: String?
+
+    @Flag(help: "Put a lane cursor beside each record, as the migrator's txns do (a second put).")
+    var withCursor = false
+
+    @Option(help: "PEM CA bundle, for an https endpoint.")
+    var cacert: String?
+
     func run() throws {
         var original: [[UInt8]: [UInt8]] = [:]
         for kv in try DumpReader(path: before).readAll() { original[kv.key] = kv.value }
         // Only what the migration rewrites: values that convert changed.
         var writes: [KeyValue] = []
-        for kv in try DumpReader(path: after).readAll() where original[kv.key] != kv.value { writes.append(kv) }
+        let prefix = Array((keyPrefix ?? "").utf8)
+        for kv in try DumpReader(path: after).readAll() where original[kv.key] != kv.value && kv.key.starts(with: prefix) {
+            writes.append(kv)
+        }
         original = [:]
         if let maxWrites, maxWrites < writes.count { writes.removeLast(writes.count - maxWrites) }
 
-        let client = try makeClient(endpoint)
+        let client = try makeClient(endpoint, caFile: cacert)
         var modRevisions: [[UInt8]: Int64] = [:]
         for root in ["pachyderm_pfs/", "pachyderm_pps/"] {
             try client.scanPrefix(Array(root.utf8), keysOnly: true) { page in
@@ -134,14 +147,23 @@ struct WriteLimit: ParsableCommand {
 
         let clock = ContinuousClock()
         let started = clock.now
-        for kv in writes {
+        let cursorKey = Array("pachmigrate-bench/cursor".utf8)
+        for (written, kv) in writes.enumerated() {
             guard let modRevision = modRevisions[kv.key] else {
                 throw BenchError(.badInput, "\(String(decoding: kv.key, as: UTF8.self)) is not in etcd")
             }
             let response = try client.txn(
                 TxnRequest(
                     compare: [Compare(key: lockKey, .equal, .createRevision(fence)), Compare(key: kv.key, .equal, .modRevision(modRevision))],
-                    success: [.put(PutRequest(key: kv.key, value: kv.value))]))
+                    success: [.put(PutRequest(key: kv.key, value: kv.value))]
+                        + (withCursor
+                            ? [
+                                .put(
+                                    PutRequest(
+                                        key: cursorKey,
+                                        value: Array(
+                                            #"{"written":\#(written + 1),"lastKey":"\#(kv.key.printable)","lastRevision":\#(modRevision)}"#.utf8)))
+                            ] : [])))
             guard response.succeeded else {
                 throw BenchError(.fenceFailed, "fenced write of \(String(decoding: kv.key, as: UTF8.self)) failed")
             }

@@ -7,14 +7,13 @@ import Testing
 import Glibc
 #endif
 
-/// Scripts/lib/latency-proxy.py, which puts the bench's network between pachmigrate and
-/// etcd: a figure measured through it means something only if every round trip through it
-/// really pays the RTT it was given, and not much more. The bounds are loose (a loaded CI
-/// machine), the RTT large beside them; how fast anything is belongs in the bench.
+/// `pachmigrate-bench proxy`, which puts the bench's network between pachmigrate and etcd:
+/// a figure measured through it means something only if every round trip through it really
+/// pays the RTT it was given, and not much more. The bounds are loose (a loaded CI machine),
+/// the RTT large beside them; how fast anything is belongs in the bench.
 @Suite("the bench's latency proxy")
 struct LatencyProxyTests {
-    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Scripts/lib/latency-proxy.py").path
+    static let bench = URL(fileURLWithPath: pachmigrateBinary).deletingLastPathComponent().appendingPathComponent("pachmigrate-bench").path
 
     @Test func everyRequestThroughItTakesTheRoundTripAndNotMuchMore() async throws {
         try await onOwnThread {
@@ -26,10 +25,10 @@ struct LatencyProxyTests {
             let portFile = work + "/port"
 
             let proxy = Process()
-            proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            proxy.executableURL = URL(fileURLWithPath: Self.bench)
             proxy.arguments = [
-                "python3", Self.script, "--target", String(server.endpoint.dropFirst("http://".count)),
-                "--rtt", "\(rttMilliseconds)", "--port-file", portFile,
+                "proxy", "--target", String(server.endpoint.dropFirst("http://".count)), "--rtt", "\(rttMilliseconds)",
+                "--port-file", portFile,
             ]
             proxy.standardOutput = FileHandle.nullDevice
             proxy.standardInput = FileHandle.nullDevice
@@ -59,6 +58,28 @@ struct LatencyProxyTests {
             for taken in milliseconds { #expect(taken >= rtt, "a request took \(taken) ms through a \(rtt) ms proxy") }
             let median = milliseconds.sorted()[milliseconds.count / 2]
             #expect(median < rtt + 15, "median \(median) ms through a \(rtt) ms proxy: \(milliseconds)")
+
+            // Latency, not a queue: eight connections' requests at once each pay about one
+            // RTT, where a proxy that handled them one after another would take eight.
+            let clients = try (0..<8).map { _ in
+                let c = try EtcdClient(
+                    configuration: .init(endpoints: ["http://127.0.0.1:\(port)"], requestTimeout: .seconds(10)), logger: testLogger)
+                _ = try c.range(RangeRequest(key: key))  // connects
+                return c
+            }
+            let started = clock.now
+            // A thread each (concurrentPerform would run only as many at once as there are cores).
+            let group = DispatchGroup()
+            for client in clients {
+                group.enter()
+                Thread.detachNewThread {
+                    _ = try? client.range(RangeRequest(key: key))
+                    group.leave()
+                }
+            }
+            group.wait()
+            let together = clock.now - started
+            #expect(together < .milliseconds(3 * rttMilliseconds), "8 requests at once took \(together) through a \(rtt) ms proxy")
 
             // SIGTERM ends it cleanly, open connections and all.
             kill(proxy.processIdentifier, SIGTERM)
