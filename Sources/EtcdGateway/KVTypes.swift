@@ -249,6 +249,8 @@ public struct LeaseTimeToLiveResponse: Sendable, Hashable {
 public struct StatusResponse: Sendable, Hashable {
     public var header: ResponseHeader
     public var version: String
+    /// `version`, parsed; nil where it is not MAJOR.MINOR[.PATCH].
+    public var serverVersion: EtcdVersion? { EtcdVersion(version) }
     public var dbSize: Int64
     /// The part of the backend in use (etcd 3.4+); nil where the server does not say.
     public var dbSizeInUse: Int64?

@@ -445,7 +445,7 @@ public struct Migrator: Sendable {
             result.forecast = TimeForecast(
                 roundTripSeconds: latency.roundTripSeconds, fencedTxnSeconds: latency.fencedTxnSeconds, scanSeconds: scanSeconds,
                 backupSeconds: backupSeconds, records: scan.pendingCount, longestChain: scan.longestLane,
-                longestChainKind: scan.longestLaneKind)
+                longestChainKind: scan.longestLaneKind, server: latency.server)
         } catch {
             result.forecastUnavailable = error.message
         }

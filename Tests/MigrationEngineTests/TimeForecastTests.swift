@@ -1,3 +1,4 @@
+import EtcdGateway
 import MigrationEngine
 import Testing
 
@@ -19,11 +20,43 @@ struct TimeForecastTests {
 
     /// On loopback etcd's own work governs: every record's apply, and a txn's server part
     /// per txn of the longest chain.
-    @Test func onLoopbackEtcdsWorkGoverns() {
-        let write = TimeForecast.writeSeconds(records: 100_000, longestChain: 1_000, fencedTxnSeconds: 0.0007, roundTripSeconds: 0.0001)
+    @Test(arguments: [0.5, 0.9])
+    func onLoopbackEtcdsWorkGoverns(share: Double) {
+        let write = TimeForecast.writeSeconds(
+            records: 100_000, longestChain: 1_000, fencedTxnSeconds: 0.0007, roundTripSeconds: 0.0001, serverApplyShare: share)
         let serverPerTxn = 0.0006
-        #expect(abs(write - (1_000 * serverPerTxn + 100_000 * serverPerTxn * 0.5)) < 1e-9)
+        #expect(abs(write - (1_000 * serverPerTxn + 100_000 * serverPerTxn * share)) < 1e-9)
         #expect(write > 1_000 * 0.0007 * 2)
+    }
+
+    /// etcd 3.3 and later apply a record at a larger share of a txn's server part than 3.1
+    /// and 3.2; a store that does not say its version gets 3.1's.
+    @Test(arguments: [
+        (EtcdVersion(3, 1, 4), 0.5), (EtcdVersion(3, 2, 7), 0.5), (EtcdVersion(3, 3, 27), 0.9), (EtcdVersion(3, 4, 23), 0.9),
+        (EtcdVersion(3, 5, 0), 0.9),
+    ])
+    func applyShareFollowsTheServersVersion(version: EtcdVersion, share: Double) {
+        #expect(TimeForecast.serverApplyShare(for: version) == share)
+    }
+
+    @Test func anUnknownVersionGetsTheOldestShare() {
+        #expect(TimeForecast.serverApplyShare(for: nil) == TimeForecast.serverApplyShare(for: EtcdVersion(3, 1, 4)))
+        // The version changes the loopback forecast, not the network's: the critical path
+        // governs there whatever the share.
+        let loopback = { (server: EtcdVersion?) in
+            TimeForecast(
+                roundTripSeconds: 0.0001, fencedTxnSeconds: 0.0007, scanSeconds: 1, backupSeconds: nil, records: 100_000,
+                longestChain: 1_000, longestChainKind: "jobs", server: server
+            ).writeSeconds
+        }
+        #expect(loopback(EtcdVersion(3, 4, 23)) > loopback(nil))
+        let networked = { (server: EtcdVersion?) in
+            TimeForecast(
+                roundTripSeconds: 0.002, fencedTxnSeconds: 0.003, scanSeconds: 1, backupSeconds: nil, records: 20_000,
+                longestChain: 15_000, longestChainKind: "jobs", server: server
+            ).writeSeconds
+        }
+        #expect(networked(EtcdVersion(3, 4, 23)) == networked(nil))
     }
 
     /// More round trip never forecasts a shorter run; a longer chain never either.

@@ -36,26 +36,37 @@ public struct TimeForecast: Sendable, Hashable, Codable {
     public var totalSeconds: Double { scanSeconds + (backupSeconds ?? 0) + writeSeconds }
 
     /// etcd's work per record applied, as a share of a txn's server part (the probe's txn is
-    /// never applied, so it cannot be timed). Fitted on a generated 100k-key cluster on etcd
-    /// 3.1.4, release build, at loopback, 0.5 ms and 2 ms round trips: 0.5 puts each within
-    /// 15% of the write phase measured (docs/performance.md, "The time forecast").
-    static let applyShare = 0.5
+    /// never applied, so it cannot be timed). Counted on the critical path (each record of
+    /// the longest chain is applied after its txn) and in etcd's own work (every record).
+    /// Fitted on a generated 100k-key cluster, release build, at loopback, 0.5 ms and 2 ms
+    /// round trips (docs/performance.md, "The time forecast").
+    static let criticalPathApplyShare = 0.5
+
+    /// The share in etcd's own work, where it sets a loopback run's forecast: 0.5 on 3.1
+    /// and 3.2 (fitted on 3.1.4), 0.9 from 3.3 on (fitted on 3.4.23, whose apply of a record
+    /// costs more beside its txn's server part; 3.3 is taken to be like 3.4, unmeasured).
+    /// Unknown versions (a store that does not say) get 3.1's.
+    public static func serverApplyShare(for version: EtcdVersion?) -> Double {
+        guard let version, version >= EtcdVersion(3, 3) else { return 0.5 }
+        return 0.9
+    }
 
     /// The write phase: the longer of the critical path (each record of the longest chain a
     /// whole txn, applied) and etcd's own work (a txn's server part per txn, which is about
     /// one per record of the longest chain since the others share them, and an apply per
     /// record). The server part is what a txn takes beyond a read's round trip.
-    public static func writeSeconds(records: Int, longestChain: Int, fencedTxnSeconds: Double, roundTripSeconds: Double) -> Double {
+    public static func writeSeconds(
+        records: Int, longestChain: Int, fencedTxnSeconds: Double, roundTripSeconds: Double, serverApplyShare: Double = 0.5
+    ) -> Double {
         let serverPerTxn = max(fencedTxnSeconds - roundTripSeconds, fencedTxnSeconds * 0.1)
-        let applyPerRecord = serverPerTxn * applyShare
-        let criticalPath = Double(longestChain) * (fencedTxnSeconds + applyPerRecord)
-        let serverWork = Double(longestChain) * serverPerTxn + Double(records) * applyPerRecord
+        let criticalPath = Double(longestChain) * (fencedTxnSeconds + serverPerTxn * criticalPathApplyShare)
+        let serverWork = Double(longestChain) * serverPerTxn + Double(records) * serverPerTxn * serverApplyShare
         return max(criticalPath, serverWork)
     }
 
     public init(
         roundTripSeconds: Double, fencedTxnSeconds: Double, scanSeconds: Double, backupSeconds: Double?, records: Int,
-        longestChain: Int, longestChainKind: String
+        longestChain: Int, longestChainKind: String, server: EtcdVersion? = nil
     ) {
         self.roundTripSeconds = roundTripSeconds
         self.fencedTxnSeconds = fencedTxnSeconds
@@ -65,7 +76,8 @@ public struct TimeForecast: Sendable, Hashable, Codable {
         self.longestChain = longestChain
         self.longestChainKind = longestChainKind
         self.writeSeconds = Self.writeSeconds(
-            records: records, longestChain: longestChain, fencedTxnSeconds: fencedTxnSeconds, roundTripSeconds: roundTripSeconds)
+            records: records, longestChain: longestChain, fencedTxnSeconds: fencedTxnSeconds, roundTripSeconds: roundTripSeconds,
+            serverApplyShare: Self.serverApplyShare(for: server))
     }
 }
 
@@ -73,6 +85,8 @@ public struct TimeForecast: Sendable, Hashable, Codable {
 public struct MeasuredLatency: Sendable, Hashable {
     public var roundTripSeconds: Double
     public var fencedTxnSeconds: Double
+    /// The etcd answering (its status), nil where the store does not say.
+    public var server: EtcdVersion?
 
     /// The median of `samples` of each: a count-only read of one key, and a txn whose
     /// compare (the lock key's version below zero) never holds, carrying a put as a record's
@@ -96,7 +110,8 @@ public struct MeasuredLatency: Sendable, Hashable {
             reads.append(try timed { () throws(EtcdError) in _ = try store.range(read) })
             txns.append(try timed { () throws(EtcdError) in _ = try store.txn(txn) })
         }
-        return MeasuredLatency(roundTripSeconds: median(reads), fencedTxnSeconds: median(txns))
+        let server = try? store.status().serverVersion
+        return MeasuredLatency(roundTripSeconds: median(reads), fencedTxnSeconds: median(txns), server: server)
     }
 
     private static func timed(_ body: () throws(EtcdError) -> Void) throws(EtcdError) -> Double {
