@@ -130,9 +130,10 @@ public struct ClusterScan: Sendable {
         var tally = Migration.Tally()
         // Every root at the same pinned revision: the first page pins it.
         for root in migration.backupPrefixes {
-            var pages = store.pages(prefix: root, revision: pinned, pageSize: pageSize)
-            while let page = try etcd("reading \(root.printable) at revision \(pinned)", { () throws(EtcdError) in try pages.next() }) {
-                pinned = pages.revision
+            // Read one page ahead: etcd answers the next page while this one is converted.
+            let pages = PrefetchingPages(store.pages(prefix: root, revision: pinned, pageSize: pageSize))
+            while let (page, revision) = try etcd("reading \(root.printable) at revision \(pinned)", { () throws(EtcdError) in try pages.next() }) {
+                pinned = revision
                 for kv in page {
                     try result.add(
                         kv, migration: migration, runStartRevision: runStartRevision, keepKey: keepAllKeys, lanes: &lanes,
