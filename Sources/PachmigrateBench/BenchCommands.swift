@@ -148,7 +148,10 @@ struct WriteLimit: ParsableCommand {
         let clock = ContinuousClock()
         let started = clock.now
         let cursorKey = Array("pachmigrate-bench/cursor".utf8)
+        var each: [Double] = []
+        each.reserveCapacity(writes.count)
         for (written, kv) in writes.enumerated() {
+            let sent = clock.now
             guard let modRevision = modRevisions[kv.key] else {
                 throw BenchError(.badInput, "\(String(decoding: kv.key, as: UTF8.self)) is not in etcd")
             }
@@ -167,11 +170,20 @@ struct WriteLimit: ParsableCommand {
             guard response.succeeded else {
                 throw BenchError(.fenceFailed, "fenced write of \(String(decoding: kv.key, as: UTF8.self)) failed")
             }
+            each.append(Self.seconds(clock.now - sent))
         }
-        let elapsed = clock.now - started
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        // txn_seconds: one fenced txn's mean latency, each waiting for the one before.
-        print("records=\(writes.count) write_seconds=\(seconds) txn_seconds=\(seconds / Double(max(1, writes.count)))")
+        let seconds = Self.seconds(clock.now - started)
+        // txn_seconds: one fenced txn's mean latency, each waiting for the one before; the
+        // median beside it says how much of the mean the slow ones make.
+        each.sort()
+        let median = each.isEmpty ? 0 : each[each.count / 2]
+        print(
+            "records=\(writes.count) write_seconds=\(seconds) txn_seconds=\(seconds / Double(max(1, writes.count))) "
+                + "median_txn_seconds=\(median)")
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }
 
