@@ -131,7 +131,7 @@ public struct UnfinishedRun: Sendable, Hashable, Encodable {
     public var backupHost: String?
     public var backupSHA256: String?
 
-    init(_ state: RunState, cursors: [String: LaneCursor]) {
+    init(_ state: RunState, cursors: [LaneID: LaneCursor]) {
         runID = state.runID
         startedAt = state.startedAt
         status = state.status
@@ -300,7 +300,7 @@ public struct Migrator: Sendable {
     /// one. Nothing is written before the backup is complete: a compaction by someone else
     /// during the scan or the backup restarts both at a newer revision.
     private func scanAndBackUp(
-        options: MigrationOptions, resuming state: RunState?, resumeCursors: [String: Int64], lock: MigrationLock,
+        options: MigrationOptions, resuming state: RunState?, resumeCursors: [LaneID: Int64], lock: MigrationLock,
         stop: StopSignal, progress: @escaping @Sendable (ProgressEvent) -> Void, into result: inout MigrationResult
     ) throws(MigrationError) -> ClusterScan {
         // A backup is written only by a fresh run that asked for one; only it needs every key.
@@ -408,7 +408,7 @@ public struct Migrator: Sendable {
         let cursors = try journal.laneCursors()
         var counts: [String: Int] = [:]
         for (lane, cursor) in cursors {
-            let kind = ClusterScan.kind(ofLane: lane)
+            let kind = lane.kind
             counts[HistoryCount(.written, kind: kind).key, default: 0] += cursor.written
             if let kept = cursor.keptInOrder, kept > 0 { counts[HistoryCount(.keptInOrder, kind: kind).key, default: 0] += kept }
         }
@@ -452,7 +452,7 @@ public struct Migrator: Sendable {
     }
 
     private func scanCluster(
-        options: MigrationOptions, runStartRevision: Int64?, resumeCursors: [String: Int64], keepAllKeys: Bool,
+        options: MigrationOptions, runStartRevision: Int64?, resumeCursors: [LaneID: Int64], keepAllKeys: Bool,
         stop: StopSignal, progress: @escaping @Sendable (ProgressEvent) -> Void
     ) throws(MigrationError) -> ClusterScan {
         // A count-only range per root is cheap, and gives the scan's progress a total.
@@ -612,8 +612,8 @@ public struct Migrator: Sendable {
         compactor: HistoryCompactor?, space: SpaceGuard?, progress: @escaping @Sendable (ProgressEvent) -> Void
     ) throws(MigrationError) -> (revisions: RevisionBitmap, written: Int, keptInOrder: Int, txns: Int) {
         let cursors = try JournalReader(store: store, namespace: namespace).laneCursors()
-        let lanes = scan.pendingCounts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
-        var dealt = Array(repeating: (lanes: [String](), records: 0), count: max(1, min(options.concurrency, lanes.count)))
+        let lanes = scan.pendingCounts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.name < $1.key.name }
+        var dealt = Array(repeating: (lanes: [LaneID](), records: 0), count: max(1, min(options.concurrency, lanes.count)))
         for (lane, count) in lanes {
             let least = dealt.indices.min { dealt[$0].records < dealt[$1].records }!
             dealt[least].lanes.append(lane)

@@ -88,8 +88,8 @@ public struct HistoryEvent: RawRepresentable, Codable, Sendable, Hashable, Custo
 
 /// One key of a migration's history `counts`: records of a kind written by the run
 /// (`repos`), re-put unchanged only to keep their group's order (`kept-in-order-repos`),
-/// or found already migrated (`already-migrated-repos`). The kind is the lane's first
-/// component (`ClusterScan.kind(ofLane:)`).
+/// or found already migrated (`already-migrated-repos`). The kind is the lane's
+/// (`LaneID.kind`).
 public struct HistoryCount: Sendable, Hashable, CustomStringConvertible {
     public enum Category: String, Sendable, Hashable, CaseIterable {
         case written = ""
@@ -216,14 +216,14 @@ public struct JournalReader: Sendable {
         return String(decoding: kv.value, as: UTF8.self)
     }
 
-    public func laneCursors() throws(MigrationError) -> [String: LaneCursor] {
+    /// Each lane's cursor, by the lane its key names.
+    public func laneCursors() throws(MigrationError) -> [LaneID: LaneCursor] {
         let response = try etcd("reading the lane cursors") { () throws(EtcdError) in
             try store.range(.prefix(namespace.lanesPrefix))
         }
-        var cursors: [String: LaneCursor] = [:]
+        var cursors: [LaneID: LaneCursor] = [:]
         for kv in response.kvs {
-            let lane = String(decoding: kv.key.dropFirst(namespace.lanesPrefix.count), as: UTF8.self)
-            cursors[lane] = try JSONCoding.decode(LaneCursor.self, kv.value, key: kv.key)
+            cursors[namespace.lane(ofCursorKey: kv.key)] = try JSONCoding.decode(LaneCursor.self, kv.value, key: kv.key)
         }
         return cursors
     }

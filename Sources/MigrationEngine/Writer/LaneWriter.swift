@@ -40,12 +40,12 @@ struct LaneWriter {
 
     /// Writes every record of `lanes`, calling `onLanded` after each txn (the caller counts).
     func write(
-        lanes: [String], scan: ClusterScan, cursors: [String: LaneCursor], onLanded: (Landed) -> Void
+        lanes: [LaneID], scan: ClusterScan, cursors: [LaneID: LaneCursor], onLanded: (Landed) -> Void
     ) throws(MigrationError) {
         let perLane = max(1, readAhead / max(1, lanes.count))
         var open = lanes.map { lane in
             OpenLane(
-                name: lane, cursorKey: namespace.laneKey(lane),
+                lane: lane, cursorKey: namespace.laneKey(lane),
                 cursor: cursors[lane] ?? LaneCursor(written: 0, lastKey: "", lastRevision: 0),
                 source: scan.pending(lane, readBudget: max(16 * 1024, readBudget / max(1, lanes.count))),
                 remaining: scan.pendingCounts[lane] ?? 0)
@@ -80,7 +80,7 @@ struct LaneWriter {
 
     /// A lane being written: its cursor as last landed and its next records, read ahead.
     private struct OpenLane {
-        let name: String
+        let lane: LaneID
         let cursorKey: [UInt8]
         var cursor: LaneCursor
         var source: LaneTail
@@ -88,8 +88,8 @@ struct LaneWriter {
         private var queue: [(entry: KeyRevision, write: PendingWrite)] = []
         private var head = 0
 
-        init(name: String, cursorKey: [UInt8], cursor: LaneCursor, source: LaneTail, remaining: Int) {
-            self.name = name
+        init(lane: LaneID, cursorKey: [UInt8], cursor: LaneCursor, source: LaneTail, remaining: Int) {
+            self.lane = lane
             self.cursorKey = cursorKey
             self.cursor = cursor
             self.source = source
@@ -122,7 +122,7 @@ struct LaneWriter {
     /// longest lane is in every txn), as many as etcd's limits allow, at least one.
     private func pack(_ open: [OpenLane]) -> [Int] {
         let order = open.indices.sorted {
-            open[$0].remaining != open[$1].remaining ? open[$0].remaining > open[$1].remaining : open[$0].name < open[$1].name
+            open[$0].remaining != open[$1].remaining ? open[$0].remaining > open[$1].remaining : open[$0].lane.name < open[$1].lane.name
         }
         // The fence compare; the lock's and the first cursor's reads in the read-only txn a
         // failed compare sends (it reads every key of the txn, so it has the same limits).
@@ -233,7 +233,7 @@ struct LaneWriter {
         logger.error(
             "a record changed under the writer",
             metadata: [
-                "lanes": "\(lanes.map(\.name))", "cursor": "\(found.last!.map { String(decoding: $0.value, as: UTF8.self) } ?? "none")",
+                "lanes": "\(lanes.map(\.lane.name))", "cursor": "\(found.last!.map { String(decoding: $0.value, as: UTF8.self) } ?? "none")",
                 "ours": "\(String(decoding: cursorValues[0], as: UTF8.self))", "revision": "\(read.header.revision)",
             ])
         throw MigrationError(
