@@ -421,19 +421,15 @@ public struct Migrator: Sendable {
             event: .migrate, at: done.updatedAt, who: holder.who, from: migration.fromVersion, to: migration.toVersion,
             counts: counts, backupPath: done.backupPath, backupSHA256: done.backupSHA256,
             detail: "run \(done.runID), started \(done.startedAt) at revision \(done.startRevision)")
-        let txn = TxnRequest(
-            compare: [lock.fenceCompare],
-            success: [
+        // Idempotent (same keys, same values), so safe to retry after a dropped connection.
+        let doing = "recording the completed migration"
+        try FencedTxn(store: store, lock: lock, logger: logger).write(
+            [
                 .put(PutRequest(key: namespace.stateKey, value: JSONCoding.encode(done))),
                 .put(PutRequest(key: namespace.versionKey, value: Array(migration.toVersion.utf8))),
                 .put(PutRequest(key: journal.newHistoryKey(runID: done.runID), value: JSONCoding.encode(entry))),
                 .deleteRange(.prefix(namespace.lanesPrefix)),
-            ])
-        // Idempotent (same keys, same values), so safe to retry after a dropped connection.
-        let response = try etcdRetrying("recording the completed migration", lock: lock, logger: logger) { () throws(EtcdError) in
-            try store.txn(txn)
-        }
-        guard response.succeeded else { throw lostLock(doing: "recording the completed migration") }
+            ], doing: doing, lockLost: { lostLock(doing: doing) })
     }
 
     /// Measures the latencies and makes the forecast; a failure to measure (a user who may
@@ -692,10 +688,8 @@ public struct Migrator: Sendable {
     private func fencedPut(
         _ lock: MigrationLock, _ puts: [([UInt8], [UInt8])], doing: String, retrying: Bool = true
     ) throws(MigrationError) {
-        let txn = TxnRequest(compare: [lock.fenceCompare], success: puts.map { .put(PutRequest(key: $0.0, value: $0.1)) })
-        let put = { () throws(EtcdError) in try store.txn(txn) }
-        let response = retrying ? try etcdRetrying(doing, lock: lock, logger: logger, put) : try etcd(doing, put)
-        guard response.succeeded else { throw lostLock(doing: doing) }
+        try FencedTxn(store: store, lock: lock, logger: logger).write(
+            puts.map { .put(PutRequest(key: $0.0, value: $0.1)) }, doing: doing, retrying: retrying, lockLost: { lostLock(doing: doing) })
     }
 
     private func lostLock(doing: String) -> MigrationError {

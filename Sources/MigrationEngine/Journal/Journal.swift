@@ -196,7 +196,7 @@ public struct HeldLock: Sendable, Hashable {
     public var record: KeyValue
 }
 
-/// Reads the journal records of a namespace. Writes go through the fenced writer.
+/// Reads the journal records of a namespace. Writes go through `FencedTxn`, fenced on the lock.
 public struct JournalReader: Sendable {
     public let store: any KeyValueService
     public let namespace: Namespace
