@@ -122,6 +122,9 @@ public struct UnfinishedRun: Sendable, Hashable, Encodable {
     public var runID: String
     public var startedAt: String
     public var status: RunState.Status
+    /// Its last attempt was interrupted (a stop on request, or etcd away for too long: exit
+    /// 7), which the journal records as `failed` with the code `interrupted`.
+    public var interrupted: Bool
     /// Records its earlier attempts wrote, of `records`.
     public var written: Int
     public var records: Int
@@ -135,6 +138,7 @@ public struct UnfinishedRun: Sendable, Hashable, Encodable {
         runID = state.runID
         startedAt = state.startedAt
         status = state.status
+        interrupted = state.failureCode == .interrupted
         written = cursors.values.reduce(0) { $0 + $1.written }
         records = state.records
         backupPath = state.backupPath

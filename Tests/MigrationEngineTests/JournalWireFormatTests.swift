@@ -63,6 +63,22 @@ struct JournalWireFormatTests {
         #expect(lane.name == String(key.dropFirst("pachmigrate/lanes/".count)))
     }
 
+    /// An interrupted run is recorded `failed`, its message led by the code `interrupted`: a
+    /// resume tells it from a run that failed.
+    @Test func anInterruptedRunIsToldFromAFailedOne() throws {
+        var state = try JSONCoding.decode(RunState.self, Array(oldRunState.utf8), key: Array("pachmigrate/state".utf8))
+        #expect(state.failureCode == nil)
+        state.status = .failed
+        state.message = "interrupted: stopped on request after 3 of 12 records; run the same command again to resume"
+        #expect(state.failureCode == .interrupted)
+        #expect(UnfinishedRun(state, cursors: [:]).interrupted)
+        state.message = "foreignWrite: someone else wrote to the cluster during the migration: a was deleted."
+        #expect(state.failureCode == .foreignWrite)
+        #expect(!UnfinishedRun(state, cursors: [:]).interrupted)
+        state.message = "no code: here"
+        #expect(state.failureCode == nil)
+    }
+
     @Test func theHolderNamesTheIdentityItIsGiven() {
         let identity = HolderIdentity(host: "node-b", pid: 7, podName: "migrate-abc", podNamespace: "pachyderm")
         let holder = LockHolder.current(command: "migrate", toolVersion: "t", from: "1.4.8", to: "1.5.0", identity: identity)

@@ -483,7 +483,7 @@ extension Restorer {
         switch state.status {
         case .done: break
         case .idle: return nil
-        case .failed where state.message?.hasPrefix("\(MigrationError.Code.foreignWrite):") ?? false: return nil
+        case .failed where state.failureCode == .foreignWrite: return nil
         case .running, .failed:
             let cursors = try etcd("reading the lane cursors") { () throws(EtcdError) in
                 try store.range(.prefix(namespace.lanesPrefix, keysOnly: true))

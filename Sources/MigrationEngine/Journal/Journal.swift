@@ -29,7 +29,15 @@ public struct RunState: Codable, Sendable, Hashable {
     public var backupHost: String?
     public var backupSHA256: String?
     public var records: Int
+    /// Why the run failed, as `code: message` (`Migrator.recordFailure`).
     public var message: String?
+
+    /// The code of the error that stopped a `failed` run (`message`'s first part): an
+    /// interrupted run (`.interrupted`) is recorded as failed too.
+    public var failureCode: MigrationError.Code? {
+        guard status == .failed, let message, let colon = message.firstIndex(of: ":") else { return nil }
+        return MigrationError.Code(recorded: String(message[..<colon]))
+    }
 
     public init(
         status: Status, runID: String, from: String, to: String, startRevision: Int64, startedAt: String,
