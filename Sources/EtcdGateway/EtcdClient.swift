@@ -74,6 +74,11 @@ public final class EtcdClient: KeyValueService, Sendable {
         }
     }
 
+    /// The txn limits this client is configured with (`maxTxnOps`, `maxRequestBytes`).
+    public var txnLimits: TxnLimits {
+        TxnLimits(maxOps: configuration.maxTxnOps, maxRequestBytes: configuration.maxRequestBytes)
+    }
+
     /// JSON is about 1.33× the protobuf size etcd limits (base64 bytes, quoted integers).
     static let jsonOverheadFactor = 1.34
 

@@ -313,6 +313,24 @@ public protocol KeyValueService: Sendable {
     func defragment(memberID: UInt64, timeout: Duration) throws(EtcdError)
     /// Whether this user may defragment, asked without defragmenting.
     func defragmentPermitted() throws(EtcdError) -> Bool
+    /// The largest txn the server takes: what a writer packing txns must stay within.
+    var txnLimits: TxnLimits { get }
+}
+
+/// etcd's limits on one txn (its `--max-txn-ops` and `--max-request-bytes`): `EtcdClient`
+/// has them from its `Configuration`; stores without a configuration (test doubles) have
+/// etcd's defaults.
+public struct TxnLimits: Sendable, Hashable {
+    /// The most entries in each of a txn's compare, success and failure lists: 128, fixed on
+    /// etcd 3.1 and the default since.
+    public var maxOps: Int
+    /// The largest request, in protobuf bytes: 1.5 MiB, fixed on etcd 3.1 and the default since.
+    public var maxRequestBytes: Int
+
+    public init(maxOps: Int = 128, maxRequestBytes: Int = 1_572_864) {
+        self.maxOps = maxOps
+        self.maxRequestBytes = maxRequestBytes
+    }
 }
 
 extension KeyValueService {
@@ -345,6 +363,8 @@ extension KeyValueService {
     }
 
     public func defragmentPermitted() throws(EtcdError) -> Bool { false }
+
+    public var txnLimits: TxnLimits { TxnLimits() }
 }
 
 /// The pages of a prefix range at one pinned revision: the paging every full scan needs

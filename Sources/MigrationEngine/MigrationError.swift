@@ -149,6 +149,14 @@ public struct OutOfSpace: Sendable, Hashable {
     }
 }
 
+extension MigrationError.Code {
+    /// The code whose `description` is `text`, as the journal records it (`RunState.failureCode`).
+    init?(recorded text: String) {
+        guard let base = Base(rawValue: text) else { return nil }
+        self.init(base: base)
+    }
+}
+
 /// Runs an etcd call, turning its error into a `MigrationError` that says what we were doing.
 @inline(__always)
 public func etcd<T>(_ doing: @autoclosure () -> String, _ body: () throws(EtcdError) -> T) throws(MigrationError) -> T {

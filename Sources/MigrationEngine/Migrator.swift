@@ -122,6 +122,9 @@ public struct UnfinishedRun: Sendable, Hashable, Encodable {
     public var runID: String
     public var startedAt: String
     public var status: RunState.Status
+    /// Its last attempt was interrupted (a stop on request, or etcd away for too long: exit
+    /// 7), which the journal records as `failed` with the code `interrupted`.
+    public var interrupted: Bool
     /// Records its earlier attempts wrote, of `records`.
     public var written: Int
     public var records: Int
@@ -131,10 +134,11 @@ public struct UnfinishedRun: Sendable, Hashable, Encodable {
     public var backupHost: String?
     public var backupSHA256: String?
 
-    init(_ state: RunState, cursors: [String: LaneCursor]) {
+    init(_ state: RunState, cursors: [LaneID: LaneCursor]) {
         runID = state.runID
         startedAt = state.startedAt
         status = state.status
+        interrupted = state.failureCode == .interrupted
         written = cursors.values.reduce(0) { $0 + $1.written }
         records = state.records
         backupPath = state.backupPath
@@ -300,7 +304,7 @@ public struct Migrator: Sendable {
     /// one. Nothing is written before the backup is complete: a compaction by someone else
     /// during the scan or the backup restarts both at a newer revision.
     private func scanAndBackUp(
-        options: MigrationOptions, resuming state: RunState?, resumeCursors: [String: Int64], lock: MigrationLock,
+        options: MigrationOptions, resuming state: RunState?, resumeCursors: [LaneID: Int64], lock: MigrationLock,
         stop: StopSignal, progress: @escaping @Sendable (ProgressEvent) -> Void, into result: inout MigrationResult
     ) throws(MigrationError) -> ClusterScan {
         // A backup is written only by a fresh run that asked for one; only it needs every key.
@@ -408,7 +412,7 @@ public struct Migrator: Sendable {
         let cursors = try journal.laneCursors()
         var counts: [String: Int] = [:]
         for (lane, cursor) in cursors {
-            let kind = ClusterScan.kind(ofLane: lane)
+            let kind = lane.kind
             counts[HistoryCount(.written, kind: kind).key, default: 0] += cursor.written
             if let kept = cursor.keptInOrder, kept > 0 { counts[HistoryCount(.keptInOrder, kind: kind).key, default: 0] += kept }
         }
@@ -421,19 +425,15 @@ public struct Migrator: Sendable {
             event: .migrate, at: done.updatedAt, who: holder.who, from: migration.fromVersion, to: migration.toVersion,
             counts: counts, backupPath: done.backupPath, backupSHA256: done.backupSHA256,
             detail: "run \(done.runID), started \(done.startedAt) at revision \(done.startRevision)")
-        let txn = TxnRequest(
-            compare: [lock.fenceCompare],
-            success: [
+        // Idempotent (same keys, same values), so safe to retry after a dropped connection.
+        let doing = "recording the completed migration"
+        try FencedTxn(store: store, lock: lock, logger: logger).write(
+            [
                 .put(PutRequest(key: namespace.stateKey, value: JSONCoding.encode(done))),
                 .put(PutRequest(key: namespace.versionKey, value: Array(migration.toVersion.utf8))),
                 .put(PutRequest(key: journal.newHistoryKey(runID: done.runID), value: JSONCoding.encode(entry))),
                 .deleteRange(.prefix(namespace.lanesPrefix)),
-            ])
-        // Idempotent (same keys, same values), so safe to retry after a dropped connection.
-        let response = try etcdRetrying("recording the completed migration", lock: lock, logger: logger) { () throws(EtcdError) in
-            try store.txn(txn)
-        }
-        guard response.succeeded else { throw lostLock(doing: "recording the completed migration") }
+            ], doing: doing, lockLost: { lostLock(doing: doing) })
     }
 
     /// Measures the latencies and makes the forecast; a failure to measure (a user who may
@@ -452,7 +452,7 @@ public struct Migrator: Sendable {
     }
 
     private func scanCluster(
-        options: MigrationOptions, runStartRevision: Int64?, resumeCursors: [String: Int64], keepAllKeys: Bool,
+        options: MigrationOptions, runStartRevision: Int64?, resumeCursors: [LaneID: Int64], keepAllKeys: Bool,
         stop: StopSignal, progress: @escaping @Sendable (ProgressEvent) -> Void
     ) throws(MigrationError) -> ClusterScan {
         // A count-only range per root is cheap, and gives the scan's progress a total.
@@ -612,8 +612,8 @@ public struct Migrator: Sendable {
         compactor: HistoryCompactor?, space: SpaceGuard?, progress: @escaping @Sendable (ProgressEvent) -> Void
     ) throws(MigrationError) -> (revisions: RevisionBitmap, written: Int, keptInOrder: Int, txns: Int) {
         let cursors = try JournalReader(store: store, namespace: namespace).laneCursors()
-        let lanes = scan.pendingCounts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
-        var dealt = Array(repeating: (lanes: [String](), records: 0), count: max(1, min(options.concurrency, lanes.count)))
+        let lanes = scan.pendingCounts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.name < $1.key.name }
+        var dealt = Array(repeating: (lanes: [LaneID](), records: 0), count: max(1, min(options.concurrency, lanes.count)))
         for (lane, count) in lanes {
             let least = dealt.indices.min { dealt[$0].records < dealt[$1].records }!
             dealt[least].lanes.append(lane)
@@ -692,10 +692,8 @@ public struct Migrator: Sendable {
     private func fencedPut(
         _ lock: MigrationLock, _ puts: [([UInt8], [UInt8])], doing: String, retrying: Bool = true
     ) throws(MigrationError) {
-        let txn = TxnRequest(compare: [lock.fenceCompare], success: puts.map { .put(PutRequest(key: $0.0, value: $0.1)) })
-        let put = { () throws(EtcdError) in try store.txn(txn) }
-        let response = retrying ? try etcdRetrying(doing, lock: lock, logger: logger, put) : try etcd(doing, put)
-        guard response.succeeded else { throw lostLock(doing: doing) }
+        try FencedTxn(store: store, lock: lock, logger: logger).write(
+            puts.map { .put(PutRequest(key: $0.0, value: $0.1)) }, doing: doing, retrying: retrying, lockLost: { lostLock(doing: doing) })
     }
 
     private func lostLock(doing: String) -> MigrationError {

@@ -33,6 +33,7 @@ public final class InterceptingStore: KeyValueService {
     }
     public func status() throws(EtcdError) -> StatusResponse { try base.status() }
     public func compact(revision: Int64, physical: Bool) throws(EtcdError) { try base.compact(revision: revision, physical: physical) }
+    public var txnLimits: TxnLimits { base.txnLimits }
 }
 
 extension TxnRequest {
@@ -68,9 +69,9 @@ extension KeyValueService {
 }
 
 /// A test double that changes a few calls of a store and hands the others to `base`: it
-/// spells out only what it changes. The six calls every store has are forwarded; the
-/// maintenance calls keep `KeyValueService`'s defaults (unsupported) unless a double
-/// forwards them itself.
+/// spells out only what it changes. The six calls every store has, and its txn limits, are
+/// forwarded; the maintenance calls keep `KeyValueService`'s defaults (unsupported) unless
+/// a double forwards them itself.
 public protocol ForwardingKeyValueService: KeyValueService {
     associatedtype Base: KeyValueService
     var base: Base { get }
@@ -85,4 +86,5 @@ extension ForwardingKeyValueService {
     public func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse {
         try base.leaseTimeToLive(id: id, keys: keys)
     }
+    public var txnLimits: TxnLimits { base.txnLimits }
 }

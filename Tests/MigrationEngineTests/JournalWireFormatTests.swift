@@ -1,3 +1,4 @@
+import EtcdGateway
 import Foundation
 import Testing
 
@@ -42,6 +43,40 @@ struct JournalWireFormatTests {
         let state = try JSONCoding.decode(RunState.self, Array(newer.utf8), key: Array("pachmigrate/state".utf8))
         #expect(state.step.rawValue == "settle")
         #expect(state.step != .rewrite)
+    }
+
+    /// Lane cursor keys as earlier versions wrote them (the lane's name after `lanes/`) read
+    /// back as the lanes they name, and those lanes make the same keys: a run an earlier
+    /// version left half done resumes every lane where it stopped.
+    @Test(arguments: [
+        ("pachmigrate/lanes/repos", LaneID(kind: "repos")),
+        ("pachmigrate/lanes/commits/images", LaneID(kind: "commits", group: "images")),
+        ("pachmigrate/lanes/branches/edges-2", LaneID(kind: "branches", group: "edges-2")),
+    ])
+    func aLaneCursorKeyWrittenBeforeLanesWereTypedStillReads(key: String, lane: LaneID) throws {
+        let store = InMemoryKeyValueService()
+        let cursor = #"{"lastKey":"k","lastRevision":7,"written":3}"#
+        _ = try store.txn(TxnRequest(success: [.put(PutRequest(key: Array(key.utf8), value: Array(cursor.utf8)))]))
+        let cursors = try JournalReader(store: store, namespace: Namespace()).laneCursors()
+        #expect(cursors == [lane: LaneCursor(written: 3, lastKey: "k", lastRevision: 7)])
+        #expect(Namespace().laneKey(lane) == Array(key.utf8))
+        #expect(lane.name == String(key.dropFirst("pachmigrate/lanes/".count)))
+    }
+
+    /// An interrupted run is recorded `failed`, its message led by the code `interrupted`: a
+    /// resume tells it from a run that failed.
+    @Test func anInterruptedRunIsToldFromAFailedOne() throws {
+        var state = try JSONCoding.decode(RunState.self, Array(oldRunState.utf8), key: Array("pachmigrate/state".utf8))
+        #expect(state.failureCode == nil)
+        state.status = .failed
+        state.message = "interrupted: stopped on request after 3 of 12 records; run the same command again to resume"
+        #expect(state.failureCode == .interrupted)
+        #expect(UnfinishedRun(state, cursors: [:]).interrupted)
+        state.message = "foreignWrite: someone else wrote to the cluster during the migration: a was deleted."
+        #expect(state.failureCode == .foreignWrite)
+        #expect(!UnfinishedRun(state, cursors: [:]).interrupted)
+        state.message = "no code: here"
+        #expect(state.failureCode == nil)
     }
 
     @Test func theHolderNamesTheIdentityItIsGiven() {

@@ -92,6 +92,51 @@ struct LiveMigrationTests {
         }
     }
 
+    /// The writer packs its txns within the limits its client is configured with, not etcd's
+    /// defaults: with `maxTxnOps` 8 no txn has more than 8 entries in a list (the client
+    /// would refuse one), the records land converted and in their groups' order, and a
+    /// restore keeps within them too.
+    @Test func theClientsTxnLimitsBoundEveryTxn() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start()
+            defer { server.stop() }
+            // Seeded with etcd's defaults: records that shared a txn share it in the backup.
+            try server.makeClient().seed(dump: SampleData.before("at-rest"))
+            let client = try server.makeClient(maxTxnOps: 8)
+            let before = try pachydermState(client)
+            let widest = Mutex(0)
+            let store = InterceptingStore(client) { txn in
+                widest.withLock { $0 = max($0, txn.compare.count, txn.success.count, txn.failure.count) }
+            }
+            let backupDir = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+            try FileManager.default.createDirectory(at: backupDir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: backupDir) }
+            let backupPath = backupDir.path + "/backup.jsonl"
+
+            var options = MigrationOptions(backup: .file(backupPath))
+            options.measureForecast = false
+            let result = try Migrator(store: store, migration: try migration(), namespace: Namespace(), logger: testLogger)
+                .run(options: options)
+            #expect(result.outcome == .migrated)
+            #expect(result.written == 508)
+            // Four records a txn at most: each is a put beside its lane cursor's, 8 success ops.
+            #expect(widest.withLock { $0 } == 8)
+            #expect(result.txns >= 508 / 4)
+            let after = try pachydermState(client)
+            let offline = OfflineConverter(layout: layout, plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0"))
+                .convert(try SampleData.keyValues(SampleData.before("at-rest")))
+            #expect(valuesByKey(after) == valuesByKey(offline.output))
+            #expect(orderByGroup(after, group: orderingGroup) == orderByGroup(before, group: orderingGroup))
+
+            widest.withLock { $0 = 0 }
+            let restorer = Restorer(store: store, namespace: Namespace(), prefixes: try migration().backupPrefixes, logger: testLogger)
+            let restoring = try restorer.restore(from: backupPath)
+            #expect(restoring.restored == before.count)
+            #expect(widest.withLock { $0 } <= 8)
+            #expect(try pachydermState(client).map { [$0.key, $0.value] } == before.map { [$0.key, $0.value] })
+        }
+    }
+
     @Test func busySampleIsRefusedAndLeftUnchanged() async throws {
         try await onOwnThread {
             let server = try EtcdServer.start()

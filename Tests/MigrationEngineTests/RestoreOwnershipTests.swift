@@ -39,6 +39,24 @@ struct RestoreOwnershipTests {
         #expect(plan.toRemove == 1)
     }
 
+    /// Restore writes through the same fenced primitive as the migration: a txn whose answer
+    /// was lost after it landed is sent again (its writes are idempotent), and the restore
+    /// finishes instead of failing.
+    @Test func aRestoreTxnWhoseAnswerWasLostIsSentAgain() throws {
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let flaky = LosesAnAnswer(store, after: store.txnCount)
+        let result = try Restorer(store: flaky, namespace: Namespace(), prefixes: ToyMigration().backupPrefixes, logger: testLogger)
+            .restore(from: path)
+        #expect(flaky.lost.withLock { $0 })
+        #expect(result.restored == result.plan.backupKeys)
+        let backup = try DumpReader(path: path).readAll()
+        #expect(
+            values(store)
+                == Dictionary(
+                    uniqueKeysWithValues: backup.map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) }))
+        #expect(try JournalReader(store: store, namespace: Namespace()).state() == nil)
+    }
+
     /// A run that stopped on a foreign write cannot tell its writes from the foreigner's:
     /// every rewritten record then counts as newer, and the restore needs the flag.
     @Test func aRunThatStoppedOnAForeignWriteVouchesForNothing() throws {

@@ -212,6 +212,8 @@ public struct Restorer: Sendable {
             throw error
         }
 
+        // Keys put or removed per txn: within etcd's limit on a txn's ops.
+        let perTxn = min(100, store.txnLimits.maxOps)
         // Remove what the backup does not hold: etcd lists keys in byte order, so one walk
         // over both sorted lists finds them.
         var held = SortedKeys(backupKeys.reader(for: Self.keysGroup))
@@ -230,7 +232,7 @@ public struct Restorer: Sendable {
             while let page = try etcd("listing \(prefix.printable)", { () throws(EtcdError) in try pages.next() }) {
                 for kv in page where try held.lookup(kv.key) == nil {
                     doomed.append(kv.key)
-                    if doomed.count == 100 { try removeDoomed() }
+                    if doomed.count == perTxn { try removeDoomed() }
                 }
             }
         }
@@ -261,7 +263,7 @@ public struct Restorer: Sendable {
                 try stopIfAsked()
             }
             while let kv = try reader.read() {
-                if let first = group.first, first.modRevision != kv.modRevision || group.count >= 100 {
+                if let first = group.first, first.modRevision != kv.modRevision || group.count >= perTxn {
                     try flush()
                 }
                 group.append(kv)
@@ -336,16 +338,19 @@ public struct Restorer: Sendable {
         }
     }
 
-    /// Returns the revision the ops landed at.
+    /// Returns the revision the ops landed at. Every restore write is idempotent (the backup's
+    /// values, deletions), so a retried one that had landed needs no telling apart. etcd
+    /// away for longer than the retries ride out fails as a store error, as any other.
     @discardableResult
     private func fenced(_ lock: MigrationLock, _ ops: [RequestOp], doing: String) throws(MigrationError) -> Int64 {
-        let response = try etcd(doing) { () throws(EtcdError) in
-            try store.txn(TxnRequest(compare: [lock.fenceCompare], success: ops))
+        do throws(MigrationError) {
+            return try FencedTxn(store: store, lock: lock, logger: logger).write(ops, doing: doing) {
+                MigrationError(.leaseLost, "the lock was lost while \(doing); run the restore again: it starts over and is safe to repeat")
+            }
+        } catch {
+            guard error.code == .interrupted, let underlying = error.underlying else { throw error }
+            throw MigrationError.store(underlying, while: doing)
         }
-        guard response.succeeded else {
-            throw MigrationError(.leaseLost, "the lock was lost while \(doing); run the restore again: it starts over and is safe to repeat")
-        }
-        return response.header.revision
     }
 
     /// The restore's space guard, as a migration's (`Migrator.estimateSpace`): nil where etcd
@@ -478,7 +483,7 @@ extension Restorer {
         switch state.status {
         case .done: break
         case .idle: return nil
-        case .failed where state.message?.hasPrefix("\(MigrationError.Code.foreignWrite):") ?? false: return nil
+        case .failed where state.failureCode == .foreignWrite: return nil
         case .running, .failed:
             let cursors = try etcd("reading the lane cursors") { () throws(EtcdError) in
                 try store.range(.prefix(namespace.lanesPrefix, keysOnly: true))

@@ -56,9 +56,22 @@ public struct LaneID: Sendable, Hashable, CustomStringConvertible {
         self.group = group
     }
 
-    /// The lane's name in the journal (its cursor key) and the scan's counts: `commits/images`.
+    /// The lane's name, the last part of its cursor key in the journal (`Namespace.laneKey`)
+    /// and how it is shown: `commits/images`. Made only here, and read back only by
+    /// `init(name:)`: cursor keys in etcd keep this form, so a run interrupted by an earlier
+    /// version resumes.
     public var name: String { group.map { "\(kind)/\($0)" } ?? kind }
     public var description: String { name }
+
+    /// The lane a name (`name`) stands for: the kind up to the first `/`, the group after it
+    /// (`commits/images` → commits, images). Kinds hold no `/`; groups may.
+    public init(name: String) {
+        guard let slash = name.firstIndex(of: "/") else {
+            self.init(kind: name)
+            return
+        }
+        self.init(kind: String(name[..<slash]), group: String(name[name.index(after: slash)...]))
+    }
 }
 
 public struct RecordConversion: Sendable {

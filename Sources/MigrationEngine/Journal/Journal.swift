@@ -29,7 +29,15 @@ public struct RunState: Codable, Sendable, Hashable {
     public var backupHost: String?
     public var backupSHA256: String?
     public var records: Int
+    /// Why the run failed, as `code: message` (`Migrator.recordFailure`).
     public var message: String?
+
+    /// The code of the error that stopped a `failed` run (`message`'s first part): an
+    /// interrupted run (`.interrupted`) is recorded as failed too.
+    public var failureCode: MigrationError.Code? {
+        guard status == .failed, let message, let colon = message.firstIndex(of: ":") else { return nil }
+        return MigrationError.Code(recorded: String(message[..<colon]))
+    }
 
     public init(
         status: Status, runID: String, from: String, to: String, startRevision: Int64, startedAt: String,
@@ -88,8 +96,8 @@ public struct HistoryEvent: RawRepresentable, Codable, Sendable, Hashable, Custo
 
 /// One key of a migration's history `counts`: records of a kind written by the run
 /// (`repos`), re-put unchanged only to keep their group's order (`kept-in-order-repos`),
-/// or found already migrated (`already-migrated-repos`). The kind is the lane's first
-/// component (`ClusterScan.kind(ofLane:)`).
+/// or found already migrated (`already-migrated-repos`). The kind is the lane's
+/// (`LaneID.kind`).
 public struct HistoryCount: Sendable, Hashable, CustomStringConvertible {
     public enum Category: String, Sendable, Hashable, CaseIterable {
         case written = ""
@@ -196,7 +204,7 @@ public struct HeldLock: Sendable, Hashable {
     public var record: KeyValue
 }
 
-/// Reads the journal records of a namespace. Writes go through the fenced writer.
+/// Reads the journal records of a namespace. Writes go through `FencedTxn`, fenced on the lock.
 public struct JournalReader: Sendable {
     public let store: any KeyValueService
     public let namespace: Namespace
@@ -216,14 +224,14 @@ public struct JournalReader: Sendable {
         return String(decoding: kv.value, as: UTF8.self)
     }
 
-    public func laneCursors() throws(MigrationError) -> [String: LaneCursor] {
+    /// Each lane's cursor, by the lane its key names.
+    public func laneCursors() throws(MigrationError) -> [LaneID: LaneCursor] {
         let response = try etcd("reading the lane cursors") { () throws(EtcdError) in
             try store.range(.prefix(namespace.lanesPrefix))
         }
-        var cursors: [String: LaneCursor] = [:]
+        var cursors: [LaneID: LaneCursor] = [:]
         for kv in response.kvs {
-            let lane = String(decoding: kv.key.dropFirst(namespace.lanesPrefix.count), as: UTF8.self)
-            cursors[lane] = try JSONCoding.decode(LaneCursor.self, kv.value, key: kv.key)
+            cursors[namespace.lane(ofCursorKey: kv.key)] = try JSONCoding.decode(LaneCursor.self, kv.value, key: kv.key)
         }
         return cursors
     }

@@ -40,12 +40,12 @@ public struct ClusterScan: Sendable {
     public var bytesRead: Int64 = 0
     /// Per lane, how many records are still to write (those that change, and every record
     /// after the first of them: the order rule); `pending(lane)` reads them in order.
-    public var pendingCounts: [String: Int]
-    public func pending(_ lane: String, readBudget: Int = 256 * 1024) -> LaneTail {
-        LaneTail(order.reader(for: lane, budget: readBudget), from: orderThresholds[lane] ?? Int64.max)
+    public var pendingCounts: [LaneID: Int]
+    public func pending(_ lane: LaneID, readBudget: Int = 256 * 1024) -> LaneTail {
+        LaneTail(order.reader(for: lane.name, budget: readBudget), from: orderThresholds[lane] ?? Int64.max)
     }
     /// Per lane, the mod revision from which every record is written (see `pendingCounts`).
-    public var orderThresholds: [String: Int64] = [:]
+    public var orderThresholds: [LaneID: Int64] = [:]
     /// Per lane kind (`jobs`, `commits`, …): records that need rewriting.
     public var toRewrite: [String: Int]
     /// Per lane kind: records whose value does not change but that are re-put, after a record
@@ -75,8 +75,6 @@ public struct ClusterScan: Sendable {
     /// What the product counted over the records (`RecordMigration.Tally`): this scan's
     /// alone, so a scan restarted after a compaction counts every record once.
     public var tally: any ScanTally = NoScanTally()
-    /// Every lane the scan saw a record of, by name.
-    var laneIDs: [String: LaneID] = [:]
 
     public var pendingCount: Int { pendingCounts.values.reduce(0, +) }
     /// The most records any one lane has to write: the floor on the write phase's txns
@@ -84,15 +82,9 @@ public struct ClusterScan: Sendable {
     public var longestLane: Int { pendingCounts.values.max() ?? 0 }
     /// The record kind of the longest lane (`jobs`, `commits`, …).
     public var longestLaneKind: String {
-        pendingCounts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }.flatMap { laneIDs[$0.key]?.kind } ?? ""
+        pendingCounts.max { $0.value != $1.value ? $0.value < $1.value : $0.key.name > $1.key.name }?.key.kind ?? ""
     }
     public var blockingFindings: [AtRestFinding] { findings.filter(\.blocking) }
-
-    /// The kind of a lane named in the journal (a cursor key read back from etcd): its name
-    /// up to the first `/` (`commits/images` → `commits`). The scan knows its lanes' kinds.
-    public static func kind(ofLane lane: String) -> String {
-        lane.split(separator: "/", maxSplits: 1).first.map(String.init) ?? lane
-    }
 
     /// Scans `migration.backupPrefixes` at the current revision (or `revision`).
     /// `keepAllKeys`: fill `allKeys`, every key with its value as read at the pinned
@@ -106,7 +98,7 @@ public struct ClusterScan: Sendable {
     /// and a record left behind would now sort before the ones already written.
     public static func scan(
         store: any KeyValueService, migration: any RecordMigration, revision: Int64 = 0,
-        runStartRevision: Int64? = nil, resumeCursors: [String: Int64] = [:], pageSize: Int = 1000,
+        runStartRevision: Int64? = nil, resumeCursors: [LaneID: Int64] = [:], pageSize: Int = 1000,
         keepAllKeys: Bool = true, sortChunk: Int = 20_000, stop: StopSignal = StopSignal(),
         logger: Logger, progress: (Int) -> Void = { _ in }
     ) throws(MigrationError) -> ClusterScan {
@@ -118,7 +110,7 @@ public struct ClusterScan: Sendable {
     /// `scan` with the migration's type known, so its tally can be kept.
     private static func scan<Migration: RecordMigration>(
         store: any KeyValueService, opened migration: Migration, revision: Int64, runStartRevision: Int64?,
-        resumeCursors: [String: Int64], pageSize: Int, keepAllKeys: Bool, sortChunk: Int, stop: StopSignal, logger: Logger,
+        resumeCursors: [LaneID: Int64], pageSize: Int, keepAllKeys: Bool, sortChunk: Int, stop: StopSignal, logger: Logger,
         progress: (Int) -> Void
     ) throws(MigrationError) -> ClusterScan {
         var result = ClusterScan(
@@ -171,20 +163,18 @@ public struct ClusterScan: Sendable {
     /// The order rule: in each lane, the first record that changes and every record after it
     /// (in mod-revision order) are written, so that no group is reordered by rewriting part
     /// of it. Counts them by reading each such lane's spilled order once.
-    private mutating func applyOrderRule(_ lanes: LaneTally, resumeCursors: [String: Int64]) throws(MigrationError) {
+    private mutating func applyOrderRule(_ lanes: LaneTally, resumeCursors: [LaneID: Int64]) throws(MigrationError) {
         var thresholds = lanes.firstChange
-        // A cursor's lane the scan saw no record of has nothing left to write.
-        for (name, revision) in resumeCursors {
-            guard let lane = laneIDs[name] else { continue }
-            thresholds[lane] = min(thresholds[lane] ?? Int64.max, revision)
-        }
+        // A cursor's lane the scan saw no record of has nothing left to write (its tail is
+        // empty, below).
+        for (lane, revision) in resumeCursors { thresholds[lane] = min(thresholds[lane] ?? Int64.max, revision) }
         for (lane, threshold) in thresholds {
             var tail = LaneTail(order.reader(for: lane.name), from: threshold)
             var count = 0
             while case let batch = try tail.next(max: 4096), !batch.isEmpty { count += batch.count }
             guard count > 0 else { continue }
-            orderThresholds[lane.name] = threshold
-            pendingCounts[lane.name] = count
+            orderThresholds[lane] = threshold
+            pendingCounts[lane] = count
             let kept = count - (lanes.changes[lane] ?? 0)
             if kept > 0 { keptInOrder[lane.kind, default: 0] += kept }
         }
@@ -215,7 +205,6 @@ public struct ClusterScan: Sendable {
             (lane, conversion) = (id, converted)
         }
         let kind = lane.kind
-        laneIDs[lane.name] = lane
         let writtenSinceStart = runStartRevision.map { kv.modRevision > $0 } ?? false
         let pending: PendingWrite
         switch conversion.action {

@@ -23,12 +23,14 @@ struct LaneWriter {
     /// Admits each txn's growth under etcd's quota; nil where etcd will not say its size.
     let space: SpaceGuard?
     let logger: Logger
-    /// etcd's limit on each of a txn's compare, success and failure lists: 128, fixed on
-    /// 3.1 and the default since.
-    var maxOps = 128
-    /// Keys and values per txn: etcd 3.1 refuses requests over 1.5 MiB (protobuf, fixed);
-    /// 1 MiB of payload leaves room for the framing. A record bigger than this goes alone.
-    var maxBytes = 1 << 20
+    /// etcd's limit on each of a txn's compare, success and failure lists, as the store is
+    /// configured (`EtcdClient.Configuration.maxTxnOps`; 128 by default, fixed on 3.1).
+    var maxOps: Int { store.txnLimits.maxOps }
+    /// Keys and values per txn: two thirds of etcd's request limit (1 MiB of the default
+    /// 1.5 MiB, fixed on 3.1), the rest left for the framing: each op's and compare's
+    /// protobuf fields and the cursors beyond the 256 bytes `pack` counts for each. A record
+    /// bigger than this goes alone.
+    var maxBytes: Int { store.txnLimits.maxRequestBytes / 3 * 2 }
     /// Read buffers and read-ahead shared by all lanes of one writer, so memory does not
     /// grow with the number of lanes.
     var readBudget = 4 << 20
@@ -40,12 +42,12 @@ struct LaneWriter {
 
     /// Writes every record of `lanes`, calling `onLanded` after each txn (the caller counts).
     func write(
-        lanes: [String], scan: ClusterScan, cursors: [String: LaneCursor], onLanded: (Landed) -> Void
+        lanes: [LaneID], scan: ClusterScan, cursors: [LaneID: LaneCursor], onLanded: (Landed) -> Void
     ) throws(MigrationError) {
         let perLane = max(1, readAhead / max(1, lanes.count))
         var open = lanes.map { lane in
             OpenLane(
-                name: lane, cursorKey: namespace.laneKey(lane),
+                lane: lane, cursorKey: namespace.laneKey(lane),
                 cursor: cursors[lane] ?? LaneCursor(written: 0, lastKey: "", lastRevision: 0),
                 source: scan.pending(lane, readBudget: max(16 * 1024, readBudget / max(1, lanes.count))),
                 remaining: scan.pendingCounts[lane] ?? 0)
@@ -80,7 +82,7 @@ struct LaneWriter {
 
     /// A lane being written: its cursor as last landed and its next records, read ahead.
     private struct OpenLane {
-        let name: String
+        let lane: LaneID
         let cursorKey: [UInt8]
         var cursor: LaneCursor
         var source: LaneTail
@@ -88,8 +90,8 @@ struct LaneWriter {
         private var queue: [(entry: KeyRevision, write: PendingWrite)] = []
         private var head = 0
 
-        init(name: String, cursorKey: [UInt8], cursor: LaneCursor, source: LaneTail, remaining: Int) {
-            self.name = name
+        init(lane: LaneID, cursorKey: [UInt8], cursor: LaneCursor, source: LaneTail, remaining: Int) {
+            self.lane = lane
             self.cursorKey = cursorKey
             self.cursor = cursor
             self.source = source
@@ -121,8 +123,9 @@ struct LaneWriter {
     /// The lanes whose next records go into the next txn: most records left first (so the
     /// longest lane is in every txn), as many as etcd's limits allow, at least one.
     private func pack(_ open: [OpenLane]) -> [Int] {
+        let maxOps = self.maxOps, maxBytes = self.maxBytes
         let order = open.indices.sorted {
-            open[$0].remaining != open[$1].remaining ? open[$0].remaining > open[$1].remaining : open[$0].name < open[$1].name
+            open[$0].remaining != open[$1].remaining ? open[$0].remaining > open[$1].remaining : open[$0].lane.name < open[$1].lane.name
         }
         // The fence compare; the lock's and the first cursor's reads in the read-only txn a
         // failed compare sends (it reads every key of the txn, so it has the same limits).
@@ -150,20 +153,20 @@ struct LaneWriter {
     /// Sends one txn of each lane's next record; returns the lanes' new cursors.
     private func send(_ lanes: [OpenLane]) throws(MigrationError) -> (cursors: [LaneCursor], landed: Landed) {
         let records = lanes.map { $0.next! }
-        var compares = [lock.fenceCompare]
+        var compares: [Compare] = []
         var puts: [RequestOp] = []
-        var reads: [RequestOp] = [.range(RangeRequest(key: namespace.lockKey))]
+        var reads: [[UInt8]] = []
         var cursors: [LaneCursor] = []
         var cursorValues: [[UInt8]] = []
         var kept = 0
         for (lane, (entry, write)) in zip(lanes, records) {
             compares.append(Compare(key: entry.key, .equal, .modRevision(entry.modRevision)))
             puts.append(.put(PutRequest(key: entry.key, value: write.value, lease: write.lease)))
-            reads.append(.range(RangeRequest(key: entry.key)))
+            reads.append(entry.key)
             for companion in write.companions {
                 compares.append(Compare(key: companion.key, .equal, .createRevision(0)))
                 puts.append(.put(PutRequest(key: companion.key, value: companion.value)))
-                reads.append(.range(RangeRequest(key: companion.key)))
+                reads.append(companion.key)
             }
             var cursor = lane.cursor
             cursor.written += 1
@@ -178,40 +181,32 @@ struct LaneWriter {
             cursors.append(cursor)
             cursorValues.append(value)
         }
-        reads.append(.range(RangeRequest(key: lanes[0].cursorKey)))
-        // No failure branch: etcd parses every op of a request, taken or not, and its CPU is
-        // what bounds the write phase (each record's ops cost more than the round trip). A
-        // failed compare is rare; what it needs is read then, in a txn of its own.
-        let txn = TxnRequest(compare: compares, success: puts)
         let what = records.count == 1 ? records[0].entry.key.printable : "\(records.count) records"
-        // Retried after a dropped connection or a timeout, this txn may have landed the first
-        // time: the reads below recognize our own write.
-        let response = try etcdRetrying("writing \(what)", lock: lock, logger: logger) { () throws(EtcdError) in
-            try store.txn(txn)
-        }
-        if response.succeeded { return (cursors, (response.header.revision, records.count, kept)) }
-        // Nothing of ours is in flight now, so what these reads find is what the failed
-        // compares saw, or a foreign writer's later work: either way not ours unless the
-        // cursor says so.
-        let read = try etcdRetrying("reading what changed under \(what)", lock: lock, logger: logger) { () throws(EtcdError) in
-            try store.txn(TxnRequest(success: reads))
-        }
-        let found = read.responses.map { op -> KeyValue? in
-            if case .range(let r) = op { return r.kvs.first }
-            return nil
-        }
-        guard found.count == reads.count, found[0]?.createRevision == lock.fence else {
-            throw MigrationError(
+        // The first lane's cursor is the marker: its value (the count written and the last
+        // key) is written by no one else, so holding it says this txn landed.
+        let outcome = try FencedTxn(store: store, lock: lock, logger: logger).send(
+            puts, compares: compares, marker: FencedTxn.Marker(key: lanes[0].cursorKey, value: cursorValues[0]), reads: reads,
+            doing: "writing \(what)", checking: "reading what changed under \(what)"
+        ) {
+            MigrationError(
                 .leaseLost,
                 "the lock was lost before \(what) could be written; nothing more was written. Run the same command again to resume.")
         }
-        // After a failover the client may have sent this txn twice. Its ops landed together,
-        // so a cursor holding exactly what we wrote says the first one landed.
-        if let cursor = found.last!, cursor.value == cursorValues[0] {
-            return (cursors, (cursor.modRevision, records.count, kept))
+        let found: [KeyValue?]
+        switch outcome {
+        case .landed(let revision): return (cursors, (revision, records.count, kept))
+        case .rejected(let now, let cursor, let revision):
+            found = now
+            // What tells our own landed write from theirs, for whoever must tell them apart later.
+            logger.error(
+                "a record changed under the writer",
+                metadata: [
+                    "lanes": "\(lanes.map(\.lane.name))", "cursor": "\(cursor.map { String(decoding: $0.value, as: UTF8.self) } ?? "none")",
+                    "ours": "\(String(decoding: cursorValues[0], as: UTF8.self))", "revision": "\(revision)",
+                ])
         }
         // Someone else wrote: name every key of this txn whose compare failed.
-        var position = 1
+        var position = 0
         var foreign: [(key: String, what: String)] = []
         for (entry, write) in records {
             let current = found[position]
@@ -229,13 +224,6 @@ struct LaneWriter {
             }
         }
         if foreign.isEmpty { foreign = records.map { ($0.entry.key.printable, "changed while being migrated") } }
-        // What tells our own landed write from theirs, for whoever must tell them apart later.
-        logger.error(
-            "a record changed under the writer",
-            metadata: [
-                "lanes": "\(lanes.map(\.name))", "cursor": "\(found.last!.map { String(decoding: $0.value, as: UTF8.self) } ?? "none")",
-                "ours": "\(String(decoding: cursorValues[0], as: UTF8.self))", "revision": "\(read.header.revision)",
-            ])
         throw MigrationError(
             .foreignWrite,
             "someone else wrote to the cluster during the migration: \(foreign.map { "\($0.key) was \($0.what)" }.joined(separator: ", ")). "

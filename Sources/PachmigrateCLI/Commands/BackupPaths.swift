@@ -27,7 +27,8 @@ extension UnfinishedRun {
     }
 
     var text: String {
-        "Resuming run \(runID) (\(status.rawValue), started \(startedAt)): \(written) of \(records) records written by its earlier "
-            + "attempt(s); backup from its first attempt: \(backupText ?? "none (--no-backup)")"
+        // The journal records an interrupted run as failed: say which it was.
+        "Resuming run \(runID) (\(interrupted ? "interrupted" : status.rawValue), started \(startedAt)): \(written) of \(records) "
+            + "records written by its earlier attempt(s); backup from its first attempt: \(backupText ?? "none (--no-backup)")"
     }
 }

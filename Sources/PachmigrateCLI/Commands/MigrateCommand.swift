@@ -102,7 +102,7 @@ struct MigrationReport: CommandReport {
             outcome: .nothingToDo, from: resolved.plan?.from.description, to: resolved.plan?.to.description,
             detected: resolved.detected, plan: resolved.plan?.summary, resumed: false, written: 0, verbose: verbose)
         report.etcd = EtcdSummary(client)
-        if resolved.migration == nil { report.message = "Nothing to do: \(resolved.nothingToDo ?? "")" }
+        if let reason = resolved.nothingToDo { report.message = "Nothing to do: \(resolved.text(of: reason))" }
         return (client, report, resolved.migration)
     }
 
@@ -192,6 +192,16 @@ struct MigrationReport: CommandReport {
         if let backup { lines.append("Backup: \(backup.path) (\(backup.keys) keys, sha256 \(backup.sha256))") }
         if let snapshot { lines.append("etcd snapshot: \(snapshot)") }
         return lines
+    }
+}
+
+extension ResolvedMigration {
+    /// Why there is nothing to do, in the operator's words.
+    func text(of reason: NothingToDo) -> String {
+        switch reason {
+        case .noRecords: "the cluster holds no Pachyderm records (\(detected.detail))"
+        case .noRecordToRewrite: plan?.summary ?? "no record needs rewriting"
+        }
     }
 }
 

@@ -148,9 +148,11 @@ struct StatusCommand: ParsableCommand {
             case .success(let active): alarms = active.map { "\($0.kind.rawValue) on member \(String($0.memberID, radix: 16))" }
             case .failure(let error): alarmsUnavailable = error.message
             }
+            // Shown by the lanes' names, as their cursor keys spell them.
+            let lanes = Dictionary(uniqueKeysWithValues: try journal.laneCursors().map { ($0.key.name, $0.value) })
             return StatusReport(
                 etcd: EtcdSummary(client), alarms: alarms, alarmsUnavailable: alarmsUnavailable, stampedVersion: stampedVersion,
-                state: try journal.state(), lanes: try journal.laneCursors(),
+                state: try journal.state(), lanes: lanes,
                 lock: try LockInspection.read(store: client, namespace: connection.namespace), history: try journal.history(limit: history))
         }
     }

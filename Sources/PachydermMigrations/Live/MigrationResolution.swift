@@ -8,7 +8,16 @@ public struct ResolvedMigration: Sendable {
     public var plan: MigrationPlan?
     /// The migration to run; nil when there is nothing to do (`nothingToDo` says why).
     public var migration: PachydermRecordMigration?
-    public var nothingToDo: String?
+    public var nothingToDo: NothingToDo?
+
+    /// Why there is nothing to do (the caller words it).
+    public enum NothingToDo: Sendable, Hashable {
+        /// The cluster holds no Pachyderm records (`detected` says what was seen).
+        case noRecords
+        /// The plan rewrites no record (`plan.summary` says why: 1.5.x patch releases store
+        /// the same metadata).
+        case noRecordToRewrite
+    }
 
     /// Chooses the migration: `from` defaults to the detected version, `to` to 1.5.0. A
     /// cluster pachmigrate stamped with a version it does not know is refused; 1.5 records
@@ -28,7 +37,7 @@ public struct ResolvedMigration: Sendable {
         }
         if let stated = from { try requireRecordsMatch(stated: stated, to: to, detected: detected) }
         guard let from = from ?? detected.version else {
-            return ResolvedMigration(detected: detected, nothingToDo: "the cluster holds no Pachyderm records (\(detected.detail))")
+            return ResolvedMigration(detected: detected, nothingToDo: .noRecords)
         }
         let plan =
             if !stamped, let version = PachydermVersion(parsing: from), version.major == 1, version.minor == 5 {
@@ -37,7 +46,7 @@ public struct ResolvedMigration: Sendable {
                 try VersionPlanner.plan(from: from, to: to)
             }
         if !plan.needsRewrite {
-            return ResolvedMigration(detected: detected, plan: plan, nothingToDo: plan.summary)
+            return ResolvedMigration(detected: detected, plan: plan, nothingToDo: .noRecordToRewrite)
         }
         let entries = try ClusterInspection.openCommitEntries(store: store, layout: layout)
         return ResolvedMigration(
