@@ -15,9 +15,8 @@ public struct Namespace: Sendable, Hashable {
     public var versionKey: [UInt8] { Array((root + "version").utf8) }
     /// One cursor per lane, written in the same txn as the record it covers.
     public var lanesPrefix: [UInt8] { Array((root + "lanes/").utf8) }
-    public func laneKey(_ lane: String) -> [UInt8] { lanesPrefix + Array(lane.utf8) }
     /// A lane's cursor key: `lanes/` and the lane's name (`lanes/commits/images`).
-    public func laneKey(_ lane: LaneID) -> [UInt8] { laneKey(lane.name) }
+    public func laneKey(_ lane: LaneID) -> [UInt8] { lanesPrefix + Array(lane.name.utf8) }
     /// The lane whose cursor `key` is (a key under `lanesPrefix`, as `laneKey` made it).
     public func lane(ofCursorKey key: [UInt8]) -> LaneID {
         LaneID(name: String(decoding: key.dropFirst(lanesPrefix.count), as: UTF8.self))

@@ -107,7 +107,7 @@ public struct MeasuredLatency: Sendable, Hashable {
             compare: [Compare(key: namespace.lockKey, .less, .version(0)), Compare(key: namespace.stateKey, .less, .modRevision(0))],
             success: [
                 .put(PutRequest(key: namespace.lockKey, value: [UInt8](repeating: 0x61, count: max(0, recordBytes)))),
-                .put(PutRequest(key: namespace.laneKey("probe"), value: [UInt8](repeating: 0x61, count: 80))),
+                .put(PutRequest(key: namespace.laneKey(LaneID(kind: "probe")), value: [UInt8](repeating: 0x61, count: 80))),
             ])
         var reads: [Double] = []
         var txns: [Double] = []
