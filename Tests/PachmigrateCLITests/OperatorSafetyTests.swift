@@ -227,6 +227,7 @@ struct ResumeReportTests {
             #expect(resumed.status == 0, "\(resumed.stderr)")
             // The journal records the SIGINT as a failure with the code `interrupted`: named as such.
             #expect(resumed.stdout.contains("Resuming run \(runID) (interrupted, started "), "\(resumed.stdout)")
+            #expect(resumed.stdout.contains("is recorded (run \(runID), interrupted); migrate resumes it"), "\(resumed.stdout)")
             #expect(resumed.stdout.contains("backup from its first attempt: \(backup) (sha256 "), "\(resumed.stdout)")
             #expect(resumed.stdout.contains("--backup \(directory)/other.jsonl was not written"), "\(resumed.stdout)")
             #expect(resumed.stderr.contains("--backup other.jsonl will not be written"), "\(resumed.stderr)")
