@@ -218,6 +218,9 @@ struct CommandTests {
             #expect(plan.stdout.contains("Plan: 1.4.x → 1.5.0"))
             #expect(plan.stdout.contains("commits 273"))
             #expect(plan.stdout.contains("Reprocessing forecast"))
+            // How long a migrate would take from here, from the scan it just made.
+            #expect(plan.stdout.contains("Time forecast from here: about"))
+            #expect(plan.stdout.contains("the longest chain is"))
             // It says which etcd it talks to.
             #expect(plan.stdout.contains("\(sample.server.endpoint) runs etcd \(EtcdBinaries.version)"))
             let planJSON = try pachmigrate(["plan", "--output", "json"] + sample.endpoint)
@@ -226,6 +229,9 @@ struct CommandTests {
             #expect((planEtcd?.first?["cluster"] as? String)?.isEmpty == false)
             let scan = ((planJSON.json["result"] as? [String: Any])?["scan"] as? [String: Any])
             #expect((scan?["toRewrite"] as? [String: Int]) == ["repos": 11, "commits": 273, "branches": 18, "pipelines": 6, "jobs": 200])
+            let timeForecast = (planJSON.json["result"] as? [String: Any])?["timeForecast"] as? [String: Any]
+            #expect(timeForecast?["records"] as? Int == 508)
+            #expect((timeForecast?["writeSeconds"] as? Double ?? 0) > 0)
             #expect(try pachydermState(sample.client) == sample.before)
 
             let migrate = try pachmigrate(

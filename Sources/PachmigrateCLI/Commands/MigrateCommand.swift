@@ -423,12 +423,8 @@ struct PlanCommand: ParsableCommand {
                 return report
             }
             report.outcome = .plan
-            report.scan = result.scan.map(ScanSummary.init)
-            report.resuming = result.unfinishedRun
-            report.state = result.scan.map { LeftoverSummary($0.pachyderm.census.result, resuming: result.unfinishedRun) }
+            report.fill(from: result, migration: migration)
             report.forecast = result.scan?.pachyderm.forecast.pipelines
-            report.space = result.space
-            report.spaceUnavailable = result.spaceUnavailable
             report.compactRequested = space.compact
             return report
         }
