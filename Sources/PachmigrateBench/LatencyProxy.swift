@@ -78,7 +78,7 @@ struct LatencyProxy: ParsableCommand {
         print(listening)
         if let portFile {
             let temporary = portFile + ".tmp"
-            try writeWhole(temporary, "\(listening)\n")
+            try writeFile(temporary, "\(listening)\n")
             guard rename(temporary, portFile) == 0 else { throw BenchError(.io, "cannot write \(portFile): errno \(errno)") }
         }
         let upstreamPort = targetPort(target!)!
@@ -119,14 +119,6 @@ struct LatencyProxy: ParsableCommand {
         let f = { (v: Double) in String(Int(v.rounded())) }
         return "\(count) waits of \(Double(delayNanoseconds) / 1e6) ms: late by median \(f(late[count / 2])) us, "
             + "p99 \(f(late[count * 99 / 100])) us, max \(f(late[count - 1])) us"
-    }
-
-    private func writeWhole(_ path: String, _ text: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw BenchError(.io, "cannot write \(path): errno \(errno)") }
-        defer { close(fd) }
-        let bytes = Array(text.utf8)
-        guard Socket.sendAll(fd, bytes[...], useWrite: true) else { throw BenchError(.io, "cannot write \(path): errno \(errno)") }
     }
 }
 
@@ -302,10 +294,10 @@ private enum Socket {
     }
 
     /// Writes all of `bytes`, resuming after partial writes and EINTR; false on failure.
-    static func sendAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>, useWrite: Bool = false) -> Bool {
+    static func sendAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
         var rest = bytes
         while !rest.isEmpty {
-            let written = rest.withUnsafeBytes { useWrite ? write(fd, $0.baseAddress, $0.count) : Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+            let written = rest.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
             if written < 0 {
                 if errno == EINTR { continue }
                 return false

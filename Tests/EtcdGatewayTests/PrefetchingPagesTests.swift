@@ -7,7 +7,7 @@ import Testing
 
 /// Keys `k0000`… answered in pages, counting requests; fails the request numbered
 /// `failAt` (1-based), if given.
-private final class CountingStore: KeyValueService {
+private final class CountingStore: ReadOnlyStore {
     let keys: [[UInt8]]
     let failAt: Int?
     let requests = Atomic<Int>(0)
@@ -25,14 +25,6 @@ private final class CountingStore: KeyValueService {
         return RangeResponse(
             header: ResponseHeader(revision: 40 + Int64(number)), kvs: inRange.prefix(taken).map { KeyValue(key: $0, value: $0) },
             more: taken < inRange.count, count: Int64(inRange.count))
-    }
-
-    func txn(_ request: TxnRequest) throws(EtcdError) -> TxnResponse { throw EtcdError(.unsupported, "read-only") }
-    func leaseGrant(ttl: Int64) throws(EtcdError) -> LeaseGrantResponse { throw EtcdError(.unsupported, "read-only") }
-    func leaseRevoke(id: Int64) throws(EtcdError) {}
-    func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64? { nil }
-    func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse {
-        throw EtcdError(.unsupported, "read-only")
     }
 }
 

@@ -6,7 +6,7 @@ import Testing
 
 /// A sorted key list that answers ranges the way etcd 3.4 does, and counts what etcd 3.4
 /// pays for them: its index walk runs from a range's start to its end whatever the limit.
-private final class SortedKeyStore: KeyValueService {
+private final class SortedKeyStore: ReadOnlyStore {
     let keys: [[UInt8]]
     let walked = Atomic<Int>(0)
     let requests = Atomic<Int>(0)
@@ -31,14 +31,6 @@ private final class SortedKeyStore: KeyValueService {
         return RangeResponse(
             header: ResponseHeader(revision: 7), kvs: keys[low..<low + taken].map { KeyValue(key: $0, value: []) },
             more: taken < high - low, count: Int64(high - low))
-    }
-
-    func txn(_ request: TxnRequest) throws(EtcdError) -> TxnResponse { throw EtcdError(.invalidConfiguration, "read-only") }
-    func leaseGrant(ttl: Int64) throws(EtcdError) -> LeaseGrantResponse { throw EtcdError(.invalidConfiguration, "read-only") }
-    func leaseRevoke(id: Int64) throws(EtcdError) {}
-    func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64? { nil }
-    func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse {
-        throw EtcdError(.invalidConfiguration, "read-only")
     }
 }
 

@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdTestSupport
 import Synchronization
 import Testing
 
@@ -105,7 +106,7 @@ struct SpaceEstimateTests {
 
 /// A backend that grows as the guard's txns land (by `factor` × what was admitted) and
 /// shrinks to what is in use when defragmented: the guard's decisions, without etcd.
-private final class SimulatedBackend: KeyValueService, @unchecked Sendable {
+private final class SimulatedBackend: ReadOnlyStore, @unchecked Sendable {
     struct State {
         var sizes: [Int64]
         var live: Int64
@@ -149,13 +150,6 @@ private final class SimulatedBackend: KeyValueService, @unchecked Sendable {
     func compact(revision: Int64, physical: Bool) throws(EtcdError) { state.withLock { $0.compactions += 1 } }
 
     func range(_ request: RangeRequest) throws(EtcdError) -> RangeResponse { throw EtcdError(.unsupported, "not simulated") }
-    func txn(_ request: TxnRequest) throws(EtcdError) -> TxnResponse { throw EtcdError(.unsupported, "not simulated") }
-    func leaseGrant(ttl: Int64) throws(EtcdError) -> LeaseGrantResponse { throw EtcdError(.unsupported, "not simulated") }
-    func leaseRevoke(id: Int64) throws(EtcdError) {}
-    func leaseKeepAliveOnce(id: Int64) throws(EtcdError) -> Int64? { nil }
-    func leaseTimeToLive(id: Int64, keys: Bool) throws(EtcdError) -> LeaseTimeToLiveResponse {
-        throw EtcdError(.unsupported, "not simulated")
-    }
 }
 
 @Suite("The space guard's decisions")

@@ -220,9 +220,10 @@ struct ResumeReportTests {
             let backup = "\(host):\(directory)/bk.jsonl"
             let after = try pachmigrate(["status"] + sample.endpoint)
             #expect(after.stdout.contains("interrupted: run the same migrate command to resume"), "\(after.stdout)")
+            let runID = try #require(try JournalFacts(sample.client).state()?["runID"] as? String)
+            #expect(after.stdout.contains("Run \(runID): interrupted, "), "\(after.stdout)")
             #expect(after.stdout.contains("backup \(backup) sha256 "), "\(after.stdout)")
 
-            let runID = try #require(try JournalFacts(sample.client).state()?["runID"] as? String)
             let resumed = try pachmigrate(["migrate", "--backup", "other.jsonl"] + sample.endpoint, directory: directory)
             #expect(resumed.status == 0, "\(resumed.stderr)")
             // The journal records the SIGINT as a failure with the code `interrupted`: named as such.
