@@ -23,7 +23,7 @@ struct TimeForecastTests {
     @Test(arguments: [0.9, 1.4])
     func onLoopbackEtcdsWorkGoverns(share: Double) {
         let write = TimeForecast.writeSeconds(
-            records: 100_000, longestChain: 1_000, fencedTxnSeconds: 0.0007, roundTripSeconds: 0.0001, serverApplyShare: share)
+            records: 100_000, longestChain: 1_000, fencedTxnSeconds: 0.0007, roundTripSeconds: 0.0001, serverSharePerRecord: share)
         let serverPerTxn = 0.0006
         #expect(abs(write - (1_000 * serverPerTxn + 100_000 * serverPerTxn * share)) < 1e-9)
         #expect(write > 1_000 * 0.0007 * 2)
@@ -36,11 +36,11 @@ struct TimeForecastTests {
         (EtcdVersion(3, 5, 0), 0.9),
     ])
     func applyShareFollowsTheServersVersion(version: EtcdVersion, share: Double) {
-        #expect(TimeForecast.serverApplyShare(for: version) == share)
+        #expect(TimeForecast.serverSharePerRecord(for: version) == share)
     }
 
     @Test func anUnknownVersionGetsTheOldestShare() {
-        #expect(TimeForecast.serverApplyShare(for: nil) == TimeForecast.serverApplyShare(for: EtcdVersion(3, 1, 4)))
+        #expect(TimeForecast.serverSharePerRecord(for: nil) == TimeForecast.serverSharePerRecord(for: EtcdVersion(3, 1, 4)))
         // The version changes the loopback forecast, not the network's: the critical path
         // governs there whatever the share.
         let loopback = { (server: EtcdVersion?) in

@@ -35,34 +35,34 @@ public struct TimeForecast: Sendable, Hashable, Codable {
 
     public var totalSeconds: Double { scanSeconds + (backupSeconds ?? 0) + writeSeconds }
 
-    /// etcd's work per record applied, as a share of a txn's server part (the probe's txn is
-    /// never applied, so it cannot be timed). Counted on the critical path (each record of
-    /// the longest chain is applied after its txn) and in etcd's own work (every record).
-    /// Fitted on a generated 100k-key cluster, release build, at loopback, 0.5 ms and 2 ms
-    /// round trips (docs/performance.md, "The time forecast").
-    static let criticalPathApplyShare = 0.5
+    /// What a record of the longest chain costs beyond a lone txn's latency, as a share of
+    /// its server part (its txn lands among the other writers' txns). Fitted on a generated
+    /// 100k-key cluster, release build, at loopback, 0.5 ms and 2 ms round trips
+    /// (docs/performance.md, "The time forecast").
+    static let criticalPathServerShare = 0.5
 
-    /// The share in etcd's own work, where it sets a loopback run's forecast: 1.4 on 3.1
-    /// and 3.2 (fitted on 3.1.4), 0.9 from 3.3 on (fitted on 3.4.23; 3.3 is taken to be like
-    /// 3.4, unmeasured). Unknown versions (a store that does not say) get 3.1's. On 3.1 it is
-    /// more than a whole server part: four writers at once keep etcd's CPU busy, so each
-    /// record costs more than a lone txn shows (lone txns that land take no longer there
-    /// than ones that do not, so it is not the apply the probe misses).
-    public static func serverApplyShare(for version: EtcdVersion?) -> Double {
+    /// What each record costs etcd, as a share of a lone txn's server part, in etcd's own
+    /// work (which sets a loopback run's forecast): 1.4 on 3.1 and 3.2 (fitted on 3.1.4),
+    /// 0.9 from 3.3 on (fitted on 3.4.23; 3.3 is taken to be like 3.4, unmeasured). Unknown
+    /// versions (a store that does not say) get 3.1's. More than a whole server part on 3.1:
+    /// four writers at once keep etcd's CPU busy, and each record then costs more than a lone
+    /// txn shows (not its apply: there a lone txn that lands takes no longer than one that
+    /// does not).
+    public static func serverSharePerRecord(for version: EtcdVersion?) -> Double {
         guard let version, version >= EtcdVersion(3, 3) else { return 1.4 }
         return 0.9
     }
 
     /// The write phase: the longer of the critical path (each record of the longest chain a
-    /// whole txn, applied) and etcd's own work (a txn's server part per txn, which is about
-    /// one per record of the longest chain since the others share them, and an apply per
-    /// record). The server part is what a txn takes beyond a read's round trip.
+    /// whole txn, among the others) and etcd's own work (a txn's server part per txn, which
+    /// is about one per record of the longest chain since the others share them, and a
+    /// share of it per record). The server part is what a txn takes beyond a read's round trip.
     public static func writeSeconds(
-        records: Int, longestChain: Int, fencedTxnSeconds: Double, roundTripSeconds: Double, serverApplyShare: Double = 0.5
+        records: Int, longestChain: Int, fencedTxnSeconds: Double, roundTripSeconds: Double, serverSharePerRecord: Double = 0.5
     ) -> Double {
         let serverPerTxn = max(fencedTxnSeconds - roundTripSeconds, fencedTxnSeconds * 0.1)
-        let criticalPath = Double(longestChain) * (fencedTxnSeconds + serverPerTxn * criticalPathApplyShare)
-        let serverWork = Double(longestChain) * serverPerTxn + Double(records) * serverPerTxn * serverApplyShare
+        let criticalPath = Double(longestChain) * (fencedTxnSeconds + serverPerTxn * criticalPathServerShare)
+        let serverWork = Double(longestChain) * serverPerTxn + Double(records) * serverPerTxn * serverSharePerRecord
         return max(criticalPath, serverWork)
     }
 
@@ -79,7 +79,7 @@ public struct TimeForecast: Sendable, Hashable, Codable {
         self.longestChainKind = longestChainKind
         self.writeSeconds = Self.writeSeconds(
             records: records, longestChain: longestChain, fencedTxnSeconds: fencedTxnSeconds, roundTripSeconds: roundTripSeconds,
-            serverApplyShare: Self.serverApplyShare(for: server))
+            serverSharePerRecord: Self.serverSharePerRecord(for: server))
     }
 }
 
