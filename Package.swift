@@ -143,6 +143,6 @@ let package = Package(
         // long versions (docs/reliability.md).
         .testTarget(
             name: "ReliabilityTests",
-            dependencies: ["EtcdTestSupport", "EtcdGateway", "EtcdModel", "MigrationEngine", "PachydermMigrations"]),
+            dependencies: ["EtcdTestSupport", "EtcdGateway", "EtcdModel", "MigrationEngine", "PachydermMigrations", "PlatformShim"]),
     ]
 )

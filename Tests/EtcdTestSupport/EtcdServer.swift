@@ -71,7 +71,7 @@ public func runCommand(_ executable: String, _ arguments: [String], directory: S
     process.standardOutput = capture.handle
     process.standardError = capture.handle
     process.standardInput = FileHandle.nullDevice
-    try process.run()
+    try spawnChild(process)
     if !waitForExit(process, seconds: 120) {
         kill(process.processIdentifier, SIGKILL)
         throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) did not end within 120 s: \(capture.text())")
@@ -166,6 +166,19 @@ public struct TestCertificates: Sendable {
     }
 }
 
+/// Starts `process`, one start at a time across the test process: every child a test starts
+/// goes through here. Foundation on Linux learns that a child ended when a socket only that
+/// child holds is closed, and it keeps that socket from other children by closing, in each
+/// new child, the descriptors open when it made its list. A child started on another thread
+/// between that list and its spawn inherits the socket: an etcd started beside a short
+/// pachmigrate run kept it open, and the run looked alive, even after SIGKILL, until that
+/// etcd stopped (CI: a usage error's exit status read -1).
+public func spawnChild(_ process: Process) throws {
+    try spawns.withLock { _ in try process.run() }
+}
+
+private let spawns = Mutex<Void>(())
+
 /// Polls until `process` has exited; false if it still runs after `seconds`.
 public func waitForExit(_ process: Process, seconds: TimeInterval) -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
@@ -200,7 +213,7 @@ final class EtcdProcess: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try spawnChild(process)
         try? log.close()
         state.withLock { $0 = process }
     }

@@ -61,7 +61,7 @@ public final class PachmigrateProcess: @unchecked Sendable {
         process.standardOutput = out.handle
         process.standardError = err.handle
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try spawnChild(process)
     }
 
     public var pid: Int32 { process.processIdentifier }

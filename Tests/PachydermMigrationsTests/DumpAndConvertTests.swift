@@ -24,7 +24,7 @@ func run(_ executable: String, _ arguments: [String], in directory: URL) throws 
     _ = FileManager.default.createFile(atPath: output.path, contents: nil)
     let handle = try FileHandle(forWritingTo: output)
     process.standardOutput = handle
-    try process.run()
+    try spawnChild(process)
     if !waitForExit(process, seconds: 60) { kill(process.processIdentifier, SIGKILL) }
     try handle.close()
     defer { try? FileManager.default.removeItem(at: output) }

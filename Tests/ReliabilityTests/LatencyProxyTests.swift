@@ -32,7 +32,7 @@ struct LatencyProxyTests {
             ]
             proxy.standardOutput = FileHandle.nullDevice
             proxy.standardInput = FileHandle.nullDevice
-            try proxy.run()
+            try spawnChild(proxy)
             defer {
                 if proxy.isRunning { kill(proxy.processIdentifier, SIGKILL) }
             }
