@@ -138,7 +138,7 @@ public struct UnfinishedRun: Sendable, Hashable, Encodable {
         runID = state.runID
         startedAt = state.startedAt
         status = state.status
-        interrupted = state.failureCode == .interrupted
+        interrupted = state.stoppedOnRequest
         written = cursors.values.reduce(0) { $0 + $1.written }
         records = state.records
         backupPath = state.backupPath

@@ -12,7 +12,13 @@ import Foundation
 /// disagrees with the data: `running` means records may be half-way; re-running the same
 /// command resumes from the lane cursors.
 public struct RunState: Codable, Sendable, Hashable {
-    public enum Status: String, Codable, Sendable { case idle, running, failed, done }
+    public enum Status: String, Codable, Sendable {
+        case idle, running, failed, done
+
+        /// The status as operators read it: "interrupted" for a run stopped on request (which
+        /// the journal records as failed), otherwise the recorded one.
+        public func name(stoppedOnRequest: Bool) -> String { stoppedOnRequest ? "interrupted" : rawValue }
+    }
     public var status: Status
     public var runID: String
     public var from: String
@@ -38,6 +44,12 @@ public struct RunState: Codable, Sendable, Hashable {
         guard status == .failed, let message, let colon = message.firstIndex(of: ":") else { return nil }
         return MigrationError.Code(recorded: String(message[..<colon]))
     }
+
+    /// A run stopped by SIGINT or SIGTERM: recorded as failed with the code `interrupted`.
+    public var stoppedOnRequest: Bool { failureCode == .interrupted }
+
+    /// The run's status as `plan`, `migrate` and `status` name it.
+    public var statusName: String { status.name(stoppedOnRequest: stoppedOnRequest) }
 
     public init(
         status: Status, runID: String, from: String, to: String, startRevision: Int64, startedAt: String,

@@ -27,8 +27,7 @@ extension UnfinishedRun {
     }
 
     var text: String {
-        // The journal records an interrupted run as failed: say which it was.
-        "Resuming run \(runID) (\(interrupted ? "interrupted" : status.rawValue), started \(startedAt)): \(written) of \(records) "
+        "Resuming run \(runID) (\(status.name(stoppedOnRequest: interrupted)), started \(startedAt)): \(written) of \(records) "
             + "records written by its earlier attempt(s); backup from its first attempt: \(backupText ?? "none (--no-backup)")"
     }
 }

@@ -75,7 +75,7 @@ struct MigrationReport: CommandReport {
 
     /// What a run's result says of the cluster, its scan, space and backup: the same early
     /// (before the first write) and at the end.
-    mutating func fill(from result: MigrationResult, migration: PachydermRecordMigration) {
+    mutating func fill(from result: MigrationResult) {
         scan = result.scan.map(ScanSummary.init)
         resuming = result.unfinishedRun
         if let scan = result.scan { state = LeftoverSummary(scan.pachyderm.census.result, resuming: result.unfinishedRun) }
@@ -323,7 +323,7 @@ struct MigrateCommand: ParsableCommand {
                 let logger = context.logger
                 options.beforeFirstWrite = { partial in
                     var early = before
-                    early.fill(from: partial, migration: migration)
+                    early.fill(from: partial)
                     early.forecast = partial.scan?.pachyderm.forecast.pipelines
                     endBarLine()
                     switch logFormat {
@@ -340,7 +340,7 @@ struct MigrateCommand: ParsableCommand {
             }
             let migrator = Migrator(store: client, migration: migration, namespace: connection.namespace, logger: context.logger)
             let result = try migrator.run(options: options, stop: signals.stop) { context.progress.update($0) }
-            report.fill(from: result, migration: migration)
+            report.fill(from: result)
             report.preflightShown = shown.isSet
             report.resumed = result.resumed
             if result.resumed, !dryRun, let backup, absolutePath(backup) != result.unfinishedRun?.backupPath {
@@ -423,7 +423,7 @@ struct PlanCommand: ParsableCommand {
                 return report
             }
             report.outcome = .plan
-            report.fill(from: result, migration: migration)
+            report.fill(from: result)
             report.forecast = result.scan?.pachyderm.forecast.pipelines
             report.compactRequested = space.compact
             return report

@@ -80,10 +80,7 @@ struct StatusReport: CommandReport {
         }
         lines.append("Stamped version: \(stampedVersion ?? "none (never migrated by pachmigrate)")")
         if let state {
-            // The journal records a run stopped on request as failed with the code
-            // `interrupted`: named as plan and migrate name it.
-            let status = state.failureCode == .interrupted ? "interrupted" : state.status.rawValue
-            lines.append("Run \(state.runID): \(status), \(state.from) → \(state.to), step \(state.step)")
+            lines.append("Run \(state.runID): \(state.statusName), \(state.from) → \(state.to), step \(state.step)")
             lines.append("  started \(state.startedAt) at revision \(state.startRevision), updated \(state.updatedAt)")
             if let path = state.backupPath {
                 lines.append("  backup \(state.backupHost.map { "\($0):" } ?? "")\(path) sha256 \(state.backupSHA256 ?? "?")")

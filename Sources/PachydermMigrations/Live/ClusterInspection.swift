@@ -34,11 +34,9 @@ public enum ClusterInspection {
     ) throws(MigrationError) -> DetectedVersion {
         let journal = JournalReader(store: store, namespace: namespace)
         if let run = try journal.state(), run.status == .running || run.status == .failed {
-            // The journal records a run stopped on request as failed, with the code `interrupted`.
-            let how = run.failureCode == .interrupted ? "interrupted" : run.status.rawValue
             return DetectedVersion(
                 version: run.from, source: .journal,
-                detail: "an unfinished migration from \(run.from) to \(run.to) is recorded (run \(run.runID), \(how)); migrate resumes it"
+                detail: "an unfinished migration from \(run.from) to \(run.to) is recorded (run \(run.runID), \(run.statusName)); migrate resumes it"
             )
         }
         if let stamped = try journal.stampedVersion() {
