@@ -3,6 +3,10 @@ import Logging
 
 import PlatformShim
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The release; also the default image tag (`pachmigrate:<toolVersion>`, README "Container
 /// image") and the Dockerfile's VERSION, which a test holds to it.
 public let toolVersion = "0.1.0"
@@ -54,6 +58,11 @@ public struct Pachmigrate: ParsableCommand {
         }
         let words = commandWords(arguments)
         let json = asksForJSON(arguments)
+        // Until the command takes SIGINT and SIGTERM itself (migrate, backup and restore do,
+        // before their first write), a signal ends the run at once, said in the chosen format.
+        TerminationSignals.onSignal { signal in
+            stoppedBeforeTheCommandTookSignals(signal, json: json, arguments: arguments, command: words.path)
+        }
         if let unknown = words.unknown {
             let known = words.subcommands
             let suggestion = closest(to: unknown, among: known).map { "; did you mean '\($0)'?" } ?? "."
@@ -84,6 +93,34 @@ public struct Pachmigrate: ParsableCommand {
             writeUsageError(fullMessage(for: error), arguments: arguments, command: words.path, status: status)
             Platform.exit(status.rawValue)
         }
+    }
+
+    /// Ends a run stopped by `signal` before the command took the signal itself (migrate,
+    /// backup and restore take it before their first write, while connecting or reading it
+    /// ends here; the other commands read only, but for `convert` and `lock break`).
+    static func stoppedBeforeTheCommandTookSignals(_ signal: Int32, json: Bool, arguments: [String], command: [String]) -> Never {
+        let name = signal == SIGTERM ? "SIGTERM" : "SIGINT"
+        let (status, code, message): (ExitStatus, String, String) =
+            switch command {
+            case ["convert"]:
+                (
+                    .failure, "stopped",
+                    "stopped on request (\(name)) before the conversion finished: OUT may be incomplete (it has no OUT.sha256 "
+                        + "beside it). Run the same command again with --overwrite."
+                )
+            case ["lock", "break"]:
+                (.failure, "stopped", "stopped on request (\(name)) while breaking the lock: see `pachmigrate lock show` for whether it was.")
+            default:
+                (
+                    signal == SIGTERM ? .stoppedBySIGTERM : .stoppedBySIGINT, "stoppedBeforeWriting",
+                    "stopped on request (\(name)) before the first write; nothing was written. Run the same command again when you are ready."
+                )
+            }
+        if json { printErrorEnvelope(command: envelopeName(command), status: status, code: code, message: message) }
+        writeError(
+            "\((["pachmigrate"] + command).joined(separator: " ")): error: \(message)", arguments: arguments, command: command,
+            status: status, code: code)
+        Platform.exit(status.rawValue)
     }
 
     /// The `command` of a usage error's envelope: the subcommand as a successful one names
@@ -123,8 +160,18 @@ public struct Pachmigrate: ParsableCommand {
     /// A usage error on stderr: plain text, or under `--log-format json` a JSON line like
     /// every other, with its code.
     static func writeUsageError(_ message: String, arguments: [String], command: [String], status: ExitStatus = .usage) {
+        writeError(
+            message, hint: "Run `pachmigrate help` (or add --help) for usage.", arguments: arguments, command: command, status: status,
+            code: status == .usage ? "usage" : "error")
+    }
+
+    /// An error met before a command ran (or took signals itself) on stderr: plain text with
+    /// its `hint`, or under `--log-format json` a JSON line like every other, with its code.
+    static func writeError(
+        _ message: String, hint: String? = nil, arguments: [String], command: [String], status: ExitStatus, code: String
+    ) {
         guard asksForJSON(arguments, flags: ["--log-format"]) else {
-            writeStderr("\(message)\nRun `pachmigrate help` (or add --help) for usage.")
+            writeStderr(hint.map { "\(message)\n\($0)" } ?? message)
             return
         }
         writeStderr(
@@ -132,7 +179,7 @@ public struct Pachmigrate: ParsableCommand {
                 level: .error, label: "pachmigrate", message: message, source: "PachmigrateCLI",
                 metadata: [
                     "event": "error", "command": "\((["pachmigrate"] + command).joined(separator: " "))",
-                    "code": "\(status == .usage ? "usage" : "error")",
+                    "code": "\(code)",
                     "exitCode": .number(status.rawValue),
                 ]))
     }

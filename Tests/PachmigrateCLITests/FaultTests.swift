@@ -103,6 +103,31 @@ struct FaultTests {
             let ended = waiting.wait(timeout: 10)
             #expect(ended.status == 128 + signal, "\(ended.stderr)")
             #expect(Date().timeIntervalSince(started) < 5)
+            #expect(ended.stderr.contains("pachmigrate wait: error: stopped on request (\(signal == SIGINT ? "SIGINT" : "SIGTERM"))"))
+        }
+    }
+
+    /// A signal while migrate still connects, before it takes signals itself, ends it at once
+    /// with 130 or 143 and says so: one JSON document under `--output json` (CI once read none
+    /// when a loaded machine made the start slow), and a line on stderr.
+    @Test(arguments: [SIGINT, SIGTERM])
+    func aSignalWhileConnectingIsReported(signal: Int32) async throws {
+        try await onOwnThread {
+            // An etcd that takes the first request and does not answer it.
+            let silent = try ScriptedHTTPServer { _ in
+                sleep(20)
+                return .init(503, "")
+            }
+            defer { silent.stop() }
+            let run = try PachmigrateProcess(["migrate", "--no-backup", "--output", "json", "--endpoints", silent.endpoint])
+            #expect(eventually(timeout: 30) { !silent.requests.isEmpty })
+            run.signal(signal)
+            let result = run.wait(timeout: 10)
+            #expect(result.status == 128 + signal, "\(result.stderr)")
+            #expect(result.json["ok"] as? Bool == false, "\(result.stdout)")
+            #expect((result.json["error"] as? [String: Any])?["code"] as? String == "stoppedBeforeWriting", "\(result.stdout)")
+            let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
+            #expect(result.stderr.contains("stopped on request (\(name)) before the first write; nothing was written"), "\(result.stderr)")
         }
     }
 

@@ -75,7 +75,7 @@ struct StopBeforeWritingTests {
             defer { cluster.stop() }
             let run = try PachmigrateProcess(
                 ["migrate", "--from", "1.4.8", "--to", "1.5.0", "--backup", cluster.backupPath] + cluster.endpoint)
-            let reached = eventually(timeout: 60) {
+            let reached = eventually(timeout: 240) {
                 !run.process.isRunning
                     || (phase == .scan
                         ? cluster.lockStep() == "scan" : FileManager.default.fileExists(atPath: cluster.backupPath))
