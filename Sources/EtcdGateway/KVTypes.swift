@@ -377,10 +377,20 @@ extension KeyValueService {
 /// aiming at about one page of keys. Windows tile the range: the next request always starts
 /// exactly where the previous one stopped (after its last key when it was cut by the limit,
 /// at its end when not), so the window sizes change the cost, never the keys returned.
+///
+/// A page holds at most `pageSize` keys and, where values are large, fewer: about
+/// `targetBytes` of keys and values, at the size per key of the page before (a job of 1 MiB:
+/// two a page, not a thousand). A page, and the memory that reads it, stays small whatever the
+/// records weigh. The first page asks for `firstLimit` keys and each one after at most four
+/// times as many as the one before, since one page's values say nothing of the next region's.
 public struct PrefixPages {
+    public static let targetBytes = 2 << 20
+    static let firstLimit: Int64 = 16
+
     private let store: any KeyValueService
     private let end: [UInt8]
     private let pageSize: Int64
+    private var limit: Int64
     private let keysOnly: Bool
     private var nextKey: [UInt8]?
     private var window = PageWindow()
@@ -391,6 +401,7 @@ public struct PrefixPages {
         self.store = store
         self.end = prefixRangeEnd(prefix)
         self.pageSize = Int64(max(1, pageSize))
+        self.limit = min(self.pageSize, Self.firstLimit)
         self.keysOnly = keysOnly
         self.nextKey = prefix
         self.revision = revision
@@ -400,7 +411,7 @@ public struct PrefixPages {
     public mutating func next() throws(EtcdError) -> [KeyValue]? {
         guard let key = nextKey else { return nil }
         let request = RangeRequest(
-            key: key, rangeEnd: window.end(after: key, limit: end), limit: pageSize, revision: revision, keysOnly: keysOnly)
+            key: key, rangeEnd: window.end(after: key, limit: end), limit: limit, revision: revision, keysOnly: keysOnly)
         let page = try store.range(request)
         if revision == 0 { revision = page.header.revision }
         if page.more, let last = page.kvs.last {
@@ -408,8 +419,16 @@ public struct PrefixPages {
         } else {
             nextKey = request.rangeEnd == end ? nil : request.rangeEnd
         }
-        window.learn(from: page.kvs, requested: request, limit: pageSize)
+        limit = Self.limit(after: page.kvs, limit: limit, pageSize: pageSize)
+        window.learn(from: page.kvs, requested: request, limit: limit)
         return page.kvs
+    }
+
+    /// The key limit of the page after `kvs`, read with `limit`.
+    static func limit(after kvs: [KeyValue], limit: Int64, pageSize: Int64) -> Int64 {
+        let bytes = kvs.reduce(0) { $0 + $1.key.count + $1.value.count }
+        let fitting = bytes == 0 ? pageSize : Int64(targetBytes) * Int64(kvs.count) / Int64(bytes)
+        return max(1, min(pageSize, limit * 4, fitting))
     }
 }
 

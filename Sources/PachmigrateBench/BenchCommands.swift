@@ -58,8 +58,9 @@ func makeClient(_ endpoint: String, caFile: String? = nil) throws -> EtcdClient 
         logger: Logger(label: "bench"))
 }
 
-/// `seed`: loads a dump into an empty etcd, 100 puts per txn (etcd allows 128). Keys of one
-/// txn share a revision; file order, hence the relative order of records, is kept.
+/// `seed`: loads a dump into an empty etcd, up to 100 puts per txn (etcd allows 128) and half
+/// a request's limit of keys and values (a cluster with large records). Keys of one txn share
+/// a revision; file order, hence the relative order of records, is kept.
 struct Seed: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Load a dump into an empty etcd, fast.")
 
@@ -72,17 +73,22 @@ struct Seed: ParsableCommand {
     func run() throws {
         let client = try makeClient(endpoint)
         let reader = try DumpReader(path: dump)
+        let maxBytes = client.txnLimits.maxRequestBytes / 2
         var group: [RequestOp] = []
+        var bytes = 0
         var loaded = 0
         func flush() throws {
             guard !group.isEmpty else { return }
             _ = try client.txn(TxnRequest(success: group))
             loaded += group.count
             group.removeAll(keepingCapacity: true)
+            bytes = 0
         }
         while let kv = try reader.read() {
+            let size = kv.key.count + kv.value.count
+            if group.count == 100 || bytes + size > maxBytes { try flush() }
             group.append(.put(PutRequest(key: kv.key, value: kv.value)))
-            if group.count == 100 { try flush() }
+            bytes += size
         }
         try flush()
         print("seeded \(loaded) keys")
