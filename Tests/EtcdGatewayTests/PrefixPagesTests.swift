@@ -34,7 +34,8 @@ private final class SortedKeyStore: ReadOnlyStore {
         requests.add(1, ordering: .relaxed)
         let taken = request.limit > 0 ? min(high - low, Int(request.limit)) : high - low
         return RangeResponse(
-            header: ResponseHeader(revision: 7), kvs: keys[low..<low + taken].map { KeyValue(key: $0, value: Array(repeating: 0x76, count: valueSize($0))) },
+            header: ResponseHeader(revision: 7),
+            kvs: keys[low..<low + taken].map { KeyValue(key: $0, value: Array(repeating: 0x76, count: valueSize($0))) },
             more: taken < high - low, count: Int64(high - low))
     }
 }
