@@ -95,9 +95,10 @@ public struct Pachmigrate: ParsableCommand {
         }
     }
 
-    /// Ends a run stopped by `signal` before the command took the signal itself (migrate,
-    /// backup and restore take it before their first write, while connecting or reading it
-    /// ends here; the other commands read only, but for `convert` and `lock break`).
+    /// Ends a run stopped by `signal` that the command has not taken itself. migrate, backup
+    /// and restore take signals before their first write, so a stop here (while they connect
+    /// and resolve versions) wrote nothing; the other commands only read, but `convert`
+    /// (its output file) and `lock break` (one delete).
     static func stoppedBeforeTheCommandTookSignals(_ signal: Int32, json: Bool, arguments: [String], command: [String]) -> Never {
         let name = signal == SIGTERM ? "SIGTERM" : "SIGINT"
         let (status, code, message): (ExitStatus, String, String) =
