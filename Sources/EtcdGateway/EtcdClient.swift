@@ -388,9 +388,11 @@ public final class EtcdClient: KeyValueService, Sendable {
     }
 
     /// Streams a snapshot of the backend database to `path` (created or truncated) and returns
-    /// its size in bytes. The file is what `etcdctl snapshot save` writes.
+    /// its size in bytes. The file is what `etcdctl snapshot save` writes. `cancelled` is asked
+    /// as each piece of the stream arrives: when it says yes, the transfer ends there and the
+    /// unfinished file is deleted (`.cancelled`), so a signal need not wait for a large database.
     @discardableResult
-    public func snapshot(toFile path: String) throws(EtcdError) -> Int64 {
+    public func snapshot(toFile path: String, cancelled: @escaping () -> Bool = { false }) throws(EtcdError) -> Int64 {
         guard let file = fopen(path, "wb") else {
             throw EtcdError(.invalidConfiguration, "Cannot create the snapshot file '\(path)': \(String(cString: strerror(errno))).")
         }
@@ -405,7 +407,7 @@ public final class EtcdClient: KeyValueService, Sendable {
                 throw error
             }
         }
-        let writer = SnapshotWriter(file: file)
+        let writer = SnapshotWriter(file: file, cancelled: cancelled)
         let sink = ResponseSink { bytes in writer.consume(bytes) }
         let outcome: Result<(HTTPResult, String), EtcdError> = authorizedPost(
             .snapshot, body: Array("{}".utf8), timeout: .zero, subject: "snapshot", sink: { sink })
@@ -825,6 +827,7 @@ private final class SnapshotWriter {
     }
 
     let file: UnsafeMutablePointer<FILE>
+    private let cancelled: () -> Bool
     private var pending: [UInt8] = []
     private(set) var bytesWritten: Int64 = 0
     private(set) var sawLastChunk = false
@@ -833,9 +836,16 @@ private final class SnapshotWriter {
     private(set) var rawPrefix: [UInt8] = []
     private let decoder = JSONDecoder()
 
-    init(file: UnsafeMutablePointer<FILE>) { self.file = file }
+    init(file: UnsafeMutablePointer<FILE>, cancelled: @escaping () -> Bool) {
+        self.file = file
+        self.cancelled = cancelled
+    }
 
     func consume(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if cancelled() {
+            failure = Failure(code: .cancelled, message: "The snapshot was stopped on request before its end; the unfinished file is deleted.")
+            return false
+        }
         if rawPrefix.count < 512 { rawPrefix.append(contentsOf: bytes.prefix(512 - rawPrefix.count)) }
         pending.append(contentsOf: bytes)
         var lineStart = pending.startIndex

@@ -5,7 +5,7 @@ public struct EtcdError: Error, Sendable, Hashable, CustomStringConvertible {
         fileprivate enum Base: String, Hashable, Sendable {
             case transport, timeout, httpStatus, server, decode, limitExceeded, authentication,
                 permissionDenied, leaseNotFound, compacted, unavailable, invalidConfiguration,
-                incompatibleServer, unsupported, noSpace
+                incompatibleServer, unsupported, noSpace, cancelled
         }
         fileprivate let base: Base
         /// No answer from any endpoint: connection refused, DNS, TLS handshake, reset.
@@ -38,6 +38,8 @@ public struct EtcdError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let unsupported = Code(base: .unsupported)
         /// etcd's space quota is exhausted (NOSPACE alarm, "database space exceeded").
         public static let noSpace = Code(base: .noSpace)
+        /// The caller asked for the request to end before it completed (a stream it stopped reading).
+        public static let cancelled = Code(base: .cancelled)
         public var description: String { base.rawValue }
     }
 

@@ -42,6 +42,22 @@ struct MaintenanceTests {
             let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
             #expect((json["revision"] as? NSNumber)?.int64Value == revision)
             #expect(((json["totalKey"] as? NSNumber)?.intValue ?? 0) >= 500)
+
+            // Asked to stop part way (a signal): the transfer ends at the piece that asked,
+            // and no file is left that could pass for a snapshot.
+            let stoppedPath = server.workDir + "/stopped.db"
+            var asked = 0
+            let stopped = #expect(throws: EtcdError.self) {
+                try client.snapshot(
+                    toFile: stoppedPath,
+                    cancelled: {
+                        asked += 1
+                        return asked > 3
+                    })
+            }
+            #expect(stopped?.code == .cancelled)
+            #expect(asked == 4)
+            #expect(!FileManager.default.fileExists(atPath: stoppedPath))
         }
     }
 

@@ -1,5 +1,6 @@
 import EtcdGateway
 import EtcdModel
+import EtcdTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -127,11 +128,9 @@ struct CrossGroupWriteTests {
     }
 
     @Test func theBackupComesFromTheScanWithNoSecondRead() throws {
-        let path = "/tmp/pachmigrate-test-backup-\(UInt64.random(in: 0...UInt64.max)).jsonl"
-        defer {
-            try? FileManager.default.removeItem(atPath: path)
-            try? FileManager.default.removeItem(atPath: path + ".sha256")
-        }
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/backup.jsonl"
         let plain = toyCluster(groups: 3, perGroup: 200)
         let plainBase = plain.txnCount
         _ = try migrator(plain).run(options: MigrationOptions(backup: .none))

@@ -2,6 +2,7 @@ import EtcdGateway
 import EtcdModel
 import EtcdTestSupport
 import Foundation
+import MigrationEngine
 import Testing
 
 #if canImport(Glibc)
@@ -103,6 +104,47 @@ struct StopBeforeWritingTests {
                 ["migrate", "--from", "1.4.8", "--to", "1.5.0", "--backup", cluster.backupPath] + cluster.endpoint, timeout: 600)
             #expect(again.status == 0, "\(again.stderr.suffix(2000))")
             #expect(FileManager.default.fileExists(atPath: cluster.backupPath + ".sha256"))
+        }
+    }
+
+    /// etcd's snapshot of a large database can take minutes across a network: a signal ends
+    /// it at once and deletes the unfinished file. `backup` keeps the logical backup it had
+    /// finished and says so; `migrate` takes the snapshot before anything else.
+    @Test func aSignalDuringEtcdsSnapshotEndsItAndDeletesTheFile() async throws {
+        try await onOwnThread {
+            let cluster = try BigCluster()
+            defer { cluster.stop() }
+            let snapshotPath = cluster.directory + "/etcd.db"
+            let runs: [(arguments: [String], signal: Int32)] = [
+                (["backup", "--snapshot", snapshotPath, cluster.backupPath], SIGTERM),
+                (["migrate", "--from", "1.4.8", "--to", "1.5.0", "--snapshot", snapshotPath, "--backup", cluster.backupPath], SIGINT),
+            ]
+            for (arguments, signal) in runs {
+                let comment = Comment(rawValue: "\(arguments[0]), signal \(signal)")
+                let run = try PachmigrateProcess(arguments + cluster.endpoint)
+                let pid = run.process.processIdentifier
+                let reached = eventually(timeout: 240) { !run.process.isRunning || hasOpen(pid, snapshotPath) }
+                // Frozen, so the snapshot seen in progress is still in progress when the signal lands.
+                run.signal(SIGSTOP)
+                #expect(reached && hasOpen(pid, snapshotPath), "\(comment): the run was never seen writing the snapshot")
+                run.signal(signal)
+                let signalled = Date()
+                run.signal(SIGCONT)
+                let result = run.wait(timeout: 60)
+                let said = Comment(rawValue: "\(comment): \(result.stderr.suffix(2000))")
+                #expect(result.status == 128 + signal, said)
+                #expect(Date().timeIntervalSince(signalled) < 5, said)
+                #expect(result.stderr.contains("during etcd's snapshot (the unfinished file \(snapshotPath) was deleted"), said)
+                #expect(!FileManager.default.fileExists(atPath: snapshotPath), said)
+                if arguments[0] == "backup" {
+                    #expect(result.stderr.contains("the backup \(cluster.backupPath) is complete and kept"), said)
+                    _ = try verifyDumpChecksum(path: cluster.backupPath)
+                    try FileManager.default.removeItem(atPath: cluster.backupPath)
+                    try FileManager.default.removeItem(atPath: cluster.backupPath + ".sha256")
+                    try? FileManager.default.removeItem(atPath: cluster.backupPath + ".origin.json")
+                }
+            }
+            try cluster.expectUntouched("after both runs")
         }
     }
 
@@ -348,4 +390,11 @@ struct StopRestoreTests {
             #expect(valuesByKey(try pachydermState(cluster.client)) == valuesByKey(cluster.before))
         }
     }
+}
+
+/// Whether process `pid` holds `path` open (Linux's /proc/PID/fd).
+private func hasOpen(_ pid: Int32, _ path: String) -> Bool {
+    let directory = "/proc/\(pid)/fd"
+    guard let descriptors = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return false }
+    return descriptors.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\($0)")) == path }
 }

@@ -9,8 +9,14 @@ import PachydermMigrations
 import PachydermSchema
 import Testing
 
-func temporaryDirectoryURL() throws -> URL {
-    URL(fileURLWithPath: try temporaryDirectory())
+/// A directory for one test: Swift Testing makes a suite instance per test and releases it
+/// when the test ends, so a class suite holding one removes it then, whatever the outcome.
+class ScratchDirectorySuite {
+    let dir: URL
+
+    init() throws { dir = URL(fileURLWithPath: try temporaryDirectory()) }
+
+    deinit { try? FileManager.default.removeItem(at: dir) }
 }
 
 func run(_ executable: String, _ arguments: [String], in directory: URL) throws -> String {
@@ -34,7 +40,7 @@ func run(_ executable: String, _ arguments: [String], in directory: URL) throws 
 func readAll(_ path: String) throws -> [KeyValue] { try DumpReader(path: path).readAll() }
 
 @Suite("Dump files")
-struct DumpTests {
+final class DumpTests: ScratchDirectorySuite {
     @Test(
         "SHA-256 test vectors, in any chunking",
         arguments: [
@@ -75,7 +81,6 @@ struct DumpTests {
 
     @Test("writer → reader round trip; mode 0600; .sha256 equals sha256sum's output")
     func roundTrip() throws {
-        let dir = try temporaryDirectoryURL()
         let path = dir.appendingPathComponent("dump.jsonl").path
         let kvs =
             [
@@ -106,7 +111,6 @@ struct DumpTests {
 
     @Test("rewriting a sample reproduces etcd's JSON byte for byte", arguments: ["at-rest", "busy"])
     func sampleShape(sample: String) throws {
-        let dir = try temporaryDirectoryURL()
         let path = dir.appendingPathComponent("copy.jsonl").path
         let writer = try DumpWriter(path: path)
         try writer.write(contentsOf: SampleData.keyValues(before: sample))
@@ -125,7 +129,6 @@ struct DumpTests {
             ("not json", "expected `{`"),
         ])
     func badLine(line: String, says: String) throws {
-        let dir = try temporaryDirectoryURL()
         let path = dir.appendingPathComponent("bad.jsonl").path
         try (#"{"key":"YQ==","mod_revision":"2"}"# + "\n\n" + line + "\n").write(toFile: path, atomically: true, encoding: .utf8)
         let reader = try DumpReader(path: path)
@@ -139,7 +142,6 @@ struct DumpTests {
 
     @Test("checksum verification catches tampering and a missing .sha256")
     func checksumFailures() throws {
-        let dir = try temporaryDirectoryURL()
         let path = dir.appendingPathComponent("d.jsonl").path
         let writer = try DumpWriter(path: path)
         try writer.write(KeyValue(key: Array("a".utf8), value: Array("b".utf8)))
@@ -154,10 +156,9 @@ struct DumpTests {
 }
 
 @Suite("Offline conversion end to end")
-struct ConvertTests {
+final class ConvertTests: ScratchDirectorySuite {
     @Test("at-rest sample: every record converted, the rest copied, ordered by mod revision")
     func atRest() throws {
-        let dir = try temporaryDirectoryURL()
         let output = dir.appendingPathComponent("out.jsonl").path
         let converter = OfflineConverter(plan: try VersionPlanner.plan(from: "1.4.8", to: "1.5.0"))
         let report = try converter.convertDump(inputPath: SampleData.path("at-rest", "before.etcd.jsonl"), outputPath: output)
@@ -183,7 +184,6 @@ struct ConvertTests {
 
     @Test("an unordered dump gives the same output as the ordered one")
     func unorderedInput() throws {
-        let dir = try temporaryDirectoryURL()
         let plan = try VersionPlanner.plan(from: "1.4.8", to: "1.5.0")
         var kvs = try SampleData.keyValues(before: "busy")
         let expected = OfflineConverter(plan: plan).convert(kvs)
@@ -232,7 +232,6 @@ struct ConvertTests {
 
     @Test("convert command: exit 0, 8 naming failures, 5 for unsupported versions")
     func command() throws {
-        let dir = try temporaryDirectoryURL()
         let good = dir.appendingPathComponent("good.jsonl").path
         var command = try ConvertCommand.parse(["--from", "1.4.8", SampleData.path("at-rest", "before.etcd.jsonl"), good])
         try command.run()

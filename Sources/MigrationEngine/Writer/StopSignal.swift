@@ -34,7 +34,7 @@ public final class StopSignal: Sendable {
     }
 
     /// Throws `.stoppedBeforeWriting` when a stop was asked for; `phase` says where the run was.
-    func checkBeforeWriting(_ phase: String) throws(MigrationError) {
+    public func checkBeforeWriting(_ phase: String) throws(MigrationError) {
         guard isStopped else { return }
         var error = MigrationError(.stoppedBeforeWriting, "stopped on request during \(phase), before the first write; nothing was written")
         error.signal = signal

@@ -57,12 +57,13 @@ struct BackupCommand: ParsableCommand {
             let layout = connection.layout
             let prefixes = layout.roots
             // Ctrl-C deletes the unfinished file rather than leave one that looks like a backup.
-            let signals = SignalHandlers { signal, _ in context.progress.interrupt("signal \(signal): stopping; the unfinished backup is deleted") }
+            let signals = SignalHandlers { signal, _ in context.progress.interrupt("signal \(signal): stopping; the unfinished file is deleted") }
             let info = try Backup.take(
                 store: client, prefixes: prefixes, to: path, toolVersion: toolVersion, stop: signals.stop, logger: context.logger)
             var report = BackupReport(backup: info)
             if let snapshot {
-                report.snapshotBytes = try client.snapshot(toFile: snapshot)
+                report.snapshotBytes = try signals.saveSnapshot(
+                    client, to: snapshot, kept: "the backup \(path) is complete and kept (sha256 \(info.sha256))")
                 report.snapshot = snapshot
             }
             return report

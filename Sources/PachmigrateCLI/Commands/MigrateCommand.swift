@@ -309,7 +309,7 @@ struct MigrateCommand: ParsableCommand {
                         : "signal \(signal): stopping now; nothing has been written")
             }
             if let snapshot, !dryRun {
-                let bytes = try client.snapshot(toFile: snapshot)
+                let bytes = try signals.saveSnapshot(client, to: snapshot)
                 context.logger.notice("etcd snapshot saved", metadata: ["path": "\(snapshot)", "bytes": "\(bytes)"])
                 report.snapshot = snapshot
             }

@@ -1,5 +1,5 @@
+import EtcdGateway
 import MigrationEngine
-
 import PlatformShim
 
 /// SIGTERM and SIGINT ask the run to stop: before its first write at once, with nothing
@@ -13,6 +13,24 @@ final class SignalHandlers: Sendable {
         TerminationSignals.onSignal { [stop] number in
             stop.stop(signal: number)
             onSignal(number, stop.hasBegunWriting)
+        }
+    }
+}
+
+extension SignalHandlers {
+    /// Saves etcd's snapshot to `path`; a signal ends it at the next piece of the stream, the
+    /// unfinished file deleted, and throws `.stoppedBeforeWriting` (exit 130 or 143).
+    /// `kept`: what the command has already finished and keeps, for the message.
+    func saveSnapshot(_ client: EtcdClient, to path: String, kept: String? = nil) throws -> Int64 {
+        let stop = self.stop
+        do {
+            return try client.snapshot(toFile: path, cancelled: { stop.isStopped })
+        } catch {
+            if error.code == .cancelled {
+                let keptNote = kept.map { "; \($0)" } ?? ""
+                try stop.checkBeforeWriting("etcd's snapshot (the unfinished file \(path) was deleted\(keptNote))")
+            }
+            throw error
         }
     }
 }
