@@ -60,7 +60,8 @@ struct LatencyProxyTests {
             #expect(median < rtt + 15, "median \(median) ms through a \(rtt) ms proxy: \(milliseconds)")
 
             // Latency, not a queue: eight connections' requests at once each pay about one
-            // RTT, where a proxy that handled them one after another would take eight.
+            // RTT, where a proxy that handled them one after another would take eight. The
+            // bound sits between the two: on a loaded CI machine the eight took just over 3 RTTs.
             let clients = try (0..<8).map { _ in
                 let c = try EtcdClient(
                     configuration: .init(endpoints: ["http://127.0.0.1:\(port)"], requestTimeout: .seconds(10)), logger: testLogger)
@@ -79,7 +80,7 @@ struct LatencyProxyTests {
             }
             group.wait()
             let together = clock.now - started
-            #expect(together < .milliseconds(3 * rttMilliseconds), "8 requests at once took \(together) through a \(rtt) ms proxy")
+            #expect(together < .milliseconds(5 * rttMilliseconds), "8 requests at once took \(together) through a \(rtt) ms proxy")
 
             // SIGTERM ends it cleanly, open connections and all.
             kill(proxy.processIdentifier, SIGTERM)
