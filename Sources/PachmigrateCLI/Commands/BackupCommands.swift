@@ -62,8 +62,18 @@ struct BackupCommand: ParsableCommand {
                 store: client, prefixes: prefixes, to: path, toolVersion: toolVersion, stop: signals.stop, logger: context.logger)
             var report = BackupReport(backup: info)
             if let snapshot {
-                report.snapshotBytes = try signals.saveSnapshot(
-                    client, to: snapshot, kept: "the backup \(path) is complete and kept (sha256 \(info.sha256))")
+                do {
+                    report.snapshotBytes = try signals.saveSnapshot(client, to: snapshot)
+                } catch let error as MigrationError where error.code == .stoppedBeforeWriting {
+                    // The finished backup is kept, so the same command would refuse its path.
+                    throw CLIError(
+                        describe(error).status,
+                        """
+                        stopped on request during etcd's snapshot: the unfinished file \(snapshot) was deleted; the backup \(path) \
+                        is complete and kept (sha256 \(info.sha256)). For the snapshot alone, run `etcdctl snapshot save \(snapshot)`, \
+                        or this command again with another backup path
+                        """, kind: "stoppedBeforeWriting")
+                }
                 report.snapshot = snapshot
             }
             return report

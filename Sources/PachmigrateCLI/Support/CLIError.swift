@@ -97,11 +97,14 @@ struct CLIError: Error, CustomStringConvertible {
     var status: ExitStatus
     var message: String
     var keys: [String] = []
+    /// The JSON envelope's error code, where it is not the status's name.
+    var kind: String?
 
-    init(_ status: ExitStatus, _ message: String, keys: [String] = []) {
+    init(_ status: ExitStatus, _ message: String, keys: [String] = [], kind: String? = nil) {
         self.status = status
         self.message = message
         self.keys = keys
+        self.kind = kind
     }
 
     var description: String { message }
@@ -111,7 +114,7 @@ struct CLIError: Error, CustomStringConvertible {
 func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message: String, keys: [String]) {
     switch error {
     case let error as CLIError:
-        return (error.status, "\(error.status)", error.message, error.keys)
+        return (error.status, error.kind ?? "\(error.status)", error.message, error.keys)
     case let error as MigrationError:
         let status: ExitStatus =
             switch error.code {

@@ -20,15 +20,13 @@ final class SignalHandlers: Sendable {
 extension SignalHandlers {
     /// Saves etcd's snapshot to `path`; a signal ends it at the next piece of the stream, the
     /// unfinished file deleted, and throws `.stoppedBeforeWriting` (exit 130 or 143).
-    /// `kept`: what the command has already finished and keeps, for the message.
-    func saveSnapshot(_ client: EtcdClient, to path: String, kept: String? = nil) throws -> Int64 {
+    func saveSnapshot(_ client: EtcdClient, to path: String) throws -> Int64 {
         let stop = self.stop
         do {
             return try client.snapshot(toFile: path, cancelled: { stop.isStopped })
         } catch {
             if error.code == .cancelled {
-                let keptNote = kept.map { "; \($0)" } ?? ""
-                try stop.checkBeforeWriting("etcd's snapshot (the unfinished file \(path) was deleted\(keptNote))")
+                try stop.checkBeforeWriting("etcd's snapshot (the unfinished file \(path) was deleted)")
             }
             throw error
         }
