@@ -78,10 +78,13 @@ struct TimeForecastTests {
             roundTripSeconds: 0.001, fencedTxnSeconds: 0.002, scanSeconds: 40, backupSeconds: 35, records: 151_000,
             longestChain: 151_000, longestChainKind: "jobs")
         #expect(forecast.writeSeconds >= 151_000 * 0.002)
-        #expect(abs(forecast.totalSeconds - (40 + 35 + forecast.writeSeconds)) < 1e-9)
+        // The check after the writes reads every key again, as the scan did.
+        #expect(abs(forecast.checkSeconds - 40 * TimeForecast.checkShareOfScan) < 1e-9)
+        #expect(forecast.checkSeconds > 0 && forecast.checkSeconds <= 40)
+        #expect(abs(forecast.totalSeconds - (40 + 35 + forecast.writeSeconds + forecast.checkSeconds)) < 1e-9)
         let noBackup = TimeForecast(
             roundTripSeconds: 0.001, fencedTxnSeconds: 0.002, scanSeconds: 40, backupSeconds: nil, records: 151_000,
             longestChain: 151_000, longestChainKind: "jobs")
-        #expect(abs(noBackup.totalSeconds - (40 + noBackup.writeSeconds)) < 1e-9)
+        #expect(abs(noBackup.totalSeconds - (40 + noBackup.writeSeconds + noBackup.checkSeconds)) < 1e-9)
     }
 }

@@ -444,9 +444,14 @@ struct CommandTests {
             // Numbers as numbers. The scan has a total (every key under the roots), and
             // nothing is said before there is something to say.
             #expect(progress.contains { $0["step"] as? String == "scan" && $0["total"] as? Int == 1537 }, "\(progress)")
+            // The check after the writes reads every key again: it shows as a step of its own.
+            #expect(progress.contains { $0["step"] as? String == "check" && $0["done"] as? Int == 1537 }, "\(progress)")
             #expect(progress.allSatisfy { ($0["done"] as? Int ?? 0) > 0 && $0["perSecond"] is Int }, "\(progress)")
             let events = objects.compactMap { $0["event"] as? String }
-            for milestone in ["lock-taken", "scan-started", "scan-done", "backup-written", "rewrite-started", "rewrite-done", "done", "result"] {
+            for milestone in [
+                "lock-taken", "scan-started", "scan-done", "backup-written", "rewrite-started", "rewrite-done", "check-started", "check-done", "done",
+                "result",
+            ] {
                 #expect(events.contains(milestone), "\(milestone): \(events)")
             }
             let backup = try #require(objects.first { $0["event"] as? String == "backup-written" })
@@ -482,6 +487,11 @@ struct CommandTests {
             let migrated = try #require(out.range(of: "Migrated: 508 record(s) written in "))
             #expect(keys.lowerBound < migrated.lowerBound)
             #expect(out.contains("etcd transaction(s); at least 200 were needed"), "\(out)")
+            // What each phase took, the check after the writes among them, as the forecast had them.
+            let took = try #require(out.split(separator: "\n").first { $0.contains("took: scan ") }, "\(out)")
+            #expect(took.contains("writing ") && took.contains(", check "), "\(took)")
+            let forecast = try #require(out.split(separator: "\n").first { $0.contains("Time forecast from here") }, "\(out)")
+            #expect(forecast.contains(", check "), "\(forecast)")
             #expect(!out.contains("txn(s)") && !out.contains("the floor"))
         }
     }

@@ -154,6 +154,7 @@ struct MigrationReport: CommandReport {
                 if let backup = phases.backup { parts.append("backup \(formatSeconds(backup))") }
                 let forecastText = timeForecast.map { " (forecast: \(formatSeconds($0.writeSeconds)))" } ?? ""
                 parts.append("writing \(formatSeconds(write))\(forecastText)")
+                if let check = phases.check { parts.append("check \(formatSeconds(check))") }
                 lines.append("  took: " + parts.joined(separator: ", "))
             }
             if let backup { lines.append("  backup: \(backup.path)") }
@@ -489,11 +490,11 @@ extension SpaceGuardReport {
 }
 
 extension TimeForecast {
-    /// "Time forecast from here: about 7m2s: scan 40s, backup 35s, writing 6m (…)".
+    /// "Time forecast from here: about 7m36s: scan 40s, backup 35s, writing 6m, check 34s (…)".
     var text: String {
         let phases = [
             "scan \(formatSeconds(scanSeconds))", backupSeconds.map { "backup \(formatSeconds($0))" },
-            "writing \(formatSeconds(writeSeconds))",
+            "writing \(formatSeconds(writeSeconds))", "check \(formatSeconds(checkSeconds))",
         ].compactMap { $0 }
         let chain = longestChain > 0 ? "the longest chain is \(longestChain) \(longestChainKind), one txn after another, " : ""
         return "Time forecast from here: about \(formatSeconds(totalSeconds)): " + phases.joined(separator: ", ")
