@@ -192,6 +192,16 @@ struct DeployManifestTests {
         return nil
     }
 
+    /// A Kubernetes quantity or a byte size flag in binary units ("5Gi", "512Mi", "2GiB").
+    static func bytes(_ text: String) -> Int64? {
+        let units: [(String, Int64)] = [("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40)]
+        let trimmed = text.hasSuffix("B") ? String(text.dropLast()) : text
+        for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+            return Int64(trimmed.dropLast(suffix.count)).map { $0 * factor }
+        }
+        return Int64(trimmed)
+    }
+
     static func env(_ container: Document) -> [String: Document] {
         Dictionary(((container["env"] as? [Document]) ?? []).map { ($0["name"] as? String ?? "", $0) }) { a, _ in a }
     }
@@ -332,7 +342,16 @@ struct DeployManifestTests {
                     // Commands that scan spill their sort runs to TMPDIR: an emptyDir.
                     if ["migrate", "plan", "verify", "backup", "restore"].contains(command) {
                         let tmp = try #require(env["TMPDIR"]?["value"] as? String, "\(name)")
-                        #expect(mounts.contains { $0.path == tmp && $0.volume["emptyDir"] != nil }, "\(name): TMPDIR \(tmp)")
+                        let scratch = try #require(
+                            mounts.first { $0.path == tmp }?.volume["emptyDir"] as? Document, "\(name): TMPDIR \(tmp) is no emptyDir")
+                        // The sort holds values (as read, and as written): up to twice the data
+                        // under the roots, which etcd's quota bounds. A smaller emptyDir or
+                        // ephemeral-storage limit gets the pod evicted mid-scan, every attempt.
+                        let quota = try #require(Self.bytes(Self.argument("etcd-quota", in: args) ?? "2GiB"), "\(name)")
+                        let sizeLimit = try #require(Self.bytes(scratch["sizeLimit"] as? String ?? ""), "\(name): no sizeLimit")
+                        let ephemeral = (resources["limits"] as? Document)?["ephemeral-storage"] as? String
+                        let storageLimit = try #require(Self.bytes(ephemeral ?? ""), "\(name): no ephemeral-storage limit")
+                        #expect(sizeLimit >= 2 * quota && storageLimit > sizeLimit, "\(name): \(sizeLimit), \(storageLimit), \(quota)")
                     }
                     if command == "migrate" {
                         // The backup must outlive the pod (a PVC of this variant), and each pod
