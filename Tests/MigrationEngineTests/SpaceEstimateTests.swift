@@ -175,6 +175,15 @@ struct SpaceGuardTests {
         return (txns, nil, spaceGuard)
     }
 
+    /// What the guard remembers of recent admissions stays bounded however many txns a run
+    /// makes between measurements (it held one entry a txn: MiBs at a million keys).
+    @Test func recentAdmissionsStayBounded() {
+        let backend = SimulatedBackend(members: 1, size: 1_000_000, permitsDefragmentation: false)
+        let result = run(backend, mode: .plain, quota: 1 << 40, txns: 20_000, growth: 100, factor: 1)
+        #expect(result.error == nil)
+        #expect(result.guard.recentAdmissions <= SpaceGuard.recentTrimCount, "\(result.guard.recentAdmissions)")
+    }
+
     /// No member ever passes the limit, even when the backend grows several times as fast as
     /// the model says (the guard learns the ratio); the run stops with the reserve still free
     /// and says so.

@@ -101,6 +101,10 @@ final class SpaceGuard: Sendable {
     /// How long admitted growth may take to show in every member's size: etcd's default
     /// batch interval (100 ms) and a follower's apply, with room to spare.
     static let defaultReportingLag: Duration = .milliseconds(250)
+    /// How many admissions `recent` holds before the expired ones are dropped.
+    static let recentTrimCount = 1024
+    /// Admissions still held for the reporting lag (for tests: it stays bounded).
+    var recentAdmissions: Int { state.withLock { $0.recent.count } }
 
     private let store: any KeyValueService
     private let compactor: HistoryCompactor?
@@ -181,7 +185,11 @@ final class SpaceGuard: Sendable {
             s.inFlight += 1
             s.admitted += modelled
             s.uncompactedRecords += Int64(records)
-            s.recent.append((ContinuousClock.now, modelled))
+            let now = ContinuousClock.now
+            // Only the last `reportingLag` counts (`measureRoom`), and measurements can be
+            // minutes apart: without this, an entry a txn (155k at 1M keys, MiBs of RSS).
+            if s.recent.count >= Self.recentTrimCount { s.recent.removeAll { now - $0.at > reportingLag } }
+            s.recent.append((now, modelled))
             return true
         }
     }
