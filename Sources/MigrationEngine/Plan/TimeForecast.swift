@@ -39,7 +39,8 @@ public struct TimeForecast: Sendable, Hashable, Codable {
 
     /// The check's time as a share of the scan's: both read every key, the check without
     /// values and converting nothing. Measured on etcd 3.1.4, release build, at loopback:
-    /// 0.66 of the scan at 100k generated keys, 0.75 and 0.83 at 1M (docs/performance.md).
+    /// 0.66 of the scan at 100k generated keys, 0.72 to 1.18 in four runs at 1M (it moves
+    /// with etcd; docs/performance.md).
     public static let checkShareOfScan = 0.75
 
     /// What a record of the longest chain costs beyond a lone txn's latency, as a share of
