@@ -406,7 +406,8 @@ public struct Migrator: Sendable {
         let checkStart = ContinuousClock.now
         defer { result.took.check = seconds(ContinuousClock.now - checkStart) }
         try checkForForeignWrites(
-            startRevision: startRevision, ourRevisions: writes.revisions, resumed: resumed, keys: scan.keysScanned, progress: progress)
+            startRevision: startRevision, ourRevisions: writes.revisions, resumed: resumed, keys: scan.keysScanned,
+            stop: stop, progress: progress)
     }
 
     /// Done: stamps the version, appends the history and clears the cursors in one txn.
@@ -571,9 +572,11 @@ public struct Migrator: Sendable {
     /// resume scan instead), and any other key (an index, a counter, a companion such as
     /// `openCommits/…`) must have changed in the same txn as one of our records.
     /// `keys`: how many the scan read, the check's progress total (a minute at a million keys
-    /// on etcd 3.1: worth a progress line).
+    /// on etcd 3.1: worth a progress line, and worth ending early on a stop: the run is then
+    /// left resumable, every record written, and the next attempt checks again and stamps).
     private func checkForForeignWrites(
-        startRevision: Int64, ourRevisions: RevisionBitmap, resumed: Bool, keys: Int, progress: @Sendable (ProgressEvent) -> Void
+        startRevision: Int64, ourRevisions: RevisionBitmap, resumed: Bool, keys: Int, stop: StopSignal,
+        progress: @Sendable (ProgressEvent) -> Void
     ) throws(MigrationError) {
         // Streamed page by page (keys only); revisions held as bits, not a set that grows with the cluster.
         // Records written in one txn share its revision: the bitmap holds the txns', and a
@@ -585,7 +588,15 @@ public struct Migrator: Sendable {
         progress(ProgressEvent(step: .check, done: 0, total: keys))
         for prefix in migration.backupPrefixes {
             var pages = store.pages(prefix: prefix, keysOnly: true)
-            while let page = try etcd("checking for foreign writes", { () throws(EtcdError) in try pages.next() }) {
+            while true {
+                if stop.isStopped {
+                    throw MigrationError(
+                        .interrupted,
+                        "stopped on request during the check after the writes (\(read) of \(keys) keys read); "
+                            + "every record is written, but the cluster is not stamped \(migration.toVersion) yet: "
+                            + "run the same command again to check and finish")
+                }
+                guard let page = try etcd("checking for foreign writes", { () throws(EtcdError) in try pages.next() }) else { break }
                 read += page.count
                 progress(ProgressEvent(step: .check, done: read, total: max(keys, read)))
                 for kv in page where kv.modRevision > startRevision {
