@@ -108,6 +108,18 @@ public struct MigrationResult: Sendable {
     public var forecastUnavailable: String?
     /// What each phase of this invocation took, in seconds (nil: not run).
     public var took = PhaseTimes()
+    /// How the check after the writes knew no one else wrote (nil: it did not run).
+    public var check: ForeignWriteCheck?
+}
+
+/// How the check after the writes knew that no one else wrote while the run did.
+public struct ForeignWriteCheck: Sendable, Hashable, Codable {
+    /// etcd's revisions since the run started (one a write, anywhere in this etcd).
+    public var revisionsSinceStart: Int64
+    /// Nil when every one of those revisions was the run's own write, so no key needed
+    /// reading again; else the keys read again (some revision was not known to be the run's:
+    /// another writer anywhere in this etcd, or an earlier attempt's writes).
+    public var keysRead: Int?
 }
 
 /// Seconds each phase of a run took.
@@ -198,7 +210,11 @@ public struct Migrator: Sendable {
             result.took.scan = seconds(ContinuousClock.now - scanStart)
             let backupSeconds = Backup.calibratedSeconds(
                 keys: scan.keysScanned, averageBytes: Int(scan.bytesRead / Int64(max(1, scan.keysScanned))))
-            if options.measureForecast { forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: backupSeconds, into: &result) }
+            if options.measureForecast {
+                forecast(
+                    scan, scanSeconds: result.took.scan ?? 0, backupSeconds: backupSeconds, resuming: existing?.status == .running || existing?.status == .failed,
+                    into: &result)
+            }
             if let unfinished = existing, unfinished.status == .running || unfinished.status == .failed {
                 result.unfinishedRun = UnfinishedRun(unfinished, cursors: try journal.laneCursors())
             }
@@ -272,17 +288,17 @@ public struct Migrator: Sendable {
         let run = try runState(continuing: state, scan: scan, backup: result.backup, lock: lock, holder: holder)
         result.startRevision = run.startRevision
         if options.measureForecast {
-            forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: result.took.backup, into: &result)
+            forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: result.took.backup, resuming: state != nil, into: &result)
         }
         options.beforeFirstWrite?(result)
         // The last moment a stop ends the run with nothing written; from here on it finishes
         // the txn in flight and leaves the run resumable.
         try stop.beginWriting()
-        try fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(run))], doing: "recording the run's state")
+        let stateRevision = try fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(run))], doing: "recording the run's state")
 
         try writeAndCheck(
-            scan, startRevision: run.startRevision, resumed: state != nil, options: options, lock: lock, stop: stop,
-            progress: progress, into: &result)
+            scan, startRevision: run.startRevision, stateRevision: stateRevision, resumed: state != nil, options: options, lock: lock,
+            stop: stop, progress: progress, into: &result)
         try recordCompletion(of: run, scan: scan, lock: lock, holder: holder)
         lock.report(step: .done)
         return result
@@ -377,9 +393,10 @@ public struct Migrator: Sendable {
     }
 
     /// The write phase: the compactor and the space guard, the lanes written, then the check
-    /// that no one else wrote meanwhile.
+    /// that no one else wrote meanwhile. `stateRevision`: the revision of the run's state put
+    /// just before, one of the run's own writes.
     private func writeAndCheck(
-        _ scan: ClusterScan, startRevision: Int64, resumed: Bool, options: MigrationOptions, lock: MigrationLock,
+        _ scan: ClusterScan, startRevision: Int64, stateRevision: Int64, resumed: Bool, options: MigrationOptions, lock: MigrationLock,
         stop: StopSignal, progress: @escaping @Sendable (ProgressEvent) -> Void, into result: inout MigrationResult
     ) throws(MigrationError) {
         let compactor = options.space.compactEvery.map { HistoryCompactor(store: store, every: $0, logger: logger) }
@@ -405,9 +422,33 @@ public struct Migrator: Sendable {
         lock.report(step: .check)
         let checkStart = ContinuousClock.now
         defer { result.took.check = seconds(ContinuousClock.now - checkStart) }
-        try checkForForeignWrites(
+        var ours = writes.revisions
+        ours.insert(stateRevision)
+        progress(ProgressEvent(step: .check, done: 0, total: 0))
+        let revisions = try revisionsSinceStart(startRevision, ours: ours, lock: lock)
+        result.check = ForeignWriteCheck(revisionsSinceStart: revisions.count)
+        guard !revisions.allOurs else { return }
+        result.check?.keysRead = try checkForForeignWrites(
             startRevision: startRevision, ourRevisions: writes.revisions, resumed: resumed, keys: scan.keysScanned,
             stop: stop, progress: progress)
+    }
+
+    /// The check's quick answer. etcd gives every write (a put, a delete, a txn that
+    /// changes something, anywhere in this etcd) a revision of its own, one after another:
+    /// when each revision since the run started is one the run's own writes took, no one else
+    /// changed any key, and none needs reading again. When some revision is not known to be
+    /// the run's (another writer anywhere in etcd, an earlier attempt's writes for a resumed
+    /// run, a write whose reply was lost), every key is read again.
+    private func revisionsSinceStart(
+        _ startRevision: Int64, ours: RevisionBitmap, lock: MigrationLock
+    ) throws(MigrationError) -> (count: Int64, allOurs: Bool) {
+        let now = try etcd("reading etcd's revision") { () throws(EtcdError) in
+            try store.range(RangeRequest(key: namespace.lockKey, countOnly: true)).header.revision
+        }
+        var all = ours
+        // A heartbeat that lands after `now` is not counted; one in flight at `now` makes the count fall short.
+        for revision in lock.publishedRevisions where revision > startRevision && revision <= now { all.insert(revision) }
+        return (now - startRevision, Int64(all.count) == now - startRevision)
     }
 
     /// Done: stamps the version, appends the history and clears the cursors in one txn.
@@ -444,14 +485,17 @@ public struct Migrator: Sendable {
 
     /// Measures the latencies and makes the forecast; a failure to measure (a user who may
     /// not write, etcd away) leaves it out with the reason, never stops the run.
-    private func forecast(_ scan: ClusterScan, scanSeconds: Double, backupSeconds: Double?, into result: inout MigrationResult) {
+    /// `resuming`: the run continues an interrupted one, so its check reads every key again.
+    private func forecast(
+        _ scan: ClusterScan, scanSeconds: Double, backupSeconds: Double?, resuming: Bool, into result: inout MigrationResult
+    ) {
         do {
             let latency = try MeasuredLatency.measure(
                 store: store, namespace: namespace, recordBytes: Int(scan.writeBytes / Int64(max(1, scan.pendingCount))))
             result.forecast = TimeForecast(
                 roundTripSeconds: latency.roundTripSeconds, fencedTxnSeconds: latency.fencedTxnSeconds, scanSeconds: scanSeconds,
                 backupSeconds: backupSeconds, records: scan.pendingCount, longestChain: scan.longestLane,
-                longestChainKind: scan.longestLaneKind, server: latency.server)
+                longestChainKind: scan.longestLaneKind, checkReadsEveryKey: resuming, server: latency.server)
         } catch {
             result.forecastUnavailable = error.message
         }
@@ -574,10 +618,11 @@ public struct Migrator: Sendable {
     /// `keys`: how many the scan read, the check's progress total (a minute at a million keys
     /// on etcd 3.1: worth a progress line, and worth ending early on a stop: the run is then
     /// left resumable, every record written, and the next attempt checks again and stamps).
+    /// Returns the keys read.
     private func checkForForeignWrites(
         startRevision: Int64, ourRevisions: RevisionBitmap, resumed: Bool, keys: Int, stop: StopSignal,
         progress: @Sendable (ProgressEvent) -> Void
-    ) throws(MigrationError) {
+    ) throws(MigrationError) -> Int {
         // Streamed page by page (keys only); revisions held as bits, not a set that grows with the cluster.
         // Records written in one txn share its revision: the bitmap holds the txns', and a
         // record at any of them is ours.
@@ -622,6 +667,7 @@ public struct Migrator: Sendable {
                     + "Find the writer, then check these keys and verify the cluster",
                 keys: foreign)
         }
+        return read
     }
 
     /// Writes every lane. The lanes are dealt to `options.concurrency` writers (longest
@@ -713,9 +759,11 @@ public struct Migrator: Sendable {
             keys: error.keys, underlying: underlying)
     }
 
+    /// Returns the revision the put took.
+    @discardableResult
     private func fencedPut(
         _ lock: MigrationLock, _ puts: [([UInt8], [UInt8])], doing: String, retrying: Bool = true
-    ) throws(MigrationError) {
+    ) throws(MigrationError) -> Int64 {
         try FencedTxn(store: store, lock: lock, logger: logger).write(
             puts.map { .put(PutRequest(key: $0.0, value: $0.1)) }, doing: doing, retrying: retrying, lockLost: { lostLock(doing: doing) })
     }
@@ -732,7 +780,7 @@ public struct Migrator: Sendable {
         let entry = HistoryEntry(
             event: .stoppedBeforeWriting, at: timestamp(), who: holder.who, from: migration.fromVersion, to: migration.toVersion,
             detail: "run \(holder.holderID): \(error.message)")
-        try? fencedPut(
+        _ = try? fencedPut(
             lock, [(journal.newHistoryKey(runID: holder.holderID), JSONCoding.encode(entry))], doing: "recording the stop",
             retrying: false)
     }
@@ -747,6 +795,6 @@ public struct Migrator: Sendable {
         failed.updatedAt = timestamp()
         failed.message = "\(error.code): \(error.message)"
         // No retries: the run is failing already, often because etcd is away.
-        try? fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(failed))], doing: "recording the failure", retrying: false)
+        _ = try? fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(failed))], doing: "recording the failure", retrying: false)
     }
 }

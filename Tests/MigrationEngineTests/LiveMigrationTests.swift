@@ -252,10 +252,41 @@ struct LiveMigrationTests {
         }
     }
 
-    /// A stop during the check after the writes (a minute at a million keys on etcd 3.1)
-    /// ends it at the next page, leaves the cluster unstamped and the run resumable; the
-    /// next attempt writes nothing more, checks again and stamps. `after`: the check's keys
-    /// read when the stop comes (0: before its first page; 1000: part way).
+    /// The check after the writes reads no key when every revision since the run started is
+    /// the run's own (its records' txns, its state, its lock's heartbeats); a write anywhere
+    /// else in etcd, outside Pachyderm's roots, makes it read every key under them, and pass.
+    @Test(arguments: [false, true])
+    func theCheckReadsTheKeysOnlyWhenARevisionIsNotTheRunsOwn(writeElsewhere: Bool) async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.start()
+            defer { server.stop() }
+            let client = try server.makeClient()
+            try client.seed(dump: SampleData.before("at-rest"))
+            let migrator = Migrator(store: client, migration: try migration(), namespace: Namespace(), logger: testLogger)
+            var options = MigrationOptions(backup: .none)
+            // Two-second heartbeats: several land during the writes, each a revision of the run's own.
+            options.lock.ttl = 2
+            options.concurrency = 1
+            let wrote = Atomic<Bool>(false)
+            let result = try migrator.run(options: options) { event in
+                if writeElsewhere && event.step == .rewrite && event.done >= 5 && !wrote.exchange(true, ordering: .relaxed) {
+                    _ = try? client.put(PutRequest(key: bytes("other-app/setting"), value: bytes("1")))
+                }
+            }
+            #expect(result.outcome == .migrated && result.written == 508)
+            let check = try #require(result.check)
+            #expect(check.keysRead == (writeElsewhere ? 1537 : nil), "\(check)")
+            // The records' txns and the run's state at the least; heartbeats beside them.
+            #expect(check.revisionsSinceStart >= Int64(result.txns + 1) + (writeElsewhere ? 1 : 0), "\(check), \(result.txns) txns")
+            #expect(try JournalReader(store: client, namespace: Namespace()).stampedVersion() == "1.5.0")
+        }
+    }
+
+    /// A stop during the check after the writes (a minute at a million keys on etcd 3.1,
+    /// when it reads every key) ends it at the next page, leaves the cluster unstamped and
+    /// the run resumable; the next attempt writes nothing more, checks again and stamps.
+    /// `after`: the check's keys read when the stop comes (0: before its first page; 1000:
+    /// part way). A write outside Pachyderm's roots makes the check read every key.
     @Test(arguments: [0, 1000])
     func aStopDuringTheCheckLeavesTheRunResumableAndUnstamped(after: Int) async throws {
         try await onOwnThread {
@@ -268,9 +299,13 @@ struct LiveMigrationTests {
             options.measureForecast = false
             let stop = StopSignal()
             let checkEvents = Mutex<[Int]>([])
+            let wrote = Atomic<Bool>(false)
             let error = #expect(throws: MigrationError.self) {
                 try migrator.run(options: options, stop: stop) { event in
-                    guard event.step == .check else { return }
+                    if event.step == .rewrite && !wrote.exchange(true, ordering: .relaxed) {
+                        _ = try? client.put(PutRequest(key: bytes("other-app/setting"), value: bytes("1")))
+                    }
+                    guard event.step == .check, event.total > 0 else { return }
                     checkEvents.withLock { $0.append(event.done) }
                     if event.done >= after { stop.stop(signal: SIGINT) }
                 }

@@ -100,6 +100,9 @@ public final class MigrationLock: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let keeper = Mutex<LeaseKeeper?>(nil)
     private let onLost: @Sendable (EtcdError) -> Void
+    /// The revisions of the holder record's publications that etcd confirmed (a heartbeat's
+    /// put takes a revision of its own: the check after the writes counts them as the run's).
+    private let published = Mutex<[Int64]>([])
 
     /// The fence as a txn compare.
     public var fenceCompare: Compare { Compare(key: namespace.lockKey, .equal, .createRevision(fence)) }
@@ -108,6 +111,8 @@ public final class MigrationLock: Sendable {
     /// The lease's TTL in seconds, as etcd granted it.
     var ttl: Int64 { holder.withLock { $0.ttl } }
     public var lossReason: EtcdError? { lostError.withLock { $0 } }
+    /// The revisions this lock's writes took after it was taken (its heartbeats, its steps).
+    var publishedRevisions: [Int64] { published.withLock { $0 } }
 
     private init(
         store: any KeyValueService, namespace: Namespace, leaseID: Int64, fence: Int64, holder: LockHolder,
@@ -258,10 +263,12 @@ public final class MigrationLock: Sendable {
                 // Naming the lease (not `ignoreLease`) keeps the key bound to it on every etcd:
                 // 3.1's gateway drops the unknown `ignore_lease` and would detach it.
                 success: [.put(PutRequest(key: namespace.lockKey, value: JSONCoding.encode(record), lease: leaseID))]))
-        if !response.succeeded {
+        guard response.succeeded else {
             markLost(EtcdError(.leaseNotFound, "the lock key was deleted or re-created by someone else"))
             keeper.withLock { $0 }?.stop()
+            return
         }
+        published.withLock { $0.append(response.header.revision) }
     }
 
     private func markLost(_ error: EtcdError) {

@@ -38,6 +38,8 @@ struct MigrationReport: CommandReport {
     var timeForecast: TimeForecast?
     var timeForecastUnavailable: String?
     var took: PhaseTimes?
+    /// How the check after the writes knew no one else wrote.
+    var check: ForeignWriteCheck?
     var backup: BackupInfo?
     var snapshot: String?
     var resumed: Bool
@@ -69,7 +71,7 @@ struct MigrationReport: CommandReport {
     enum CodingKeys: String, CodingKey {
         case etcd, outcome, from, to, detected, plan, state, scan, forecast, space, spaceUnavailable, compactions, spaceGuard, backup,
             snapshot,
-            timeForecast, timeForecastUnavailable, took, resumed, resuming, backupNotWritten, written, keptInOrder, txns,
+            timeForecast, timeForecastUnavailable, took, check, resumed, resuming, backupNotWritten, written, keptInOrder, txns,
             longestGroup, elapsedSeconds, message
     }
 
@@ -156,6 +158,13 @@ struct MigrationReport: CommandReport {
                 parts.append("writing \(formatSeconds(write))\(forecastText)")
                 if let check = phases.check { parts.append("check \(formatSeconds(check))") }
                 lines.append("  took: " + parts.joined(separator: ", "))
+            }
+            if let check {
+                lines.append(
+                    check.keysRead.map {
+                        "  check: \($0) key(s) read again for writes by others: some of the \(check.revisionsSinceStart) revision(s) "
+                            + "since the run started were not known to be its own (another writer in this etcd, or an earlier attempt's writes)"
+                    } ?? "  check: all \(check.revisionsSinceStart) revision(s) since the run started are the run's own writes: no one else wrote")
             }
             if let backup { lines.append("  backup: \(backup.path)") }
         case .dryRun, .plan:
@@ -351,6 +360,7 @@ struct MigrateCommand: ParsableCommand {
             report.compactions = result.compactions
             report.spaceGuard = result.spaceGuard
             report.took = result.took
+            report.check = result.check
             report.keptInOrder = result.keptInOrder
             if result.written > 0 {
                 report.txns = result.txns
