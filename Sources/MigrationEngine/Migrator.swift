@@ -212,7 +212,8 @@ public struct Migrator: Sendable {
                 keys: scan.keysScanned, averageBytes: Int(scan.bytesRead / Int64(max(1, scan.keysScanned))))
             if options.measureForecast {
                 forecast(
-                    scan, scanSeconds: result.took.scan ?? 0, backupSeconds: backupSeconds, resuming: existing?.status == .running || existing?.status == .failed,
+                    scan, scanSeconds: result.took.scan ?? 0, backupSeconds: backupSeconds,
+                    resuming: existing?.status == .running || existing?.status == .failed,
                     into: &result)
             }
             if let unfinished = existing, unfinished.status == .running || unfinished.status == .failed {
