@@ -313,10 +313,15 @@ struct MigrateCommand: ParsableCommand {
                     """)
             }
             let signals = SignalHandlers { signal, writing in
-                context.progress.interrupt(
-                    writing
-                        ? "signal \(signal): finishing the txn in flight, then stopping (run the same command again to resume)"
-                        : "signal \(signal): stopping now; nothing has been written")
+                let notice =
+                    switch (writing, context.progress.step) {
+                    case (true, .check?):
+                        "signal \(signal): every record is written; stopping the check after the writes at its next page of keys "
+                            + "(run the same command again to check and finish)"
+                    case (true, _): "signal \(signal): finishing the txn in flight, then stopping (run the same command again to resume)"
+                    case (false, _): "signal \(signal): stopping now; nothing has been written"
+                    }
+                context.progress.interrupt(notice)
             }
             if let snapshot, !dryRun {
                 let bytes = try signals.saveSnapshot(client, to: snapshot)

@@ -30,6 +30,9 @@ final class ProgressDisplay: Sendable {
         self.logger = logger
     }
 
+    /// The step the last event was in (nil before the first and once the work is complete).
+    var step: MigrationStep? { state.withLock { $0.step } }
+
     func update(_ event: ProgressEvent) {
         state.withLock { s in
             let now = ContinuousClock.now
