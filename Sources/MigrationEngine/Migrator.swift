@@ -127,7 +127,7 @@ public struct PhaseTimes: Sendable, Hashable, Codable {
     public var scan: Double?
     public var backup: Double?
     public var write: Double?
-    /// The check after the writes: every key read once more for writes by others.
+    /// The check after the writes, for writes by others (`MigrationResult.check` says how).
     public var check: Double?
 }
 

@@ -40,9 +40,9 @@ public struct TimeForecast: Sendable, Hashable, Codable {
     public var totalSeconds: Double { scanSeconds + (backupSeconds ?? 0) + writeSeconds + checkSeconds }
 
     /// The check's time, when it reads every key, as a share of the scan's: both read every
-    /// key, the check without values and converting nothing. Measured on etcd 3.1.4, release build, at loopback:
-    /// 0.66 of the scan at 100k generated keys, 0.72 to 1.18 in four runs at 1M (it moves
-    /// with etcd; docs/performance.md).
+    /// key, the check without values and converting nothing. Measured on etcd 3.1.4, release
+    /// build, at loopback: 0.66 of the scan at 100k generated keys, 0.72 to 1.18 in four runs
+    /// at 1M (it moves with etcd; docs/performance.md).
     public static let checkShareOfScan = 0.75
 
     /// What a record of the longest chain costs beyond a lone txn's latency, as a share of
