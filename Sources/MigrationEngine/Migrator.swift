@@ -443,13 +443,15 @@ public struct Migrator: Sendable {
     private func revisionsSinceStart(
         _ startRevision: Int64, ours: RevisionBitmap, lock: MigrationLock
     ) throws(MigrationError) -> (count: Int64, allOurs: Bool) {
-        let now = try etcd("reading etcd's revision") { () throws(EtcdError) in
-            try store.range(RangeRequest(key: namespace.lockKey, countOnly: true)).header.revision
+        // With no heartbeat in flight: each one that landed before `now` is then counted.
+        try lock.withPublicationsSettled { (published) throws(MigrationError) in
+            let now = try etcd("reading etcd's revision") { () throws(EtcdError) in
+                try store.range(RangeRequest(key: namespace.lockKey, countOnly: true)).header.revision
+            }
+            var all = ours
+            for revision in published where revision > startRevision { all.insert(revision) }
+            return (now - startRevision, Int64(all.count) == now - startRevision)
         }
-        var all = ours
-        // A heartbeat that lands after `now` is not counted; one in flight at `now` makes the count fall short.
-        for revision in lock.publishedRevisions where revision > startRevision && revision <= now { all.insert(revision) }
-        return (now - startRevision, Int64(all.count) == now - startRevision)
     }
 
     /// Done: stamps the version, appends the history and clears the cursors in one txn.

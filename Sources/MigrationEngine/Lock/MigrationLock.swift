@@ -102,6 +102,7 @@ public final class MigrationLock: Sendable {
     private let onLost: @Sendable (EtcdError) -> Void
     /// The revisions of the holder record's publications that etcd confirmed (a heartbeat's
     /// put takes a revision of its own: the check after the writes counts them as the run's).
+    /// Held while a publication is in flight.
     private let published = Mutex<[Int64]>([])
 
     /// The fence as a txn compare.
@@ -111,8 +112,13 @@ public final class MigrationLock: Sendable {
     /// The lease's TTL in seconds, as etcd granted it.
     var ttl: Int64 { holder.withLock { $0.ttl } }
     public var lossReason: EtcdError? { lostError.withLock { $0 } }
-    /// The revisions this lock's writes took after it was taken (its heartbeats, its steps).
-    var publishedRevisions: [Int64] { published.withLock { $0 } }
+    /// Runs `body` with the revisions this lock's writes took after it was taken (its
+    /// heartbeats, its steps), while none is in flight: a revision `body` reads from etcd is
+    /// then past every publication that landed, and each of those is in the list (unless its
+    /// reply was lost).
+    func withPublicationsSettled<T: Sendable, E: Error>(_ body: ([Int64]) throws(E) -> T) throws(E) -> T {
+        try published.withLock { (revisions) throws(E) -> T in try body(revisions) }
+    }
 
     private init(
         store: any KeyValueService, namespace: Namespace, leaseID: Int64, fence: Int64, holder: LockHolder,
@@ -257,18 +263,20 @@ public final class MigrationLock: Sendable {
             h.heartbeatEpoch = now.timeIntervalSince1970
             return h
         }
-        let response = try store.txn(
-            TxnRequest(
-                compare: [fenceCompare],
-                // Naming the lease (not `ignoreLease`) keeps the key bound to it on every etcd:
-                // 3.1's gateway drops the unknown `ignore_lease` and would detach it.
-                success: [.put(PutRequest(key: namespace.lockKey, value: JSONCoding.encode(record), lease: leaseID))]))
-        guard response.succeeded else {
+        let txn = TxnRequest(
+            compare: [fenceCompare],
+            // Naming the lease (not `ignoreLease`) keeps the key bound to it on every etcd:
+            // 3.1's gateway drops the unknown `ignore_lease` and would detach it.
+            success: [.put(PutRequest(key: namespace.lockKey, value: JSONCoding.encode(record), lease: leaseID))])
+        let succeeded = try published.withLock { (revisions) throws(EtcdError) -> Bool in
+            let response = try store.txn(txn)
+            if response.succeeded { revisions.append(response.header.revision) }
+            return response.succeeded
+        }
+        if !succeeded {
             markLost(EtcdError(.leaseNotFound, "the lock key was deleted or re-created by someone else"))
             keeper.withLock { $0 }?.stop()
-            return
         }
-        published.withLock { $0.append(response.header.revision) }
     }
 
     private func markLost(_ error: EtcdError) {
