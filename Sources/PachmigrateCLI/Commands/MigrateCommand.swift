@@ -505,7 +505,7 @@ extension SpaceGuardReport {
 }
 
 extension TimeForecast {
-    /// "Time forecast from here: about 7m36s: scan 40s, backup 35s, writing 6m, check 34s (…)".
+    /// "Time forecast from here: about 7m15s: scan 40s, backup 35s, writing 6m, check 0s (…)".
     var text: String {
         let phases = [
             "scan \(formatSeconds(scanSeconds))", backupSeconds.map { "backup \(formatSeconds($0))" },
