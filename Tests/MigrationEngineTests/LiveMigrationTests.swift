@@ -252,17 +252,27 @@ struct LiveMigrationTests {
         }
     }
 
+    /// A real etcd holding the at-rest sample, and a migrator for it.
+    func atRestSample() throws -> (EtcdServer, EtcdClient, Migrator) {
+        let server = try EtcdServer.start()
+        do {
+            let client = try server.makeClient()
+            try client.seed(dump: SampleData.before("at-rest"))
+            return (server, client, Migrator(store: client, migration: try migration(), namespace: Namespace(), logger: testLogger))
+        } catch {
+            server.stop()
+            throw error
+        }
+    }
+
     /// The check after the writes reads no key when every revision since the run started is
     /// the run's own (its records' txns, its state, its lock's heartbeats); a write anywhere
     /// else in etcd, outside Pachyderm's roots, makes it read every key under them, and pass.
     @Test(arguments: [false, true])
     func theCheckReadsTheKeysOnlyWhenARevisionIsNotTheRunsOwn(writeElsewhere: Bool) async throws {
         try await onOwnThread {
-            let server = try EtcdServer.start()
+            let (server, client, migrator) = try atRestSample()
             defer { server.stop() }
-            let client = try server.makeClient()
-            try client.seed(dump: SampleData.before("at-rest"))
-            let migrator = Migrator(store: client, migration: try migration(), namespace: Namespace(), logger: testLogger)
             var options = MigrationOptions(backup: .none)
             // Two-second heartbeats: several land during the writes, each a revision of the run's own.
             options.lock.ttl = 2
@@ -290,11 +300,8 @@ struct LiveMigrationTests {
     @Test(arguments: [0, 1000])
     func aStopDuringTheCheckLeavesTheRunResumableAndUnstamped(after: Int) async throws {
         try await onOwnThread {
-            let server = try EtcdServer.start()
+            let (server, client, migrator) = try atRestSample()
             defer { server.stop() }
-            let client = try server.makeClient()
-            try client.seed(dump: SampleData.before("at-rest"))
-            let migrator = Migrator(store: client, migration: try migration(), namespace: Namespace(), logger: testLogger)
             var options = MigrationOptions(backup: .none)
             options.measureForecast = false
             let stop = StopSignal()
