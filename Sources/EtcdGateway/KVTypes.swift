@@ -443,11 +443,10 @@ public struct PrefixPages {
 /// read before it: under the deepest prefix of the start with at least two pages' worth of
 /// keys read, over the span they covered. An estimated window that came back (nearly) empty
 /// makes the next one 256 times as wide; after one that found the rest of its frame empty,
-/// the next is estimated where earlier keys branched off that frame. Running to the end of
-/// the range instead,
-/// one walk of every key left, is kept for the first request and for when that many empty
-/// requests would cost more than the walk; running there after every region made a scan of
-/// many small subtrees walk its keys 40 to 60 times over.
+/// the next is estimated where earlier keys branched off that frame. A request runs to the
+/// end of the range, one walk of every key left, only when nothing was read yet or when more
+/// empty requests would cost more than that walk. Running there after every region made a
+/// scan of many small subtrees walk its keys 40 to 60 times over.
 struct PageWindow {
     /// The end of the range being read.
     let rangeEnd: [UInt8]
@@ -512,9 +511,9 @@ struct PageWindow {
             // The deepest prefix of `start` with two pages of history under it …
             while index > 0, keysRead - marks[index].keysBefore < 2 * Int(keys) { index -= 1 }
         }
-        let depth = Self.sharedPrefix(marks[index].key, start).count
+        let depth = Self.sharedPrefixCount(marks[index].key, start)
         // … and that history's first mark.
-        while index > 0, Self.sharedPrefix(marks[index - 1].key, start).count >= depth { index -= 1 }
+        while index > 0, Self.sharedPrefixCount(marks[index - 1].key, start) >= depth { index -= 1 }
         let frame = Array(start[..<depth])
         let span = max(1, Self.value(of: start, in: frame) &- Self.value(of: marks[index].key, in: frame))
         let history = UInt128(keysRead - marks[index].keysBefore)
@@ -570,10 +569,12 @@ struct PageWindow {
         return overflow ? UInt128.max : product
     }
 
-    static func sharedPrefix(_ a: [UInt8], _ b: [UInt8]) -> [UInt8] {
+    static func sharedPrefix(_ a: [UInt8], _ b: [UInt8]) -> [UInt8] { Array(a[..<sharedPrefixCount(a, b)]) }
+
+    static func sharedPrefixCount(_ a: [UInt8], _ b: [UInt8]) -> Int {
         var n = 0
         while n < a.count, n < b.count, a[n] == b[n] { n += 1 }
-        return Array(a[..<n])
+        return n
     }
 
     /// The 16 bytes of `key` after `frame` (zero-padded) as a big-endian number.
