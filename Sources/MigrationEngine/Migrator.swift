@@ -795,6 +795,7 @@ public struct Migrator: Sendable {
         else { return }
         var failed = state
         failed.status = .failed
+        failed.step = lock.step
         failed.updatedAt = timestamp()
         failed.message = "\(error.code): \(error.message)"
         // No retries: the run is failing already, often because etcd is away.

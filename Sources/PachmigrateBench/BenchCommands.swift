@@ -39,12 +39,28 @@ struct Generate: ParsableCommand {
     @Option(help: "Seed: the same seed gives the same dump.")
     var seed: UInt64 = 1
 
+    @Option(help: "Percent of jobs and pipelines given a long transform script (0 to 100; fractions allowed).")
+    var largeRecords: Double = 0
+
+    @Option(help: "The largest such script in bytes (sizes spread from 4096 to this on a log scale; at most 1048576).")
+    var largestBytes = 262_144
+
     @Argument(help: "The dump to write.")
     var output: String
 
+    func validate() throws {
+        guard (0...100).contains(largeRecords) else { throw ValidationError("--large-records is a percent, 0 to 100.") }
+        // A record and the rest of its txn must fit etcd's default 1.5 MiB request.
+        guard (ClusterGenerator.LargeRecords.smallestBytes...1_048_576).contains(largestBytes) else {
+            throw ValidationError("--largest-bytes is 4096 to 1048576 (etcd's default request limit is 1.5 MiB).")
+        }
+    }
+
     func run() throws {
         let writer = try DumpWriter(path: output, overwrite: true)
-        var generator = ClusterGenerator(targetKeys: keys, seed: seed)
+        var generator = ClusterGenerator(
+            targetKeys: keys, seed: seed,
+            largeRecords: largeRecords > 0 ? .init(percent: largeRecords, largestBytes: largestBytes) : nil)
         try generator.generate(into: writer)
         try writer.finish()
         try writeFile(output + ".meta", generator.summary.metaText)

@@ -1,5 +1,6 @@
 import EtcdGateway
 import EtcdModel
+import Glibc
 import MigrationEngine
 import SeededRandom
 
@@ -43,6 +44,9 @@ struct GeneratedClusterSummary {
     var indexKeys = 0
     var repoRefCounts = 0
     var jobsWithWorkerStatus = 0
+    /// Jobs and pipelines given a large transform (`LargeRecords`), and the largest value.
+    var largeRecords = 0
+    var largestValueBytes = 0
 
     var metaText: String {
         """
@@ -52,6 +56,8 @@ struct GeneratedClusterSummary {
         index_keys=\(indexKeys)
         repo_ref_counts=\(repoRefCounts)
         jobs_with_worker_status=\(jobsWithWorkerStatus)
+        large_records=\(largeRecords)
+        largest_value_bytes=\(largestValueBytes)
 
         """
     }
@@ -71,14 +77,29 @@ struct GeneratedClusterSummary {
 struct ClusterGenerator {
     let targetKeys: Int
     var random: SeededRandom
+    let largeRecords: LargeRecords?
+    /// The large transforms' own draws: the cluster is the same, key for key, with or
+    /// without them; only some values grow.
+    private var payloadRandom: SeededRandom
 
     private var revision: Int64 = 1
     private var clock: Int64 = 1_493_716_000
     private(set) var summary = GeneratedClusterSummary()
 
-    init(targetKeys: Int, seed: UInt64) {
+    init(targetKeys: Int, seed: UInt64, largeRecords: LargeRecords? = nil) {
         self.targetKeys = targetKeys
         self.random = SeededRandom(seed: seed)
+        self.largeRecords = largeRecords
+        self.payloadRandom = SeededRandom(seed: seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Some jobs and pipelines with a long transform script (an embedded program, as people
+    /// put in `stdin`): `percent` of each, sizes spread evenly on a log scale from 4 KiB to
+    /// `largestBytes`, so pages, txns and the space guard meet values of every size.
+    struct LargeRecords {
+        var percent: Double
+        var largestBytes: Int
+        static let smallestBytes = 4096
     }
 
     private struct InputRepo {
@@ -176,6 +197,7 @@ struct ClusterGenerator {
         try writer.write(
             KeyValue(key: Array(key.utf8), value: bytes, createRevision: revision, modRevision: revision, version: 1))
         summary.keys += 1
+        summary.largestValueBytes = max(summary.largestValueBytes, bytes.count)
         switch kind {
         case .record:
             summary.records += 1
@@ -247,7 +269,8 @@ struct ClusterGenerator {
             job += "env:<key:\"AWS_REGION\" value:\"us-west-2\" > env:<key:\"MODE\" value:\"batch\" > "
             job += "secrets:<name:\"aws-creds\" mount_path:\"/var/secrets/aws\" > image_pull_secrets:\"regcred\" "
         }
-        job += "stdin:\"set -e\" stdin:\"echo \\\"processing $(ls /pfs)\\\"\" stdin:\"cp -r /pfs/\(atoms[0].name)/* /pfs/out/ || true\" > "
+        job += "stdin:\"set -e\" stdin:\"echo \\\"processing $(ls /pfs)\\\"\" stdin:\"cp -r /pfs/\(atoms[0].name)/* /pfs/out/ || true\" "
+        job += largeScript() + "> "
         job += "pipeline_id:\"\(pipeline.id)\" pipeline:<name:\"\(pipeline.name)\" > pipeline_version:\(pipeline.version) "
         job +=
             pipeline.coefficient ? "parallelism_spec:<strategy:COEFFICIENT coefficient:2 > " : "parallelism_spec:<constant:\(1 + random.below(4)) > "
@@ -280,6 +303,23 @@ struct ClusterGenerator {
         pipeline.lastJob = jobID
     }
 
+    /// `stdin` lines of a long script for one record in `largeRecords.percent`; empty otherwise.
+    private mutating func largeScript() -> String {
+        guard let large = largeRecords, Double(payloadRandom.below(10_000)) < large.percent * 100 else { return "" }
+        let smallest = Double(LargeRecords.smallestBytes)
+        let span = log(Double(large.largestBytes) / smallest)
+        let bytes = Int(smallest * exp(span * Double(payloadRandom.below(1_000_001)) / 1_000_000))
+        var script = ""
+        script.reserveCapacity(bytes + 128)
+        var line = 0
+        while script.utf8.count < bytes {
+            line += 1
+            script += "stdin:\"echo step \(line): \(payloadRandom.hex(64)) >> /pfs/out/log\" "
+        }
+        summary.largeRecords += 1
+        return script
+    }
+
     private mutating func repoText(_ name: String, provenance: [String]) -> String {
         var text = "repo:<name:\"\(name)\" > created:\(timestamp()) size_bytes:\(random.below(Int(Int32.max))) "
         for source in provenance { text += "provenance:<name:\"\(source)\" > " }
@@ -294,7 +334,7 @@ struct ClusterGenerator {
     private mutating func pipelineText(_ p: Pipeline, _ inputs: [InputRepo]) -> String {
         var text = "id:\"\(p.id)\" pipeline:<name:\"\(p.name)\" > version:\(p.version) transform:<image:\"\(p.image)\" cmd:\"sh\" "
         if p.withEnv { text += "env:<key:\"AWS_REGION\" value:\"us-west-2\" > env:<key:\"MODE\" value:\"batch\" > " }
-        text += "stdin:\"set -e\" stdin:\"cp -r /pfs/* /pfs/out/\" > "
+        text += "stdin:\"set -e\" stdin:\"cp -r /pfs/* /pfs/out/\" " + largeScript() + "> "
         text += p.coefficient ? "parallelism_spec:<strategy:COEFFICIENT coefficient:2 > " : "parallelism_spec:<constant:1 > "
         let atoms = p.inputs.map { inputs[$0].name }
         text += "created_at:\(timestamp()) state:PIPELINE_RUNNING "

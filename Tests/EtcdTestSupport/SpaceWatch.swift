@@ -3,14 +3,17 @@ import EtcdModel
 import Foundation
 import Synchronization
 
-/// A generated 1.4.8 cluster (`pachmigrate-bench generate`: records of real kinds and
-/// varied sizes, long pipeline specs, jobs with many datums), as key-values.
-public func generatedCluster(keys: Int, seed: Int = 1) throws -> [KeyValue] {
+/// A generated 1.4.8 cluster (`pachmigrate-bench generate`: records of real kinds, jobs
+/// with worker status, index keys), as key-values. `largeRecords`: the percent of jobs and
+/// pipelines given a long transform script, of 4 KiB up to `largestBytes`.
+public func generatedCluster(keys: Int, seed: Int = 1, largeRecords: Double = 0, largestBytes: Int = 262_144) throws -> [KeyValue] {
     let directory = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let bench = URL(fileURLWithPath: pachmigrateBinary).deletingLastPathComponent().appendingPathComponent("pachmigrate-bench").path
     let dump = directory + "/cluster.jsonl"
-    _ = try runCommand(bench, ["generate", "--keys", "\(keys)", "--seed", "\(seed)", dump])
+    _ = try runCommand(
+        bench,
+        ["generate", "--keys", "\(keys)", "--seed", "\(seed)", "--large-records", "\(largeRecords)", "--largest-bytes", "\(largestBytes)", dump])
     return try SampleData.keyValues(dump)
 }
 

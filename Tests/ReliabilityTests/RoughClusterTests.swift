@@ -77,6 +77,37 @@ struct RoughClusterTests {
         }
     }
 
+    /// A generated cluster whose jobs and pipelines carry transform scripts of 4 KiB to
+    /// 1 MiB (one in ten): scan pages, backup, txns and the check meet values of every size
+    /// among small ones. The large scripts change values only, never which keys there are.
+    @Test func largeRecordsAmongSmallMigrateLikeTheOfflineConversion() async throws {
+        try await onOwnThread {
+            let plain = try generatedCluster(keys: 6_000, seed: 3)
+            let cluster = try generatedCluster(keys: 6_000, seed: 3, largeRecords: 10, largestBytes: 1_048_576)
+            #expect(cluster.map(\.key) == plain.map(\.key))
+            let large = cluster.filter { $0.value.count >= 4096 }
+            #expect(large.count > 50 && large.contains { $0.value.count > 512 * 1024 }, "\(large.map(\.value.count))")
+
+            let server = try EtcdServer.start()
+            defer { server.stop() }
+            let client = try server.makeClient()
+            try client.seed(cluster)
+            let expectation = MigrationExpectation(client: client, before: try pachydermState(client), counts: nil)
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+
+            let migrate = try pachmigrate(["migrate", "--backup", "\(dir)/b.jsonl", "--endpoints", server.endpoint])
+            #expect(migrate.status == 0, "\(migrate.stderr)")
+            let after = try pachydermState(client)
+            let expected = try expectation.expectedValues()
+            #expect(valuesByKeyBytes(after) == expected)
+            #expect(orderByGroup(after, group: orderingGroup) == orderByGroup(expectation.before, group: orderingGroup))
+            let verify = try pachmigrate(["verify", "--endpoints", server.endpoint])
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+            #expect(valuesByKeyBytes(try SampleData.keyValues("\(dir)/b.jsonl")) == valuesByKeyBytes(expectation.before))
+        }
+    }
+
     /// A newer stamp than the tool knows, then a job's text under `repos/`: both refused
     /// with their exit codes before anything is written, the bad record named.
     @Test func newerStampAndForeignKindAreRefusedBeforeAnyWrite() async throws {

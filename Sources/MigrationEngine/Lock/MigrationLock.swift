@@ -111,6 +111,8 @@ public final class MigrationLock: Sendable {
     public var isLost: Bool { lostError.withLock { $0 != nil } }
     /// The lease's TTL in seconds, as etcd granted it.
     var ttl: Int64 { holder.withLock { $0.ttl } }
+    /// The step last reported: where a run that fails now stopped.
+    var step: MigrationStep { holder.withLock { $0.step } }
     public var lossReason: EtcdError? { lostError.withLock { $0 } }
     /// Runs `body` with the revisions this lock's writes took after it was taken (its
     /// heartbeats, its steps), while none is in flight: a revision `body` reads from etcd is
