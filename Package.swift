@@ -137,7 +137,7 @@ let package = Package(
             name: "PachmigrateCLITests",
             dependencies: [
                 "EtcdTestSupport", "EtcdGateway", "EtcdModel", "MigrationEngine", "PachydermMigrations", "PachmigrateCLI",
-                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
             ]),
         // Faults, load, bad input and security, bounded for CI; Scripts/reliability runs the
         // long versions (docs/reliability.md).

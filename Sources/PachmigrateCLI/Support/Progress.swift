@@ -24,9 +24,9 @@ final class ProgressDisplay: Sendable {
     private let lineInterval: Duration = .seconds(5)
     private let logger: Logger
 
-    init(enabled: Bool, logger: Logger) {
+    init(enabled: Bool, logger: Logger, isTerminal: Bool = Posix.isTerminal(.standardError)) {
         self.enabled = enabled
-        self.isTerminal = Posix.isTerminal(.standardError)
+        self.isTerminal = isTerminal
         self.logger = logger
     }
 
@@ -42,6 +42,9 @@ final class ProgressDisplay: Sendable {
                 s = State()
                 s.step = event.step
                 s.stepStart = now
+                // A log line's rate and ETA come from its step's first interval, not from a
+                // first page of a few keys (a check of 3 s once logged "etaSeconds=125").
+                if !isTerminal { s.lastDraw = now }
                 stepStarted(event)
             }
             s.last = event
