@@ -46,12 +46,50 @@ struct RoughClusterTests {
         return kvs
     }
 
-    @Test func roughClusterMigratesLikeTheOfflineConversionAndVerifies() async throws {
+    /// The clusters the end-to-end test runs on.
+    enum Cluster: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        /// `roughSample()`.
+        case rough = "rough cluster (half binary, 1.5 MiB values, odd keys)"
+        /// `largeRecordsCluster()`.
+        case largeRecords = "generated cluster, one job or pipeline in ten 4 KiB to 1 MiB"
+
+        var testDescription: String { rawValue }
+
+        func keyValues() throws -> [KeyValue] {
+            switch self {
+            case .rough: try RoughClusterTests.roughSample()
+            case .largeRecords: try RoughClusterTests.largeRecordsCluster()
+            }
+        }
+    }
+
+    /// A generated cluster whose jobs and pipelines carry transform scripts of 4 KiB to
+    /// 1 MiB (one in ten), among records of the usual sizes: scan pages, backup, txns and
+    /// the check meet values of every size.
+    static func largeRecordsCluster() throws -> [KeyValue] {
+        try generatedCluster(keys: 6_000, seed: 3, largeRecords: 10, largestBytes: 1_048_576)
+    }
+
+    /// The large scripts change values only: the same keys, and each grown value is the
+    /// plain cluster's without its script's lines.
+    @Test func largeRecordsGrowValuesOnly() throws {
+        let plain = try generatedCluster(keys: 6_000, seed: 3)
+        let cluster = try Self.largeRecordsCluster()
+        #expect(cluster.map(\.key) == plain.map(\.key))
+        let script = #/stdin:"echo step \d+: [0-9a-f]{64} >> /pfs/out/log" /#
+        let grown = zip(cluster, plain).filter { $0.value != $1.value }
+        #expect(grown.allSatisfy { text($0.value).replacing(script, with: "") == text($1.value) })
+        let sizes = grown.map(\.0.value.count)
+        #expect(sizes.count > 50 && sizes.allSatisfy { $0 >= 4096 } && sizes.contains { $0 > 512 * 1024 }, "\(sizes)")
+    }
+
+    @Test(arguments: Cluster.allCases)
+    func migratesLikeTheOfflineConversionAndVerifies(_ cluster: Cluster) async throws {
         try await onOwnThread {
             let server = try EtcdServer.start()
             defer { server.stop() }
             let client = try server.makeClient()
-            try client.seed(try Self.roughSample())
+            try client.seed(try cluster.keyValues())
             let expectation = MigrationExpectation(client: client, before: try pachydermState(client), counts: nil)
             let dir = try temporaryDirectory()
             defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -62,8 +100,8 @@ struct RoughClusterTests {
             let expected = try expectation.expectedValues()
             #expect(valuesByKeyBytes(after) == expected)
             #expect(try JournalFacts(client).version() == "1.5.0")
-            // Half the records were already binary: the order rule re-puts every record after a
-            // group's first change, so every group keeps its order.
+            // Where half the records were already binary, the order rule re-puts every record
+            // after a group's first change, so every group keeps its order.
             #expect(orderByGroup(after, group: orderingGroup) == orderByGroup(expectation.before, group: orderingGroup))
             let verify = try pachmigrate(["verify", "--endpoints", server.endpoint])
             #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
@@ -72,43 +110,7 @@ struct RoughClusterTests {
             let mode = try FileManager.default.attributesOfItem(atPath: "\(dir)/b.jsonl")[.posixPermissions] as? Int
             #expect(mode == 0o600)
             reportReliability(
-                fault: "rough cluster (half binary, 1.5 MiB values, odd keys)", records: expectation.before.count,
-                losses: lostRecords(expected: expected, after: after))
-        }
-    }
-
-    /// A generated cluster whose jobs and pipelines carry transform scripts of 4 KiB to
-    /// 1 MiB (one in ten): scan pages, backup, txns and the check meet values of every size
-    /// among small ones. The large scripts change values only, never which keys there are.
-    @Test func largeRecordsAmongSmallMigrateLikeTheOfflineConversion() async throws {
-        try await onOwnThread {
-            let plain = try generatedCluster(keys: 6_000, seed: 3)
-            let cluster = try generatedCluster(keys: 6_000, seed: 3, largeRecords: 10, largestBytes: 1_048_576)
-            #expect(cluster.map(\.key) == plain.map(\.key))
-            // Without its script's lines, each grown value is the plain cluster's.
-            let script = #/stdin:"echo step \d+: [0-9a-f]{64} >> /pfs/out/log" /#
-            let grown = zip(cluster, plain).filter { $0.value != $1.value }
-            #expect(grown.allSatisfy { text($0.value).replacing(script, with: "") == text($1.value) })
-            let large = grown.map(\.0.value.count)
-            #expect(large.count > 50 && large.allSatisfy { $0 >= 4096 } && large.contains { $0 > 512 * 1024 }, "\(large)")
-
-            let server = try EtcdServer.start()
-            defer { server.stop() }
-            let client = try server.makeClient()
-            try client.seed(cluster)
-            let expectation = MigrationExpectation(client: client, before: try pachydermState(client), counts: nil)
-            let dir = try temporaryDirectory()
-            defer { try? FileManager.default.removeItem(atPath: dir) }
-
-            let migrate = try pachmigrate(["migrate", "--backup", "\(dir)/b.jsonl", "--endpoints", server.endpoint])
-            #expect(migrate.status == 0, "\(migrate.stderr)")
-            let after = try pachydermState(client)
-            let expected = try expectation.expectedValues()
-            #expect(valuesByKeyBytes(after) == expected)
-            #expect(orderByGroup(after, group: orderingGroup) == orderByGroup(expectation.before, group: orderingGroup))
-            let verify = try pachmigrate(["verify", "--endpoints", server.endpoint])
-            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
-            #expect(valuesByKeyBytes(try SampleData.keyValues("\(dir)/b.jsonl")) == valuesByKeyBytes(expectation.before))
+                fault: cluster.rawValue, records: expectation.before.count, losses: lostRecords(expected: expected, after: after))
         }
     }
 
