@@ -494,7 +494,7 @@ public struct Migrator: Sendable {
     ) {
         do {
             let latency = try MeasuredLatency.measure(
-                store: store, namespace: namespace, recordBytes: Int(scan.writeBytes / Int64(max(1, scan.pendingCount))))
+                store: store, namespace: namespace, recordBytes: Int(scan.writeBytes / Int64(max(1, scan.pendingCount))), logger: logger)
             result.forecast = TimeForecast(
                 roundTripSeconds: latency.roundTripSeconds, fencedTxnSeconds: latency.fencedTxnSeconds, scanSeconds: scanSeconds,
                 backupSeconds: backupSeconds, records: scan.pendingCount, longestChain: scan.longestLane,

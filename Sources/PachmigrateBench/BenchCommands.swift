@@ -50,9 +50,10 @@ struct Generate: ParsableCommand {
 
     func validate() throws {
         guard (0...100).contains(largeRecords) else { throw ValidationError("--large-records is a percent, 0 to 100.") }
-        // A record and the rest of its txn must fit etcd's default 1.5 MiB request.
-        guard (ClusterGenerator.LargeRecords.smallestBytes...1_048_576).contains(largestBytes) else {
-            throw ValidationError("--largest-bytes is 4096 to 1048576 (etcd's default request limit is 1.5 MiB).")
+        let allowed = ClusterGenerator.LargeRecords.bytesAllowed
+        guard allowed.contains(largestBytes) else {
+            throw ValidationError(
+                "--largest-bytes is \(allowed.lowerBound) to \(allowed.upperBound) (etcd's default request limit is 1.5 MiB).")
         }
     }
 

@@ -100,6 +100,8 @@ struct ClusterGenerator {
         var percent: Double
         var largestBytes: Int
         static let smallestBytes = 4096
+        /// A record and the rest of its txn must fit etcd's default 1.5 MiB request.
+        static let bytesAllowed = smallestBytes...1_048_576
     }
 
     private struct InputRepo {

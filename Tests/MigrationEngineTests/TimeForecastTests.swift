@@ -1,5 +1,5 @@
 import EtcdGateway
-import MigrationEngine
+@testable import MigrationEngine
 import Testing
 
 /// The forecast's arithmetic: which bound governs where, and how the phases add up.
@@ -88,5 +88,39 @@ struct TimeForecastTests {
             roundTripSeconds: 0.001, fencedTxnSeconds: 0.002, scanSeconds: 40, backupSeconds: nil, records: 151_000,
             longestChain: 151_000, longestChainKind: "jobs", checkReadsEveryKey: checkReadsEveryKey)
         #expect(abs(noBackup.totalSeconds - (40 + noBackup.writeSeconds + noBackup.checkSeconds)) < 1e-9)
+    }
+
+    /// Samples and what the probe makes of them.
+    static let probes: [(samples: [Double], typical: Double)] = [
+        // Steady samples: their mean.
+        ([1.0, 1.0, 1.0, 1.0], 1.0),
+        // A disk's tail within the cap counts whole: the mean (2.0), not the median (1.5).
+        ([1.0, 1.5, 1.5, 4.0], 2.0),
+        // One stall of 50 among 29 of 1.6 (a probe like the one that doubled a 1M forecast
+        // on 3.4): it counts as 6.4, so 1.76 where the plain mean says 3.21.
+        (Array(repeating: 1.6, count: 29) + [50.0], (29 * 1.6 + 6.4) / 30),
+        // Odd count: the middle sample is the median (2), so 100 counts as 8.
+        ([2.0, 100.0, 1.0], (2.0 + 8.0 + 1.0) / 3),
+        ([], 0.0),
+    ]
+
+    /// The probe's figure: the mean, with a lone stall counted as `stallCap` times the median
+    /// and the tail within that kept whole.
+    @Test(arguments: probes)
+    func aLoneStallCountsAsAFewMedians(samples: [Double], expected: Double) {
+        #expect(abs(MeasuredLatency.typical(samples) - expected) < 1e-9)
+    }
+
+    /// A stall moves the forecast of a long run by little: the 1M-key case that prompted the cap.
+    @Test func aStallInTheProbeBarelyMovesAMillionKeyForecast() {
+        let steadyTxn = Array(repeating: 0.0016, count: 30)
+        let stalledTxn = Array(repeating: 0.0016, count: 29) + [0.05]
+        let write = { (txns: [Double]) in
+            TimeForecast.writeSeconds(
+                records: 344_201, longestChain: 147_470, fencedTxnSeconds: MeasuredLatency.typical(txns),
+                roundTripSeconds: 0.0008, serverSharePerRecord: 0.9)
+        }
+        #expect(write(stalledTxn) > write(steadyTxn))
+        #expect(write(stalledTxn) < write(steadyTxn) * 1.25)
     }
 }

@@ -1,4 +1,5 @@
 import EtcdGateway
+import Logging
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -18,10 +19,10 @@ import Foundation
 /// loopback bench sees: about the server's part of a lone txn per record, a little less
 /// since records share txns).
 public struct TimeForecast: Sendable, Hashable, Codable {
-    /// A read that returns nothing, there and back (median).
+    /// A read that returns nothing, there and back (`MeasuredLatency.typical`).
     public var roundTripSeconds: Double
     /// A fenced txn with a put that never applies (its compare never holds), as a record's
-    /// txn costs: raft, the compare, the round trip (median).
+    /// txn costs: raft, the compare, the round trip (`MeasuredLatency.typical`).
     public var fencedTxnSeconds: Double
     public var scanSeconds: Double
     /// Nil for a run without a backup.
@@ -101,19 +102,15 @@ public struct MeasuredLatency: Sendable, Hashable {
     /// The etcd answering (its status), nil where the store does not say.
     public var server: EtcdVersion?
 
-    /// The mean of `samples` of each: a count-only read of one key, and a txn whose compare
-    /// (the lock key's version below zero) never holds, carrying a put as a record's txn
-    /// does. etcd checks a txn's permissions before its compare: a user without write
-    /// permission gets `permissionDenied`, and the forecast is made without it.
+    /// `samples` of each, after one that is not counted (it may open a connection): a
+    /// count-only read of one key, and a txn whose compare (the lock key's version below
+    /// zero) never holds, carrying a put as a record's txn does. etcd checks a txn's
+    /// permissions before its compare: a user without write permission gets
+    /// `permissionDenied`, and the forecast is made without it.
     /// `recordBytes`: a typical record's size, so the txn carries what a record's does (its
     /// value and its lane cursor).
-    ///
-    /// The mean, not the median: the write phase is the sum of thousands of txns' latencies,
-    /// and a disk's fsyncs have a long tail that a median leaves out (2,000 lone fenced txns
-    /// at loopback on etcd 3.1.4: mean 1.2× the median). The first of each is not counted:
-    /// it may be the one that opens a connection.
     public static func measure(
-        store: any KeyValueService, namespace: Namespace, recordBytes: Int, samples: Int = 30
+        store: any KeyValueService, namespace: Namespace, recordBytes: Int, samples: Int = 30, logger: Logger
     ) throws(EtcdError) -> MeasuredLatency {
         let read = RangeRequest(key: namespace.lockKey, countOnly: true)
         let txn = TxnRequest(
@@ -129,17 +126,46 @@ public struct MeasuredLatency: Sendable, Hashable {
             txns.append(try timed { () throws(EtcdError) in _ = try store.txn(txn) })
         }
         let server = try? store.status().serverVersion
-        return MeasuredLatency(roundTripSeconds: mean(reads.dropFirst()), fencedTxnSeconds: mean(txns.dropFirst()), server: server)
+        let latency = MeasuredLatency(
+            roundTripSeconds: typical(reads.dropFirst()), fencedTxnSeconds: typical(txns.dropFirst()), server: server)
+        // What the forecast rests on, for an operator asking why it was off.
+        logger.debug(
+            "measured latencies",
+            metadata: [
+                "roundTripMs": "\(describe(reads.dropFirst()))", "fencedTxnMs": "\(describe(txns.dropFirst()))",
+                "typicalRoundTripMs": "\(latency.roundTripSeconds * 1000)", "typicalFencedTxnMs": "\(latency.fencedTxnSeconds * 1000)",
+            ])
+        return latency
+    }
+
+    /// How many times their median a sample counts for at most in `typical`.
+    static let stallCap = 4.0
+
+    /// The mean of the samples, each counted as at most `stallCap` times their median.
+    /// A mean, not the median: the write phase is the sum of thousands of txns' latencies,
+    /// and a disk's fsyncs have a long tail that a median leaves out (2,000 lone fenced txns
+    /// at loopback on etcd 3.1.4: mean 1.2× the median). Capped: the probe takes about a
+    /// tenth of a second, so a lone stall of etcd's in it (one 50 ms pause among 30 samples of
+    /// 1.6 ms) would otherwise double the forecast of a run of minutes (measured: a `migrate`
+    /// on etcd 3.4 at 1M keys forecast +129% from a probe right after its scan).
+    static func typical(_ values: some Collection<Double>) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        let middle = sorted.count / 2
+        let median = sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+        let cap = median * stallCap
+        return sorted.reduce(0) { $0 + min($1, cap) } / Double(sorted.count)
+    }
+
+    /// Samples in milliseconds to a hundredth, smallest first.
+    private static func describe(_ values: some Collection<Double>) -> String {
+        "\(values.sorted().map { ($0 * 100_000).rounded() / 100 })"
     }
 
     private static func timed(_ body: () throws(EtcdError) -> Void) throws(EtcdError) -> Double {
         let start = ContinuousClock.now
         try body()
         return seconds(ContinuousClock.now - start)
-    }
-
-    static func mean(_ values: ArraySlice<Double>) -> Double {
-        values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count)
     }
 }
 
