@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # pachmigrate's container image (README "Container image"):
 #   docker build -t pachmigrate:0.1.0 .
-# VERSION must be the tool's version (Sources/PachmigrateCLI/Commands/MigrationSetup.swift,
+# VERSION must be the tool's version (Sources/PachmigrateCLI/Pachmigrate.swift,
 # `toolVersion`); a test holds them equal. The runtime stage's packages are listed in
 # deploy/image-packages.txt, which Scripts/image-check builds the same root file system from
 # without a container engine.

@@ -196,4 +196,55 @@ struct RestoreSafetyTests {
             #expect(again.status == 0, "\(again.stderr)")
         }
     }
+
+    /// deploy/backup-copy-pod.yaml's `kubectl cp` lines, as an operator follows them, take off
+    /// every file a backup is made of: the copy checks with `sha256sum -c` and rolls the
+    /// migration back. A copy without the `.origin.json` (what those lines once left out) is
+    /// refused before any write, naming the file to fetch.
+    @Test func theDocumentedCopyOfTheJobsBackupRollsBack() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let volume = try temporaryDirectory()
+            let laptop = try temporaryDirectory()
+            defer {
+                try? FileManager.default.removeItem(atPath: volume)
+                try? FileManager.default.removeItem(atPath: laptop)
+            }
+            let migrate = try pachmigrate(["migrate", "--backup", "\(volume)/BACKUP.jsonl", "--quiet"] + sample.endpoint)
+            #expect(migrate.status == 0, "\(migrate.stderr)")
+
+            let manifest = try String(
+                contentsOf: DeployManifestTests.deploy.appendingPathComponent("backup-copy-pod.yaml"), encoding: .utf8)
+            let copies = manifest.split(separator: "\n").compactMap { line -> (from: String, to: String)? in
+                let words = line.split(separator: " ")
+                guard let cp = words.firstIndex(of: "cp"), words.count == cp + 3, words[cp - 1] == "kubectl",
+                    let from = words[cp + 1].split(separator: ":/backup/").last, words[cp + 1].contains(":/backup/")
+                else { return nil }
+                return (String(from), String(words[cp + 2].trimmingPrefix("./")))
+            }
+            let written = try FileManager.default.contentsOfDirectory(atPath: volume).sorted()
+            #expect(written.count == 3, "\(written)")
+            #expect(copies.map(\.from).sorted() == written, "\(copies)")
+            for copy in copies {
+                try FileManager.default.copyItem(atPath: "\(volume)/\(copy.from)", toPath: "\(laptop)/\(copy.to)")
+            }
+            #expect(manifest.contains("sha256sum -c BACKUP.jsonl.sha256"))
+            let checked = try runCommand("/usr/bin/env", ["sha256sum", "-c", "BACKUP.jsonl.sha256"], directory: laptop)
+            #expect(checked.contains("BACKUP.jsonl: OK") && checked.contains("BACKUP.jsonl.origin.json: OK"), "\(checked)")
+
+            let origin = try Data(contentsOf: URL(fileURLWithPath: "\(laptop)/BACKUP.jsonl.origin.json"))
+            try FileManager.default.removeItem(atPath: "\(laptop)/BACKUP.jsonl.origin.json")
+            let before = try Fingerprint(sample.client)
+            let incomplete = try pachmigrate(["restore", "\(laptop)/BACKUP.jsonl"] + sample.endpoint)
+            #expect(incomplete.status == 1, "\(incomplete.stderr)")
+            #expect(incomplete.stderr.contains("copy BACKUP.jsonl.origin.json"), "\(incomplete.stderr)")
+            #expect(try Fingerprint(sample.client) == before)
+
+            try origin.write(to: URL(fileURLWithPath: "\(laptop)/BACKUP.jsonl.origin.json"))
+            let restore = try pachmigrate(["restore", "\(laptop)/BACKUP.jsonl"] + sample.endpoint)
+            #expect(restore.status == 0, "\(restore.stderr)")
+            #expect(try pachydermState(sample.client).map { [$0.key, $0.value] } == sample.before.map { [$0.key, $0.value] })
+        }
+    }
 }

@@ -142,6 +142,16 @@ struct CLIFlagsAndHelpTests {
         }
     }
 
+    /// A signal before a command takes signals itself ends it with 130 or 143
+    /// (`Pachmigrate.stoppedBeforeTheCommandTookSignals`), so each command's help names both;
+    /// `convert` and `lock break` end with 1 there instead, saying what may be left.
+    @Test func everyCommandAStopEndsWith130Or143SaysSo() {
+        for (name, _, statuses) in Self.commands where !["convert", "lock break"].contains(name) {
+            guard let statuses else { continue }
+            #expect(statuses.contains(.stoppedBySIGINT) && statuses.contains(.stoppedBySIGTERM), "\(name)")
+        }
+    }
+
     /// `wait --version` and `verify --version` are the release, from the root as from the command.
     @Test func versionOfWaitAndVerifyIsTheRelease() throws {
         #expect((try Pachmigrate.parseAsRoot(["wait", "--version", "1.5.0"]) as? WaitCommand)?.version == "1.5.0")

@@ -156,7 +156,10 @@ public func readDumpSidecar(path: String, suffix: String) throws(DumpError) -> [
     } catch {
         throw DumpError(
             code: .missingChecksum, path: sidecarPath,
-            message: "\(PosixFile.basename(checksumPath)) lists it but it cannot be read (\(error.message)); the backup is incomplete")
+            message:
+                "\(PosixFile.basename(checksumPath)) lists it but it cannot be read (\(error.message)); the backup is incomplete: "
+                + "copy \(name) from where the backup was written (it is written beside every backup) and put it beside "
+                + "\(PosixFile.basename(path))")
     }
     var digest = SHA256Digest()
     digest.update(contents)

@@ -175,7 +175,9 @@ struct RestoreCommand: ParsableCommand {
             \(ExitStatus.helpLine(Self.exitStatuses))
             """)
 
-    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .lockHeld, .notAtRest, .interrupted, .outOfSpace]
+    static let exitStatuses: [ExitStatus] = [
+        .ok, .failure, .usage, .lockHeld, .notAtRest, .interrupted, .outOfSpace, .stoppedBySIGINT, .stoppedBySIGTERM,
+    ]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var space: SpaceOptions
@@ -272,7 +274,7 @@ struct VerifyCommand: ParsableCommand {
             \(ExitStatus.helpLine(Self.exitStatuses))
             """)
 
-    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .verificationFailed]
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .verificationFailed, .stoppedBySIGINT, .stoppedBySIGTERM]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions

@@ -410,7 +410,9 @@ struct PlanCommand: ParsableCommand {
             \(ExitStatus.helpLine(Self.exitStatuses))
             """)
 
-    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .notAtRest, .unsupportedVersion, .conversionFailed, .outOfSpace]
+    static let exitStatuses: [ExitStatus] = [
+        .ok, .failure, .usage, .notAtRest, .unsupportedVersion, .conversionFailed, .outOfSpace, .stoppedBySIGINT, .stoppedBySIGTERM,
+    ]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var versions: VersionOptions

@@ -127,7 +127,7 @@ struct StatusCommand: ParsableCommand {
             \(ExitStatus.helpLine(Self.exitStatuses))
             """)
 
-    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage]
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .stoppedBySIGINT, .stoppedBySIGTERM]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
@@ -202,7 +202,7 @@ struct LockShowCommand: ParsableCommand {
             \(ExitStatus.helpLine(Self.exitStatuses))
             """)
 
-    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage]
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .stoppedBySIGINT, .stoppedBySIGTERM]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
@@ -307,7 +307,7 @@ struct WaitCommand: ParsableCommand {
             \(ExitStatus.helpLine(Self.exitStatuses))
             """)
 
-    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .unsupportedVersion]
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .unsupportedVersion, .stoppedBySIGINT, .stoppedBySIGTERM]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions

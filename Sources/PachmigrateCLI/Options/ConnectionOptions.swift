@@ -18,7 +18,8 @@ struct ConnectionOptions: ParsableArguments {
         help: ArgumentHelp(
             "etcd client URLs, comma-separated (http:// or https://).",
             discussion:
-                "Default: $ETCD_ENDPOINTS, $ETCDCTL_ENDPOINTS, http://$ETCD_PORT_2379_TCP_ADDR:2379 (Kubernetes service env), "
+                "Default: $ETCD_ENDPOINTS, $ETCDCTL_ENDPOINTS, http://$ETCD_PORT_2379_TCP_ADDR:$ETCD_PORT_2379_TCP_PORT (Kubernetes "
+                + "service env; port 2379 if unset), "
                 + "else http://127.0.0.1:2379.",
             valueName: "urls"))
     var endpoints: String?

@@ -8,7 +8,7 @@ struct SpaceOptions: ParsableArguments {
         help: ArgumentHelp(
             "etcd's --quota-backend-bytes (bytes, or 8Gi, 8GiB, 8G, 8GB: Gi/GiB are 1024³, G/GB 1000³; etcd's default is 2GiB). "
                 + "etcd does not tell its quota, so say it: the run refuses (exit 9) before writing if it would not fit, and stops "
-                + "itself (exit 9, resumable) 1% below it (at least 512KiB) if a member's backend gets there.",
+                + "itself (exit 9, resumable) 1% below it (at least 256KiB) if a member's backend gets there.",
             valueName: "size"))
     var etcdQuota = ByteSize(bytes: SpacePolicy().quotaBytes)
 
