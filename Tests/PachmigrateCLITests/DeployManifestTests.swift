@@ -436,6 +436,36 @@ struct DeployManifestTests {
         #expect(env == ["E": "3", "F": "2", "G": "4"])
     }
 
+    /// A rollback to 1.4 takes out what the init-container patches added to pachd, by name
+    /// (`kubectl apply` of 1.4's manifest would keep it, and the init container would hold a
+    /// 1.4 pachd forever): the removal each patch file shows, and the one README's runbook
+    /// runs, delete exactly the init containers and volumes that patch adds.
+    @Test(arguments: [
+        ("pachd-init-container.yaml", ["pachd-init-container.yaml", "../README.md"]),
+        ("overlays/tls-auth/pachd-init-container.yaml", ["overlays/tls-auth/pachd-init-container.yaml"]),
+    ])
+    func rollbackTakesOutWhatThePatchAdded(patchFile: String, shownIn: [String]) throws {
+        let spec = try #require(
+            (((try Self.load(patchFile).first?.document)?["spec"] as? Document)?["template"] as? Document)?["spec"] as? Document)
+        let names = { (list: Any?) in Set(((list as? [Document]) ?? []).compactMap { $0["name"] as? String }) }
+        for source in shownIn {
+            let text = try String(contentsOf: Self.deploy.appendingPathComponent(source), encoding: .utf8)
+            let commands = text.split(separator: "\n").filter { $0.contains("kubectl patch deployment pachd -p '") }
+            #expect(commands.count == 1, "\(source)")
+            for command in commands {
+                let json = try #require(command.split(separator: "'").dropFirst().first, "\(source)")
+                let removal = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? Document)
+                let removed = try #require(
+                    ((removal["spec"] as? Document)?["template"] as? Document)?["spec"] as? Document, "\(source)")
+                for field in ["initContainers", "volumes"] {
+                    let entries = (removed[field] as? [Document]) ?? []
+                    #expect(entries.allSatisfy { $0["$patch"] as? String == "delete" }, "\(source): \(field)")
+                    #expect(names(entries) == names(spec[field]), "\(source): \(field)")
+                }
+            }
+        }
+    }
+
     /// The image the manifests name is the one the Dockerfile builds and README documents.
     @Test func dockerfileAndReadmeAgreeOnTheDefaultImage() throws {
         let dockerfile = try String(contentsOf: Self.root.appendingPathComponent("Dockerfile"), encoding: .utf8)
