@@ -21,6 +21,9 @@ struct Report: ParsableCommand {
     @Option(help: "The commit measured, stored in the JSON.")
     var commit: String = ""
 
+    @Option(help: "How the measured clusters were generated (seed, generator options), stored in the JSON.")
+    var cluster: String = ""
+
     struct Row {
         var size: Int
         /// The round trip the latency proxy added (ms); nil on the loopback bench.
@@ -344,6 +347,7 @@ struct Report: ParsableCommand {
             {
               "commit": \(quoted(commit)),
               "machine": \(quoted(machine)),
+              "cluster": \(quoted(cluster)),
               "results": [
             \(results.joined(separator: ",\n"))
               ],
