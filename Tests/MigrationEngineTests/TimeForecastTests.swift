@@ -123,4 +123,26 @@ struct TimeForecastTests {
         #expect(write(stalledTxn) > write(steadyTxn))
         #expect(write(stalledTxn) < write(steadyTxn) * 1.25)
     }
+
+    /// A burst is calm when no sample of either kind passes `stallCap` times its median: the
+    /// disk's ordinary tail passes, a stall does not.
+    @Test(arguments: [
+        ([0.4, 0.5, 0.45], [0.8, 0.9, 1.0, 3.2], true),
+        ([0.4, 0.5, 0.45], [0.8, 0.9, 1.0, 14.0], false),
+        ([0.4, 0.5, 9.0], [0.8, 0.9, 1.0], false),
+    ])
+    func aBurstWithAStallIsNotCalm(reads: [Double], txns: [Double], calm: Bool) {
+        #expect(MeasuredLatency.Burst(reads: reads, txns: txns).isCalm == calm)
+    }
+
+    /// The probe keeps the first calm burst; when none is, the one with the fastest txns
+    /// (the probe right after a 1M-key scan: etcd slower, with spikes, for a second or so).
+    @Test func theCalmestBurstCounts() {
+        let busy = MeasuredLatency.Burst(reads: [1.2, 1.5, 30.0], txns: [1.8, 2.0, 45.0])
+        let busier = MeasuredLatency.Burst(reads: [1.4, 1.6, 35.0], txns: [2.5, 2.6, 50.0])
+        let calm = MeasuredLatency.Burst(reads: [0.4, 0.5, 0.45], txns: [0.8, 0.9, 1.0])
+        #expect(MeasuredLatency.Burst.calmest([busy, busier, calm]) == calm)
+        #expect(MeasuredLatency.Burst.calmest([calm, busy]) == calm)
+        #expect(MeasuredLatency.Burst.calmest([busier, busy]) == busy)
+    }
 }
