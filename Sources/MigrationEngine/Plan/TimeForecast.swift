@@ -158,12 +158,15 @@ public struct MeasuredLatency: Sendable, Hashable {
         var reads: [Double] = []
         var txns: [Double] = []
 
-        /// No sample of either kind past `stallCap` times its kind's median: etcd answered
-        /// as it usually does, its disk's ordinary tail included.
+        /// No sample of either kind past `stallCap` times its kind's median, nor a stall of
+        /// less than a millisecond (a store answering in microseconds jitters by more than
+        /// 4×, and it costs a forecast nothing): etcd answered as it usually does, its
+        /// disk's ordinary tail included.
         var isCalm: Bool {
             [reads, txns].allSatisfy { values in
                 guard let slowest = values.max() else { return true }
-                return slowest <= median(values) * stallCap
+                let usual = median(values)
+                return slowest <= max(usual * stallCap, usual + 0.001)
             }
         }
 
