@@ -1,4 +1,5 @@
 import ArgumentParser
+import MigrationEngine
 
 import Glibc
 import PlatformShim
@@ -103,15 +104,15 @@ struct Report: ParsableCommand {
                     guard let runs = samples["\(size) \(rtt) \(kind)"], let first = runs.first else { continue }
                     func optional(_ field: String) -> Double? {
                         let values = runs.compactMap { $0[field].flatMap(Double.init) }
-                        return values.isEmpty ? nil : median(values)
+                        return values.isEmpty ? nil : values.median
                     }
                     rows.append(
                         Row(
                             size: size, rtt: Double(rtt), kind: kind, runs: runs.count, keys: Int(first["keys"] ?? "") ?? 0,
                             records: Int(first["records"] ?? "") ?? 0, textBytes: Int(first["record_text_bytes"] ?? "") ?? 0,
-                            seconds: median(runs.compactMap { Double($0["seconds"] ?? "") }),
-                            cpuSeconds: median(runs.compactMap { Double($0["cpu_seconds"] ?? "") }),
-                            rssKiB: Int(median(runs.compactMap { Double($0["max_rss_kib"] ?? "") })),
+                            seconds: runs.compactMap { Double($0["seconds"] ?? "") }.median,
+                            cpuSeconds: runs.compactMap { Double($0["cpu_seconds"] ?? "") }.median,
+                            rssKiB: Int(runs.compactMap { Double($0["max_rss_kib"] ?? "") }.median),
                             txns: optionalMedian(runs.compactMap { Double($0["txns"] ?? "") }),
                             longestGroup: optionalMedian(runs.compactMap { Double($0["longest_group"] ?? "") }),
                             txnSeconds: optional("txn_seconds"), tookSeconds: optional("took_seconds"),
@@ -158,13 +159,7 @@ struct Report: ParsableCommand {
         print("\nwrote \(json)")
     }
 
-    private func optionalMedian(_ values: [Double]) -> Int? { values.isEmpty ? nil : Int(median(values)) }
-
-    private func median(_ values: [Double]) -> Double {
-        guard !values.isEmpty else { return 0 }
-        let sorted = values.sorted()
-        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-    }
+    private func optionalMedian(_ values: [Double]) -> Int? { values.isEmpty ? nil : Int(values.median) }
 
     struct Check {
         var name: String

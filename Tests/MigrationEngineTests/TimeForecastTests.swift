@@ -125,7 +125,8 @@ struct TimeForecastTests {
     }
 
     /// A burst is calm when no sample of either kind passes `stallCap` times its median, by
-    /// a millisecond at least: the disk's ordinary tail passes, a stall does not.
+    /// a millisecond at least: the disk's ordinary tail passes, a stall does not. (Seconds,
+    /// as `measure` records them.)
     @Test(arguments: [
         ([0.4, 0.5, 0.45], [0.8, 0.9, 1.0, 3.2], true),
         ([0.4, 0.5, 0.45], [0.8, 0.9, 1.0, 14.0], false),

@@ -165,7 +165,7 @@ public struct MeasuredLatency: Sendable, Hashable {
         var isCalm: Bool {
             [reads, txns].allSatisfy { values in
                 guard let slowest = values.max() else { return true }
-                let usual = median(values)
+                let usual = values.median
                 return slowest <= max(usual * stallCap, usual + 0.001)
             }
         }
@@ -184,21 +184,14 @@ public struct MeasuredLatency: Sendable, Hashable {
     /// The mean of the samples, each counted as at most `stallCap` times their median.
     /// A mean, not the median: the write phase is the sum of thousands of txns' latencies,
     /// and a disk's fsyncs have a long tail that a median leaves out (2,000 lone fenced txns
-    /// at loopback on etcd 3.1.4: mean 1.2× the median). Capped: the probe takes about a
-    /// tenth of a second, so a lone stall of etcd's in it (one 50 ms pause among 30 samples of
-    /// 1.6 ms) would otherwise double the forecast of a run of minutes (measured: a `migrate`
-    /// on etcd 3.4 at 1M keys forecast +129% from a probe right after its scan).
+    /// at loopback on etcd 3.1.4: mean 1.2× the median). Capped: a burst lasts a few
+    /// hundredths of a second, so a lone stall of etcd's in it would otherwise move the
+    /// forecast of a run of minutes by as much as the stall's share of the burst (a `migrate`
+    /// on etcd 3.4 at 1M keys forecast +129% from a plain mean of 30 samples).
     static func typical(_ values: some Collection<Double>) -> Double {
         guard !values.isEmpty else { return 0 }
-        let cap = median(values) * stallCap
+        let cap = values.median * stallCap
         return values.reduce(0) { $0 + min($1, cap) } / Double(values.count)
-    }
-
-    static func median(_ values: some Collection<Double>) -> Double {
-        guard !values.isEmpty else { return 0 }
-        let sorted = values.sorted()
-        let middle = sorted.count / 2
-        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 
     /// Samples in milliseconds to a hundredth, smallest first.
@@ -217,4 +210,14 @@ public struct MeasuredLatency: Sendable, Hashable {
 func seconds(_ duration: Duration) -> Double {
     let (whole, attoseconds) = duration.components
     return Double(whole) + Double(attoseconds) / 1e18
+}
+
+extension Collection<Double> {
+    /// The middle value (the mean of the two middle ones for an even count); 0 when empty.
+    public var median: Double {
+        guard !isEmpty else { return 0 }
+        let sorted = self.sorted()
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+    }
 }
