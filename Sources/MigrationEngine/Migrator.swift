@@ -213,7 +213,7 @@ public struct Migrator: Sendable {
             if options.measureForecast {
                 forecast(
                     scan, scanSeconds: result.took.scan ?? 0, backupSeconds: backupSeconds,
-                    resuming: existing?.status == .running || existing?.status == .failed,
+                    resuming: existing?.status == .running || existing?.status == .failed, stop: stop,
                     into: &result)
             }
             if let unfinished = existing, unfinished.status == .running || unfinished.status == .failed {
@@ -289,7 +289,9 @@ public struct Migrator: Sendable {
         let run = try runState(continuing: state, scan: scan, backup: result.backup, lock: lock, holder: holder)
         result.startRevision = run.startRevision
         if options.measureForecast {
-            forecast(scan, scanSeconds: result.took.scan ?? 0, backupSeconds: result.took.backup, resuming: state != nil, into: &result)
+            forecast(
+                scan, scanSeconds: result.took.scan ?? 0, backupSeconds: result.took.backup, resuming: state != nil, stop: stop,
+                into: &result)
         }
         options.beforeFirstWrite?(result)
         // The last moment a stop ends the run with nothing written; from here on it finishes
@@ -490,11 +492,13 @@ public struct Migrator: Sendable {
     /// not write, etcd away) leaves it out with the reason, never stops the run.
     /// `resuming`: the run continues an interrupted one, so its check reads every key again.
     private func forecast(
-        _ scan: ClusterScan, scanSeconds: Double, backupSeconds: Double?, resuming: Bool, into result: inout MigrationResult
+        _ scan: ClusterScan, scanSeconds: Double, backupSeconds: Double?, resuming: Bool, stop: StopSignal,
+        into result: inout MigrationResult
     ) {
         do {
             let latency = try MeasuredLatency.measure(
-                store: store, namespace: namespace, recordBytes: Int(scan.writeBytes / Int64(max(1, scan.pendingCount))), logger: logger)
+                store: store, namespace: namespace, recordBytes: Int(scan.writeBytes / Int64(max(1, scan.pendingCount))), stop: stop,
+                logger: logger)
             result.forecast = TimeForecast(
                 roundTripSeconds: latency.roundTripSeconds, fencedTxnSeconds: latency.fencedTxnSeconds, scanSeconds: scanSeconds,
                 backupSeconds: backupSeconds, records: scan.pendingCount, longestChain: scan.longestLane,

@@ -1,4 +1,5 @@
 import EtcdGateway
+import EtcdTestSupport
 @testable import MigrationEngine
 import Testing
 
@@ -137,6 +138,26 @@ struct TimeForecastTests {
     ])
     func aBurstWithAStallIsNotCalm(reads: [Double], txns: [Double], calm: Bool) {
         #expect(MeasuredLatency.Burst(reads: reads, txns: txns).isCalm == calm)
+    }
+
+    /// A store that is never calm keeps the probe waiting through all its bursts; a stop
+    /// asked for (Ctrl-C before the first write) ends that after the burst in flight.
+    @Test func aStopEndsTheWaitForACalmBurst() throws {
+        let store = InMemoryKeyValueService()
+        // One txn in five stalls for 5 ms: every burst of 15 holds three stalls.
+        store.beforeTxn.withLock { $0 = { n in if n % 5 == 0 { ContinuousClockSleep.sleep(for: .milliseconds(5)) } } }
+        let txnsTaken = { (stop: StopSignal) throws -> Int in
+            let before = store.txnCount
+            _ = try MeasuredLatency.measure(
+                store: store, namespace: Namespace(), recordBytes: 100, samples: 15, bursts: 8, pause: .milliseconds(1), stop: stop,
+                logger: testLogger)
+            return store.txnCount - before
+        }
+        // The uncounted first txn, then the bursts.
+        #expect(try txnsTaken(StopSignal()) == 1 + 8 * 15)
+        let stopped = StopSignal()
+        stopped.stop(signal: 2)
+        #expect(try txnsTaken(stopped) == 1 + 15)
     }
 
     /// The probe keeps the first calm burst; when none is, the one with the fastest txns

@@ -115,10 +115,11 @@ public struct MeasuredLatency: Sendable, Hashable {
     /// is not itself for a second or two after serving every key (measured on 3.1.4 at 1M
     /// keys: latencies twice their usual with spikes of 10–50 ms until about a second after
     /// the scan's last page): a forecast made from that moment was 2.3× and 2.9× what the
-    /// writes took. A calm etcd answers the first burst, at no cost in time.
+    /// writes took. A calm etcd answers the first burst, at no cost in time. A `stop` asked
+    /// for ends the waiting after the burst in flight, so Ctrl-C is not held up by it.
     public static func measure(
         store: any KeyValueService, namespace: Namespace, recordBytes: Int, samples: Int = 15, bursts: Int = 8,
-        pause: Duration = .milliseconds(250), logger: Logger
+        pause: Duration = .milliseconds(250), stop: StopSignal = StopSignal(), logger: Logger
     ) throws(EtcdError) -> MeasuredLatency {
         let read = RangeRequest(key: namespace.lockKey, countOnly: true)
         let txn = TxnRequest(
@@ -130,7 +131,7 @@ public struct MeasuredLatency: Sendable, Hashable {
         _ = try store.range(read)
         _ = try store.txn(txn)
         var taken: [Burst] = []
-        while taken.count < max(1, bursts), !(taken.last?.isCalm ?? false) {
+        while taken.isEmpty || (taken.count < bursts && !taken.last!.isCalm && !stop.isStopped) {
             if !taken.isEmpty { ContinuousClockSleep.sleep(for: pause) }
             var burst = Burst()
             for _ in 0..<max(1, samples) {
