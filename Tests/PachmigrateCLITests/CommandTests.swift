@@ -223,6 +223,9 @@ struct CommandTests {
             #expect(plan.stdout.contains("the longest chain is"))
             // It says which etcd it talks to.
             #expect(plan.stdout.contains("\(sample.server.endpoint) runs etcd \(EtcdBinaries.version)"))
+            // The forecast times a backup of a sample in the temp directory: that is no backup,
+            // and the log must not announce one.
+            #expect(!plan.stderr.contains("backup written"), "\(plan.stderr)")
             let planJSON = try pachmigrate(["plan", "--output", "json"] + sample.endpoint)
             let planEtcd = ((planJSON.json["result"] as? [String: Any])?["etcd"] as? [String: Any])?["endpoints"] as? [[String: Any]]
             #expect(planEtcd?.first?["server"] as? String == EtcdBinaries.version.description)
