@@ -226,7 +226,13 @@ struct CommandTests {
             // The forecast times a backup of a sample in the temp directory: that is no backup,
             // and the log must not announce one.
             #expect(!plan.stderr.contains("backup written"), "\(plan.stderr)")
+            // etcd does not tell its quota: without --etcd-quota the comparison is with its
+            // default, and says so.
+            #expect(plan.stdout.contains("of a 2.0 GiB quota, etcd's default (etcd does not tell its quota: give --etcd-quota"))
+            let withQuota = try pachmigrate(["plan", "--etcd-quota", "8GiB"] + sample.endpoint)
+            #expect(withQuota.stdout.contains("of a 8.0 GiB quota (the run stops itself"), "\(withQuota.stdout)")
             let planJSON = try pachmigrate(["plan", "--output", "json"] + sample.endpoint)
+            #expect((planJSON.json["result"] as? [String: Any])?["quotaAssumed"] as? Bool == true)
             let planEtcd = ((planJSON.json["result"] as? [String: Any])?["etcd"] as? [String: Any])?["endpoints"] as? [[String: Any]]
             #expect(planEtcd?.first?["server"] as? String == EtcdBinaries.version.description)
             #expect((planEtcd?.first?["cluster"] as? String)?.isEmpty == false)

@@ -34,6 +34,8 @@ struct MigrationReport: CommandReport {
     var spaceGuard: SpaceGuardReport?
     /// `--compact` was given (said where etcd reports no size).
     var compactRequested = false
+    /// No `--etcd-quota` was given: `space` compares with etcd's default quota.
+    var quotaAssumed = false
     /// How long the run takes from here, and what this invocation's phases took.
     var timeForecast: TimeForecast?
     var timeForecastUnavailable: String?
@@ -69,8 +71,8 @@ struct MigrationReport: CommandReport {
     }
 
     enum CodingKeys: String, CodingKey {
-        case etcd, outcome, from, to, detected, plan, state, scan, forecast, space, spaceUnavailable, compactions, spaceGuard, backup,
-            snapshot,
+        case etcd, outcome, from, to, detected, plan, state, scan, forecast, space, quotaAssumed, spaceUnavailable, compactions,
+            spaceGuard, backup, snapshot,
             timeForecast, timeForecastUnavailable, took, check, resumed, resuming, backupNotWritten, written, keptInOrder, txns,
             longestGroup, elapsedSeconds, message
     }
@@ -188,7 +190,7 @@ struct MigrationReport: CommandReport {
         var lines: [String] = []
         if let scan { lines.append(scan.renderText(verbose: verbose)) }
         if let forecast { lines.append(renderForecast(forecast)) }
-        if let space { lines += space.textLines }
+        if let space { lines += space.textLines(quotaAssumed: quotaAssumed) }
         if let spaceUnavailable {
             lines.append(
                 "etcd space: not checked (\(spaceUnavailable)): the quota could not be compared, and the run cannot stop "
@@ -301,6 +303,7 @@ struct MigrateCommand: ParsableCommand {
             options.concurrency = concurrency
             options.space = space.policy
             report.compactRequested = space.compact
+            report.quotaAssumed = space.quotaAssumed
             options.command = "pachmigrate migrate"
             options.toolVersion = toolVersion
             options.identity = .fromEnvironment()
@@ -444,6 +447,7 @@ struct PlanCommand: ParsableCommand {
             report.fill(from: result)
             report.forecast = result.scan?.pachyderm.forecast.pipelines
             report.compactRequested = space.compact
+            report.quotaAssumed = space.quotaAssumed
             return report
         }
     }
@@ -459,11 +463,13 @@ final class PreflightShown: Sendable {
 
 extension SpaceEstimate {
     /// The space preflight: the numbers, the mode the run takes and why, and what it means.
-    var textLines: [String] {
+    /// `quotaAssumed`: no `--etcd-quota` was given, so `quotaBytes` is etcd's default.
+    func textLines(quotaAssumed: Bool) -> [String] {
         let inUse = inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""
+        let assumed = quotaAssumed ? ", etcd's default (etcd does not tell its quota: give --etcd-quota if yours is set)" : ""
         var lines = [
             "etcd space: backend \(ByteSize.describe(currentBytes))\(inUse), expected growth \(ByteSize.describe(expectedGrowthBytes)), "
-                + "projected peak \(ByteSize.describe(projectedBytes)) of a \(ByteSize.describe(quotaBytes)) quota "
+                + "projected peak \(ByteSize.describe(projectedBytes)) of a \(ByteSize.describe(quotaBytes)) quota\(assumed) "
                 + "(the run stops itself \(ByteSize.describe(reserveBytes)) below it): \(fits ? "fits" : "DOES NOT FIT")"
         ]
         switch mode {

@@ -6,11 +6,12 @@ struct SpaceOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "etcd's --quota-backend-bytes (bytes, or 8Gi, 8GiB, 8G, 8GB: Gi/GiB are 1024³, G/GB 1000³; etcd's default is 2GiB). "
-                + "etcd does not tell its quota, so say it: the run refuses (exit 9) before writing if it would not fit, and stops "
+            "etcd's --quota-backend-bytes (bytes, or 8Gi, 8GiB, 8G, 8GB: Gi/GiB are 1024³, G/GB 1000³). "
+                + "etcd does not tell its quota, so say it; without this flag etcd's default, 2GiB, is assumed (and plan says so). "
+                + "The run refuses (exit 9) before writing if it would not fit, and stops "
                 + "itself (exit 9, resumable) 1% below it (at least 256KiB) if a member's backend gets there.",
             valueName: "size"))
-    var etcdQuota = ByteSize(bytes: SpacePolicy().quotaBytes)
+    var etcdQuota: ByteSize?
 
     @Flag(
         name: .long,
@@ -25,6 +26,9 @@ struct SpaceOptions: ParsableArguments {
     var compact = false
 
     var policy: SpacePolicy {
-        SpacePolicy(quotaBytes: etcdQuota.bytes, compactEvery: compact ? SpacePolicy.defaultCompactionInterval : nil)
+        SpacePolicy(quotaBytes: etcdQuota?.bytes ?? SpacePolicy().quotaBytes, compactEvery: compact ? SpacePolicy.defaultCompactionInterval : nil)
     }
+
+    /// No `--etcd-quota`: the run compares with etcd's default, which a cluster may not use.
+    var quotaAssumed: Bool { etcdQuota == nil }
 }
