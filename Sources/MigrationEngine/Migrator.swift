@@ -274,6 +274,7 @@ public struct Migrator: Sendable {
         }
         let state = try runToResume(journal)
         try requireWritePermission()
+        if state == nil, case .file(let path) = options.backup { try Backup.requireCreatable(path) }
         if let state { logger.info("resuming an interrupted migration", metadata: ["run": "\(state.runID)"]) }
 
         lock.report(step: .scan)

@@ -35,7 +35,11 @@ struct CLIWordingTests {
             MigrationError.Code.foreignWrite,
             "Stop whatever writes to the cluster (pachd, its pipelines and workers) before running pachmigrate again."
         ),
-        (.backupFailed, "Free some space there, move the file there away, or choose another path for the backup, then run again."),
+        (
+            .backupFailed,
+            "The backup's directory must exist and be writable, with room for the backup, and nothing else at its path; "
+                + "fix that or choose another --backup path, then run again."
+        ),
     ])
     func writersAndBackupsGetTheirRemedies(code: MigrationError.Code, remedy: String) {
         #expect(describe(MigrationError(code, "the engine's sentence.")).message == "the engine's sentence. " + remedy)

@@ -54,6 +54,20 @@ public enum Backup {
         }
     }
 
+    /// Fails with `.backupFailed` unless a backup file can be created at `path` (or one is
+    /// there already, for `reuse` to judge): so that a mistyped directory or a read-only
+    /// mount is found before the scan, which takes minutes on a large cluster, not after it.
+    public static func requireCreatable(_ path: String) throws(MigrationError) {
+        guard !PosixFile.exists(path) else { return }
+        do {
+            let file = try PosixFile.openForWriting(path, overwrite: false)
+            try? file.close()
+            PosixFile.remove(path)
+        } catch {
+            throw MigrationError(.backupFailed, "the backup \(path): \(error.message). Nothing was read or written.")
+        }
+    }
+
     /// A complete backup already at `path` that holds exactly `records` (the same keys,
     /// values and revisions, in the same order) is this run's own: an earlier attempt took
     /// it and stopped before its first write to etcd (a re-run Job with a fixed backup path,

@@ -168,7 +168,8 @@ func remedy(for code: MigrationError.Code) -> String? {
     case .stoppedBeforeWriting:
         "The lock is free: run the same command again when you are ready"
     case .backupFailed:
-        "Free some space there, move the file there away, or choose another path for the backup, then run again"
+        "The backup's directory must exist and be writable, with room for the backup, and nothing else at its path; "
+            + "fix that or choose another --backup path, then run again"
     default:
         nil
     }
