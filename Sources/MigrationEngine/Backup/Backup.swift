@@ -64,7 +64,7 @@ public enum Backup {
             try? file.close()
             PosixFile.remove(path)
         } catch {
-            throw MigrationError(.backupFailed, "the backup \(path): \(error.message). Nothing was read or written.")
+            throw MigrationError(.backupFailed, "the backup \(path): \(error.message). Nothing was written to etcd.")
         }
     }
 
