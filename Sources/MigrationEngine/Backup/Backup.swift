@@ -57,7 +57,7 @@ public enum Backup {
     /// Fails with `.backupFailed` unless a backup file can be created at `path` (or one is
     /// there already, for `reuse` to judge): so that a mistyped directory or a read-only
     /// mount is found before the scan, which takes minutes on a large cluster, not after it.
-    public static func requireCreatable(_ path: String) throws(MigrationError) {
+    static func requireCreatable(_ path: String) throws(MigrationError) {
         guard !PosixFile.exists(path) else { return }
         do {
             let file = try PosixFile.openForWriting(path, overwrite: false)
