@@ -545,9 +545,13 @@ struct CommandTests {
             defer { sample.server.stop() }
             let result = try pachmigrate(["migrate", "--backup", "/proc/no-such-dir/backup.jsonl"] + sample.endpoint)
             #expect(result.status == 1)
+            #expect(result.stderr.contains("the backup /proc/no-such-dir/backup.jsonl: cannot create: No such file or directory"))
             #expect(result.stderr.contains("Nothing was written to etcd"))
+            // Found before the scan (minutes on a large cluster), not after it.
+            #expect(!result.stderr.contains("scan started"), "\(result.stderr)")
             #expect(try pachydermState(sample.client) == sample.before)
             #expect(try JournalFacts(sample.client).state() == nil)
+            #expect(try sample.client.range(.prefix(bytes("pachmigrate/lock"))).kvs.isEmpty)
         }
     }
 }
