@@ -8,7 +8,7 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         fileprivate enum Base: String, Hashable, Sendable {
             case lockHeld, notAtRest, foreignWrite, leaseLost, conversionFailed, unsupportedVersion,
                 verificationFailed, interrupted, stoppedBeforeWriting, backupFailed, restoreFailed, restoreRefused, store, invalidState,
-                outOfSpace
+                outOfSpace, restoreUnfinished
         }
         fileprivate let base: Base
         /// Another migrator (or a stale one) holds the lock.
@@ -37,6 +37,9 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         /// `restore` would replace another cluster's keys, or throw away writes made after the
         /// backup by someone else; refused before any write until a flag says it is intended.
         public static let restoreRefused = Code(base: .restoreRefused)
+        /// A restore began writing and did not finish: the cluster is half restored, and no
+        /// migration runs on it until the restore is run again (or is abandoned by a flag).
+        public static let restoreUnfinished = Code(base: .restoreUnfinished)
         /// etcd failed (unreachable, auth, permission, limits); see `underlying`.
         public static let store = Code(base: .store)
         /// The journal in etcd is not one this tool can continue from.

@@ -37,6 +37,9 @@ public struct MigrationOptions: Sendable {
     /// Measure the latencies a time forecast needs (about thirty requests that change
     /// nothing); off, the run makes no forecast.
     public var measureForecast = true
+    /// Migrate a cluster that a stopped restore left half restored (`RestoreInProgress`),
+    /// from what it holds now, instead of refusing until the restore is run again to its end.
+    public var abandonRestore = false
     /// Called once the scan, the space check and the backup are done, before the first write,
     /// with what is known then (`scan`, `space`, `backup`, `unfinishedRun`): so that the
     /// operator reads the plan while the records are written, and an interrupted run has
@@ -183,6 +186,7 @@ public struct Migrator: Sendable {
         let journal = JournalReader(store: store, namespace: namespace)
         let stamped = try journal.stampedVersion()
         let existing = try journal.state()
+        try refuseHalfRestored(journal, options)
         if let stamped, existing?.status != .running && existing?.status != .failed {
             if stamped == migration.toVersion {
                 return MigrationResult(outcome: .alreadyMigrated(to: stamped))
@@ -272,6 +276,7 @@ public struct Migrator: Sendable {
         {
             return MigrationResult(outcome: .alreadyMigrated(to: stamped))
         }
+        try refuseHalfRestored(journal, options)
         let state = try runToResume(journal)
         try requireWritePermission()
         if state == nil, case .file(let path) = options.backup { try Backup.requireCreatable(path) }
@@ -298,7 +303,9 @@ public struct Migrator: Sendable {
         // The last moment a stop ends the run with nothing written; from here on it finishes
         // the txn in flight and leaves the run resumable.
         try stop.beginWriting()
-        let stateRevision = try fencedPut(lock, [(namespace.stateKey, JSONCoding.encode(run))], doing: "recording the run's state")
+        // With --abandon-restore, the record of the stopped restore goes with the first write.
+        let stateRevision = try fencedPut(
+            lock, [(namespace.stateKey, JSONCoding.encode(run))], deleting: [namespace.restoreKey], doing: "recording the run's state")
 
         try writeAndCheck(
             scan, startRevision: run.startRevision, stateRevision: stateRevision, resumed: state != nil, options: options, lock: lock,
@@ -306,6 +313,19 @@ public struct Migrator: Sendable {
         try recordCompletion(of: run, scan: scan, lock: lock, holder: holder)
         lock.report(step: .done)
         return result
+    }
+
+    /// Refuses a cluster that a stopped restore left half restored, unless told to abandon
+    /// that restore: the operator was rolling back, and a migration would go the other way.
+    private func refuseHalfRestored(_ journal: JournalReader, _ options: MigrationOptions) throws(MigrationError) {
+        guard !options.abandonRestore, let restore = try journal.restoreInProgress() else { return }
+        throw MigrationError(
+            .restoreUnfinished,
+            "a restore of \(restore.backupPath) (\(restore.keys) keys, sha256 \(restore.backupSHA256.prefix(12))…), begun at "
+                + "\(restore.startedAt) by \(restore.who), did not finish: the cluster is half restored, part backup and part what it "
+                + "held before, and nothing was written now. Run `\(restore.command)` again, with the flags it was first run with, "
+                + "to finish the rollback (it is safe to repeat); only if that backup is lost, add --abandon-restore to migrate "
+                + "from what the cluster holds now")
     }
 
     /// The interrupted run the journal records, if any, to resume; refuses one between
@@ -770,10 +790,11 @@ public struct Migrator: Sendable {
     /// Returns the revision the put took.
     @discardableResult
     private func fencedPut(
-        _ lock: MigrationLock, _ puts: [([UInt8], [UInt8])], doing: String, retrying: Bool = true
+        _ lock: MigrationLock, _ puts: [([UInt8], [UInt8])], deleting deletes: [[UInt8]] = [], doing: String, retrying: Bool = true
     ) throws(MigrationError) -> Int64 {
         try FencedTxn(store: store, lock: lock, logger: logger).write(
-            puts.map { .put(PutRequest(key: $0.0, value: $0.1)) }, doing: doing, retrying: retrying, lockLost: { lostLock(doing: doing) })
+            puts.map { .put(PutRequest(key: $0.0, value: $0.1)) } + deletes.map { .deleteRange(DeleteRangeRequest(key: $0)) },
+            doing: doing, retrying: retrying, lockLost: { lostLock(doing: doing) })
     }
 
     private func lostLock(doing: String) -> MigrationError {

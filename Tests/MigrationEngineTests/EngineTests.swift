@@ -107,6 +107,31 @@ struct EngineTests {
         #expect(store.revision == revision)
     }
 
+    /// A restore stopped half way leaves its record: plan and migrate refuse, writing
+    /// nothing, until told to abandon it; then the first write removes the record.
+    @Test func aHalfRestoredClusterIsRefusedUntilTheRestoreIsAbandoned() throws {
+        let store = toyCluster()
+        let underWay = RestoreInProgress(
+            backupPath: "/backups/pre.jsonl", backupSHA256: "ab12", keys: 61, startedAt: "2026-12-04T04:00:00Z", who: "ops-laptop")
+        store.seed([("pachmigrate/restore", String(decoding: JSONCoding.encode(underWay), as: UTF8.self))])
+        let revision = store.revision
+        for dryRun in [true, false] {
+            var options = MigrationOptions(backup: .none)
+            options.dryRun = dryRun
+            let error = #expect(throws: MigrationError.self) { try migrator(store).run(options: options) }
+            #expect(error?.code == .restoreUnfinished)
+            #expect(error?.message.contains("`pachmigrate restore /backups/pre.jsonl` again") == true, "\(error?.message ?? "")")
+            #expect(error?.message.contains("--abandon-restore") == true)
+        }
+        #expect(store.revision == revision)
+
+        var options = MigrationOptions(backup: .none)
+        options.abandonRestore = true
+        #expect(try migrator(store).run(options: options).outcome == .migrated)
+        #expect(store.current("pachmigrate/restore") == nil)
+        #expect(values(store).filter { $0.key.hasPrefix("app/c/") }.allSatisfy { $0.value.hasPrefix("v2:") })
+    }
+
     @Test func dryRunWritesNothing() throws {
         let store = toyCluster()
         let revision = store.revision

@@ -361,7 +361,8 @@ struct BackupPathReuseTests {
 
 /// Ctrl-C during a restore: before its first write nothing changes; after it, the restore
 /// stops after the txn in flight, leaves the cluster unstamped (no new pachd starts on it)
-/// and the same command finishes it.
+/// and recorded as half restored (status says so, plan and migrate refuse), and the same
+/// command finishes it.
 @Suite("Stopping a restore")
 struct StopRestoreTests {
     @Test func aRestoreStoppedHalfWayIsUnstampedAndTheSameCommandFinishesIt() async throws {
@@ -385,9 +386,28 @@ struct StopRestoreTests {
             let held = try pachmigrate(["wait", "--version", "1.5.0", "--timeout", "1s"] + cluster.endpoint, timeout: 30)
             #expect(held.status == 1, "a new pachd's init container must keep waiting: \(held.stderr)")
 
+            // Every later command knows the cluster is half restored, not half migrated.
+            let status = try pachmigrate(["status"] + cluster.endpoint)
+            #expect(status.stdout.contains("Restore of \(cluster.backupPath)"), "\(status.stdout)")
+            #expect(status.stdout.contains("stopped half way: the cluster is half restored"), "\(status.stdout)")
+            let statusJSON = try pachmigrate(["status", "--output", "json"] + cluster.endpoint)
+            let underWay = (statusJSON.json["result"] as? [String: Any])?["restoreInProgress"] as? [String: Any]
+            #expect(underWay?["backupPath"] as? String == cluster.backupPath, "\(statusJSON.stdout.prefix(2000))")
+            let halfRestored = try pachydermState(cluster.client)
+            for command in [["plan"], ["migrate", "--no-backup"]] {
+                let refused = try pachmigrate(command + cluster.endpoint, timeout: 600)
+                #expect(refused.status == 4, "\(command): \(refused.stderr.suffix(2000))")
+                #expect(refused.stderr.contains("did not finish: the cluster is half restored"), "\(refused.stderr.suffix(2000))")
+                #expect(refused.stderr.contains("`pachmigrate restore \(cluster.backupPath)` again"), "\(refused.stderr.suffix(2000))")
+            }
+            #expect(try pachydermState(cluster.client) == halfRestored)
+
             let finished = try pachmigrate(["restore", cluster.backupPath] + cluster.endpoint, timeout: 600)
             #expect(finished.status == 0, "\(finished.stderr.suffix(2000))")
             #expect(valuesByKey(try pachydermState(cluster.client)) == valuesByKey(cluster.before))
+            #expect(try cluster.client.range(RangeRequest(key: bytes("pachmigrate/restore"))).kvs.isEmpty)
+            let after = try pachmigrate(["status"] + cluster.endpoint)
+            #expect(!after.stdout.contains("Restore of"), "\(after.stdout)")
         }
     }
 }

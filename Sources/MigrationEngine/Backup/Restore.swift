@@ -197,8 +197,16 @@ public struct Restorer: Sendable {
         lock.report(step: .restore, done: 0, total: lines)
         try stop.beginWriting()
         // Unstamped before the first key is touched: a restore stopped half way (a signal, a
-        // crash) must not leave a cluster that `wait --version` lets a new pachd start on.
-        let unstamped = try fenced(lock, [.deleteRange(DeleteRangeRequest(key: namespace.versionKey))], doing: "unstamping the cluster")
+        // crash) must not leave a cluster that `wait --version` lets a new pachd start on. The
+        // record of the restore under way tells every later command (status, plan, migrate)
+        // that the cluster is half restored, however this process ends.
+        let underWay = RestoreInProgress(backupPath: path, backupSHA256: sha, keys: lines, startedAt: timestamp(), who: holder.who)
+        let unstamped = try fenced(
+            lock,
+            [
+                .deleteRange(DeleteRangeRequest(key: namespace.versionKey)),
+                .put(PutRequest(key: namespace.restoreKey, value: JSONCoding.encode(underWay))),
+            ], doing: "unstamping the cluster")
         let space = spaceGuard(options.space, startRevision: unstamped)
         var restored = 0
         var removed = 0
@@ -286,6 +294,7 @@ public struct Restorer: Sendable {
                 .deleteRange(DeleteRangeRequest(key: namespace.stateKey)),
                 .deleteRange(DeleteRangeRequest(key: namespace.versionKey)),
                 .deleteRange(.prefix(namespace.lanesPrefix)),
+                .deleteRange(DeleteRangeRequest(key: namespace.restoreKey)),
                 .put(PutRequest(key: journal.newHistoryKey(runID: holder.holderID), value: JSONCoding.encode(entry))),
             ], doing: "resetting the migration state")
         return RestoreResult(plan: plan, dryRun: false, restored: restored, removed: extra.map(\.printable), sha256: sha)

@@ -178,6 +178,21 @@ public struct HistoryEntry: Codable, Sendable, Hashable {
     }
 }
 
+/// A restore that has begun writing: the record `Restorer` puts in the txn of its first
+/// write and deletes in the txn of its last. Found by a later command, it means the keys
+/// under the roots are part backup, part what was there before: `restore` must be run again.
+public struct RestoreInProgress: Codable, Sendable, Hashable {
+    public var backupPath: String
+    public var backupSHA256: String
+    /// The keys the backup holds.
+    public var keys: Int
+    public var startedAt: String
+    public var who: String
+
+    /// What to run to finish it.
+    public var command: String { "pachmigrate restore \(backupPath)" }
+}
+
 enum JSONCoding {
     /// Our own plain Codable structs (strings, integers, no floats) cannot fail to encode;
     /// were one to, writing an empty journal record would hide it, so it stops the process.
@@ -261,6 +276,12 @@ public struct JournalReader: Sendable {
             entries.append(try JSONCoding.decode(HistoryEntry.self, kv.value, key: kv.key))
         }
         return entries
+    }
+
+    /// The restore that began writing and has not finished, if any (`RestoreInProgress`).
+    public func restoreInProgress() throws(MigrationError) -> RestoreInProgress? {
+        guard let kv = try get(namespace.restoreKey, "reading pachmigrate's record of a restore under way") else { return nil }
+        return try JSONCoding.decode(RestoreInProgress.self, kv.value, key: kv.key)
     }
 
     public func lockHolder() throws(MigrationError) -> HeldLock? {

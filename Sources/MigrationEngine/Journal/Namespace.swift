@@ -21,6 +21,9 @@ public struct Namespace: Sendable, Hashable {
     public func lane(ofCursorKey key: [UInt8]) -> LaneID {
         LaneID(name: String(decoding: key.dropFirst(lanesPrefix.count), as: UTF8.self))
     }
+    /// A restore under way (`RestoreInProgress`): written with its first write, removed
+    /// with its last, so one that was stopped half way is known to every later command.
+    public var restoreKey: [UInt8] { Array((root + "restore").utf8) }
     /// Append-only log of completed runs, restores and lock breaks.
     public var historyPrefix: [UInt8] { Array((root + "history/").utf8) }
 }

@@ -263,6 +263,11 @@ struct MigrateCommand: ParsableCommand {
     @Flag(name: .long, help: "Migrate open commits too, writing the openCommits entries 1.5.0 needs, instead of refusing.")
     var allowOpenCommits = false
 
+    @Flag(
+        name: .long,
+        help: "Migrate a cluster that a stopped restore left half restored, from what it holds now, instead of refusing (only if that restore's backup is lost).")
+    var abandonRestore = false
+
     @Option(name: .long, help: ArgumentHelp("Wait this long for a held lock (e.g. 30s, 5m) instead of failing at once.", valueName: "duration"))
     var waitLock: DurationArgument?
 
@@ -301,6 +306,7 @@ struct MigrateCommand: ParsableCommand {
             options.dryRun = dryRun
             options.lock = LockOptions(ttl: lockTTL.wholeSecondsRoundedUp, wait: waitLock?.duration ?? .zero)
             options.concurrency = concurrency
+            options.abandonRestore = abandonRestore
             options.space = space.policy
             report.compactRequested = space.compact
             report.quotaAssumed = space.quotaAssumed
@@ -425,6 +431,9 @@ struct PlanCommand: ParsableCommand {
     @Flag(name: .long, help: "Plan as if open commits were allowed (migrate --allow-open-commits).")
     var allowOpenCommits = false
 
+    @Flag(name: .long, help: "Plan as if a stopped restore were abandoned (migrate --abandon-restore).")
+    var abandonRestore = false
+
     @Flag(name: .long, help: "List every conversion note, not the first 20.")
     var verbose = false
 
@@ -436,6 +445,7 @@ struct PlanCommand: ParsableCommand {
             guard let migration else { return report }
             var options = MigrationOptions(backup: .none)
             options.dryRun = true
+            options.abandonRestore = abandonRestore
             options.space = space.policy
             let migrator = Migrator(store: client, migration: migration, namespace: connection.namespace, logger: context.logger)
             let result = try migrator.run(options: options) { context.progress.update($0) }

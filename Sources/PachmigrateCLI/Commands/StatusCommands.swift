@@ -63,6 +63,8 @@ struct StatusReport: CommandReport {
     var alarms: [String]?
     var alarmsUnavailable: String?
     var stampedVersion: String?
+    /// A restore that began writing and has not finished: the cluster is half restored.
+    var restoreInProgress: RestoreInProgress?
     var state: RunState?
     var lanes: [String: LaneCursor]
     var lock: LockInspection?
@@ -79,6 +81,15 @@ struct StatusReport: CommandReport {
             lines.append("etcd alarms: unknown (\(alarmsUnavailable ?? "?"))")
         }
         lines.append("Stamped version: \(stampedVersion ?? "none (never migrated by pachmigrate)")")
+        if let restore = restoreInProgress {
+            lines.append("Restore of \(restore.backupPath) (\(restore.keys) keys, sha256 \(restore.backupSHA256)), begun \(restore.startedAt) by \(restore.who): not finished")
+            if let lock, !lock.stale, lock.holderProcessGone != true, lock.holder.step == .restore {
+                lines.append("  in progress: \(lock.holder.who) holds the lock")
+            } else {
+                lines.append(
+                    "  stopped half way: the cluster is half restored. Run `\(restore.command)` again (with the flags it was first run with) to finish it; migrate refuses until then")
+            }
+        }
         if let state {
             lines.append("Run \(state.runID): \(state.statusName), \(state.from) → \(state.to), step \(state.step)")
             lines.append("  started \(state.startedAt) at revision \(state.startRevision), updated \(state.updatedAt)")
@@ -142,6 +153,7 @@ struct StatusCommand: ParsableCommand {
             // The one read status cannot do without comes first: an etcd that does not answer
             // fails it after one request timeout, not after the best-effort reads' too.
             let stampedVersion = try journal.stampedVersion()
+            let restoreInProgress = try journal.restoreInProgress()
             var alarms: [String]?
             var alarmsUnavailable: String?
             switch Result(catching: { () throws(EtcdError) in try client.alarms() }) {
@@ -152,7 +164,7 @@ struct StatusCommand: ParsableCommand {
             let lanes = Dictionary(uniqueKeysWithValues: try journal.laneCursors().map { ($0.key.name, $0.value) })
             return StatusReport(
                 etcd: EtcdSummary(client), alarms: alarms, alarmsUnavailable: alarmsUnavailable, stampedVersion: stampedVersion,
-                state: try journal.state(), lanes: lanes,
+                restoreInProgress: restoreInProgress, state: try journal.state(), lanes: lanes,
                 lock: try LockInspection.read(store: client, namespace: connection.namespace), history: try journal.history(limit: history))
         }
     }

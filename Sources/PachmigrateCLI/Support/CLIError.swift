@@ -32,7 +32,7 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case .usage: "bad flags or arguments"
         case .lockHeld: "another migrator holds the lock"
         case .notAtRest:
-            "the cluster is not at rest, or someone else wrote during the run; "
+            "the cluster is not at rest, or someone else wrote during the run, or a restore stopped half way; "
                 + "or restore refused: not the backup's cluster, or newer writes (a flag overrides)"
         case .unsupportedVersion: "no migration path between the versions"
         case .verificationFailed: "verify found problems"
@@ -119,7 +119,7 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
         let status: ExitStatus =
             switch error.code {
             case .lockHeld: .lockHeld
-            case .notAtRest, .foreignWrite, .restoreRefused: .notAtRest
+            case .notAtRest, .foreignWrite, .restoreRefused, .restoreUnfinished: .notAtRest
             case .unsupportedVersion: .unsupportedVersion
             case .verificationFailed: .verificationFailed
             case .interrupted, .leaseLost: .interrupted
