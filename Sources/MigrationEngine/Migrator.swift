@@ -322,8 +322,8 @@ public struct Migrator: Sendable {
         throw MigrationError(
             .restoreUnfinished,
             "a restore of \(restore.backupPath) (\(restore.keys) keys, sha256 \(restore.backupSHA256.prefix(12))…), begun at "
-                + "\(restore.startedAt) by \(restore.who), did not finish: the cluster is half restored, part backup and part what it "
-                + "held before, and nothing was written now. Run `\(restore.command)` again, with the flags it was first run with, "
+                + "\(restore.startedAt) by \(restore.who), did not finish, so the cluster is half restored: part backup, part what it "
+                + "held before. Run `\(restore.command)` again, with the flags it was first run with, "
                 + "to finish the rollback (it is safe to repeat); only if that backup is lost, add --abandon-restore to migrate "
                 + "from what the cluster holds now")
     }

@@ -397,7 +397,7 @@ struct StopRestoreTests {
             for command in [["plan"], ["migrate", "--no-backup"]] {
                 let refused = try pachmigrate(command + cluster.endpoint, timeout: 600)
                 #expect(refused.status == 4, "\(command): \(refused.stderr.suffix(2000))")
-                #expect(refused.stderr.contains("did not finish: the cluster is half restored"), "\(refused.stderr.suffix(2000))")
+                #expect(refused.stderr.contains("did not finish, so the cluster is half restored"), "\(refused.stderr.suffix(2000))")
                 #expect(refused.stderr.contains("`pachmigrate restore \(cluster.backupPath)` again"), "\(refused.stderr.suffix(2000))")
             }
             #expect(try pachydermState(cluster.client) == halfRestored)

@@ -221,7 +221,8 @@ struct RestoreCommand: ParsableCommand {
             }
             let result: RestoreResult
             do throws(MigrationError) {
-                result = try restorer.restore(from: path, options: options, stop: signals.stop) { context.progress.update($0) }
+                // Absolute: the record of a restore under way names the file for whoever finishes it.
+                result = try restorer.restore(from: absolutePath(path), options: options, stop: signals.stop) { context.progress.update($0) }
             } catch var error {
                 if let plan = error.refusedRestore { error.message = plan.refusalMessage(backup: path) }
                 throw error

@@ -80,7 +80,8 @@ struct StatusReport: CommandReport {
         } else {
             lines.append("etcd alarms: unknown (\(alarmsUnavailable ?? "?"))")
         }
-        lines.append("Stamped version: \(stampedVersion ?? "none (never migrated by pachmigrate)")")
+        let never = state == nil && history.isEmpty ? " (never migrated by pachmigrate)" : ""
+        lines.append("Stamped version: \(stampedVersion ?? "none\(never)")")
         if let restore = restoreInProgress {
             lines.append("Restore of \(restore.backupPath) (\(restore.keys) keys, sha256 \(restore.backupSHA256)), begun \(restore.startedAt) by \(restore.who): not finished")
             if let lock, !lock.stale, lock.holderProcessGone != true, lock.holder.step == .restore {
