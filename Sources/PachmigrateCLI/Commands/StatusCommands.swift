@@ -83,12 +83,15 @@ struct StatusReport: CommandReport {
         let never = state == nil && history.isEmpty ? " (never migrated by pachmigrate)" : ""
         lines.append("Stamped version: \(stampedVersion ?? "none\(never)")")
         if let restore = restoreInProgress {
-            lines.append("Restore of \(restore.backupPath) (\(restore.keys) keys, sha256 \(restore.backupSHA256)), begun \(restore.startedAt) by \(restore.who): not finished")
+            lines.append(
+                "Restore of \(restore.backupPath) (\(restore.keys) keys, sha256 \(restore.backupSHA256)), "
+                    + "begun \(restore.startedAt) by \(restore.who): not finished")
             if let lock, !lock.stale, lock.holderProcessGone != true, lock.holder.step == .restore {
                 lines.append("  in progress: \(lock.holder.who) holds the lock")
             } else {
                 lines.append(
-                    "  stopped half way: the cluster is half restored. Run `\(restore.command)` again (with the flags it was first run with) to finish it; migrate refuses until then")
+                    "  stopped half way: the cluster is half restored. Run `\(restore.command)` again "
+                        + "(with the flags it was first run with) to finish it; migrate refuses until then")
             }
         }
         if let state {
