@@ -265,8 +265,9 @@ struct MigrateCommand: ParsableCommand {
 
     @Flag(
         name: .long,
-        help: "Migrate a cluster that a stopped restore left half restored, from what it holds now, instead of refusing "
-            + "(only if that restore's backup is lost).")
+        help: ArgumentHelp(
+            "Migrate a cluster that a stopped restore left half restored, from what it holds now, instead of refusing "
+                + "(only if that restore's backup is lost)."))
     var abandonRestore = false
 
     @Option(name: .long, help: ArgumentHelp("Wait this long for a held lock (e.g. 30s, 5m) instead of failing at once.", valueName: "duration"))
