@@ -186,7 +186,7 @@ public struct Migrator: Sendable {
         let journal = JournalReader(store: store, namespace: namespace)
         let stamped = try journal.stampedVersion()
         let existing = try journal.state()
-        try refuseHalfRestored(journal, options)
+        if !options.abandonRestore { try journal.refuseIfHalfRestored() }
         if let stamped, existing?.status != .running && existing?.status != .failed {
             if stamped == migration.toVersion {
                 return MigrationResult(outcome: .alreadyMigrated(to: stamped))
@@ -276,7 +276,7 @@ public struct Migrator: Sendable {
         {
             return MigrationResult(outcome: .alreadyMigrated(to: stamped))
         }
-        try refuseHalfRestored(journal, options)
+        if !options.abandonRestore { try journal.refuseIfHalfRestored() }
         let state = try runToResume(journal)
         try requireWritePermission()
         if state == nil, case .file(let path) = options.backup { try Backup.requireCreatable(path) }
@@ -313,19 +313,6 @@ public struct Migrator: Sendable {
         try recordCompletion(of: run, scan: scan, lock: lock, holder: holder)
         lock.report(step: .done)
         return result
-    }
-
-    /// Refuses a cluster that a stopped restore left half restored, unless told to abandon
-    /// that restore: the operator was rolling back, and a migration would go the other way.
-    private func refuseHalfRestored(_ journal: JournalReader, _ options: MigrationOptions) throws(MigrationError) {
-        guard !options.abandonRestore, let restore = try journal.restoreInProgress() else { return }
-        throw MigrationError(
-            .restoreUnfinished,
-            "a restore of \(restore.backupPath) (\(restore.keys) keys, sha256 \(restore.backupSHA256.prefix(12))…), begun at "
-                + "\(restore.startedAt) by \(restore.who), did not finish, so the cluster is half restored: part backup, part what it "
-                + "held before. Run `\(restore.command)` again, with the flags it was first run with, "
-                + "to finish the rollback (it is safe to repeat); only if that backup is lost, add --abandon-restore to migrate "
-                + "from what the cluster holds now")
     }
 
     /// The interrupted run the journal records, if any, to resume; refuses one between

@@ -408,6 +408,16 @@ struct StopRestoreTests {
             #expect(try cluster.client.range(RangeRequest(key: bytes("pachmigrate/restore"))).kvs.isEmpty)
             let after = try pachmigrate(["status"] + cluster.endpoint)
             #expect(!after.stdout.contains("Restore of"), "\(after.stdout)")
+
+            // The record as a restore stopped right after its first txn leaves it, on records that
+            // are all 1.4 text: the restore is what --from 1.5.0 hears about, not the version.
+            let stoppedRestore =
+                #"{"backupPath":"\#(cluster.backupPath)","backupSHA256":"ab12","keys":1,"#
+                + #""startedAt":"2026-12-04T04:00:00Z","who":"ops"}"#
+            try cluster.client.put(PutRequest(key: bytes("pachmigrate/restore"), value: bytes(stoppedRestore)))
+            let contradicting = try pachmigrate(["migrate", "--from", "1.5.0", "--to", "1.5.0", "--no-backup"] + cluster.endpoint)
+            #expect(contradicting.status == 4, "\(contradicting.stderr.suffix(2000))")
+            #expect(contradicting.stderr.contains("did not finish, so the cluster is half restored"), "\(contradicting.stderr)")
         }
     }
 }

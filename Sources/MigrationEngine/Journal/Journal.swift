@@ -284,6 +284,19 @@ public struct JournalReader: Sendable {
         return try JSONCoding.decode(RestoreInProgress.self, kv.value, key: kv.key)
     }
 
+    /// Refuses a cluster that a stopped restore left half restored: the operator was rolling
+    /// back, and a migration would go the other way (`MigrationOptions.abandonRestore`).
+    public func refuseIfHalfRestored() throws(MigrationError) {
+        guard let restore = try restoreInProgress() else { return }
+        throw MigrationError(
+            .restoreUnfinished,
+            "a restore of \(restore.backupPath) (\(restore.keys) keys, sha256 \(restore.backupSHA256.prefix(12))…), begun at "
+                + "\(restore.startedAt) by \(restore.who), did not finish, so the cluster is half restored: part backup, part what it "
+                + "held before. Run `\(restore.command)` again, with the flags it was first run with, "
+                + "to finish the rollback (it is safe to repeat); only if that backup is lost, add --abandon-restore to migrate "
+                + "from what the cluster holds now")
+    }
+
     public func lockHolder() throws(MigrationError) -> HeldLock? {
         guard let kv = try get(namespace.lockKey, "reading the migration lock") else { return nil }
         return HeldLock(holder: try JSONCoding.decode(LockHolder.self, kv.value, key: kv.key), record: kv)

@@ -94,11 +94,15 @@ struct MigrationReport: CommandReport {
     /// Connects and resolves the versions against the cluster; the migration is nil when
     /// there is nothing to do (the report then says why).
     static func start(
-        connection: ConnectionOptions, versions: VersionOptions, allowOpenCommits: Bool, verbose: Bool, logger: Logger
+        connection: ConnectionOptions, versions: VersionOptions, allowOpenCommits: Bool, abandonRestore: Bool, verbose: Bool,
+        logger: Logger
     ) throws -> (EtcdClient, MigrationReport, PachydermRecordMigration?) {
         // Before the client: a path the flags alone rule out exits 5 even with etcd unreachable.
         _ = try versions.explicitPlan()
         let client = try connection.makeClient(logger: logger)
+        // Before the versions are matched with the records: a half restored cluster holds
+        // either, and what to do is finish the restore, whatever --from says.
+        if !abandonRestore { try JournalReader(store: client, namespace: connection.namespace).refuseIfHalfRestored() }
         let resolved = try ResolvedMigration.resolve(
             store: client, layout: connection.layout, namespace: connection.namespace, from: versions.from, to: versions.to,
             allowOpenCommits: allowOpenCommits)
@@ -300,7 +304,7 @@ struct MigrateCommand: ParsableCommand {
         let started = ContinuousClock.now
         try runCommand("migrate", output, connection: connection) { context in
             var (client, report, migration) = try MigrationReport.start(
-                connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose,
+                connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, abandonRestore: abandonRestore, verbose: verbose,
                 logger: context.logger)
             guard let migration else { return report }
             var options = MigrationOptions(
@@ -442,7 +446,7 @@ struct PlanCommand: ParsableCommand {
     func run() throws {
         try runCommand("plan", output, connection: connection) { context in
             var (client, report, migration) = try MigrationReport.start(
-                connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, verbose: verbose,
+                connection: connection, versions: versions, allowOpenCommits: allowOpenCommits, abandonRestore: abandonRestore, verbose: verbose,
                 logger: context.logger)
             guard let migration else { return report }
             var options = MigrationOptions(backup: .none)
