@@ -654,10 +654,12 @@ public final class EtcdClient: KeyValueService, Sendable {
         if let last, failures.allSatisfy({ $0.error.code == .incompatibleServer }) {
             throw EtcdError(.incompatibleServer, failures.map(\.error.message).joined(separator: "; "), endpoint: last.endpoint)
         }
+        let reasons = failures.map(\.error.message).joined(separator: "; ")
+        // A reason may end in a question of its own ("is etcd stuck?"): no full stop after it.
+        let sentenceEnd = reasons.last.map { ".?!".contains($0) } == true ? " " : ". "
         throw EtcdError(
             .transport,
-            "Could not reach etcd: \(failures.map(\.error.message).joined(separator: "; ")). "
-                + "Check that etcd runs and the endpoints, ports and TLS settings are right.",
+            "Could not reach etcd: \(reasons)\(sentenceEnd)Check that etcd runs and the endpoints, ports and TLS settings are right.",
             endpoint: last?.endpoint)
     }
 

@@ -58,7 +58,7 @@ public struct Pachmigrate: ParsableCommand {
         }
         let words = commandWords(arguments)
         let json = asksForJSON(arguments)
-        // Until the command takes SIGINT and SIGTERM itself (migrate, backup and restore do,
+        // Until the command takes SIGINT, SIGTERM and SIGHUP itself (migrate, backup and restore do,
         // before their first write), a signal ends the run at once, said in the chosen format.
         TerminationSignals.onSignal { signal in
             stoppedBeforeTheCommandTookSignals(signal, json: json, arguments: arguments, command: words.path)
@@ -100,7 +100,7 @@ public struct Pachmigrate: ParsableCommand {
     /// and resolve versions) wrote nothing; the other commands only read, but `convert`
     /// (its output file) and `lock break` (one delete).
     static func stoppedBeforeTheCommandTookSignals(_ signal: Int32, json: Bool, arguments: [String], command: [String]) -> Never {
-        let name = signal == SIGTERM ? "SIGTERM" : "SIGINT"
+        let name = signalName(signal)
         let (status, code, message): (ExitStatus, String, String) =
             switch command {
             case ["convert"]:
@@ -113,7 +113,7 @@ public struct Pachmigrate: ParsableCommand {
                 (.failure, "stopped", "stopped on request (\(name)) while breaking the lock: see `pachmigrate lock show` for whether it was.")
             default:
                 (
-                    signal == SIGTERM ? .stoppedBySIGTERM : .stoppedBySIGINT, "stoppedBeforeWriting",
+                    .stoppedBy(signal), "stoppedBeforeWriting",
                     "stopped on request (\(name)) before the first write; nothing was written. Run the same command again when you are ready."
                 )
             }

@@ -157,21 +157,28 @@ public struct ThreadStartError: Error, Sendable, Hashable {
     public var errorNumber: Int32
 }
 
-/// SIGINT and SIGTERM, taken by a thread of their own with sigwait(3) rather than by a
-/// signal handler (which may run only async-signal-safe code): `start()` blocks them in the
+/// SIGINT, SIGTERM and SIGHUP (the terminal closed: an ssh session dropped, a laptop's
+/// window shut), taken by a thread of their own with sigwait(3) rather than by a signal
+/// handler (which may run only async-signal-safe code): `start()` blocks them in the
 /// calling thread, so it must run first thing in `main`, before any other thread exists
 /// (threads inherit the mask). Until a command sets a handler, a signal ends the process
 /// as the shell expects (exit 128 + the signal's number).
+///
+/// `start()` also ignores SIGPIPE. Output piped to `tee` or a log shipper outlives its
+/// reader when Ctrl-C or a hangup reaches the whole pipeline: the next log line would
+/// otherwise kill the process at once, lock held and stop unfinished, instead of letting it
+/// stop after the txn in flight. Writes to a closed pipe then fail (EPIPE) and are dropped.
 public enum TerminationSignals {
     private static let handler = Mutex<(@Sendable (Int32) -> Void)?>(nil)
 
     public static func start() {
+        signal(SIGPIPE, SIG_IGN)
         var set = signals()
         pthread_sigmask(SIG_BLOCK, &set, nil)
         if case .success(let thread) = OSThread.start(name: "signals", watch) { thread.detach() }
     }
 
-    /// Calls `body` (on the watcher's thread) for every SIGINT or SIGTERM from now on.
+    /// Calls `body` (on the watcher's thread) for every SIGINT, SIGTERM or SIGHUP from now on.
     public static func onSignal(_ body: @escaping @Sendable (Int32) -> Void) {
         handler.withLock { $0 = body }
     }
@@ -181,6 +188,7 @@ public enum TerminationSignals {
         sigemptyset(&set)
         sigaddset(&set, SIGINT)
         sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGHUP)
         return set
     }
 

@@ -40,9 +40,12 @@ public final class PachmigrateProcess: @unchecked Sendable {
     private let err: CapturedOutput
 
     /// `shell`: a /bin/sh script run in front of the binary (e.g. to set a ulimit); it must
-    /// end with `exec "$0" "$@"`.
+    /// end with `exec "$0" "$@"`. `readerGone`: stdout and stderr go to a pipe nobody reads,
+    /// as when Ctrl-C or a hangup has ended the `tee` the output was piped to; nothing is
+    /// captured.
     public init(
-        _ arguments: [String], environment: [String: String] = [:], directory: String? = nil, shell: String? = nil
+        _ arguments: [String], environment: [String: String] = [:], directory: String? = nil, shell: String? = nil,
+        readerGone: Bool = false
     ) throws {
         out = try CapturedOutput()
         err = try CapturedOutput()
@@ -61,6 +64,12 @@ public final class PachmigrateProcess: @unchecked Sendable {
         process.standardOutput = out.handle
         process.standardError = err.handle
         process.standardInput = FileHandle.nullDevice
+        if readerGone {
+            let pipe = Pipe()
+            try pipe.fileHandleForReading.close()
+            process.standardOutput = pipe
+            process.standardError = pipe
+        }
         try spawnChild(process)
     }
 

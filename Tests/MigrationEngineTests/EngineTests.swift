@@ -132,6 +132,19 @@ struct EngineTests {
         #expect(values(store).filter { $0.key.hasPrefix("app/c/") }.allSatisfy { $0.value.hasPrefix("v2:") })
     }
 
+    /// The command that finishes a restore is pasted into a shell: a backup path with a space
+    /// or a quote in it must come back as the one argument it was.
+    @Test(arguments: [
+        ("/backups/pre-1.5.jsonl", "pachmigrate restore /backups/pre-1.5.jsonl"),
+        ("/backups/pre 1.5.jsonl", "pachmigrate restore '/backups/pre 1.5.jsonl'"),
+        ("/backups/Bob's pre-1.5.jsonl", #"pachmigrate restore '/backups/Bob'\''s pre-1.5.jsonl'"#),
+        ("/backups/$HOME*.jsonl", "pachmigrate restore '/backups/$HOME*.jsonl'"),
+    ])
+    func theRestoreToFinishIsNamedAsAShellReadsIt(path: String, command: String) {
+        let underWay = RestoreInProgress(backupPath: path, backupSHA256: "ab12", keys: 1, startedAt: "2026-12-04T04:00:00Z", who: "ops")
+        #expect(underWay.command == command)
+    }
+
     @Test func dryRunWritesNothing() throws {
         let store = toyCluster()
         let revision = store.revision
@@ -163,6 +176,8 @@ struct EngineTests {
         let error = #expect(throws: MigrationError.self) { try migrator(store).run(options: MigrationOptions(backup: .none)) }
         #expect(error?.code == .lockHeld)
         #expect(error?.message.contains("running `other`") == true)
+        // The holder (this test's own process) still runs: not said to be gone.
+        #expect(error?.message.contains("no longer runs") == false, "\(String(describing: error))")
         #expect(values(store).filter { $0.value.hasPrefix("v2:") }.isEmpty)
     }
 

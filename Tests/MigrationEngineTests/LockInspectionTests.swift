@@ -72,4 +72,21 @@ struct LockInspectionTests {
         #expect(elsewhere.holderProcessGone == nil)
         #expect(!elsewhere.stale)
     }
+
+    /// A run killed on this host (its terminal closed, say) and run again at once meets its
+    /// own lock: the refusal says the holder is gone, when etcd frees the lock, and what to do.
+    @Test func aRefusalByAHolderGoneFromThisHostSaysWhenTheLockFrees() throws {
+        let store = InMemoryKeyValueService()
+        let dead = try MigrationLock.acquire(
+            store: store, namespace: Namespace(), holder: holder(pid: Int32.max - 1), logger: testLogger)
+        defer { dead.release() }
+        let error = #expect(throws: MigrationError.self) {
+            try MigrationLock.acquire(store: store, namespace: Namespace(), holder: holder(), logger: testLogger)
+        }
+        #expect(error?.code == .lockHeld)
+        let message = error?.message ?? ""
+        #expect(message.contains("pid \(Int32.max - 1) no longer runs on this host"), "\(message)")
+        #expect(message.contains("etcd frees the lock when its lease runs out, within "), "\(message)")
+        #expect(message.contains("`pachmigrate lock break`"), "\(message)")
+    }
 }

@@ -131,7 +131,10 @@ struct CommandTests {
             let result = try pachmigrate(
                 ["lock", "show", "--request-timeout", "1500ms"], environment: ["ETCD_ENDPOINTS": "http://127.0.0.1:\(port)"])
             #expect(result.status == 1)
-            #expect(result.stderr.contains("accepted the connection but sent no answer within 1.5 s (the request timeout)"), "\(result.stderr)")
+            #expect(
+                result.stderr.contains(
+                    "accepted the connection but sent no answer within 1.5 s (the request timeout): is it etcd's client port, "
+                        + "and is etcd stuck? Check that etcd runs"), "\(result.stderr)")
             #expect(!result.stderr.contains("milliseconds") && !result.stderr.contains("no connection within"), "\(result.stderr)")
             #expect(result.stderr.contains("no --endpoints given: tried $ETCD_ENDPOINTS"), "\(result.stderr)")
             #expect(Date().timeIntervalSince(started) < 20)

@@ -3,19 +3,24 @@ import EtcdTestSupport
 import Foundation
 import Testing
 
+private let signalNames: [Int32: String] = [SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGHUP: "SIGHUP"]
+
 /// The migrator killed, interrupted or paused mid-run, as an operator's process would be.
 @Suite("Faults during a migration")
 struct FaultTests {
-    @Test func sigtermFinishesTheRecordInFlightExits7AndResumes() async throws {
+    /// SIGTERM (Kubernetes) or SIGHUP (the operator's terminal closed) once writing has begun.
+    @Test(arguments: [SIGTERM, SIGHUP])
+    func aSignalFinishesTheRecordInFlightExits7AndResumes(signal: Int32) async throws {
         try await onOwnThread {
             let sample = try SampleServer()
             defer { sample.server.stop() }
             let run = try PachmigrateProcess(["migrate", "--no-backup", "--concurrency", "1"] + sample.endpoint)
             #expect(waitUntilWriting(sample.client, run))
-            run.signal(SIGTERM)
+            run.signal(signal)
             let interrupted = run.wait()
             #expect(interrupted.status == 7, "\(interrupted.stderr)")
             #expect(interrupted.stderr.contains("run the same command again"))
+            #expect(interrupted.stderr.contains("\(signalNames[signal]!): finishing the txn in flight"), "\(interrupted.stderr)")
             // The lease was revoked on the way out: the lock is free at once.
             #expect(try sample.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.isEmpty)
             #expect(try JournalFacts(sample.client).state()?["status"] as? String == "failed")
@@ -87,8 +92,31 @@ struct FaultTests {
         }
     }
 
-    /// Outside a migration, Ctrl-C and SIGTERM end a command as the shell expects, at once.
-    @Test(arguments: [SIGINT, SIGTERM])
+    /// `migrate … 2>&1 | tee log` and Ctrl-C: the shell signals the whole pipeline, `tee`
+    /// exits, and every later log line meets a pipe nobody reads. The run still stops after
+    /// the txn in flight and frees the lock (SIGPIPE once killed it on the spot, the lock
+    /// left held for its lease's TTL), and it runs to the end with nobody reading at all.
+    @Test func aRunWhoseOutputReaderIsGoneStillStopsCleanlyAndResumes() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let arguments = ["migrate", "--no-backup", "--concurrency", "1", "--lock-ttl", "30"] + sample.endpoint
+            let run = try PachmigrateProcess(arguments, readerGone: true)
+            #expect(waitUntilWriting(sample.client, run), "the run ended before writing (SIGPIPE at its first log line?)")
+            run.signal(SIGINT)
+            let interrupted = run.wait()
+            #expect(interrupted.status == 7)
+            #expect(try sample.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.isEmpty, "the lock was left held")
+            #expect(try JournalFacts(sample.client).state()?["status"] as? String == "failed")
+
+            let resumed = try PachmigrateProcess(arguments, readerGone: true).wait()
+            #expect(resumed.status == 0)
+            try sample.expectMigratedLikeAnUninterruptedRun()
+        }
+    }
+
+    /// Outside a migration, Ctrl-C, SIGTERM and a hangup end a command as the shell expects, at once.
+    @Test(arguments: [SIGINT, SIGTERM, SIGHUP])
     func signalEndsACommandThatIsNotMigrating(signal: Int32) async throws {
         try await onOwnThread {
             let sample = try SampleServer()
@@ -103,14 +131,14 @@ struct FaultTests {
             let ended = waiting.wait(timeout: 10)
             #expect(ended.status == 128 + signal, "\(ended.stderr)")
             #expect(Date().timeIntervalSince(started) < 5)
-            #expect(ended.stderr.contains("pachmigrate wait: error: stopped on request (\(signal == SIGINT ? "SIGINT" : "SIGTERM"))"))
+            #expect(ended.stderr.contains("pachmigrate wait: error: stopped on request (\(signalNames[signal]!))"), "\(ended.stderr)")
         }
     }
 
     /// A signal while migrate still connects, before it takes signals itself, ends it at once
-    /// with 130 or 143 and says so: one JSON document under `--output json` (CI once read none
-    /// when a loaded machine made the start slow), and a line on stderr.
-    @Test(arguments: [SIGINT, SIGTERM])
+    /// with 130, 143 or 129 and says so: one JSON document under `--output json` (CI once read
+    /// none when a loaded machine made the start slow), and a line on stderr.
+    @Test(arguments: [SIGINT, SIGTERM, SIGHUP])
     func aSignalWhileConnectingIsReported(signal: Int32) async throws {
         try await onOwnThread {
             // An etcd that takes the first request and does not answer it.
@@ -126,8 +154,9 @@ struct FaultTests {
             #expect(result.status == 128 + signal, "\(result.stderr)")
             #expect(result.json["ok"] as? Bool == false, "\(result.stdout)")
             #expect((result.json["error"] as? [String: Any])?["code"] as? String == "stoppedBeforeWriting", "\(result.stdout)")
-            let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
-            #expect(result.stderr.contains("stopped on request (\(name)) before the first write; nothing was written"), "\(result.stderr)")
+            #expect(
+                result.stderr.contains("stopped on request (\(signalNames[signal]!)) before the first write; nothing was written"), "\(result.stderr)"
+            )
         }
     }
 

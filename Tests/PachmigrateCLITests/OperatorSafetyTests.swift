@@ -394,7 +394,7 @@ struct StopRestoreTests {
             let underWay = (statusJSON.json["result"] as? [String: Any])?["restoreInProgress"] as? [String: Any]
             #expect(underWay?["backupPath"] as? String == cluster.backupPath, "\(statusJSON.stdout.prefix(2000))")
             let halfRestored = try pachydermState(cluster.client)
-            for command in [["plan"], ["migrate", "--no-backup"]] {
+            for command in [["plan"], ["migrate", "--no-backup"], ["verify"]] {
                 let refused = try pachmigrate(command + cluster.endpoint, timeout: 600)
                 #expect(refused.status == 4, "\(command): \(refused.stderr.suffix(2000))")
                 #expect(refused.stderr.contains("did not finish, so the cluster is half restored"), "\(refused.stderr.suffix(2000))")

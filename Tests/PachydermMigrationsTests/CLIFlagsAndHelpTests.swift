@@ -142,13 +142,15 @@ struct CLIFlagsAndHelpTests {
         }
     }
 
-    /// A signal before a command takes signals itself ends it with 130 or 143
-    /// (`Pachmigrate.stoppedBeforeTheCommandTookSignals`), so each command's help names both;
-    /// `convert` and `lock break` end with 1 there instead, saying what may be left.
-    @Test func everyCommandAStopEndsWith130Or143SaysSo() {
+    /// A signal before a command takes signals itself ends it with 130, 143 or 129
+    /// (`Pachmigrate.stoppedBeforeTheCommandTookSignals`), so each command's help names all
+    /// three; `convert` and `lock break` end with 1 there instead, saying what may be left.
+    @Test func everyCommandAStopEndsWith130143Or129SaysSo() {
         for (name, _, statuses) in Self.commands where !["convert", "lock break"].contains(name) {
             guard let statuses else { continue }
-            #expect(statuses.contains(.stoppedBySIGINT) && statuses.contains(.stoppedBySIGTERM), "\(name)")
+            #expect(
+                statuses.contains(.stoppedBySIGINT) && statuses.contains(.stoppedBySIGTERM) && statuses.contains(.stoppedBySIGHUP),
+                "\(name)")
         }
     }
 

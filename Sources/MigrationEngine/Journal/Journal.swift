@@ -45,7 +45,7 @@ public struct RunState: Codable, Sendable, Hashable {
         return MigrationError.Code(recorded: String(message[..<colon]))
     }
 
-    /// A run stopped by SIGINT or SIGTERM: recorded as failed with the code `interrupted`.
+    /// A run stopped by SIGINT, SIGTERM or SIGHUP: recorded as failed with the code `interrupted`.
     public var stoppedOnRequest: Bool { failureCode == .interrupted }
 
     /// The run's status as `plan`, `migrate` and `status` name it.
@@ -189,8 +189,19 @@ public struct RestoreInProgress: Codable, Sendable, Hashable {
     public var startedAt: String
     public var who: String
 
-    /// What to run to finish it.
-    public var command: String { "pachmigrate restore \(backupPath)" }
+    /// What to run to finish it, for an operator to paste into a shell.
+    public var command: String { "pachmigrate restore \(Self.shellWord(backupPath))" }
+
+    /// `word` as a POSIX shell reads it back: as it is when no character in it is special to
+    /// a shell, else single-quoted (a path with a space or a quote in it is still one argument).
+    static func shellWord(_ word: String) -> String {
+        let plain =
+            !word.isEmpty
+            && word.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "@%+=:,./_-".unicodeScalars.contains($0)
+            }
+        return plain ? word : "'" + word.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
+    }
 }
 
 enum JSONCoding {

@@ -174,9 +174,11 @@ public final class MigrationLock: Sendable {
                 current = try? JSONCoding.decode(LockHolder.self, kv.value, key: kv.key)
             }
             if ContinuousClock.now >= deadline {
+                // What `lock show` would say, so the refusal can tell a holder that died here.
+                let inspection = try? LockInspection.read(store: store, namespace: namespace)
                 throw MigrationError(
                     .lockHeld,
-                    Self.heldMessage(current, namespace: namespace),
+                    Self.heldMessage(current, inspection: inspection, namespace: namespace),
                     keys: [namespace.lockKey.printable])
             }
             // Said once where an operator sees it, then at info level each second.
@@ -189,15 +191,31 @@ public final class MigrationLock: Sendable {
         }
     }
 
-    static func heldMessage(_ holder: LockHolder?, namespace: Namespace) -> String {
+    static func heldMessage(_ holder: LockHolder?, inspection: LockInspection?, namespace: Namespace) -> String {
         guard let holder else {
             return "the migration lock \(namespace.lockKey.printable) is held by a record this tool cannot read"
         }
-        return """
+        // The journal's count outlives the holder's last progress heartbeat.
+        let progress =
+            if let written = inspection?.journalWritten, let records = inspection?.journalRecords {
+                "\(written) of \(records) records written"
+            } else {
+                "\(holder.done)/\(holder.total)"
+            }
+        var message = """
             the migration lock is held by \(holder.who), holder \(holder.holderID), running `\(holder.command)` \
             \(holder.from.map { "from \($0) " } ?? "")\(holder.to.map { "to \($0) " } ?? "")since \(holder.startedAt), \
-            step \(holder.step) (\(holder.done)/\(holder.total)), last heartbeat \(holder.heartbeat).
+            step \(holder.step) (\(progress)), last heartbeat \(holder.heartbeat).
             """
+        if let inspection, inspection.holder.holderID == holder.holderID, inspection.holderProcessGone == true {
+            let within = inspection.leaseRemainingSeconds >= 0 ? ", within \(inspection.leaseRemainingSeconds) s" : ""
+            message += """
+                 pid \(holder.pid) no longer runs on this host: that run ended without releasing the lock (killed, \
+                or its terminal closed), and etcd frees the lock when its lease runs out\(within). Run the same command \
+                again then (or with --wait-lock 1m, which waits for it), or free the lock now with `pachmigrate lock break`.
+                """
+        }
+        return message
     }
 
     /// Updates the step and progress the next heartbeat publishes; a new step is published

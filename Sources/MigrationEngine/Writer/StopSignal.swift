@@ -9,7 +9,7 @@ public final class StopSignal: Sendable {
     private let number = Atomic<Int32>(0)
     private let writing = Atomic<Bool>(false)
     public init() {}
-    /// `signal`: the signal that asked (SIGINT, SIGTERM), 0 for a request from code.
+    /// `signal`: the signal that asked (SIGINT, SIGTERM, SIGHUP), 0 for a request from code.
     public func stop(signal: Int32 = 0) {
         number.store(signal, ordering: .relaxed)
         flag.store(true, ordering: .sequentiallyConsistent)

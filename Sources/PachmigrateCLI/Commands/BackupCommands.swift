@@ -40,7 +40,7 @@ struct BackupCommand: ParsableCommand {
             \(ExitStatus.helpLine(Self.exitStatuses))
             """)
 
-    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .stoppedBySIGINT, .stoppedBySIGTERM]
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .stoppedBySIGHUP, .stoppedBySIGINT, .stoppedBySIGTERM]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
@@ -57,7 +57,8 @@ struct BackupCommand: ParsableCommand {
             let layout = connection.layout
             let prefixes = layout.roots
             // Ctrl-C deletes the unfinished file rather than leave one that looks like a backup.
-            let signals = SignalHandlers { signal, _ in context.progress.interrupt("signal \(signal): stopping; the unfinished file is deleted") }
+            let signals = SignalHandlers { signal, _ in context.progress.interrupt("\(signalName(signal)): stopping; the unfinished file is deleted")
+            }
             let info = try Backup.take(
                 store: client, prefixes: prefixes, to: path, toolVersion: toolVersion, stop: signals.stop, logger: context.logger)
             var report = BackupReport(backup: info)
@@ -176,7 +177,7 @@ struct RestoreCommand: ParsableCommand {
             """)
 
     static let exitStatuses: [ExitStatus] = [
-        .ok, .failure, .usage, .lockHeld, .notAtRest, .interrupted, .outOfSpace, .stoppedBySIGINT, .stoppedBySIGTERM,
+        .ok, .failure, .usage, .lockHeld, .notAtRest, .interrupted, .outOfSpace, .stoppedBySIGHUP, .stoppedBySIGINT, .stoppedBySIGTERM,
     ]
 
     @OptionGroup var connection: ConnectionOptions
@@ -216,8 +217,8 @@ struct RestoreCommand: ParsableCommand {
             let signals = SignalHandlers { signal, writing in
                 context.progress.interrupt(
                     writing
-                        ? "signal \(signal): finishing the txn in flight, then stopping (run the same restore command again to finish)"
-                        : "signal \(signal): stopping now; nothing has been written")
+                        ? "\(signalName(signal)): finishing the txn in flight, then stopping (run the same restore command again to finish)"
+                        : "\(signalName(signal)): stopping now; nothing has been written")
             }
             let result: RestoreResult
             do throws(MigrationError) {
@@ -266,7 +267,8 @@ struct VerifyCommand: ParsableCommand {
         discussion: """
             Commits and branches must point at existing repos and commits, parents and \
             provenance must exist, jobs should reference existing pipelines, and the counts must \
-            match the journal. Exits 6 with every problem listed.
+            match the journal. Exits 6 with every problem listed. A cluster that a stopped \
+            restore left half restored is not checked: it exits 4, naming the restore to finish.
 
             Examples:
               pachmigrate verify --endpoints http://etcd:2379
@@ -275,7 +277,9 @@ struct VerifyCommand: ParsableCommand {
             \(ExitStatus.helpLine(Self.exitStatuses))
             """)
 
-    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .verificationFailed, .stoppedBySIGINT, .stoppedBySIGTERM]
+    static let exitStatuses: [ExitStatus] = [
+        .ok, .failure, .usage, .notAtRest, .verificationFailed, .stoppedBySIGHUP, .stoppedBySIGINT, .stoppedBySIGTERM,
+    ]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
@@ -287,6 +291,9 @@ struct VerifyCommand: ParsableCommand {
         try runCommand("verify", output, connection: connection) { context in
             let client = try connection.makeClient(logger: context.logger)
             let journal = JournalReader(store: client, namespace: connection.namespace)
+            // Part backup, part what the cluster held before: its records could pass every
+            // check, and "OK" would hide the rollback an operator believes finished.
+            try journal.refuseIfHalfRestored()
             let detected = try ClusterInspection.detectVersion(store: client, layout: connection.layout, namespace: connection.namespace)
             guard let expected = version ?? detected.version else {
                 throw CLIError(.failure, "nothing to verify: \(detected.detail)")

@@ -242,7 +242,7 @@ struct MigrateCommand: ParsableCommand {
     /// What this command can exit with, for its help (a test holds the code to it).
     static let exitStatuses: [ExitStatus] = [
         .ok, .failure, .usage, .lockHeld, .notAtRest, .unsupportedVersion, .interrupted, .conversionFailed, .outOfSpace,
-        .stoppedBySIGINT, .stoppedBySIGTERM,
+        .stoppedBySIGHUP, .stoppedBySIGINT, .stoppedBySIGTERM,
     ]
 
     @OptionGroup var connection: ConnectionOptions
@@ -331,10 +331,10 @@ struct MigrateCommand: ParsableCommand {
                 let notice =
                     switch (writing, context.progress.step) {
                     case (true, .check?):
-                        "signal \(signal): every record is written; stopping the check after the writes at its next page of keys "
+                        "\(signalName(signal)): every record is written; stopping the check after the writes at its next page of keys "
                             + "(run the same command again to check and finish)"
-                    case (true, _): "signal \(signal): finishing the txn in flight, then stopping (run the same command again to resume)"
-                    case (false, _): "signal \(signal): stopping now; nothing has been written"
+                    case (true, _): "\(signalName(signal)): finishing the txn in flight, then stopping (run the same command again to resume)"
+                    case (false, _): "\(signalName(signal)): stopping now; nothing has been written"
                     }
                 context.progress.interrupt(notice)
             }
@@ -426,7 +426,7 @@ struct PlanCommand: ParsableCommand {
             """)
 
     static let exitStatuses: [ExitStatus] = [
-        .ok, .failure, .usage, .notAtRest, .unsupportedVersion, .conversionFailed, .outOfSpace, .stoppedBySIGINT, .stoppedBySIGTERM,
+        .ok, .failure, .usage, .notAtRest, .unsupportedVersion, .conversionFailed, .outOfSpace, .stoppedBySIGHUP, .stoppedBySIGINT, .stoppedBySIGTERM,
     ]
 
     @OptionGroup var connection: ConnectionOptions

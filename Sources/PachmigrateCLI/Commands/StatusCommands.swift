@@ -142,7 +142,7 @@ struct StatusCommand: ParsableCommand {
             \(ExitStatus.helpLine(Self.exitStatuses))
             """)
 
-    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .stoppedBySIGINT, .stoppedBySIGTERM]
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .stoppedBySIGHUP, .stoppedBySIGINT, .stoppedBySIGTERM]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
@@ -218,7 +218,7 @@ struct LockShowCommand: ParsableCommand {
             \(ExitStatus.helpLine(Self.exitStatuses))
             """)
 
-    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .stoppedBySIGINT, .stoppedBySIGTERM]
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .stoppedBySIGHUP, .stoppedBySIGINT, .stoppedBySIGTERM]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
@@ -323,7 +323,7 @@ struct WaitCommand: ParsableCommand {
             \(ExitStatus.helpLine(Self.exitStatuses))
             """)
 
-    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .unsupportedVersion, .stoppedBySIGINT, .stoppedBySIGTERM]
+    static let exitStatuses: [ExitStatus] = [.ok, .failure, .usage, .unsupportedVersion, .stoppedBySIGHUP, .stoppedBySIGINT, .stoppedBySIGTERM]
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions

@@ -22,8 +22,18 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     case conversionFailed = 8
     case outOfSpace = 9
     /// 128 + the signal's number, as a shell reports a process a signal ended.
+    case stoppedBySIGHUP = 129
     case stoppedBySIGINT = 130
     case stoppedBySIGTERM = 143
+
+    /// The status of a run `signal` stopped before its first write.
+    static func stoppedBy(_ signal: Int32?) -> ExitStatus {
+        switch signal {
+        case SIGTERM: .stoppedBySIGTERM
+        case SIGHUP: .stoppedBySIGHUP
+        default: .stoppedBySIGINT
+        }
+    }
 
     var meaning: String {
         switch self {
@@ -40,6 +50,8 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case .conversionFailed: "a record could not be converted (each is named)"
         case .outOfSpace:
             "etcd would run out of space: refused before any write, stopped before the quota (no alarm), or NOSPACE: make room, then run again"
+        case .stoppedBySIGHUP:
+            "stopped by SIGHUP (the terminal closed) before the first write: nothing was written, no lock is left"
         case .stoppedBySIGINT: "stopped by SIGINT (Ctrl-C) before the first write: nothing was written, no lock is left"
         case .stoppedBySIGTERM: "stopped by SIGTERM before the first write: nothing was written, no lock is left"
         }
@@ -51,7 +63,7 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     /// a retry would only repeat it. The migration Job retries exactly these.
     public var retryable: Bool {
         switch self {
-        case .failure, .interrupted, .stoppedBySIGINT, .stoppedBySIGTERM: true
+        case .failure, .interrupted, .stoppedBySIGHUP, .stoppedBySIGINT, .stoppedBySIGTERM: true
         case .ok, .usage, .lockHeld, .notAtRest, .unsupportedVersion, .verificationFailed, .conversionFailed, .outOfSpace: false
         }
     }
@@ -69,6 +81,7 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case .interrupted: "interrupted, resumable"
         case .conversionFailed: "a record cannot be converted"
         case .outOfSpace: "etcd out of space"
+        case .stoppedBySIGHUP: "hangup before the first write"
         case .stoppedBySIGINT: "Ctrl-C before the first write"
         case .stoppedBySIGTERM: "SIGTERM before the first write"
         }
@@ -89,6 +102,16 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         wrap(
             codes.map { "\($0.rawValue) \($0.shortMeaning)" }.joined(separator: "; ") + " (all codes: pachmigrate --help).",
             width: 78, first: "Exit status: ", rest: "  ")
+    }
+}
+
+/// The name an operator knows a stop signal by.
+func signalName(_ signal: Int32) -> String {
+    switch signal {
+    case SIGHUP: "SIGHUP"
+    case SIGINT: "SIGINT"
+    case SIGTERM: "SIGTERM"
+    default: "signal \(signal)"
     }
 }
 
@@ -123,7 +146,7 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
             case .unsupportedVersion: .unsupportedVersion
             case .verificationFailed: .verificationFailed
             case .interrupted, .leaseLost: .interrupted
-            case .stoppedBeforeWriting: error.signal == SIGTERM ? .stoppedBySIGTERM : .stoppedBySIGINT
+            case .stoppedBeforeWriting: .stoppedBy(error.signal)
             case .conversionFailed: .conversionFailed
             case .outOfSpace: .outOfSpace
             default: .failure

@@ -2,8 +2,8 @@ import EtcdGateway
 import MigrationEngine
 import PlatformShim
 
-/// SIGTERM and SIGINT ask the run to stop: before its first write at once, with nothing
-/// written (exit 130 or 143); once writing has begun after the txn in flight, resumable
+/// SIGINT, SIGTERM and SIGHUP ask the run to stop: before its first write at once, with
+/// nothing written (exit 130, 143 or 129); once writing has begun after the txn in flight, resumable
 /// (exit 7). Delivered by the watcher thread `Pachmigrate.runMain` starts (`TerminationSignals`);
 /// `onSignal` gets the signal's number and whether the run had begun writing.
 final class SignalHandlers: Sendable {
