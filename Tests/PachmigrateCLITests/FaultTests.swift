@@ -110,7 +110,7 @@ struct FaultTests {
             #expect(try JournalFacts(sample.client).state()?["status"] as? String == "failed")
 
             let resumed = try PachmigrateProcess(arguments, readerGone: true).wait()
-            #expect(resumed.status == 0)
+            try #require(resumed.status == 0)
             try sample.expectMigratedLikeAnUninterruptedRun()
         }
     }
