@@ -91,6 +91,10 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
     public var space: OutOfSpace?
     /// With `.stoppedBeforeWriting` and `.interrupted`: the signal that asked for the stop.
     public var signal: Int32?
+    /// With `.lockHeld`: the lock as `lock show` would judge it (a holder gone from this host,
+    /// its lease's time left), from which the caller words the way forward; nil when it
+    /// could not be read again.
+    public var heldLock: LockInspection?
     /// With `.restoreRefused`: what the restore found, from which the caller words the refusal
     /// (the setting that overrides each reason is the caller's to name).
     public var refusedRestore: RestorePlan?

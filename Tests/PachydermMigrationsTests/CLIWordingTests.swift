@@ -1,6 +1,7 @@
-import MigrationEngine
+import EtcdModel
 import Testing
 
+@testable import MigrationEngine
 @testable import PachmigrateCLI
 
 /// The engine's refusals carry codes and keys; the CLI adds what pachmigrate's operator
@@ -28,6 +29,26 @@ struct CLIWordingTests {
                 == "the migration lock is held by someone. "
                 + "Wait for it (--wait-lock), or if it is stuck, see `pachmigrate lock show` and `pachmigrate lock break`."
         )
+    }
+
+    /// A holder that died on this host (a closed terminal, a kill) is said to be gone, with
+    /// when its lock frees itself and the two ways past it, instead of "wait for it".
+    @Test(arguments: [true, false])
+    func lockHeldByAHolderGoneFromThisHostSaysWhenItFrees(gone: Bool) {
+        var holder = LockHolder.current(command: "pachmigrate migrate", toolVersion: "t", from: "1.4.8", to: "1.5.0")
+        holder.pid = 4242
+        var error = MigrationError(.lockHeld, "the migration lock is held by someone.")
+        error.heldLock = LockInspection(
+            holder: holder, heartbeatAgeSeconds: 3, leaseRemainingSeconds: 27, leaseRemainingSource: .etcd, stale: gone,
+            holderProcessGone: gone, record: KeyValue(key: Array("pachmigrate/lock".utf8), value: []))
+        let message = describe(error).message
+        #expect(
+            (message
+                == "the migration lock is held by someone. pid 4242 no longer runs on this host: that run ended without releasing "
+                + "the lock (killed, or its terminal closed), and etcd frees the lock when its lease runs out, within 27 s. Run the "
+                + "same command again then (with --wait-lock 1m it waits for that), or free the lock now with `pachmigrate lock break`.")
+                == gone, "\(message)")
+        #expect(message.contains("Wait for it (--wait-lock)") == !gone, "\(message)")
     }
 
     @Test(arguments: [

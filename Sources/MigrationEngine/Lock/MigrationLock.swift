@@ -174,12 +174,15 @@ public final class MigrationLock: Sendable {
                 current = try? JSONCoding.decode(LockHolder.self, kv.value, key: kv.key)
             }
             if ContinuousClock.now >= deadline {
-                // What `lock show` would say, so the refusal can tell a holder that died here.
-                let inspection = try? LockInspection.read(store: store, namespace: namespace)
-                throw MigrationError(
-                    .lockHeld,
-                    Self.heldMessage(current, inspection: inspection, namespace: namespace),
+                // What `lock show` would say of the same holder, for the way forward.
+                let inspection = (try? LockInspection.read(store: store, namespace: namespace)).flatMap {
+                    $0.holder.holderID == current?.holderID ? $0 : nil
+                }
+                var error = MigrationError(
+                    .lockHeld, Self.heldMessage(current, inspection: inspection, namespace: namespace),
                     keys: [namespace.lockKey.printable])
+                error.heldLock = inspection
+                throw error
             }
             // Said once where an operator sees it, then at info level each second.
             let level: Logger.Level = waited ? .info : .notice
@@ -202,20 +205,11 @@ public final class MigrationLock: Sendable {
             } else {
                 "\(holder.done)/\(holder.total)"
             }
-        var message = """
+        return """
             the migration lock is held by \(holder.who), holder \(holder.holderID), running `\(holder.command)` \
             \(holder.from.map { "from \($0) " } ?? "")\(holder.to.map { "to \($0) " } ?? "")since \(holder.startedAt), \
             step \(holder.step) (\(progress)), last heartbeat \(holder.heartbeat).
             """
-        if let inspection, inspection.holder.holderID == holder.holderID, inspection.holderProcessGone == true {
-            let within = inspection.leaseRemainingSeconds >= 0 ? ", within \(inspection.leaseRemainingSeconds) s" : ""
-            message += """
-                 pid \(holder.pid) no longer runs on this host: that run ended without releasing the lock (killed, \
-                or its terminal closed), and etcd frees the lock when its lease runs out\(within). Run the same command \
-                again then (or with --wait-lock 1m, which waits for it), or free the lock now with `pachmigrate lock break`.
-                """
-        }
-        return message
     }
 
     /// Updates the step and progress the next heartbeat publishes; a new step is published

@@ -159,7 +159,7 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
         return (
             status, kind,
             error.message
-                + ((remedy(for: error.code) ?? error.underlying.flatMap(remedy(for:))).map {
+                + ((error.heldLock.flatMap(remedy(forHolderGone:)) ?? remedy(for: error.code) ?? error.underlying.flatMap(remedy(for:))).map {
                     (error.message.hasSuffix(".") ? " " : ". ") + $0 + "."
                 } ?? ""),
             error.keys.map(\.description)
@@ -196,6 +196,18 @@ func remedy(for code: MigrationError.Code) -> String? {
     default:
         nil
     }
+}
+
+/// What the operator does next about a lock whose holder died on this host (killed, or its
+/// terminal closed) and so never released it; nil while it may still run.
+func remedy(forHolderGone lock: LockInspection) -> String? {
+    guard lock.holderProcessGone == true else { return nil }
+    let within = lock.leaseRemainingSeconds >= 0 ? ", within \(lock.leaseRemainingSeconds) s" : ""
+    return """
+        pid \(lock.holder.pid) no longer runs on this host: that run ended without releasing the lock (killed, or its \
+        terminal closed), and etcd frees the lock when its lease runs out\(within). Run the same command again then (with \
+        --wait-lock 1m it waits for that), or free the lock now with `pachmigrate lock break`
+        """
 }
 
 /// What the operator does next when etcd itself refused, whatever the engine was doing.
