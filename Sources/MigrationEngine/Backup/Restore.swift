@@ -101,6 +101,14 @@ public struct RestorePlan: Sendable, Codable, Hashable {
     public var newerWriteSample: [String]
     /// The revisions pachmigrate's last migration wrote (`Restorer.migrationWrites`), if any.
     public var migrationWrites: ClosedRange<Int64>?
+    /// A restore that stopped half way on the target, and the revisions it wrote (its record's
+    /// create to last write revision): pachmigrate's own writes of a backup still on file,
+    /// not newer writes to protect. This restore replaces them, or finishes it (same sha256).
+    public var unfinishedRestore: RestoreInProgress?
+    public var unfinishedRestoreWrites: ClosedRange<Int64>?
+    /// The revisions the last finished restore wrote (`JournalReader.lastRestoreWrites`):
+    /// pachmigrate's own writes too, of a backup on file.
+    public var lastRestoreWrites: ClosedRange<Int64>?
     /// What stops the restore unless its `RestoreOptions` setting allows it; empty when it may go ahead.
     public var refusals: [Refusal]
 }
@@ -201,12 +209,11 @@ public struct Restorer: Sendable {
         // record of the restore under way tells every later command (status, plan, migrate)
         // that the cluster is half restored, however this process ends.
         let underWay = RestoreInProgress(backupPath: path, backupSHA256: sha, keys: lines, startedAt: timestamp(), who: holder.who)
+        // Put again in every txn of the restore: the record's mod revision is then its last
+        // write, so a later restore tells this one's writes from anyone else's (`assess`).
+        let recordUnderWay = RequestOp.put(PutRequest(key: namespace.restoreKey, value: JSONCoding.encode(underWay)))
         let unstamped = try fenced(
-            lock,
-            [
-                .deleteRange(DeleteRangeRequest(key: namespace.versionKey)),
-                .put(PutRequest(key: namespace.restoreKey, value: JSONCoding.encode(underWay))),
-            ], doing: "unstamping the cluster")
+            lock, [.deleteRange(DeleteRangeRequest(key: namespace.versionKey)), recordUnderWay], doing: "unstamping the cluster")
         let space = spaceGuard(options.space, startRevision: unstamped)
         var restored = 0
         var removed = 0
@@ -220,8 +227,8 @@ public struct Restorer: Sendable {
             throw error
         }
 
-        // Keys put or removed per txn: within etcd's limit on a txn's ops.
-        let perTxn = min(100, store.txnLimits.maxOps)
+        // Keys put or removed per txn: within etcd's limit on a txn's ops, with the record.
+        let perTxn = min(100, store.txnLimits.maxOps - 1)
         // Remove what the backup does not hold: etcd lists keys in byte order, so one walk
         // over both sorted lists finds them.
         var held = SortedKeys(backupKeys.reader(for: Self.keysGroup))
@@ -229,7 +236,9 @@ public struct Restorer: Sendable {
         var doomed: [[UInt8]] = []
         func removeDoomed() throws(MigrationError) {
             guard !doomed.isEmpty else { return }
-            try fenced(lock, doomed.map { .deleteRange(DeleteRangeRequest(key: $0)) }, doing: "removing keys the backup does not hold")
+            try fenced(
+                lock, doomed.map { .deleteRange(DeleteRangeRequest(key: $0)) } + [recordUnderWay],
+                doing: "removing keys the backup does not hold")
             extra += doomed
             removed = extra.count
             doomed.removeAll(keepingCapacity: true)
@@ -258,7 +267,8 @@ public struct Restorer: Sendable {
                     SpaceEstimate.growth(writeBytes: group.reduce(0) { $0 + Int64($1.key.count + $1.value.count) }, writes: group.count),
                     records: group.count)
                 do {
-                    let revision = try fenced(lock, group.map { .put(PutRequest(key: $0.key, value: $0.value)) }, doing: "restoring values")
+                    let revision = try fenced(
+                        lock, group.map { .put(PutRequest(key: $0.key, value: $0.value)) } + [recordUnderWay], doing: "restoring values")
                     space?.landed(revision: revision)
                 } catch {
                     space?.abandoned()
@@ -287,7 +297,8 @@ public struct Restorer: Sendable {
         let journal = JournalReader(store: store, namespace: namespace)
         let entry = HistoryEntry(
             event: .restore, at: timestamp(), who: holder.who, backupPath: path, backupSHA256: sha,
-            detail: "\(restored) keys restored, \(extra.count) removed")
+            detail: "\(restored) keys restored, \(extra.count) removed",
+            wroteFromRevision: min(unstamped, plan.unfinishedRestoreWrites?.lowerBound ?? unstamped))
         try fenced(
             lock,
             [
@@ -387,6 +398,10 @@ extension Restorer {
     ) throws(MigrationError) -> RestorePlan {
         let target = try ClusterIdentity.read(store: store, probe: prefixes.first ?? namespace.stateKey)
         let ours = try migrationWrites()
+        let unfinished = try JournalReader(store: store, namespace: namespace).get(namespace.restoreKey, "reading the record of a restore under way")
+        let unfinishedWrites = unfinished.map { $0.createRevision...$0.modRevision }
+        let restoreWrites = try JournalReader(store: store, namespace: namespace).lastRestoreWrites()
+        let pachmigratesOwn = [ours, unfinishedWrites, restoreWrites].compactMap { $0 }
         var held = SortedKeys(backup)
         var targetKeys = 0
         var toRemove = 0
@@ -417,9 +432,11 @@ extension Restorer {
                         if contradictionSample.count < 5 { contradictionSample.append(kv.key.printable) }
                     }
                     // A write after the backup is pachmigrate's own when it lies in the
-                    // revisions its last migration wrote (see `migrationWrites`); one that
-                    // left the backup's value in place loses nothing (an interrupted restore).
-                    if kv.modRevision > backupRevision, !(ours?.contains(kv.modRevision) ?? false),
+                    // revisions its last migration wrote (see `migrationWrites`), its last
+                    // restore's, or those of a restore that stopped half way (each put back
+                    // a backup on file); one that left the backup's value in place loses
+                    // nothing (this very restore, interrupted).
+                    if kv.modRevision > backupRevision, !pachmigratesOwn.contains(where: { $0.contains(kv.modRevision) }),
                         entry?.valueHash != HeldKey.valueHash(kv.value)
                     {
                         newer += 1
@@ -465,7 +482,10 @@ extension Restorer {
             sameKeys: fingerprint.hex == backupFingerprint && targetKeys == backupKeys,
             backupRevision: backupRevision, backupKeys: backupKeys, targetKeys: targetKeys, toRemove: toRemove,
             removeSample: removeSample, newerWrites: newer, newerWriteSample: newerSample, migrationWrites: ours,
-            refusals: refusals)
+            unfinishedRestore: try unfinished.map { (kv) throws(MigrationError) in
+                try JSONCoding.decode(RestoreInProgress.self, kv.value, key: kv.key)
+            },
+            unfinishedRestoreWrites: unfinishedWrites, lastRestoreWrites: restoreWrites, refusals: refusals)
     }
 
     /// The revisions in which pachmigrate's last migration wrote under the roots, from the

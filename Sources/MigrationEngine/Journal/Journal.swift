@@ -160,11 +160,15 @@ public struct HistoryEntry: Codable, Sendable, Hashable {
     public var backupPath: String?
     public var backupSHA256: String?
     public var detail: String?
+    /// A restore's first write (of its first attempt); its history key, put in its last
+    /// txn, has the last one as its mod revision. A later restore counts what lies between
+    /// as pachmigrate's own writes (`JournalReader.lastRestoreWrites`).
+    public var wroteFromRevision: Int64?
 
     public init(
         event: HistoryEvent, at: String, who: String, from: String? = nil, to: String? = nil,
         counts: [String: Int]? = nil, backupPath: String? = nil, backupSHA256: String? = nil,
-        detail: String? = nil
+        detail: String? = nil, wroteFromRevision: Int64? = nil
     ) {
         self.event = event
         self.at = at
@@ -175,6 +179,7 @@ public struct HistoryEntry: Codable, Sendable, Hashable {
         self.backupPath = backupPath
         self.backupSHA256 = backupSHA256
         self.detail = detail
+        self.wroteFromRevision = wroteFromRevision
     }
 }
 
@@ -287,6 +292,21 @@ public struct JournalReader: Sendable {
             entries.append(try JSONCoding.decode(HistoryEntry.self, kv.value, key: kv.key))
         }
         return entries
+    }
+
+    /// The revisions the newest finished restore wrote, if the history still holds it.
+    public func lastRestoreWrites() throws(MigrationError) -> ClosedRange<Int64>? {
+        let response = try etcd("reading the history") { () throws(EtcdError) in
+            try store.range(
+                RangeRequest(
+                    key: namespace.historyPrefix, rangeEnd: prefixRangeEnd(namespace.historyPrefix),
+                    limit: 20, sortOrder: .descend, sortTarget: .key))
+        }
+        for kv in response.kvs {
+            let entry = try JSONCoding.decode(HistoryEntry.self, kv.value, key: kv.key)
+            if entry.event == .restore, let from = entry.wroteFromRevision, from <= kv.modRevision { return from...kv.modRevision }
+        }
+        return nil
     }
 
     /// The restore that began writing and has not finished, if any (`RestoreInProgress`).

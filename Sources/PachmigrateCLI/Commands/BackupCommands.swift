@@ -96,6 +96,14 @@ struct RestoreReport: CommandReport {
         var lines: [String] = []
         let target = plan.target.endpoints.isEmpty ? "the target" : plan.target.endpoints.joined(separator: ",")
         lines.append("Cluster check: " + Self.verdict(plan, target: target))
+        if let unfinished = plan.unfinishedRestore {
+            let begun = "begun at \(unfinished.startedAt) by \(unfinished.who)"
+            lines.append(
+                unfinished.backupSHA256 == sha256
+                    ? "Finishing the restore of this backup \(begun), which stopped half way."
+                    : "A restore of another backup, \(unfinished.backupPath) (sha256 \(unfinished.backupSHA256)), \(begun), stopped half "
+                        + "way here: this restore replaces what it wrote. Go on only if \(path) is the backup to go back to.")
+        }
         if dryRun {
             lines.append(
                 "Would restore \(plan.backupKeys) keys from \(path) (sha256 \(sha256) verified) and remove \(plan.toRemove) "
@@ -110,7 +118,10 @@ struct RestoreReport: CommandReport {
         }
         // Newer writes are looked for where the target may be the backup's own cluster.
         if plan.verdict == .sameCluster || plan.verdict == .originUnknown {
-            let through = plan.migrationWrites.map { "; pachmigrate's own migration wrote revisions \($0.lowerBound)–\($0.upperBound)" } ?? ""
+            let through =
+                (plan.migrationWrites.map { "; pachmigrate's own migration wrote revisions \($0.lowerBound)–\($0.upperBound)" } ?? "")
+                + (plan.lastRestoreWrites.map { "; its last restore wrote revisions \($0.lowerBound)–\($0.upperBound)" } ?? "")
+                + (plan.unfinishedRestoreWrites.map { "; the unfinished restore wrote revisions \($0.lowerBound)–\($0.upperBound)" } ?? "")
             lines.append(
                 "Written after the backup (revision \(plan.backupRevision)) by something other than pachmigrate: "
                     + "\(plan.newerWrites) key(s)\(through)" + (dryRun || plan.newerWrites == 0 ? "." : "; discarded (--discard-newer-writes)."))
