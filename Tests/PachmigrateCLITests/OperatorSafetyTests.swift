@@ -420,6 +420,55 @@ struct StopRestoreTests {
             #expect(contradicting.stderr.contains("did not finish, so the cluster is half restored"), "\(contradicting.stderr)")
         }
     }
+
+    /// The operator stops a restore of one backup, then restores another (the right one, it
+    /// turns out). The half restore's writes are pachmigrate's own, of a backup on file: they
+    /// are replaced, not counted as newer writes to protect; a write after it still is. And
+    /// the finished restore's writes are pachmigrate's too, for the restore after it.
+    @Test func anotherBackupRestoredOverAHalfRestoreReplacesItAndLaterWritesStayProtected() async throws {
+        try await onOwnThread {
+            let cluster = try BigCluster(scale: 20)
+            defer { cluster.stop() }
+            let migrated = try pachmigrate(["migrate", "--backup", cluster.backupPath] + cluster.endpoint, timeout: 600)
+            #expect(migrated.status == 0, "\(migrated.stderr.suffix(2000))")
+            let afterMigration = try pachydermState(cluster.client)
+            let postPath = cluster.directory + "/post.jsonl"
+            let post = try pachmigrate(["backup", postPath] + cluster.endpoint, timeout: 600)
+            #expect(post.status == 0, "\(post.stderr.suffix(2000))")
+
+            let restore = try PachmigrateProcess(["restore", cluster.backupPath] + cluster.endpoint)
+            let unstamped = eventually(timeout: 60) {
+                !restore.process.isRunning
+                    || (try? cluster.client.range(RangeRequest(key: bytes("pachmigrate/version"))).kvs.isEmpty) == true
+            }
+            #expect(unstamped && restore.process.isRunning, "the restore never began writing")
+            restore.signal(SIGINT)
+            let stopped = restore.wait(timeout: 60)
+            try #require(stopped.status == 7, "\(stopped.stderr.suffix(2000))")
+
+            // pachd (say) writes after the half restore: that write alone is refused.
+            let foreign = bytes("pachyderm_pfs/repos/written-after-the-half-restore")
+            try cluster.client.put(PutRequest(key: foreign, value: bytes("repo")))
+            let dryRun = try pachmigrate(["restore", "--dry-run", postPath] + cluster.endpoint, timeout: 600)
+            #expect(dryRun.status == 4, "\(dryRun.stderr.suffix(2000))")
+            #expect(dryRun.stdout.contains("A restore of another backup, \(cluster.backupPath)"), "\(dryRun.stdout.prefix(3000))")
+            #expect(dryRun.stdout.contains("by something other than pachmigrate: 1 key(s)"), "\(dryRun.stdout.prefix(3000))")
+            #expect(dryRun.stdout.contains("the unfinished restore wrote revisions"), "\(dryRun.stdout.prefix(3000))")
+            #expect(dryRun.stdout.contains("written-after-the-half-restore (written at revision"), "\(dryRun.stdout.prefix(3000))")
+
+            try cluster.client.deleteRange(DeleteRangeRequest(key: foreign))
+            let other = try pachmigrate(["restore", postPath] + cluster.endpoint, timeout: 600)
+            #expect(other.status == 0, "\(other.stderr.suffix(2000))")
+            #expect(valuesByKey(try pachydermState(cluster.client)) == valuesByKey(afterMigration))
+            #expect(try cluster.client.range(RangeRequest(key: bytes("pachmigrate/restore"))).kvs.isEmpty)
+
+            // Back to the first backup after all: the finished restore's writes are pachmigrate's.
+            let back = try pachmigrate(["restore", cluster.backupPath] + cluster.endpoint, timeout: 600)
+            #expect(back.status == 0, "\(back.stderr.suffix(2000))")
+            #expect(back.stdout.contains("its last restore wrote revisions"), "\(back.stdout.prefix(3000))")
+            #expect(valuesByKey(try pachydermState(cluster.client)) == valuesByKey(cluster.before))
+        }
+    }
 }
 
 /// Whether process `pid` holds `path` open (Linux's /proc/PID/fd).
