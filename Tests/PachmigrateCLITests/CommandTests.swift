@@ -152,6 +152,24 @@ struct CommandTests {
         }
     }
 
+    /// Tab completion offers `pre.jsonl.sha256` as readily as `pre.jsonl`: given a file beside
+    /// a backup, restore names the backup (exit 2), before any etcd call.
+    @Test(arguments: [".sha256", ".origin.json"])
+    func restoreOfAFileBesideTheBackupNamesTheBackup(suffix: String) async throws {
+        try await onOwnThread {
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let backup = dir + "/pre.jsonl"
+            for file in [backup, backup + ".sha256", backup + ".origin.json"] {
+                #expect(FileManager.default.createFile(atPath: file, contents: Data()))
+            }
+            let port = try freeLoopbackPort()
+            let result = try pachmigrate(["restore", backup + suffix, "--endpoints", "http://127.0.0.1:\(port)"])
+            #expect(result.status == 2, "\(result.stderr)")
+            #expect(result.stderr.contains("restore the backup itself: pachmigrate restore \(backup)"), "\(result.stderr)")
+        }
+    }
+
     /// A path that cannot exist is decided from the flags alone, before any etcd call: with
     /// etcd unreachable it still exits 5 (no path), not 1 (unreachable).
     @Test(arguments: ["migrate", "plan"])

@@ -3,6 +3,7 @@ import EtcdGateway
 import Logging
 import MigrationEngine
 import PachydermMigrations
+import PlatformShim
 
 struct BackupReport: CommandReport {
     var backup: BackupInfo
@@ -178,7 +179,8 @@ struct RestoreCommand: ParsableCommand {
             refuses (exit 4) when keys were written after the backup by something other than \
             pachmigrate (a 1.5 pachd started after the migration), unless --discard-newer-writes. \
             Then it refuses while a migration holds the lock, and takes the lock itself. Safe to \
-            run again if interrupted.
+            run again if interrupted; another backup may also be restored over one that stopped \
+            half way (it says whose half restore it replaces).
 
             Examples:
               pachmigrate restore --endpoints http://etcd:2379 --dry-run pre-1.5.jsonl
@@ -211,6 +213,17 @@ struct RestoreCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Restore although keys were written after the backup by something other than pachmigrate; those writes are lost.")
     var discardNewerWrites = false
+
+    /// Shell completion readily offers the files beside a backup: name the backup instead of
+    /// reporting a checksum file that has no checksum of its own.
+    func validate() throws {
+        for (suffix, what) in [(".sha256", "checksum file"), (BackupOrigin.fileSuffix, "origin record")] where path.hasSuffix(suffix) {
+            let backup = String(path.dropLast(suffix.count))
+            if Posix.exists(backup) {
+                throw ValidationError("\(path) is the \(what) beside the backup \(backup); restore the backup itself: pachmigrate restore \(backup)")
+            }
+        }
+    }
 
     func run() throws {
         try runCommand("restore", output, connection: connection) { context in
