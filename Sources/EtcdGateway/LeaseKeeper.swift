@@ -84,6 +84,8 @@ public final class LeaseKeeper: Sendable {
         var nextSend = clock.now
         let description = EtcdClient.describeLease(leaseID)
 
+        // Why the keep-alives failed (etcd gone, a port-forward ended): said with the loss.
+        var lastFailure: EtcdError?
         while !stopRequested.withLock({ $0 }) && !isLost {
             let now = clock.now
             if now >= nextSend {
@@ -113,6 +115,7 @@ public final class LeaseKeeper: Sendable {
                         return
                     }
                     logger.warning("lease keep-alive failed; retrying", metadata: ["lease": "\(description)", "error": "\(error)"])
+                    lastFailure = error
                     nextSend = clock.now + min(interval, .milliseconds(500))
                 }
             }
@@ -121,7 +124,8 @@ public final class LeaseKeeper: Sendable {
                 markLost(
                     EtcdError(
                         .leaseNotFound,
-                        "No keep-alive for \(description) succeeded for \(ttlDuration - margin) (TTL \(ttl) s); the lease must be presumed expired."),
+                        "No keep-alive for \(description) succeeded for \(ttlDuration - margin) (TTL \(ttl) s); the lease must be presumed expired"
+                            + (lastFailure.map { ". The last keep-alive failed: \($0.message)" } ?? ".")),
                     onLost: onLost)
                 return
             }

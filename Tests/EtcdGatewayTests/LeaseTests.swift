@@ -110,6 +110,10 @@ struct LeaseTests {
             #expect(Date().timeIntervalSince(pausedAt) < 4)
             #expect(recorder.reported.count == 1)
             #expect(recorder.reported.first?.message.contains("presumed expired") == true)
+            // Why, for an operator whose port-forward or etcd went away: the keep-alive's own failure.
+            #expect(
+                recorder.reported.first?.message.contains("The last keep-alive failed: ") == true,
+                "\(recorder.reported.first?.message ?? "")")
         }
     }
 }
