@@ -398,9 +398,13 @@ extension Restorer {
     ) throws(MigrationError) -> RestorePlan {
         let target = try ClusterIdentity.read(store: store, probe: prefixes.first ?? namespace.stateKey)
         let ours = try migrationWrites()
-        let unfinished = try JournalReader(store: store, namespace: namespace).get(namespace.restoreKey, "reading the record of a restore under way")
-        let unfinishedWrites = unfinished.map { $0.createRevision...$0.modRevision }
-        let restoreWrites = try JournalReader(store: store, namespace: namespace).lastRestoreWrites()
+        let journal = JournalReader(store: store, namespace: namespace)
+        let unfinishedRecord = try journal.get(namespace.restoreKey, "reading the record of a restore under way")
+        let unfinished = try unfinishedRecord.map { (kv) throws(MigrationError) in
+            try JSONCoding.decode(RestoreInProgress.self, kv.value, key: kv.key)
+        }
+        let unfinishedWrites = unfinishedRecord.map { $0.createRevision...$0.modRevision }
+        let restoreWrites = try journal.lastRestoreWrites()
         let pachmigratesOwn = [ours, unfinishedWrites, restoreWrites].compactMap { $0 }
         var held = SortedKeys(backup)
         var targetKeys = 0
@@ -482,10 +486,7 @@ extension Restorer {
             sameKeys: fingerprint.hex == backupFingerprint && targetKeys == backupKeys,
             backupRevision: backupRevision, backupKeys: backupKeys, targetKeys: targetKeys, toRemove: toRemove,
             removeSample: removeSample, newerWrites: newer, newerWriteSample: newerSample, migrationWrites: ours,
-            unfinishedRestore: try unfinished.map { (kv) throws(MigrationError) in
-                try JSONCoding.decode(RestoreInProgress.self, kv.value, key: kv.key)
-            },
-            unfinishedRestoreWrites: unfinishedWrites, lastRestoreWrites: restoreWrites, refusals: refusals)
+            unfinishedRestore: unfinished, unfinishedRestoreWrites: unfinishedWrites, lastRestoreWrites: restoreWrites, refusals: refusals)
     }
 
     /// The revisions in which pachmigrate's last migration wrote under the roots, from the

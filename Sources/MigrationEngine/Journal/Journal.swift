@@ -281,32 +281,30 @@ public struct JournalReader: Sendable {
 
     /// The newest `limit` history entries, oldest first.
     public func history(limit: Int = 10) throws(MigrationError) -> [HistoryEntry] {
+        try newestHistory(limit: limit).reversed().map(\.entry)
+    }
+
+    /// The revisions the newest finished restore wrote, if the history still holds it.
+    public func lastRestoreWrites() throws(MigrationError) -> ClosedRange<Int64>? {
+        for (entry, kv) in try newestHistory(limit: 20) where entry.event == .restore {
+            if let from = entry.wroteFromRevision, from <= kv.modRevision { return from...kv.modRevision }
+        }
+        return nil
+    }
+
+    /// The newest `limit` history entries, newest first, with their records.
+    private func newestHistory(limit: Int) throws(MigrationError) -> [(entry: HistoryEntry, record: KeyValue)] {
         let response = try etcd("reading the history") { () throws(EtcdError) in
             try store.range(
                 RangeRequest(
                     key: namespace.historyPrefix, rangeEnd: prefixRangeEnd(namespace.historyPrefix),
                     limit: Int64(limit), sortOrder: .descend, sortTarget: .key))
         }
-        var entries: [HistoryEntry] = []
-        for kv in response.kvs.reversed() {
-            entries.append(try JSONCoding.decode(HistoryEntry.self, kv.value, key: kv.key))
+        var entries: [(entry: HistoryEntry, record: KeyValue)] = []
+        for kv in response.kvs {
+            entries.append((try JSONCoding.decode(HistoryEntry.self, kv.value, key: kv.key), kv))
         }
         return entries
-    }
-
-    /// The revisions the newest finished restore wrote, if the history still holds it.
-    public func lastRestoreWrites() throws(MigrationError) -> ClosedRange<Int64>? {
-        let response = try etcd("reading the history") { () throws(EtcdError) in
-            try store.range(
-                RangeRequest(
-                    key: namespace.historyPrefix, rangeEnd: prefixRangeEnd(namespace.historyPrefix),
-                    limit: 20, sortOrder: .descend, sortTarget: .key))
-        }
-        for kv in response.kvs {
-            let entry = try JSONCoding.decode(HistoryEntry.self, kv.value, key: kv.key)
-            if entry.event == .restore, let from = entry.wroteFromRevision, from <= kv.modRevision { return from...kv.modRevision }
-        }
-        return nil
     }
 
     /// The restore that began writing and has not finished, if any (`RestoreInProgress`).

@@ -58,7 +58,8 @@ struct BackupCommand: ParsableCommand {
             let layout = connection.layout
             let prefixes = layout.roots
             // Ctrl-C deletes the unfinished file rather than leave one that looks like a backup.
-            let signals = SignalHandlers { signal, _ in context.progress.interrupt("\(signalName(signal)): stopping; the unfinished file is deleted")
+            let signals = SignalHandlers { signal, _ in
+                context.progress.interrupt("\(signalName(signal)): stopping; the unfinished file is deleted")
             }
             let info = try Backup.take(
                 store: client, prefixes: prefixes, to: path, toolVersion: toolVersion, stop: signals.stop, logger: context.logger)
