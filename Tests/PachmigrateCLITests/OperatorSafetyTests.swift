@@ -365,6 +365,18 @@ struct BackupPathReuseTests {
 /// command finishes it.
 @Suite("Stopping a restore")
 struct StopRestoreTests {
+    /// `restore` of the cluster's backup, stopped by Ctrl-C once it has unstamped the cluster.
+    private static func restoreStoppedHalfWay(_ cluster: BigCluster) throws -> RunResult {
+        let restore = try PachmigrateProcess(["restore", cluster.backupPath] + cluster.endpoint)
+        let unstamped = eventually(timeout: 60) {
+            !restore.process.isRunning
+                || (try? cluster.client.range(RangeRequest(key: bytes("pachmigrate/version"))).kvs.isEmpty) == true
+        }
+        #expect(unstamped && restore.process.isRunning, "the restore never began writing")
+        restore.signal(SIGINT)
+        return restore.wait(timeout: 60)
+    }
+
     @Test func aRestoreStoppedHalfWayIsUnstampedAndTheSameCommandFinishesIt() async throws {
         try await onOwnThread {
             let cluster = try BigCluster(scale: 20)
@@ -372,14 +384,7 @@ struct StopRestoreTests {
             let migrated = try pachmigrate(["migrate", "--backup", cluster.backupPath] + cluster.endpoint, timeout: 600)
             #expect(migrated.status == 0, "\(migrated.stderr.suffix(2000))")
 
-            let restore = try PachmigrateProcess(["restore", cluster.backupPath] + cluster.endpoint)
-            let unstamped = eventually(timeout: 60) {
-                !restore.process.isRunning
-                    || (try? cluster.client.range(RangeRequest(key: bytes("pachmigrate/version"))).kvs.isEmpty) == true
-            }
-            #expect(unstamped && restore.process.isRunning, "the restore never began writing")
-            restore.signal(SIGINT)
-            let stopped = restore.wait(timeout: 60)
+            let stopped = try Self.restoreStoppedHalfWay(cluster)
             #expect(stopped.status == 7, "\(stopped.stderr.suffix(2000))")
             #expect(stopped.stderr.contains("half restored and no longer stamped"), "\(stopped.stderr.suffix(2000))")
             #expect(try cluster.client.range(RangeRequest(key: bytes("pachmigrate/lock"))).kvs.isEmpty)
@@ -436,14 +441,7 @@ struct StopRestoreTests {
             let post = try pachmigrate(["backup", postPath] + cluster.endpoint, timeout: 600)
             #expect(post.status == 0, "\(post.stderr.suffix(2000))")
 
-            let restore = try PachmigrateProcess(["restore", cluster.backupPath] + cluster.endpoint)
-            let unstamped = eventually(timeout: 60) {
-                !restore.process.isRunning
-                    || (try? cluster.client.range(RangeRequest(key: bytes("pachmigrate/version"))).kvs.isEmpty) == true
-            }
-            #expect(unstamped && restore.process.isRunning, "the restore never began writing")
-            restore.signal(SIGINT)
-            let stopped = restore.wait(timeout: 60)
+            let stopped = try Self.restoreStoppedHalfWay(cluster)
             try #require(stopped.status == 7, "\(stopped.stderr.suffix(2000))")
 
             // pachd (say) writes after the half restore: that write alone is refused.
