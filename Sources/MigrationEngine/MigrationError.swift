@@ -95,6 +95,9 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
     /// its lease's time left), from which the caller words the way forward; nil when it
     /// could not be read again.
     public var heldLock: LockInspection?
+    /// Set when the run ended holding the lock and could not release it (etcd did not answer
+    /// the revoke): the lease's TTL in seconds, within which etcd frees the lock by itself.
+    public var lockLeftHeldSeconds: Int64?
     /// With `.restoreRefused`: what the restore found, from which the caller words the refusal
     /// (the setting that overrides each reason is the caller's to name).
     public var refusedRestore: RestorePlan?

@@ -241,6 +241,14 @@ public struct Migrator: Sendable {
             return result
         } catch {
             var error = Self.resumableIfTransient(error)
+            // Asked to stop while etcd did not answer: the records of the stop below would each
+            // wait out the request timeout too, and the next run needs none of them.
+            let stoppedWhileEtcdWasAway = stop.isStopped && error.underlying?.isTransient == true
+            // Before the first write, the run says it stopped (exit 130, 143 or 129) even when
+            // what it was waiting on when the signal came was etcd, which then failed.
+            if error.code == .interrupted, let underlying = error.underlying, stop.isStopped, !stop.hasBegunWriting {
+                error = stop.stoppedBeforeWriting("a call etcd did not answer (\(underlying.message))")
+            }
             if error.code == .stoppedBeforeWriting, let unfinished = existing, unfinished.status != .done {
                 // This attempt wrote nothing, but an earlier one of the same run did.
                 error.message +=
@@ -254,11 +262,11 @@ public struct Migrator: Sendable {
                 error.space?.members = members
                 error.space?.compactTo = members.map(\.revision).max() ?? (try? store.status().header.revision)
             }
-            if !lock.isLost && error.code != .lockHeld {
+            if !lock.isLost && error.code != .lockHeld && !stoppedWhileEtcdWasAway {
                 recordFailure(error, lock: lock)
                 if error.code == .stoppedBeforeWriting { recordStoppedBeforeWriting(error, lock: lock, holder: holder) }
             }
-            lock.release()
+            if !lock.release() && !lock.isLost { error.lockLeftHeldSeconds = lock.ttl }
             throw error
         }
     }
@@ -717,8 +725,8 @@ public struct Migrator: Sendable {
         let kept = Atomic<Int>(0)
         let revisions = Mutex(RevisionBitmap(above: startRevision))
         let firstError = Mutex<MigrationError?>(nil)
-        // A private stop shared by the writers: the first failure stops the others.
-        let laneStop = StopSignal()
+        // The writers' own stop: the first failure stops the others; a signal stops them all.
+        let laneStop = StopSignal(following: stop)
         lock.report(step: .rewrite, done: 0, total: total)
         progress(ProgressEvent(step: .rewrite, done: 0, total: total))
         let writer = LaneWriter(store: store, lock: lock, namespace: namespace, stop: laneStop, space: space, logger: logger)
@@ -743,7 +751,6 @@ public struct Migrator: Sendable {
                     let n = done.add(landed.records, ordering: .relaxed).newValue
                     lock.report(done: n)
                     progress(ProgressEvent(step: .rewrite, done: n, total: total))
-                    if stop.isStopped { laneStop.stop() }
                 }
             } catch {
                 firstError.withLock { if $0 == nil { $0 = error } }
@@ -755,7 +762,8 @@ public struct Migrator: Sendable {
         let failure = firstError.withLock { $0 }
         if stop.isStopped && written < total && (failure == nil || failure?.code == .interrupted) {
             throw MigrationError(
-                .interrupted, "stopped on request after \(written) of \(total) records; run the same command again to resume")
+                .interrupted, "stopped on request after \(written) of \(total) records; run the same command again to resume",
+                underlying: failure?.underlying)
         }
         if let failure { throw failure }
         // Each landed txn has a revision of its own (a retried one that had landed is

@@ -117,11 +117,23 @@ public struct Pachmigrate: ParsableCommand {
                     "stopped on request (\(name)) before the first write; nothing was written. Run the same command again when you are ready."
                 )
             }
+        exit(status, code: code, message: message, json: json, arguments: arguments, command: command)
+    }
+
+    /// Ends the process from the signal watcher's thread, the error said in the format the
+    /// command line chose, as a thrown error would be.
+    static func exit(_ status: ExitStatus, code: String, message: String, json: Bool, arguments: [String], command: [String]) -> Never {
         if json { printErrorEnvelope(command: envelopeName(command), status: status, code: code, message: message) }
         writeError(
             "\((["pachmigrate"] + command).joined(separator: " ")): error: \(message)", arguments: arguments, command: command,
             status: status, code: code)
         Platform.exit(status.rawValue)
+    }
+
+    /// `exit` for the command line this process was started with.
+    static func exit(_ status: ExitStatus, code: String, message: String) -> Never {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        exit(status, code: code, message: message, json: asksForJSON(arguments), arguments: arguments, command: commandWords(arguments).path)
     }
 
     /// The `command` of a usage error's envelope: the subcommand as a successful one names

@@ -17,6 +17,8 @@ final class InMemoryKeyValueService: KeyValueService {
     private let state = Mutex(State())
     /// Called before each txn is applied; a test can make foreign writes or fail calls here.
     let beforeTxn = Mutex<(@Sendable (Int) throws(EtcdError) -> Void)?>(nil)
+    /// Called before each range is served; a test can fail it here.
+    let beforeRange = Mutex<(@Sendable (RangeRequest) throws(EtcdError) -> Void)?>(nil)
 
     var revision: Int64 { state.withLock { $0.revision } }
     var txnCount: Int { state.withLock { $0.txnCount } }
@@ -69,7 +71,8 @@ final class InMemoryKeyValueService: KeyValueService {
     }
 
     func range(_ request: RangeRequest) throws(EtcdError) -> RangeResponse {
-        state.withLock { Self.doRange($0, request) }
+        if let hook = beforeRange.withLock({ $0 }) { try hook(request) }
+        return state.withLock { Self.doRange($0, request) }
     }
 
     func txn(_ request: TxnRequest) throws(EtcdError) -> TxnResponse {

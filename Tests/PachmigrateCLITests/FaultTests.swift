@@ -92,6 +92,63 @@ struct FaultTests {
         }
     }
 
+    /// Ctrl-C while etcd does not answer, then Ctrl-C again: the second quits at once (exit 7)
+    /// instead of waiting out the request timeout, says what that leaves, and the same command
+    /// resumes once the lock it left is freed.
+    @Test func aSecondCtrlCQuitsAtOnceAndTheRunResumes() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            // A request timeout longer than the test waits: only the quit ends the run in time.
+            let run = try PachmigrateProcess(
+                ["migrate", "--no-backup", "--concurrency", "1", "--request-timeout", "90s", "--output", "json"] + sample.endpoint)
+            #expect(waitUntilWriting(sample.client, run))
+            sample.server.pause()
+            run.signal(SIGINT)
+            #expect(eventually(timeout: 10) { run.currentStderr.contains("press Ctrl-C again to quit at once") }, "\(run.currentStderr)")
+            run.signal(SIGINT)
+            let quit = run.wait(timeout: 20)
+            sample.server.resume()
+            #expect(quit.status == 7, "\(quit.stderr)")
+            #expect(quit.stderr.contains("quit at once on a second SIGINT, during the writes"), "\(quit.stderr)")
+            #expect((quit.json["error"] as? [String: Any])?["code"] as? String == "quitAtOnce", "\(quit.stdout)")
+
+            // Its lock is left to its lease; broken here rather than waited for.
+            let broken = try pachmigrate(["lock", "break"] + sample.endpoint)
+            #expect(broken.status == 0, "\(broken.stderr)")
+            let resumed = try pachmigrate(["migrate", "--no-backup", "--output", "json"] + sample.endpoint)
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            #expect((resumed.json["result"] as? [String: Any])?["resumed"] as? Bool == true)
+            try sample.expectMigratedLikeAnUninterruptedRun()
+        }
+    }
+
+    /// One Ctrl-C while etcd does not answer: the run stops at the failure of the txn in
+    /// flight rather than retry it until the lease is presumed lost (here nearly 120 s), and
+    /// says that the lock it could not release stays until its lease runs out.
+    @Test func aStopWhileEtcdDoesNotAnswerEndsWithoutRetrying() async throws {
+        try await onOwnThread {
+            let sample = try SampleServer()
+            defer { sample.server.stop() }
+            let run = try PachmigrateProcess(
+                ["migrate", "--no-backup", "--concurrency", "1", "--lock-ttl", "120", "--request-timeout", "2"] + sample.endpoint)
+            #expect(waitUntilWriting(sample.client, run))
+            sample.server.pause()
+            run.signal(SIGINT)
+            let stopped = run.wait(timeout: 60)
+            sample.server.resume()
+            #expect(stopped.status == 7, "\(stopped.stderr)")
+            #expect(stopped.stderr.contains("stopped on request after"), "\(stopped.stderr)")
+            #expect(stopped.stderr.contains("The lock stays held until its lease runs out, within 120 s"), "\(stopped.stderr)")
+
+            let broken = try pachmigrate(["lock", "break"] + sample.endpoint)
+            #expect(broken.status == 0, "\(broken.stderr)")
+            let resumed = try pachmigrate(["migrate", "--no-backup"] + sample.endpoint)
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            try sample.expectMigratedLikeAnUninterruptedRun()
+        }
+    }
+
     /// `migrate … 2>&1 | tee log` and Ctrl-C: the shell signals the whole pipeline, `tee`
     /// exits, and every later log line meets a pipe nobody reads. The run still stops after
     /// the txn in flight and frees the lock (SIGPIPE once killed it on the spot, the lock

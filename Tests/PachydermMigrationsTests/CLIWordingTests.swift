@@ -45,7 +45,7 @@ struct CLIWordingTests {
         #expect(
             (message
                 == "the migration lock is held by someone. pid 4242 no longer runs on this host: that run ended without releasing "
-                + "the lock (killed, or its terminal closed), and etcd frees the lock when its lease runs out, within 27 s. Run the "
+                + "the lock (killed, quit at once, or its terminal closed), and etcd frees the lock when its lease runs out, within 27 s. Run the "
                 + "same command again then (with --wait-lock 1m it waits for that), or free the lock now with `pachmigrate lock break`.")
                 == gone, "\(message)")
         #expect(message.contains("Wait for it (--wait-lock)") == !gone, "\(message)")

@@ -212,9 +212,6 @@ public struct Restorer: Sendable {
         // Put again in every txn of the restore: the record's mod revision is then its last
         // write, so a later restore tells this one's writes from anyone else's (`assess`).
         let recordUnderWay = RequestOp.put(PutRequest(key: namespace.restoreKey, value: JSONCoding.encode(underWay)))
-        let unstamped = try fenced(
-            lock, [.deleteRange(DeleteRangeRequest(key: namespace.versionKey)), recordUnderWay], doing: "unstamping the cluster")
-        let space = spaceGuard(options.space, startRevision: unstamped)
         var restored = 0
         var removed = 0
         func stopIfAsked() throws(MigrationError) {
@@ -226,6 +223,19 @@ public struct Restorer: Sendable {
             error.signal = stop.signal
             throw error
         }
+        // A stop asked while etcd does not answer ends the restore at that failure, worded as
+        // any stop: the next attempt writes the keys again whether this txn landed or not.
+        func write(_ ops: [RequestOp], doing: String) throws(MigrationError) -> Int64 {
+            do {
+                return try fenced(lock, ops, doing: doing, stop: stop)
+            } catch {
+                if error.code == .interrupted { try stopIfAsked() }
+                throw error
+            }
+        }
+        let unstamped = try write(
+            [.deleteRange(DeleteRangeRequest(key: namespace.versionKey)), recordUnderWay], doing: "unstamping the cluster")
+        let space = spaceGuard(options.space, startRevision: unstamped)
 
         // Keys put or removed per txn: within etcd's limit on a txn's ops, with the record.
         let perTxn = min(100, store.txnLimits.maxOps - 1)
@@ -236,9 +246,8 @@ public struct Restorer: Sendable {
         var doomed: [[UInt8]] = []
         func removeDoomed() throws(MigrationError) {
             guard !doomed.isEmpty else { return }
-            try fenced(
-                lock, doomed.map { .deleteRange(DeleteRangeRequest(key: $0)) } + [recordUnderWay],
-                doing: "removing keys the backup does not hold")
+            _ = try write(
+                doomed.map { .deleteRange(DeleteRangeRequest(key: $0)) } + [recordUnderWay], doing: "removing keys the backup does not hold")
             extra += doomed
             removed = extra.count
             doomed.removeAll(keepingCapacity: true)
@@ -267,8 +276,8 @@ public struct Restorer: Sendable {
                     SpaceEstimate.growth(writeBytes: group.reduce(0) { $0 + Int64($1.key.count + $1.value.count) }, writes: group.count),
                     records: group.count)
                 do {
-                    let revision = try fenced(
-                        lock, group.map { .put(PutRequest(key: $0.key, value: $0.value)) } + [recordUnderWay], doing: "restoring values")
+                    let revision = try write(
+                        group.map { .put(PutRequest(key: $0.key, value: $0.value)) } + [recordUnderWay], doing: "restoring values")
                     space?.landed(revision: revision)
                 } catch {
                     space?.abandoned()
@@ -362,13 +371,13 @@ public struct Restorer: Sendable {
     /// values, deletions), so a retried one that had landed needs no telling apart. etcd
     /// away for longer than the retries ride out fails as a store error, as any other.
     @discardableResult
-    private func fenced(_ lock: MigrationLock, _ ops: [RequestOp], doing: String) throws(MigrationError) -> Int64 {
+    private func fenced(_ lock: MigrationLock, _ ops: [RequestOp], doing: String, stop: StopSignal? = nil) throws(MigrationError) -> Int64 {
         do throws(MigrationError) {
-            return try FencedTxn(store: store, lock: lock, logger: logger).write(ops, doing: doing) {
+            return try FencedTxn(store: store, lock: lock, logger: logger, stop: stop).write(ops, doing: doing) {
                 MigrationError(.leaseLost, "the lock was lost while \(doing); run the restore again: it starts over and is safe to repeat")
             }
         } catch {
-            guard error.code == .interrupted, let underlying = error.underlying else { throw error }
+            guard error.code == .interrupted, let underlying = error.underlying, stop?.isStopped != true else { throw error }
             throw MigrationError.store(underlying, while: doing)
         }
     }

@@ -241,14 +241,18 @@ public final class MigrationLock: Sendable {
     }
 
     /// Stops the heartbeat and revokes the lease, which deletes the lock key.
-    public func release() {
-        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+    /// Returns false when the lease could not be revoked: the lock then stays until it expires.
+    @discardableResult
+    public func release() -> Bool {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return true }
         keeper.withLock { $0 }?.stop()
         do {
             try store.leaseRevoke(id: leaseID)
             logger.info("lock released")
+            return true
         } catch {
             logger.warning("could not revoke the lock's lease; it expires by itself", metadata: ["error": "\(error)"])
+            return false
         }
     }
 

@@ -11,9 +11,13 @@ extension EtcdError {
 /// the lock is still ours, for at most the lock's TTL: an etcd restart or a leader
 /// election is ridden out instead of failing the run. Every write-phase call is safe to
 /// repeat: puts of the same value are idempotent and the fenced record txn recognizes its
-/// own landed write. When etcd stays away, stops resumably (`.interrupted`, exit 7).
+/// own landed write. When etcd stays away, stops resumably (`.interrupted`, exit 7); so it
+/// does at the first failure once `stop` is asked: retrying would keep the operator who
+/// pressed Ctrl-C waiting up to the lock's TTL, and the next run reads back what the
+/// unanswered call did, as after any failure.
 func etcdRetrying<T>(
-    _ doing: @autoclosure () -> String, lock: MigrationLock, logger: Logger, _ body: () throws(EtcdError) -> T
+    _ doing: @autoclosure () -> String, lock: MigrationLock, stop: StopSignal? = nil, logger: Logger,
+    _ body: () throws(EtcdError) -> T
 ) throws(MigrationError) -> T {
     let patience = Duration.seconds(max(5, lock.ttl))
     let deadline = ContinuousClock.now + patience
@@ -24,6 +28,11 @@ func etcdRetrying<T>(
         } catch {
             guard error.isTransient else { throw MigrationError.store(error, while: doing()) }
             try lock.checkHeld()
+            if let stop, stop.isStopped {
+                throw MigrationError(
+                    .interrupted, "stopped on request while etcd did not answer \(doing()) (\(error)); run the same command again to resume",
+                    underlying: error)
+            }
             guard ContinuousClock.now + delay < deadline else {
                 throw MigrationError(
                     .interrupted,

@@ -17,6 +17,8 @@ struct FencedTxn {
     let store: any KeyValueService
     let lock: MigrationLock
     let logger: Logger
+    /// Asked to stop, a failed call is not retried (`etcdRetrying`).
+    var stop: StopSignal? = nil
 
     /// A key the txn puts and the value it puts there.
     struct Marker {
@@ -46,7 +48,7 @@ struct FencedTxn {
     ) throws(MigrationError) -> Outcome {
         let txn = TxnRequest(compare: [lock.fenceCompare] + compares, success: ops)
         let call = { () throws(EtcdError) in try store.txn(txn) }
-        let response = retrying ? try etcdRetrying(doing, lock: lock, logger: logger, call) : try etcd(doing, call)
+        let response = retrying ? try etcdRetrying(doing, lock: lock, stop: stop, logger: logger, call) : try etcd(doing, call)
         if response.succeeded { return .landed(revision: response.header.revision) }
         // Only the fence was compared: it fails only once the lock is gone.
         guard !compares.isEmpty else { throw lockLost() }
@@ -55,7 +57,7 @@ struct FencedTxn {
         // marker says so.
         let keys = [lock.namespace.lockKey] + reads + (marker.map { [$0.key] } ?? [])
         let reading = TxnRequest(success: keys.map { .range(RangeRequest(key: $0)) })
-        let read = try etcdRetrying(checking ?? "checking whether \(doing) landed", lock: lock, logger: logger) {
+        let read = try etcdRetrying(checking ?? "checking whether \(doing) landed", lock: lock, stop: stop, logger: logger) {
             () throws(EtcdError) in try store.txn(reading)
         }
         let found = read.responses.map { op -> KeyValue? in

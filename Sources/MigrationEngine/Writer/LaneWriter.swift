@@ -184,7 +184,7 @@ struct LaneWriter {
         let what = records.count == 1 ? records[0].entry.key.printable : "\(records.count) records"
         // The first lane's cursor is the marker: its value (the count written and the last
         // key) is written by no one else, so holding it says this txn landed.
-        let outcome = try FencedTxn(store: store, lock: lock, logger: logger).send(
+        let outcome = try FencedTxn(store: store, lock: lock, logger: logger, stop: stop).send(
             puts, compares: compares, marker: FencedTxn.Marker(key: lanes[0].cursorKey, value: cursorValues[0]), reads: reads,
             doing: "writing \(what)", checking: "reading what changed under \(what)"
         ) {

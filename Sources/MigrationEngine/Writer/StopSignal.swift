@@ -8,13 +8,17 @@ public final class StopSignal: Sendable {
     private let flag = Atomic<Bool>(false)
     private let number = Atomic<Int32>(0)
     private let writing = Atomic<Bool>(false)
-    public init() {}
+    private let parent: StopSignal?
+    public init() { parent = nil }
+    /// A stop that is also stopped whenever `parent` is: the writers' own, which the first
+    /// failure among them stops too, while a signal reaches their txn in flight at once.
+    init(following parent: StopSignal) { self.parent = parent }
     /// `signal`: the signal that asked (SIGINT, SIGTERM, SIGHUP), 0 for a request from code.
     public func stop(signal: Int32 = 0) {
         number.store(signal, ordering: .relaxed)
         flag.store(true, ordering: .sequentiallyConsistent)
     }
-    public var isStopped: Bool { flag.load(ordering: .acquiring) }
+    public var isStopped: Bool { flag.load(ordering: .acquiring) || parent?.isStopped == true }
     /// The signal that asked the run to stop, if one did.
     public var signal: Int32? {
         let n = number.load(ordering: .relaxed)
@@ -36,8 +40,13 @@ public final class StopSignal: Sendable {
     /// Throws `.stoppedBeforeWriting` when a stop was asked for; `phase` says where the run was.
     public func checkBeforeWriting(_ phase: String) throws(MigrationError) {
         guard isStopped else { return }
+        throw stoppedBeforeWriting(phase)
+    }
+
+    /// The error of a stop before the first write, `phase` saying where the run was.
+    func stoppedBeforeWriting(_ phase: String) -> MigrationError {
         var error = MigrationError(.stoppedBeforeWriting, "stopped on request during \(phase), before the first write; nothing was written")
         error.signal = signal
-        throw error
+        return error
     }
 }

@@ -59,7 +59,13 @@ struct BackupCommand: ParsableCommand {
             let prefixes = layout.roots
             // Ctrl-C deletes the unfinished file rather than leave one that looks like a backup.
             let signals = SignalHandlers { signal, _ in
-                context.progress.interrupt("\(signalName(signal)): stopping; the unfinished file is deleted")
+                (
+                    .stoppedBy(signal),
+                    "quit at once on a second \(signalName(signal)): \(path), if there, is unfinished (no \(path).sha256 beside it): "
+                        + "delete it, then run the same command again"
+                )
+            } onSignal: { signal, _ in
+                context.progress.interrupt("\(signalName(signal)): stopping; the unfinished file is deleted; \(SignalHandlers.quitHint(signal))")
             }
             let info = try Backup.take(
                 store: client, prefixes: prefixes, to: path, toolVersion: toolVersion, stop: signals.stop, logger: context.logger)
@@ -239,11 +245,24 @@ struct RestoreCommand: ParsableCommand {
             let restorer = Restorer(
                 store: client, namespace: connection.namespace,
                 prefixes: layout.roots, logger: context.logger)
+            let ttl = options.lock.ttl
             let signals = SignalHandlers { signal, writing in
+                writing
+                    ? (
+                        .interrupted,
+                        "quit at once on a second \(signalName(signal)): the cluster is half restored. Run the same restore command "
+                            + "again to finish; \(SignalHandlers.lockLeftHeld(ttl: ttl))"
+                    )
+                    : (
+                        .stoppedBy(signal),
+                        "quit at once on a second \(signalName(signal)), before the first write: nothing was written; "
+                            + SignalHandlers.lockLeftHeld(ttl: ttl)
+                    )
+            } onSignal: { signal, writing in
                 context.progress.interrupt(
-                    writing
+                    (writing
                         ? "\(signalName(signal)): finishing the txn in flight, then stopping (run the same restore command again to finish)"
-                        : "\(signalName(signal)): stopping now; nothing has been written")
+                        : "\(signalName(signal)): stopping now; nothing has been written") + "; \(SignalHandlers.quitHint(signal))")
             }
             let result: RestoreResult
             do throws(MigrationError) {

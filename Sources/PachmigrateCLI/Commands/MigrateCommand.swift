@@ -327,7 +327,22 @@ struct MigrateCommand: ParsableCommand {
                     (see `pachmigrate status`), the only one taken before any record changed
                     """)
             }
+            let ttl = options.lock.ttl
             let signals = SignalHandlers { signal, writing in
+                let what =
+                    writing
+                    ? "quit at once on a second \(signalName(signal)), during the writes: the txn in flight may or may not have landed "
+                        + "(the next run finds out)"
+                    : "quit at once on a second \(signalName(signal)), before the first write: nothing was written"
+                let unfinishedBackup =
+                    writing || backup == nil
+                    ? "" : "; a backup file left without its .sha256 beside it is unfinished: delete it before running again"
+                return (
+                    writing ? .interrupted : .stoppedBy(signal),
+                    "\(what). Run the same command again to \(writing ? "resume" : "start over")\(unfinishedBackup); "
+                        + SignalHandlers.lockLeftHeld(ttl: ttl)
+                )
+            } onSignal: { signal, writing in
                 let notice =
                     switch (writing, context.progress.step) {
                     case (true, .check?):
@@ -336,7 +351,7 @@ struct MigrateCommand: ParsableCommand {
                     case (true, _): "\(signalName(signal)): finishing the txn in flight, then stopping (run the same command again to resume)"
                     case (false, _): "\(signalName(signal)): stopping now; nothing has been written"
                     }
-                context.progress.interrupt(notice)
+                context.progress.interrupt("\(notice); \(SignalHandlers.quitHint(signal))")
             }
             if let snapshot, !dryRun {
                 let bytes = try signals.saveSnapshot(client, to: snapshot)

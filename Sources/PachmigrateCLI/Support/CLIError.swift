@@ -156,14 +156,11 @@ func describe(_ error: any Error) -> (status: ExitStatus, kind: String, message:
         }
         // An etcd failure keeps etcd's own code, so scripts can tell "unreachable" from "denied".
         let kind = error.underlying.map { "etcd-\($0.code)" } ?? error.code.description
-        return (
-            status, kind,
-            error.message
-                + ((error.heldLock.flatMap(remedy(forHolderGone:)) ?? remedy(for: error.code) ?? error.underlying.flatMap(remedy(for:))).map {
-                    (error.message.hasSuffix(".") ? " " : ". ") + $0 + "."
-                } ?? ""),
-            error.keys.map(\.description)
-        )
+        let next =
+            error.heldLock.flatMap(remedy(forHolderGone:)) ?? error.lockLeftHeldSeconds.map(remedy(forLockLeftHeld:))
+            ?? remedy(for: error.code) ?? error.underlying.flatMap(remedy(for:))
+        let message = error.message + (next.map { (error.message.hasSuffix(".") ? " " : ". ") + $0 + "." } ?? "")
+        return (status, kind, message, error.keys.map(\.description))
     case let error as EtcdError:
         return (.failure, "etcd-\(error.code)", error.description, [])
     case let error as VersionPlanError:
@@ -198,13 +195,20 @@ func remedy(for code: MigrationError.Code) -> String? {
     }
 }
 
+/// What the operator does next about the lock a stopped run could not release (etcd did not
+/// answer the revoke).
+func remedy(forLockLeftHeld seconds: Int64) -> String {
+    "The lock stays held until its lease runs out, within \(seconds) s: run the same command again then "
+        + "(with --wait-lock 1m it waits for that)"
+}
+
 /// What the operator does next about a lock whose holder died on this host (killed, or its
 /// terminal closed) and so never released it; nil while it may still run.
 func remedy(forHolderGone lock: LockInspection) -> String? {
     guard lock.holderProcessGone == true else { return nil }
     let within = lock.leaseRemainingSeconds >= 0 ? ", within \(lock.leaseRemainingSeconds) s" : ""
     return """
-        pid \(lock.holder.pid) no longer runs on this host: that run ended without releasing the lock (killed, or its \
+        pid \(lock.holder.pid) no longer runs on this host: that run ended without releasing the lock (killed, quit at once, or its \
         terminal closed), and etcd frees the lock when its lease runs out\(within). Run the same command again then (with \
         --wait-lock 1m it waits for that), or free the lock now with `pachmigrate lock break`
         """
