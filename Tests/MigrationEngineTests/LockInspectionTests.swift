@@ -37,6 +37,26 @@ struct LockInspectionTests {
         #expect(inspection.holderProcessGone == false)
     }
 
+    /// The run's stop knows while the lock is held: a process that quits at once says from it
+    /// whether it leaves the lock held.
+    @Test func theRunsStopKnowsWhileTheLockIsHeld() throws {
+        let store = InMemoryKeyValueService()
+        let stop = StopSignal()
+        #expect(!stop.holdsLock)
+        let lock = try MigrationLock.acquire(
+            store: store, namespace: Namespace(), holder: holder(), options: LockOptions(ttl: 30), stop: stop, logger: testLogger)
+        #expect(stop.holdsLock)
+        #expect(lock.release())
+        #expect(!stop.holdsLock)
+
+        let again = try MigrationLock.acquire(
+            store: store, namespace: Namespace(), holder: holder(), options: LockOptions(ttl: 30), stop: stop, logger: testLogger)
+        // Revoked by someone else (`lock break`): etcd deleted the lock with it.
+        try store.leaseRevoke(id: again.leaseID)
+        #expect(again.release())
+        #expect(!stop.holdsLock)
+    }
+
     // TTL 300: the holder's heartbeat (every TTL/3) does not move again during the test, as
     // it could with 30 on a loaded machine.
     @Test(arguments: [(0.0, Int64(300), false), (120.0, 180, false), (299.5, 1, false), (601.0, 0, true)])

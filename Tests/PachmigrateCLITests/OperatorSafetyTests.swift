@@ -339,6 +339,11 @@ struct BackupPathReuseTests {
             #expect(refused.status == 1, "\(refused.stderr)")
             #expect(refused.stderr.contains("already exists and is not a complete backup"), "\(refused.stderr)")
             #expect(try String(contentsOfFile: stray, encoding: .utf8) == "not a backup\n")
+            // `backup` to it says what a file without its checksum most likely is.
+            let notOverwritten = try pachmigrate(["backup", stray] + sample.endpoint)
+            #expect(notOverwritten.status == 1, "\(notOverwritten.stderr)")
+            #expect(notOverwritten.stderr.contains("it has no stray.jsonl.sha256 beside it: an unfinished backup"), "\(notOverwritten.stderr)")
+            #expect(try String(contentsOfFile: stray, encoding: .utf8) == "not a backup\n")
             #expect(try pachydermState(sample.client) == sample.before)
             #expect(try sample.client.range(.prefix(bytes("pachmigrate/state"))).kvs.isEmpty)
 

@@ -130,8 +130,14 @@ public enum Backup {
         do {
             writer = try DumpWriter(path: path)
         } catch {
+            // A file there without its checksum is most often an earlier backup that was killed
+            // or quit half way: say so, since an operator may take it for a finished one.
+            let unfinished =
+                error.code == .alreadyExists && !PosixFile.exists(path + ".sha256")
+                ? " (it has no \(PosixFile.basename(path)).sha256 beside it: an unfinished backup, of a run killed or quit half way)"
+                : ""
             throw MigrationError(
-                .backupFailed, "cannot create the backup file \(path): \(error). Nothing was written to etcd.")
+                .backupFailed, "cannot create the backup file \(path): \(error)\(unfinished). Nothing was written to etcd.")
         }
         var records = records
         var done = 0

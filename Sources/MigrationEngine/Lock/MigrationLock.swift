@@ -100,6 +100,8 @@ public final class MigrationLock: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let keeper = Mutex<LeaseKeeper?>(nil)
     private let onLost: @Sendable (EtcdError) -> Void
+    /// The run's stop, told while this lock is held (what a process that quits at once leaves).
+    private let stop: StopSignal
     /// The revisions of the holder record's publications that etcd confirmed (a heartbeat's
     /// put takes a revision of its own: the check after the writes counts them as the run's).
     /// Held while a publication is in flight.
@@ -124,8 +126,9 @@ public final class MigrationLock: Sendable {
 
     private init(
         store: any KeyValueService, namespace: Namespace, leaseID: Int64, fence: Int64, holder: LockHolder,
-        logger: Logger, onLost: @escaping @Sendable (EtcdError) -> Void
+        stop: StopSignal, logger: Logger, onLost: @escaping @Sendable (EtcdError) -> Void
     ) {
+        self.stop = stop
         self.store = store
         self.namespace = namespace
         self.leaseID = leaseID
@@ -157,7 +160,8 @@ public final class MigrationLock: Sendable {
             if response.succeeded {
                 let lock = MigrationLock(
                     store: store, namespace: namespace, leaseID: lease.id, fence: response.header.revision,
-                    holder: record, logger: logger, onLost: onLost)
+                    holder: record, stop: stop, logger: logger, onLost: onLost)
+                stop.holdsLock = true
                 lock.startHeartbeat(ttl: lease.ttl)
                 // A notice: a milestone an operator following the log looks for (README "JSON output").
                 logger.notice(
@@ -241,14 +245,21 @@ public final class MigrationLock: Sendable {
     }
 
     /// Stops the heartbeat and revokes the lease, which deletes the lock key.
-    /// Returns false when the lease could not be revoked: the lock then stays until it expires.
+    /// Returns false when the lease could not be revoked (etcd did not answer): the lock then
+    /// stays until the lease expires.
     @discardableResult
     public func release() -> Bool {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return true }
         keeper.withLock { $0 }?.stop()
         do {
             try store.leaseRevoke(id: leaseID)
+            stop.holdsLock = false
             logger.info("lock released")
+            return true
+        } catch where error.code == .leaseNotFound {
+            // Expired or revoked already: etcd deleted the lock key with it.
+            stop.holdsLock = false
+            logger.info("lock released: its lease was already gone")
             return true
         } catch {
             logger.warning("could not revoke the lock's lease; it expires by itself", metadata: ["error": "\(error)"])

@@ -8,6 +8,7 @@ public final class StopSignal: Sendable {
     private let flag = Atomic<Bool>(false)
     private let number = Atomic<Int32>(0)
     private let writing = Atomic<Bool>(false)
+    private let lockHeld = Atomic<Bool>(false)
     private let parent: StopSignal?
     public init() { parent = nil }
     /// A stop that is also stopped whenever `parent` is: the writers' own, which the first
@@ -27,6 +28,12 @@ public final class StopSignal: Sendable {
     /// Whether the run has begun writing (its first fenced write to etcd was sent): a stop
     /// then finishes the txn in flight instead of ending at once.
     public var hasBegunWriting: Bool { writing.load(ordering: .sequentiallyConsistent) }
+    /// Whether the run holds the migration lock (`MigrationLock` keeps it): a process that
+    /// quits at once leaves the lock held until its lease runs out.
+    public internal(set) var holdsLock: Bool {
+        get { lockHeld.load(ordering: .acquiring) }
+        set { lockHeld.store(newValue, ordering: .releasing) }
+    }
     /// Marks the run as writing, unless a stop was asked for first (then throws
     /// `.stoppedBeforeWriting`). Sequentially consistent with `stop(signal:)`: a stop either
     /// sees the run writing or is seen here, never neither.

@@ -246,17 +246,17 @@ struct RestoreCommand: ParsableCommand {
                 store: client, namespace: connection.namespace,
                 prefixes: layout.roots, logger: context.logger)
             let ttl = options.lock.ttl
-            let signals = SignalHandlers { signal, writing in
-                writing
+            let signals = SignalHandlers { signal, stop in
+                stop.hasBegunWriting
                     ? (
                         .interrupted,
                         "quit at once on a second \(signalName(signal)): the cluster is half restored. Run the same restore command "
-                            + "again to finish; \(SignalHandlers.lockLeftHeld(ttl: ttl))"
+                            + "again to finish; \(SignalHandlers.lockLeft(by: stop, ttl: ttl))"
                     )
                     : (
                         .stoppedBy(signal),
                         "quit at once on a second \(signalName(signal)), before the first write: nothing was written; "
-                            + SignalHandlers.lockLeftHeld(ttl: ttl)
+                            + SignalHandlers.lockLeft(by: stop, ttl: ttl)
                     )
             } onSignal: { signal, writing in
                 context.progress.interrupt(

@@ -328,7 +328,8 @@ struct MigrateCommand: ParsableCommand {
                     """)
             }
             let ttl = options.lock.ttl
-            let signals = SignalHandlers { signal, writing in
+            let signals = SignalHandlers { signal, stop in
+                let writing = stop.hasBegunWriting
                 let what =
                     writing
                     ? "quit at once on a second \(signalName(signal)), during the writes: the txn in flight may or may not have landed "
@@ -340,7 +341,7 @@ struct MigrateCommand: ParsableCommand {
                 return (
                     writing ? .interrupted : .stoppedBy(signal),
                     "\(what). Run the same command again to \(writing ? "resume" : "start over")\(unfinishedBackup); "
-                        + SignalHandlers.lockLeftHeld(ttl: ttl)
+                        + SignalHandlers.lockLeft(by: stop, ttl: ttl)
                 )
             } onSignal: { signal, writing in
                 let notice =

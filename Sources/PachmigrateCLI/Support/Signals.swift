@@ -16,19 +16,20 @@ import Musl
 ///
 /// A second signal quits at once, as the process's end at any instant is safe to resume:
 /// the operator who pressed Ctrl-C while etcd does not answer need not wait out the request
-/// timeout and the lock's release. `quit` says what that leaves (the txn in flight unknown,
-/// the lock held until its lease runs out) and with which exit status.
+/// timeout and the lock's release. `quit` says, from the run's stop (writing yet, holding
+/// the lock), what that leaves (the txn in flight unknown, the lock held until its lease
+/// runs out) and with which exit status.
 final class SignalHandlers: Sendable {
     let stop = StopSignal()
     private let received = Atomic<Int>(0)
 
     init(
-        quit: @escaping @Sendable (_ signal: Int32, _ writing: Bool) -> (status: ExitStatus, message: String),
+        quit: @escaping @Sendable (_ signal: Int32, _ stop: StopSignal) -> (status: ExitStatus, message: String),
         onSignal: @escaping @Sendable (_ signal: Int32, _ writing: Bool) -> Void
     ) {
         TerminationSignals.onSignal { [self] number in
             guard received.add(1, ordering: .relaxed).newValue == 1 else {
-                let (status, message) = quit(number, stop.hasBegunWriting)
+                let (status, message) = quit(number, stop)
                 Pachmigrate.exit(status, code: "quitAtOnce", message: message)
             }
             stop.stop(signal: number)
@@ -41,9 +42,11 @@ final class SignalHandlers: Sendable {
         signal == SIGINT ? "press Ctrl-C again to quit at once" : "a second \(signalName(signal)) quits at once"
     }
 
-    /// The lock a quit leaves behind: held until its lease runs out.
-    static func lockLeftHeld(ttl: Int64) -> String {
-        "the lock stays held until its lease runs out, within \(ttl) s: run it with --wait-lock 1m to wait for that"
+    /// The lock a quit leaves behind: held until its lease runs out, if the run had taken it.
+    static func lockLeft(by stop: StopSignal, ttl: Int64) -> String {
+        stop.holdsLock
+            ? "the lock stays held until its lease runs out, within \(ttl) s: run it with --wait-lock 1m to wait for that"
+            : "no lock is left held"
     }
 }
 
