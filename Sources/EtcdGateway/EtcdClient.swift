@@ -697,6 +697,10 @@ public final class EtcdClient: KeyValueService, Sendable {
         guard http.status == 200, let answer = try? JSONDecoder().decode(WireVersion.self, from: Data(http.body)),
             let serverText = answer.etcdserver
         else {
+            // Go's HTTPS servers say so in plain HTTP (etcd 3.1, 3.2; newer ones close the connection).
+            if excerpt.contains("HTTP request to an HTTPS server") {
+                return incompatible("serves TLS (it answered GET /version: \(excerpt)): use https:// (with --cacert)")
+            }
             return incompatible(
                 "is not an etcd client URL: it answered GET /version with HTTP \(http.status)\(excerpt.isEmpty ? "" : " (\(excerpt))"); "
                     + "give etcd's client URL (port 2379 by default, not the peer port 2380)"
@@ -743,6 +747,10 @@ public final class EtcdClient: KeyValueService, Sendable {
                 + "is it etcd's client port, and is etcd stuck?"
         case CURLE_OPERATION_TIMEDOUT:
             return "\(endpoint): no connection within \(Self.describe(configuration.connectTimeout)) (the connect timeout)"
+        case CURLE_GOT_NOTHING where endpoint.hasPrefix("http://"):
+            return "\(endpoint) closed the connection without an answer (\(failure.detail)): if etcd serves TLS there, use https:// (with --cacert)"
+        case CURLE_SSL_CONNECT_ERROR where endpoint.hasPrefix("https://"):
+            return "\(endpoint): the TLS handshake failed (\(failure.detail)): if etcd serves plain HTTP there, use http://"
         default:
             return "\(endpoint): \(failure.detail)"
         }
@@ -753,9 +761,13 @@ public final class EtcdClient: KeyValueService, Sendable {
             let grpc = decoded.code
         else {
             let text = String(String(decoding: body.prefix(200), as: UTF8.self).filter { !$0.isNewline })
+            // etcd's peer port answers GET /version as the client port does, and 404 to the v3 API.
+            let question =
+                status == 404
+                ? "is the endpoint etcd's peer port (2380 by default)? Give etcd's client URL (port 2379 by default)"
+                : "is the endpoint an etcd client URL?"
             return EtcdError(
-                .httpStatus,
-                "etcd's gateway answered \(subject) with HTTP \(status)\(text.isEmpty ? "" : ": \(text)"); is the endpoint an etcd client URL?",
+                .httpStatus, "etcd's gateway answered \(subject) with HTTP \(status)\(text.isEmpty ? "" : ": \(text)"); \(question)",
                 endpoint: endpoint, httpStatus: status)
         }
         let message = decoded.message ?? decoded.error ?? "(no message)"

@@ -42,6 +42,19 @@ struct ConnectionTests {
         }
     }
 
+    /// https:// given for an etcd that serves plain HTTP (a default `pachctl deploy`): the
+    /// error says to use http://.
+    @Test func httpsToAPlainEtcdSaysToUseHTTP() async throws {
+        try await onOwnThread {
+            let server = try EtcdServer.shared()
+            let endpoint = server.endpoint.replacingOccurrences(of: "http://", with: "https://")
+            let client = try EtcdClient(configuration: .init(endpoints: [endpoint]), logger: testLogger)
+            let error = #expect(throws: EtcdError.self) { try client.range(RangeRequest(key: bytes("k"))) }
+            #expect(error?.message.contains("the TLS handshake failed") == true, "\(error?.message ?? "")")
+            #expect(error?.message.contains("if etcd serves plain HTTP there, use http://") == true, "\(error?.message ?? "")")
+        }
+    }
+
     @Test func deadFirstEndpointFailsOverToTheNext() async throws {
         try await onOwnThread {
             let server = try EtcdServer.shared()

@@ -68,6 +68,29 @@ struct DialectTests {
         }
     }
 
+    /// etcd's peer port answers GET /version as the client port does, and 404 to the v3 API
+    /// (seen on 3.1.4): the error names the peer port. Go's HTTPS server (etcd 3.1 and 3.2)
+    /// answers a plain HTTP request with a 400 that says so: the error says to use https://.
+    @Test(arguments: [
+        (true, "is the endpoint etcd's peer port (2380 by default)? Give etcd's client URL (port 2379 by default)"),
+        (false, "serves TLS"),
+    ])
+    func aWrongPortOrSchemeIsNamed(peerPort: Bool, expected: String) async throws {
+        try await onOwnThread {
+            let impostor = try ScriptedHTTPServer { request in
+                switch (peerPort, request.path) {
+                case (true, "/version"): .init(200, #"{"etcdserver":"3.1.4","etcdcluster":"3.1.0"}"#)
+                case (true, _): .init(404, "404 page not found\n")
+                case (false, _): .init(400, "Client sent an HTTP request to an HTTPS server.\n")
+                }
+            }
+            defer { impostor.stop() }
+            let client = try EtcdClient(configuration: .init(endpoints: [impostor.endpoint]), logger: testLogger)
+            let error = #expect(throws: EtcdError.self) { try client.range(RangeRequest(key: bytes("k"))) }
+            #expect(error?.message.contains(expected) == true, "\(error?.message ?? "")")
+        }
+    }
+
     @Test func memberUpgradedBehindTheSameURLIsAskedAgain() async throws {
         try await onOwnThread {
             let member = try ScriptedHTTPServer(script: ScriptedHTTPServer.etcdScript(version: "3.1.4", prefix: "/v3alpha"))

@@ -141,6 +141,14 @@ struct SecurityTests {
                         "--request-timeout", "5",
                     ])
             }
+            // http:// for this TLS etcd: etcd 3.1 and 3.2 answer in plain HTTP that it is HTTPS,
+            // newer ones close the connection; both errors say to use https://.
+            let plain = try pachmigrate([
+                "migrate", "--no-backup", "--endpoints", server.endpoint.replacingOccurrences(of: "https://", with: "http://"),
+            ])
+            #expect(plain.status == 1, "\(plain.stderr)")
+            #expect(plain.stderr.contains("use https:// (with --cacert)"), "\(plain.stderr)")
+
             let wrongCA = try migrate(ca: certificates.unrelatedCAFile, cert: certificates.clientCertFile, key: certificates.clientKeyFile)
             #expect(wrongCA.status == 1, "\(wrongCA.stderr)")
             #expect(wrongCA.stderr.contains("could not be verified against the CA file"), "\(wrongCA.stderr)")

@@ -256,7 +256,7 @@ public final class MigrationLock: Sendable {
             stop.holdsLock = false
             logger.info("lock released")
             return true
-        } catch where error.code == .leaseNotFound {
+        } catch  where error.code == .leaseNotFound {
             // Expired or revoked already: etcd deleted the lock key with it.
             stop.holdsLock = false
             logger.info("lock released: its lease was already gone")
