@@ -747,6 +747,10 @@ public final class EtcdClient: KeyValueService, Sendable {
                 + "is it etcd's client port, and is etcd stuck?"
         case CURLE_OPERATION_TIMEDOUT:
             return "\(endpoint): no connection within \(Self.describe(configuration.connectTimeout)) (the connect timeout)"
+        case CURLE_COULDNT_RESOLVE_HOST:
+            // The endpoint an in-cluster Job uses, given from a laptop.
+            return "\(endpoint): the name does not resolve from here (\(failure.detail)); a Kubernetes Service name resolves only "
+                + "inside the cluster: from outside, run `kubectl port-forward svc/etcd 2379:2379` and use http://127.0.0.1:2379"
         case CURLE_GOT_NOTHING where endpoint.hasPrefix("http://"):
             return "\(endpoint) closed the connection without an answer (\(failure.detail)): if etcd serves TLS there, use https:// (with --cacert)"
         case CURLE_SSL_CONNECT_ERROR where endpoint.hasPrefix("https://"):

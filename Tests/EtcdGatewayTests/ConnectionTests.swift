@@ -55,6 +55,18 @@ struct ConnectionTests {
         }
     }
 
+    /// The Job's endpoint (the Service `etcd`) given from a laptop, where it does not resolve.
+    @Test func aNameThatDoesNotResolveSaysToPortForward() async throws {
+        try await onOwnThread {
+            let client = try EtcdClient(
+                configuration: .init(endpoints: ["http://etcd.pachmigrate-test.invalid:2379"], connectTimeout: .seconds(5)), logger: testLogger)
+            let error = #expect(throws: EtcdError.self) { try client.range(RangeRequest(key: bytes("k"))) }
+            #expect(error?.code == .transport)
+            #expect(error?.message.contains("the name does not resolve from here") == true, "\(error?.message ?? "")")
+            #expect(error?.message.contains("kubectl port-forward svc/etcd 2379:2379") == true, "\(error?.message ?? "")")
+        }
+    }
+
     @Test func deadFirstEndpointFailsOverToTheNext() async throws {
         try await onOwnThread {
             let server = try EtcdServer.shared()

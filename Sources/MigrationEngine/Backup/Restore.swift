@@ -408,7 +408,7 @@ extension Restorer {
         let target = try ClusterIdentity.read(store: store, probe: prefixes.first ?? namespace.stateKey)
         let ours = try migrationWrites()
         let journal = JournalReader(store: store, namespace: namespace)
-        let unfinishedRecord = try journal.get(namespace.restoreKey, "reading the record of a restore under way")
+        let unfinishedRecord = try journal.get(namespace.restoreKey, "checking for a restore stopped half way")
         let unfinished = try unfinishedRecord.map { (kv) throws(MigrationError) in
             try JSONCoding.decode(RestoreInProgress.self, kv.value, key: kv.key)
         }

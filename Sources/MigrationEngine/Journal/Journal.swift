@@ -309,7 +309,7 @@ public struct JournalReader: Sendable {
 
     /// The restore that began writing and has not finished, if any (`RestoreInProgress`).
     public func restoreInProgress() throws(MigrationError) -> RestoreInProgress? {
-        guard let kv = try get(namespace.restoreKey, "reading pachmigrate's record of a restore under way") else { return nil }
+        guard let kv = try get(namespace.restoreKey, "checking for a restore stopped half way") else { return nil }
         return try JSONCoding.decode(RestoreInProgress.self, kv.value, key: kv.key)
     }
 
