@@ -573,7 +573,7 @@ public struct Migrator: Sendable {
                 : "rewriting \(scan.pendingCount) records would grow its backend from \(space.currentBytes) to about "
                     + "\(space.projectedBytes) bytes, past its quota of \(space.quotaBytes) bytes less a reserve of \(space.reserveBytes) kept free"
             var error = MigrationError(.outOfSpace, "etcd would run out of space: \(why); nothing was written")
-            error.space = OutOfSpace(estimate: space)
+            error.space = OutOfSpace(estimate: space, compactTo: scan.revision)
             throw error
         }
         return estimate

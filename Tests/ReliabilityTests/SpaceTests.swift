@@ -39,6 +39,7 @@ struct SpaceTests {
             #expect(space?["quotaBytes"] as? Int == Int(tight.quota))
             #expect((space?["projectedBytes"] as? Int ?? 0) > Int(tight.quota))
 
+            let seeded = try tight.client.status().header.revision
             let refused = try pachmigrate(["migrate", "--no-backup"] + quota + tight.endpoint)
             #expect(refused.status == 9, "\(refused.stderr)")
             #expect(refused.stderr.contains("etcd would run out of space"))
@@ -47,6 +48,9 @@ struct SpaceTests {
             // alarm, its estimate in the message, nothing written.
             #expect(!refused.stderr.contains("NOSPACE"), "\(refused.stderr)")
             #expect(refused.stderr.contains("nothing was written"), "\(refused.stderr)")
+            // The revision to compact to is the one the run read (its lock came after), not a placeholder.
+            let compactTo = refused.stderr.firstMatch(of: /etcdctl compact (\d+) --physical/).flatMap { Int64($0.1) }
+            #expect(try (seeded..<tight.client.status().header.revision).contains(compactTo ?? 0), "\(refused.stderr)")
             #expect(try tight.client.alarms().isEmpty)
             #expect(try pachydermState(tight.client) == tight.expectation.before)
             #expect(try tight.client.range(.prefix(bytes("pachmigrate/state"))).kvs.isEmpty)

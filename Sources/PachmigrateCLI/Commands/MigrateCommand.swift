@@ -194,7 +194,7 @@ struct MigrationReport: CommandReport {
         var lines: [String] = []
         if let scan { lines.append(scan.renderText(verbose: verbose)) }
         if let forecast { lines.append(renderForecast(forecast)) }
-        if let space { lines += space.textLines(quotaAssumed: quotaAssumed) }
+        if let space { lines += space.textLines(quotaAssumed: quotaAssumed, revision: scan?.revision) }
         if let spaceUnavailable {
             lines.append(
                 "etcd space: not checked (\(spaceUnavailable)): the quota could not be compared, and the run cannot stop "
@@ -496,7 +496,8 @@ final class PreflightShown: Sendable {
 extension SpaceEstimate {
     /// The space preflight: the numbers, the mode the run takes and why, and what it means.
     /// `quotaAssumed`: no `--etcd-quota` was given, so `quotaBytes` is etcd's default.
-    func textLines(quotaAssumed: Bool) -> [String] {
+    /// `revision`: the scan's, to compact up to.
+    func textLines(quotaAssumed: Bool, revision: Int64?) -> [String] {
         let inUse = inUseBytes.map { " (\(ByteSize.describe($0)) in use)" } ?? ""
         let assumed = quotaAssumed ? ", etcd's default (etcd does not tell its quota: give --etcd-quota if yours is set)" : ""
         var lines = [
@@ -521,7 +522,7 @@ extension SpaceEstimate {
                     + "latest write and defragments every member, followers first and the leader last (each stalls its member "
                     + "while it rewrites its file): \(rounds); about \(ByteSize.describe(liveBytes ?? 0)) stays in use")
         }
-        if !fits { lines.append(spaceRemedy(OutOfSpace(estimate: self))) }
+        if !fits { lines.append(spaceRemedy(OutOfSpace(estimate: self, compactTo: revision))) }
         if fitsOnlyIfCompactionFrees, let uncompacted = uncompactedProjectedBytes {
             lines.append(
                 "  fits only if compaction frees enough of the old values' pages: were it to free nothing, "

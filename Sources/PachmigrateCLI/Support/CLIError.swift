@@ -224,6 +224,7 @@ func remedy(for error: EtcdError) -> String? {
 
 /// The ways out when etcd would run out of space, or did.
 func spaceRemedy(_ space: OutOfSpace) -> String {
+    let revision = space.compactTo.map(String.init) ?? "<current revision, from etcdctl endpoint status -w json>"
     if let estimate = space.estimate {
         let defragment =
             estimate.mode == .compaction
@@ -236,11 +237,10 @@ func spaceRemedy(_ space: OutOfSpace) -> String {
             Ways out:
               - run with --compact: the migration compacts etcd's history behind itself and, as root, defragments every member \
             when one nears the quota (history before the run is lost; the backup keeps every original value);\(defragment)
-              - or compact and defragment etcd first: etcdctl compact <current revision> --physical, then etcdctl defrag on every member;
+              - or compact and defragment etcd first: etcdctl compact \(revision) --physical, then etcdctl defrag on every member;
               - or raise etcd's --quota-backend-bytes (and pass the new value as --etcd-quota).
             """
     }
-    let revision = space.compactTo.map(String.init) ?? "<current revision, from etcdctl endpoint status -w json>"
     let all = space.members.map(\.endpoint).filter { !$0.isEmpty }
     let endpoints = all.isEmpty ? "" : " --endpoints=\(all.joined(separator: ","))"
     // Followers first: defragmenting the leader stalls the whole cluster.
