@@ -256,12 +256,13 @@ public final class MigrationLock: Sendable {
             stop.holdsLock = false
             logger.info("lock released")
             return true
-        } catch  where error.code == .leaseNotFound {
-            // Expired or revoked already: etcd deleted the lock key with it.
-            stop.holdsLock = false
-            logger.info("lock released: its lease was already gone")
-            return true
         } catch {
+            // Expired or revoked already: etcd deleted the lock key with it.
+            if error.code == .leaseNotFound {
+                stop.holdsLock = false
+                logger.info("lock released: its lease was already gone")
+                return true
+            }
             logger.warning("could not revoke the lock's lease; it expires by itself", metadata: ["error": "\(error)"])
             return false
         }
