@@ -61,7 +61,7 @@ struct BackupCommand: ParsableCommand {
             let signals = SignalHandlers { signal, _ in
                 (
                     .stoppedBy(signal),
-                    "quit at once on a second \(signalName(signal)): \(path), if there, is unfinished (no \(path).sha256 beside it): "
+                    "quit at once on a second \(signalName(signal)): if \(path) has no \(path).sha256 beside it, it is unfinished: "
                         + "delete it, then run the same command again"
                 )
             } onSignal: { signal, _ in
