@@ -51,11 +51,18 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case .outOfSpace:
             "etcd would run out of space: refused before any write, stopped before the quota (no alarm), or NOSPACE: make room, then run again"
         case .stoppedBySIGHUP:
-            "stopped by SIGHUP (the terminal closed) before the first write: nothing was written, no lock is left"
-        case .stoppedBySIGINT: "stopped by SIGINT (Ctrl-C) before the first write: nothing was written, no lock is left"
-        case .stoppedBySIGTERM: "stopped by SIGTERM before the first write: nothing was written, no lock is left"
+            "stopped by SIGHUP (the terminal closed) " + Self.beforeTheFirstWrite
+        case .stoppedBySIGINT:
+            "stopped by SIGINT (Ctrl-C) " + Self.beforeTheFirstWrite
+        case .stoppedBySIGTERM:
+            "stopped by SIGTERM " + Self.beforeTheFirstWrite
         }
     }
+
+    /// What a signal before the first write leaves.
+    private static let beforeTheFirstWrite =
+        "before the first write: nothing was written; the lock is free, or held until its lease runs out "
+        + "if etcd did not answer or a second signal quit at once"
 
     /// Whether running the same command again, unchanged, can succeed: a failure that may
     /// be transient (etcd unreachable, I/O) or an interrupted run, which resumes. Every other
