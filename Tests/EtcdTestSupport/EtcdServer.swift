@@ -72,6 +72,7 @@ public func runCommand(_ executable: String, _ arguments: [String], directory: S
     process.standardError = capture.handle
     process.standardInput = FileHandle.nullDevice
     try spawnChild(process)
+    capture.closeOurCopy()
     if !waitForExit(process, seconds: 120) {
         kill(process.processIdentifier, SIGKILL)
         throw TestSupportError("\(executable) \(arguments.joined(separator: " ")) did not end within 120 s: \(capture.text())")
@@ -101,6 +102,13 @@ final class CapturedOutput {
     func text() -> String {
         (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
     }
+
+    /// Closes this process's descriptor once the child has its own. Kept open, each capture
+    /// held one until Foundation let go of the `Process`: hundreds at once in a full run, and
+    /// Foundation's `Process.run` on Linux (swift-corelibs-foundation before PR #5472) reads
+    /// past glibc's buffer for `/proc/self/fd` when that holds about 1,360 entries, and
+    /// crashed the test process.
+    func closeOurCopy() { try? handle.close() }
 
     deinit { unlink(path) }
 }

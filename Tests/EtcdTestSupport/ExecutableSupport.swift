@@ -71,6 +71,8 @@ public final class PachmigrateProcess: @unchecked Sendable {
             process.standardError = pipe
         }
         try spawnChild(process)
+        out.closeOurCopy()
+        err.closeOurCopy()
     }
 
     public var pid: Int32 { process.processIdentifier }
