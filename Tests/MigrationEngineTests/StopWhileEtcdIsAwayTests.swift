@@ -1,4 +1,5 @@
 import EtcdGateway
+import Foundation
 import Glibc
 import MigrationEngine
 import Synchronization
@@ -73,5 +74,42 @@ import Testing
         store.beforeRange.withLock { $0 = nil }
         #expect(values(store) == before)
         #expect(try JournalReader(store: store, namespace: Namespace()).history().isEmpty, "no record of the stop was attempted")
+    }
+
+    /// A restore that loses etcd while it lists the keys, after it unstamped the cluster,
+    /// says the cluster is half restored and how to finish; with a stop asked, worded as the
+    /// stop (exit 7). The same restore then finishes.
+    @Test(arguments: [false, true])
+    func aRestoreThatLosesEtcdHalfWaySaysHowToFinish(stopAsked: Bool) throws {
+        let store = toyCluster()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("restore-away-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/backup.jsonl"
+        _ = try migrator(store).run(options: MigrationOptions(backup: .file(path)))
+        let backup = try DumpReader(path: path).readAll()
+
+        // The restore's writes begin with the lock's txn and the unstamping one; the listing follows.
+        let writesBefore = store.txnCount
+        let stop = StopSignal()
+        store.beforeRange.withLock {
+            $0 = { [store] (request: RangeRequest) throws(EtcdError) in
+                guard store.txnCount >= writesBefore + 2, request.keysOnly, request.key.starts(with: Array("app/".utf8)) else { return }
+                if stopAsked { stop.stop(signal: SIGINT) }
+                throw EtcdError(.timeout, "etcd did not answer within 10 s")
+            }
+        }
+        let restorer = Restorer(store: store, namespace: Namespace(), prefixes: ToyMigration().backupPrefixes, logger: testLogger)
+        let error = #expect(throws: MigrationError.self) { try restorer.restore(from: path, stop: stop) }
+        #expect(error?.code == (stopAsked ? .interrupted : .store))
+        #expect(error?.message.contains("the cluster is half restored") == true, "\(error?.message ?? "")")
+        #expect(error?.message.contains("run the same restore command again to finish") == true, "\(error?.message ?? "")")
+
+        store.beforeRange.withLock { $0 = nil }
+        _ = try restorer.restore(from: path)
+        #expect(
+            values(store)
+                == Dictionary(
+                    uniqueKeysWithValues: backup.map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) }))
     }
 }

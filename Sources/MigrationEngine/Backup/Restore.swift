@@ -233,6 +233,20 @@ public struct Restorer: Sendable {
                 throw error
             }
         }
+        // The keys under a root, a page at a time. The cluster is unstamped by now: a failure
+        // says it is half restored and how to finish, as a stop does.
+        func list(_ prefix: [UInt8], _ pages: inout PrefixPages) throws(MigrationError) -> [KeyValue]? {
+            do throws(MigrationError) {
+                return try etcd("listing \(prefix.printable)", { () throws(EtcdError) in try pages.next() })
+            } catch {
+                try stopIfAsked()
+                var halfRestored = error
+                halfRestored.message +=
+                    "; the cluster is half restored and no longer stamped: run the same restore command again to finish "
+                    + "(it is safe to repeat)"
+                throw halfRestored
+            }
+        }
         let unstamped = try write(
             [.deleteRange(DeleteRangeRequest(key: namespace.versionKey)), recordUnderWay], doing: "unstamping the cluster")
         let space = spaceGuard(options.space, startRevision: unstamped)
@@ -255,7 +269,7 @@ public struct Restorer: Sendable {
         }
         for prefix in prefixes.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             var pages = store.pages(prefix: prefix, keysOnly: true)
-            while let page = try etcd("listing \(prefix.printable)", { () throws(EtcdError) in try pages.next() }) {
+            while let page = try list(prefix, &pages) {
                 for kv in page where try held.lookup(kv.key) == nil {
                     doomed.append(kv.key)
                     if doomed.count == perTxn { try removeDoomed() }
